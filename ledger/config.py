@@ -1,0 +1,39 @@
+"""The one place that reads the environment.
+
+`LEDGER_DATABASE_URL`: SQLAlchemy URL of the database (default: `ledger.sqlite3` in
+the working directory, so `ledger` runs with no setup). PostgreSQL URLs may be given
+as `postgresql://...`; the psycopg 3 driver is implied.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_SQLITE_FILE = "ledger.sqlite3"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Settings read from the environment.
+
+    Attributes:
+        database_url: SQLAlchemy URL of the ledger database.
+    """
+
+    database_url: str
+
+
+def normalize_database_url(url: str) -> str:
+    """Make plain `postgresql://` URLs use psycopg 3, the driver the ledger is built on."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    env = os.environ if environ is None else environ
+    url = env.get("LEDGER_DATABASE_URL") or f"sqlite:///{Path.cwd() / DEFAULT_SQLITE_FILE}"
+    return Settings(database_url=normalize_database_url(url))

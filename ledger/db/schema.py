@@ -1,0 +1,153 @@
+"""The ledger's tables, as SQLAlchemy 2 typed declarative models.
+
+The schema is created only by the Alembic migrations in `migrations/`; these
+models describe it for queries (a test checks the two agree). Amounts are BIGINT
+minor units (never Numeric: SQLite stores that as REAL). Ledger foreign keys are
+`ON DELETE RESTRICT`: nothing in the journal may vanish.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, cast
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    Dialect,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import DateTime, TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on both databases.
+
+    PostgreSQL stores `timestamptz`; SQLite has no time zones, so the value is
+    stored as naive UTC text (which sorts correctly) and comes back as UTC.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are refused; use timezone-aware UTC")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# Reusable column types. SQLite only auto-increments "INTEGER PRIMARY KEY".
+Id = Annotated[int, mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)]
+MinorUnits = Annotated[int, mapped_column(BigInteger)]
+CurrencyCode = Annotated[str, mapped_column(String(3))]
+Timestamp = Annotated[datetime, mapped_column(UTCDateTime())]
+JsonDocument = Annotated[dict[str, Any], mapped_column(JSON().with_variant(JSONB(), "postgresql"))]
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class AccountRow(Base):
+    __tablename__ = "accounts"
+
+    id: Mapped[Id]
+    code: Mapped[str] = mapped_column(String(200))
+    currency: Mapped[CurrencyCode]
+    type: Mapped[str] = mapped_column(String(16))
+    normal_side: Mapped[str] = mapped_column(String(6))
+    floor: Mapped[int | None] = mapped_column(BigInteger)
+    slots: Mapped[int] = mapped_column(SmallInteger)
+    metadata_: Mapped[JsonDocument] = mapped_column("metadata")
+    created_at: Mapped[Timestamp]
+
+    __table_args__ = (
+        UniqueConstraint("code", "currency"),
+        # The target of postings' (account_id, currency) foreign key: a posting's
+        # currency is its account's currency, enforced by the database.
+        UniqueConstraint("id", "currency"),
+        CheckConstraint("type IN ('asset', 'liability', 'equity', 'revenue', 'expense')", name="type"),
+        CheckConstraint("normal_side IN ('debit', 'credit')", name="normal_side"),
+        CheckConstraint("slots >= 1 AND (floor IS NULL OR slots = 1)", name="slots"),
+    )
+
+
+class EntryRow(Base):
+    __tablename__ = "entries"
+
+    id: Mapped[Id]
+    idempotency_key: Mapped[str] = mapped_column(String(255), unique=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(100))
+    effective_at: Mapped[Timestamp] = mapped_column(index=True)
+    recorded_at: Mapped[Timestamp]
+    refs: Mapped[JsonDocument]
+    metadata_: Mapped[JsonDocument] = mapped_column("metadata")
+    reverses_entry_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("entries.id", ondelete="RESTRICT"), unique=True
+    )
+
+
+class PostingRow(Base):
+    __tablename__ = "postings"
+
+    id: Mapped[Id]
+    entry_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("entries.id", ondelete="RESTRICT"), index=True)
+    account_id: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[CurrencyCode]
+    side: Mapped[str] = mapped_column(String(6))
+    amount: Mapped[MinorUnits]
+
+    __table_args__ = (
+        ForeignKeyConstraint(["account_id", "currency"], ["accounts.id", "accounts.currency"], ondelete="RESTRICT"),
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint("side IN ('debit', 'credit')", name="side"),
+        # An account's postings in journal order: statements and cursor pagination.
+        Index("ix_postings_account_id_id", "account_id", "id"),
+    )
+
+
+class BalanceRow(Base):
+    """One slot of an account's stored balance, on the account's normal side."""
+
+    __tablename__ = "balances"
+
+    account_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("accounts.id", ondelete="RESTRICT"), primary_key=True
+    )
+    slot: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    balance: Mapped[MinorUnits]
+
+
+# The tables, for Core statements (the posting hot path and the audit use Core).
+accounts = cast(Table, AccountRow.__table__)
+entries = cast(Table, EntryRow.__table__)
+postings = cast(Table, PostingRow.__table__)
+balances = cast(Table, BalanceRow.__table__)

@@ -1,0 +1,136 @@
+"""Units of work and retryable transactions.
+
+A use case runs inside `Database.transaction(work)`: `work(uow)` gets a unit of
+work bound to one database transaction, which commits once when `work` returns
+and rolls back if it raises. If the database reports a serialization failure or a
+deadlock (PostgreSQL), or a lock timeout (SQLite), the whole transaction is rolled
+back and run again, up to `max_attempts` times; every retry is counted in
+`Database.retries` and logged. `work` must therefore not have side effects outside
+the database; what must happen only after commit goes to `uow.after_commit`.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
+
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DBAPIError
+
+from ledger.clock import Clock, SystemClock
+from ledger.db.engine import make_engine
+from ledger.errors import RetriesExhausted
+
+if TYPE_CHECKING:
+    from ledger.db.account_store import AccountCache, AccountStore
+    from ledger.db.journal_store import JournalStore
+
+T = TypeVar("T")
+log = logging.getLogger("ledger.transactions")
+
+#: PostgreSQL SQLSTATEs after which a transaction is safe and useful to run again.
+RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})  # serialization_failure, deadlock_detected
+
+
+def is_retryable(error: DBAPIError) -> bool:
+    sqlstate = getattr(error.orig, "sqlstate", None)
+    if sqlstate in RETRYABLE_SQLSTATES:
+        return True
+    message = str(error.orig).lower()
+    return "database is locked" in message or "database is busy" in message
+
+
+class UnitOfWork:
+    """One database transaction and the stores that work inside it.
+
+    Attributes:
+        connection: the SQLAlchemy connection, inside its transaction.
+        clock: where the use cases take the time from.
+        accounts: accounts and their balances.
+        journal: entries and postings.
+    """
+
+    def __init__(self, connection: Connection, database: Database) -> None:
+        from ledger.db.account_store import AccountStore
+        from ledger.db.journal_store import JournalStore
+
+        self.connection = connection
+        self.dialect = connection.dialect.name
+        self.clock = database.clock
+        self.accounts: AccountStore = AccountStore(self, database.account_cache)
+        self.journal: JournalStore = JournalStore(self)
+        self._after_commit: list[Callable[[], None]] = []
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run `callback` once the transaction has committed (never if it rolls back)."""
+        self._after_commit.append(callback)
+
+    def _committed(self) -> None:
+        for callback in self._after_commit:
+            callback()
+
+
+class Database:
+    """An engine, the account cache and the retry counter, shared by all units of work.
+
+    Attributes:
+        engine: the SQLAlchemy engine.
+        clock: the clock units of work hand to use cases.
+        retries: transactions run again after a serialization failure, deadlock or lock timeout.
+    """
+
+    def __init__(self, url_or_engine: str | Engine, *, clock: Clock | None = None, max_attempts: int = 12) -> None:
+        from ledger.db.account_store import AccountCache
+
+        self.engine = make_engine(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
+        self.clock: Clock = clock or SystemClock()
+        self.max_attempts = max_attempts
+        self.account_cache: AccountCache = AccountCache()
+        self._retries = 0
+        self._lock = threading.Lock()
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @property
+    def retries(self) -> int:
+        return self._retries
+
+    def transaction(self, work: Callable[[UnitOfWork], T], *, read_only: bool = False) -> T:
+        """Run `work` in one transaction, committing once; retry it on a lost race."""
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                with self.engine.connect() as connection:
+                    # SQLite: a reader need not take the write lock (see engine.py).
+                    connection.info["ledger_read_only"] = read_only
+                    if read_only and self.dialect == "postgresql":
+                        # One snapshot for all the reads of the transaction.
+                        connection = connection.execution_options(
+                            isolation_level="REPEATABLE READ", postgresql_readonly=True
+                        )
+                    with connection.begin():
+                        uow = UnitOfWork(connection, self)
+                        result = work(uow)
+                uow._committed()
+                return result
+            except DBAPIError as error:
+                if not is_retryable(error):
+                    raise
+                if attempt == self.max_attempts:
+                    raise RetriesExhausted(
+                        f"gave up after {attempt} attempts: {error.orig}", attempts=attempt
+                    ) from error
+                with self._lock:
+                    self._retries += 1
+                log.warning("transaction retried (attempt %d): %s", attempt, str(error.orig).splitlines()[0])
+                # Jittered exponential backoff keeps retrying writers from colliding again.
+                time.sleep(random.uniform(0, 0.002 * 2 ** min(attempt, 8)))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def dispose(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,162 @@
+"""The ledger's service layer: what the CLI, the API, other modules and tests call.
+
+`Ledger` wires a database and a clock together and runs each core use case in
+its own retryable transaction. Modules that need several steps in one transaction
+(escrow: a state change and its entry) call `Ledger.transaction(work)` and use the
+functions of `ledger.accounts` and `ledger.journal` on the unit of work they get.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+from ledger.accounts import Account, AccountSpec, open_account
+from ledger.audit import AuditReport, run_checks
+from ledger.clock import Clock, require_utc
+from ledger.config import load_settings
+from ledger.db.engine import require_migrated, upgrade
+from ledger.db.unit_of_work import Database, UnitOfWork
+from ledger.errors import InvalidRequest
+from ledger.journal import Entry, EntryRequest, post_entries, post_entry, reverse_entry
+from ledger.money import normalize_currency
+
+T = TypeVar("T")
+
+MAX_PAGE = 1000
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a journal listing.
+
+    Attributes:
+        entries: the entries, in the order asked for.
+        next_cursor: pass as `after` to get the next page; None on the last page.
+    """
+
+    entries: list[Entry]
+    next_cursor: int | None
+
+
+class Ledger:
+    """The double-entry ledger over one database.
+
+    Attributes:
+        database: engine, account cache and retry counter.
+    """
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    @classmethod
+    def connect(cls, url: str | None = None, *, clock: Clock | None = None, migrate: bool = False) -> Ledger:
+        """A ledger on `url` (default: LEDGER_DATABASE_URL). Refuses an unmigrated
+        database unless `migrate` is set, in which case it migrates it first."""
+        database = Database(url or load_settings().database_url, clock=clock)
+        if migrate:
+            upgrade(database.engine)
+        require_migrated(database.engine)
+        return cls(database)
+
+    @property
+    def clock(self) -> Clock:
+        return self.database.clock
+
+    def transaction(self, work: Callable[[UnitOfWork], T], *, read_only: bool = False) -> T:
+        return self.database.transaction(work, read_only=read_only)
+
+    # --- writes ------------------------------------------------------------------
+
+    def open_account(self, spec: AccountSpec) -> Account:
+        return self.transaction(lambda uow: open_account(uow, spec))
+
+    def post(self, request: EntryRequest) -> Entry:
+        return self.transaction(lambda uow: post_entry(uow, request))
+
+    def post_batch(self, requests: Sequence[EntryRequest]) -> list[Entry]:
+        return self.transaction(lambda uow: post_entries(uow, requests))
+
+    def reverse(
+        self,
+        entry_id: int,
+        *,
+        idempotency_key: str,
+        effective_at: datetime | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> Entry:
+        return self.transaction(
+            lambda uow: reverse_entry(
+                uow, entry_id, idempotency_key=idempotency_key, effective_at=effective_at, metadata=metadata
+            )
+        )
+
+    # --- reads -------------------------------------------------------------------
+
+    def account(self, code: str, currency: str) -> Account:
+        currency = normalize_currency(currency)
+        return self.transaction(lambda uow: uow.accounts.get(code, currency), read_only=True)
+
+    def balance(self, code: str, currency: str, *, as_of: datetime | None = None) -> int:
+        """The balance on the account's normal side, in minor units.
+
+        Without `as_of`: the stored balance now. With `as_of`: the sum of postings of
+        entries effective strictly before `as_of` (periods are half-open, [from, to)).
+        """
+        currency = normalize_currency(currency)
+        moment = None if as_of is None else _utc(as_of, "as_of")
+
+        def read(uow: UnitOfWork) -> int:
+            account = uow.accounts.get(code, currency)
+            if moment is None:
+                return uow.accounts.balance(account)
+            return uow.accounts.balance_as_of(account, moment)
+
+        return self.transaction(read, read_only=True)
+
+    def entry(self, entry_id: int) -> Entry:
+        return self.transaction(lambda uow: uow.journal.get(entry_id), read_only=True)
+
+    def account_entries(self, code: str, currency: str, *, after: int | None = None, limit: int = 100) -> Page:
+        """The entries touching one account, in journal order, a page at a time."""
+        currency = normalize_currency(currency)
+        size = _page_size(limit)
+
+        def read(uow: UnitOfWork) -> list[Entry]:
+            account = uow.accounts.get(code, currency)
+            return uow.journal.page(after_id=after, limit=size + 1, account=account)
+
+        return _paginate(self.transaction(read, read_only=True), size)
+
+    def journal(self, *, after: int | None = None, limit: int = 100) -> Page:
+        """The whole journal in order, a page at a time."""
+        size = _page_size(limit)
+        found = self.transaction(lambda uow: uow.journal.page(after_id=after, limit=size + 1), read_only=True)
+        return _paginate(found, size)
+
+    def audit(self) -> AuditReport:
+        """Check the ledger's invariants over the whole database (see `ledger.audit`)."""
+        return self.transaction(lambda uow: run_checks(uow.connection), read_only=True)
+
+    def close(self) -> None:
+        self.database.dispose()
+
+
+def _utc(at: datetime, field: str) -> datetime:
+    try:
+        return require_utc(at)
+    except ValueError as error:
+        raise InvalidRequest(str(error), field=field) from None
+
+
+def _page_size(limit: int) -> int:
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+        raise InvalidRequest(f"limit must be between 1 and {MAX_PAGE}", field="limit")
+    return limit
+
+
+def _paginate(found: list[Entry], size: int) -> Page:
+    page = found[:size]
+    return Page(entries=page, next_cursor=page[-1].id if len(found) > size else None)

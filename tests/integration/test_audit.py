@@ -1,0 +1,168 @@
+"""`ledger audit` proves invariants 1-3 and 7; each check catches the corruption it is for.
+
+The corruptions are made with raw SQL on SQLite, where the guard triggers can be
+dropped (on PostgreSQL the database refuses them, see test_database_guards.py).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ledger import AccountSpec, AccountType, EntryRequest, Ledger, credit, debit
+from ledger.audit import MAX_PROBLEMS
+from ledger.cli import main
+
+
+@pytest.fixture
+def sqlite_book(tmp_path: Path, sqlite_template: Path) -> Iterator[Ledger]:
+    path = tmp_path / "ledger.sqlite3"
+    path.write_bytes(sqlite_template.read_bytes())
+    book = Ledger.connect(f"sqlite:///{path}")
+    book.open_account(AccountSpec("assets:psp:stripe", AccountType.ASSET, "USD"))
+    book.open_account(AccountSpec("liabilities:escrow:ms_1", AccountType.LIABILITY, "USD", floor=0))
+    book.open_account(AccountSpec("revenue:fees:service", AccountType.REVENUE, "USD", slots=4))
+    book.post(
+        EntryRequest(
+            "fund",
+            "escrow.fund",
+            (debit("assets:psp:stripe", 1000, "USD"), credit("liabilities:escrow:ms_1", 1000, "USD")),
+        )
+    )
+    book.post(
+        EntryRequest(
+            "release",
+            "escrow.release",
+            (debit("liabilities:escrow:ms_1", 400, "USD"), credit("revenue:fees:service", 400, "USD")),
+        )
+    )
+    yield book
+    book.close()
+
+
+def corrupt(book: Ledger, *statements: str) -> None:
+    """Run raw SQL with the journal's guard triggers dropped and foreign keys off."""
+    book.database.engine.dispose()
+    database = book.database.engine.url.database
+    assert database is not None
+    connection = sqlite3.connect(database, isolation_level=None)
+    connection.execute("PRAGMA foreign_keys = OFF")
+    connection.execute("BEGIN")
+    for name in ("entries_refuse_update", "entries_refuse_delete", "postings_refuse_update", "postings_refuse_delete"):
+        connection.execute(f"DROP TRIGGER IF EXISTS {name}")
+    for statement in statements:
+        connection.execute(statement)
+    connection.execute("COMMIT")
+    connection.close()
+
+
+def failed(book: Ledger) -> dict[str, list[dict[str, object]]]:
+    report = book.audit().to_dict()
+    assert report["ok"] is False
+    return {c["name"]: c["problems"] for c in report["checks"] if not c["ok"]}
+
+
+def test_a_clean_ledger_passes_every_check(sqlite_book: Ledger) -> None:
+    report = sqlite_book.audit().to_dict()
+    assert report == {
+        "ok": True,
+        "checks": [
+            {"name": "entries_balance", "ok": True, "problems": []},
+            {"name": "balances_match_postings", "ok": True, "problems": []},
+            {"name": "floors_respected", "ok": True, "problems": []},
+            {"name": "trial_balance", "ok": True, "problems": []},
+            {"name": "idempotency_keys_unique", "ok": True, "problems": []},
+        ],
+    }
+
+
+def test_an_unbalanced_entry_is_named(sqlite_book: Ledger) -> None:
+    corrupt(sqlite_book, "UPDATE postings SET amount = 999 WHERE entry_id = 1 AND side = 'debit'")
+    problems = failed(sqlite_book)
+    assert problems["entries_balance"] == [
+        {"entry_id": 1, "currency": "USD", "debits": 999, "credits": 1000, "problem": "debits differ from credits"}
+    ]
+    assert problems["trial_balance"][0]["measured_by"] == "postings"
+    assert problems["balances_match_postings"][0]["account"] == "assets:psp:stripe"
+
+
+def test_an_entry_without_postings_is_named(sqlite_book: Ledger) -> None:
+    corrupt(sqlite_book, "DELETE FROM postings WHERE entry_id = 2")
+    assert {"entry_id": 2, "postings": 0, "problem": "fewer than two postings"} in failed(sqlite_book)[
+        "entries_balance"
+    ]
+
+
+def test_a_stored_balance_that_differs_from_its_postings_is_named(sqlite_book: Ledger) -> None:
+    corrupt(sqlite_book, "UPDATE balances SET balance = balance + 7 WHERE account_id = 3 AND slot = 0")
+    problems = failed(sqlite_book)
+    assert problems["balances_match_postings"] == [
+        {"account": "revenue:fees:service", "currency": "USD", "stored_balance": 407, "sum_of_postings": 400}
+    ]
+    assert problems["trial_balance"] == [
+        {"currency": "USD", "debits_minus_credits": -7, "measured_by": "stored balances"}
+    ]
+
+
+def test_a_balance_below_its_floor_is_named(sqlite_book: Ledger) -> None:
+    corrupt(
+        sqlite_book,
+        "UPDATE postings SET amount = 1400 WHERE entry_id = 2",
+        "UPDATE balances SET balance = -400 WHERE account_id = 2",
+    )
+    floors = failed(sqlite_book)["floors_respected"]
+    assert floors == [
+        {
+            "account": "liabilities:escrow:ms_1",
+            "currency": "USD",
+            "floor": 0,
+            "balance": -400,
+            "measured_by": "stored balance",
+        }
+    ]
+
+
+def test_a_duplicated_idempotency_key_is_named(sqlite_book: Ledger) -> None:
+    corrupt(
+        sqlite_book,
+        # SQLite cannot drop a table's UNIQUE constraint; rebuild the table without it.
+        "ALTER TABLE entries RENAME TO entries_with_unique_keys",
+        "CREATE TABLE entries AS SELECT * FROM entries_with_unique_keys",
+        "INSERT INTO entries SELECT 3, idempotency_key, request_hash, kind, effective_at, recorded_at, refs, metadata,"
+        " reverses_entry_id FROM entries WHERE id = 1",
+        "INSERT INTO postings (entry_id, account_id, currency, side, amount) VALUES (3, 1, 'USD', 'debit', 1), (3, 2, 'USD', 'credit', 1)",
+        "UPDATE balances SET balance = balance + 1 WHERE account_id IN (1, 2)",
+    )
+    problems = failed(sqlite_book)
+    assert problems == {
+        "idempotency_keys_unique": [{"idempotency_key": "fund", "entries": 2, "first_entry_id": 1, "last_entry_id": 3}]
+    }
+
+
+def test_problems_are_capped_and_the_rest_counted(sqlite_book: Ledger) -> None:
+    rows = ", ".join(
+        f"({i}, 'k{i}', 'x', 'raw', '2026-01-01 00:00:00', '2026-01-01 00:00:00', '{{}}', '{{}}')"
+        for i in range(10, 10 + MAX_PROBLEMS + 5)
+    )
+    corrupt(
+        sqlite_book,
+        f"INSERT INTO entries (id, idempotency_key, request_hash, kind, effective_at, recorded_at, refs, metadata) VALUES {rows}",
+    )
+    problems = failed(sqlite_book)["entries_balance"]
+    assert len(problems) == MAX_PROBLEMS + 1
+    assert problems[-1]["omitted"] == 5
+
+
+def test_the_audit_command_prints_json_and_exits_1_on_a_violation(
+    sqlite_book: Ledger, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("LEDGER_DATABASE_URL", str(sqlite_book.database.engine.url))
+    assert main(["audit", "--json"]) == 0
+    corrupt(sqlite_book, "UPDATE postings SET amount = 999 WHERE entry_id = 1 AND side = 'debit'")
+    capsys.readouterr()
+    assert main(["audit"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL  entries_balance: 1 problems" in out and "entry_id=1" in out

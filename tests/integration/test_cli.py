@@ -1,0 +1,80 @@
+"""The `ledger` command: one-line errors and non-zero exits; reads for operators."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ledger import AccountSpec, AccountType, EntryRequest, Ledger, credit, debit
+from ledger.cli import main
+
+
+def ledger_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ledger.cli", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_a_fresh_directory_needs_db_upgrade_first(tmp_path: Path) -> None:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "LEDGER_DATABASE_URL"}
+    refused = ledger_cli(["audit"], tmp_path, env)
+    assert refused.returncode == 2
+    assert refused.stderr.count("\n") == 1 and "run `ledger db upgrade`" in refused.stderr
+    assert ledger_cli(["db", "upgrade"], tmp_path, env).returncode == 0
+    assert (tmp_path / "ledger.sqlite3").exists()  # the embedded default
+    audited = ledger_cli(["audit"], tmp_path, env)
+    assert audited.returncode == 0, audited.stderr
+    assert "all invariants hold" in audited.stdout
+    current = ledger_cli(["db", "current"], tmp_path, env)
+    assert "up to date" in current.stdout
+
+
+def test_bad_input_gets_one_line_and_exit_2(
+    fresh_database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("LEDGER_DATABASE_URL", fresh_database_url)
+    for args, message in [
+        (["balance", "assets:nope", "USD"], "no account assets:nope in USD"),
+        (["balance", "assets:nope", "ZZZ"], "unknown currency"),
+        (["balance", "a", "USD", "--as-of", "2026-01-01T00:00:00"], "no UTC offset"),
+        (["frobnicate"], "invalid choice"),
+    ]:
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("ledger: error: ") and message in err and err.count("\n") == 1
+
+
+def test_balance_and_journal_read_the_ledger(
+    fresh_database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    book = Ledger.connect(fresh_database_url)
+    book.open_account(AccountSpec("assets:psp:stripe", AccountType.ASSET, "USD"))
+    book.open_account(AccountSpec("liabilities:escrow:ms_1", AccountType.LIABILITY, "USD", floor=0))
+    book.post(
+        EntryRequest(
+            "k",
+            "escrow.fund",
+            (debit("assets:psp:stripe", 123456, "USD"), credit("liabilities:escrow:ms_1", 123456, "USD")),
+        )
+    )
+    book.close()
+    monkeypatch.setenv("LEDGER_DATABASE_URL", fresh_database_url)
+    assert main(["balance", "liabilities:escrow:ms_1", "usd"]) == 0
+    assert capsys.readouterr().out == "1234.56 USD\n"
+    assert main(["balance", "liabilities:escrow:ms_1", "USD", "--as-of", "2000-01-01T00:00:00Z"]) == 0
+    assert capsys.readouterr().out == "0.00 USD\n"
+    assert main(["journal"]) == 0
+    line = json.loads(capsys.readouterr().out)
+    assert line["kind"] == "escrow.fund"
+    assert line["postings"][0] == {
+        "account": "assets:psp:stripe",
+        "side": "debit",
+        "amount": "1234.56",
+        "currency": "USD",
+    }
