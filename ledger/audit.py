@@ -11,6 +11,9 @@ computed by the database). Checks (numbers from DESIGN.md, "Invariants"):
    its postings; `floors_respected`: no balance is below its account's floor.
 3. `trial_balance`: per currency, all debits equal all credits, over the postings
    and over the stored balances.
+6. `fee_chain`: each freelancer-client pair's fee events form an unbroken chain
+   of lifetime billings ending at the pair's stored total, and each event's fee
+   recomputes from its lifetime before and after under the schedule it names.
 7. `idempotency_keys_unique`: no two entries share a key, and no entry is
    reversed twice.
 """
@@ -24,7 +27,9 @@ from typing import Any
 
 from sqlalchemy import Connection, case, func, literal, select
 
-from ledger.db.schema import accounts, balances, entries, postings
+from ledger.db.schema import accounts, balances, entries, fee_events, fee_schedules, lifetime_billings, postings
+from ledger.fees.rule import cumulative_fee, round_minor
+from ledger.fees.schedule import FeeSchedule
 
 MAX_PROBLEMS = 100
 STREAM_ROWS = 1000
@@ -172,12 +177,79 @@ def idempotency_keys_unique(connection: Connection) -> Iterator[Problem]:
         yield {"entry_id": int(entry_id), "reversals": int(n), "problem": "reversed more than once"}
 
 
+def fee_chain(connection: Connection) -> Iterator[Problem]:
+    """Invariant 6: each pair's fee events chain from 0 to its lifetime billings, and
+    each event's fee is R(F(after)) - R(F(before)) under the schedule it names."""
+    schedules = {
+        int(row.id): FeeSchedule.from_data(row.definition) for row in connection.execute(select(fee_schedules))
+    }
+    pair_columns = (fee_events.c.freelancer_id, fee_events.c.client_id, fee_events.c.currency)
+    pair: tuple[str, str, str] | None = None
+    expected_before = 0
+    for row in _stream(connection, select(fee_events).order_by(*pair_columns, fee_events.c.id)):
+        this = (row.freelancer_id, row.client_id, row.currency)
+        if this != pair:
+            pair, expected_before = this, 0
+        if int(row.lifetime_before) != expected_before:
+            yield {
+                "fee_event_id": int(row.id),
+                "lifetime_before": int(row.lifetime_before),
+                "expected": expected_before,
+            }
+        tiers = schedules[int(row.schedule_id)].tiers_for(row.currency)
+        high, low = sorted((int(row.lifetime_before), int(row.lifetime_after)), reverse=True)
+        recomputed = round_minor(cumulative_fee(tiers, high)) - round_minor(cumulative_fee(tiers, low))
+        if recomputed != int(row.fee):
+            yield {"fee_event_id": int(row.id), "fee": int(row.fee), "recomputed": recomputed}
+        expected_before = int(row.lifetime_after)
+
+    # The chain's end is the pair's stored lifetime billings (0 for a pair without events).
+    last_ids = select(*pair_columns, func.max(fee_events.c.id).label("last_id")).group_by(*pair_columns).subquery()
+    last = fee_events.alias("last_event")
+    lb = lifetime_billings
+    ends = (
+        select(lb.c.freelancer_id, lb.c.client_id, lb.c.currency, lb.c.billed, last.c.lifetime_after)
+        .select_from(
+            lb.outerjoin(
+                last_ids,
+                (last_ids.c.freelancer_id == lb.c.freelancer_id)
+                & (last_ids.c.client_id == lb.c.client_id)
+                & (last_ids.c.currency == lb.c.currency),
+            ).outerjoin(last, last.c.id == last_ids.c.last_id)
+        )
+        .where(func.coalesce(last.c.lifetime_after, 0) != lb.c.billed)
+        .order_by(lb.c.freelancer_id, lb.c.client_id, lb.c.currency)
+    )
+    for row in _stream(connection, ends):
+        yield {
+            "pair": [row.freelancer_id, row.client_id, row.currency],
+            "lifetime_billings": int(row.billed),
+            "last_event_after": int(row.lifetime_after or 0),
+        }
+    orphans = (
+        select(*pair_columns)
+        .select_from(
+            fee_events.outerjoin(
+                lb,
+                (lb.c.freelancer_id == fee_events.c.freelancer_id)
+                & (lb.c.client_id == fee_events.c.client_id)
+                & (lb.c.currency == fee_events.c.currency),
+            )
+        )
+        .where(lb.c.billed.is_(None))
+        .distinct()
+    )
+    for row in _stream(connection, orphans):
+        yield {"pair": list(row), "problem": "fee events without lifetime billings"}
+
+
 CHECKS: list[tuple[str, Check]] = [
     ("entries_balance", entries_balance),
     ("balances_match_postings", balances_match_postings),
     ("floors_respected", floors_respected),
     ("trial_balance", trial_balance),
     ("idempotency_keys_unique", idempotency_keys_unique),
+    ("fee_chain", fee_chain),
 ]
 
 

@@ -16,8 +16,9 @@ from typing import Any
 from ledger.config import load_settings
 from ledger.db.engine import current_revision, head_revision, make_engine, upgrade
 from ledger.errors import LedgerError
+from ledger.fees.rule import FeeBreakdown
 from ledger.journal import Entry
-from ledger.money import format_amount
+from ledger.money import format_amount, normalize_currency, to_minor
 from ledger.service import Ledger
 
 EXIT_OK, EXIT_AUDIT_FAILED, EXIT_ERROR = 0, 1, 2
@@ -84,6 +85,19 @@ def build_parser() -> argparse.ArgumentParser:
     balance.add_argument("currency")
     balance.add_argument("--as-of", type=parse_time, help="only entries effective before this time")
 
+    fee = commands.add_parser("fees", help="the service fee: schedules and quotes")
+    fee_commands = fee.add_subparsers(dest="fees_command", required=True, parser_class=_Parser)
+    fee_commands.add_parser("schedules", help="list the schedules put in force, oldest first")
+    activate = fee_commands.add_parser("activate", help="put a shipped schedule (classic, flat-10) in force")
+    activate.add_argument("name")
+    activate.add_argument("--from", dest="effective_from", type=parse_time, required=True, help="a future time")
+    quote = fee_commands.add_parser("quote", help="preview the fee of a payment (charges nothing)")
+    quote.add_argument("--freelancer", required=True)
+    quote.add_argument("--client", required=True)
+    quote.add_argument("--amount", required=True, help='decimal major units, e.g. "1000.00"')
+    quote.add_argument("--currency", required=True)
+    quote.add_argument("--at", type=parse_time, help="price under the schedule in force then (default: now)")
+
     journal = commands.add_parser("journal", help="print journal entries as JSON lines, in order")
     journal.add_argument("--after", type=int, help="start after this entry id")
     journal.add_argument("--limit", type=int, default=100)
@@ -117,6 +131,8 @@ def run(argv: Sequence[str]) -> int:
             amount = book.balance(args.account, args.currency, as_of=args.as_of)
             print(f"{format_amount(amount, args.currency.upper())} {args.currency.upper()}")
             return EXIT_OK
+        if args.command == "fees":
+            return run_fees(book, args)
         if args.command == "journal":
             page = book.journal(after=args.after, limit=args.limit)
             for entry in page.entries:
@@ -127,6 +143,48 @@ def run(argv: Sequence[str]) -> int:
     finally:
         book.close()
     raise UsageError(f"unknown command {args.command}")  # pragma: no cover
+
+
+def run_fees(book: Ledger, args: argparse.Namespace) -> int:
+    if args.fees_command == "schedules":
+        for item in book.fee_schedules():
+            print(f"{item.effective_from.isoformat()}  {item.schedule.name}")
+        return EXIT_OK
+    if args.fees_command == "activate":
+        item = book.activate_fee_schedule(args.name, args.effective_from)
+        print(f"{item.schedule.name} in force from {item.effective_from.isoformat()}")
+        return EXIT_OK
+    currency = normalize_currency(args.currency)
+    breakdown = book.quote_fee(
+        freelancer_id=args.freelancer,
+        client_id=args.client,
+        amount=to_minor(args.amount, currency),
+        currency=currency,
+        at=args.at,
+    )
+    print(json.dumps(fee_json(breakdown), indent=2))
+    return EXIT_OK
+
+
+def fee_json(breakdown: FeeBreakdown) -> dict[str, Any]:
+    currency = breakdown.currency
+
+    def money(minor: int) -> str:
+        return format_amount(minor, currency)
+
+    return {
+        "schedule": breakdown.schedule,
+        "currency": currency,
+        "amount": money(breakdown.amount),
+        "fee": money(breakdown.fee),
+        "net": money(breakdown.net),
+        "blended_rate": str(breakdown.blended_rate),
+        "lifetime_before": money(breakdown.lifetime_before),
+        "lifetime_after": money(breakdown.lifetime_after),
+        "lines": [
+            {"amount": money(line.amount), "rate": str(line.rate), "fee": money(line.fee)} for line in breakdown.lines
+        ],
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:

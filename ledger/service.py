@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
+from ledger import fees
 from ledger.accounts import Account, AccountSpec, open_account
 from ledger.audit import AuditReport, run_checks
 from ledger.clock import Clock, require_utc
@@ -20,6 +21,7 @@ from ledger.config import load_settings
 from ledger.db.engine import require_migrated, upgrade
 from ledger.db.unit_of_work import Database, UnitOfWork
 from ledger.errors import InvalidRequest
+from ledger.fees.rule import FeeBreakdown
 from ledger.journal import Entry, EntryRequest, post_entries, post_entry, reverse_entry
 from ledger.money import normalize_currency
 
@@ -135,6 +137,40 @@ class Ledger:
         size = _page_size(limit)
         found = self.transaction(lambda uow: uow.journal.page(after_id=after, limit=size + 1), read_only=True)
         return _paginate(found, size)
+
+    # --- fees ----------------------------------------------------------------------
+
+    def quote_fee(
+        self, *, freelancer_id: str, client_id: str, amount: int, currency: str, at: datetime | None = None
+    ) -> FeeBreakdown:
+        """Preview the fee on a prospective payment (charges nothing)."""
+        return self.transaction(
+            lambda uow: fees.quote_fee(
+                uow, freelancer_id=freelancer_id, client_id=client_id, amount=amount, currency=currency, at=at
+            ),
+            read_only=True,
+        )
+
+    def charge_fee(self, **request: Any) -> fees.FeeEvent:
+        """Charge the fee on a payment (see `ledger.fees.charge_fee`), in its own transaction."""
+        return self.transaction(lambda uow: fees.charge_fee(uow, **request))
+
+    def refund_fee(self, **request: Any) -> fees.FeeEvent:
+        """Return the fee on a refund (see `ledger.fees.refund_fee`), in its own transaction."""
+        return self.transaction(lambda uow: fees.refund_fee(uow, **request))
+
+    def lifetime_billings(self, freelancer_id: str, client_id: str, currency: str) -> int:
+        code = normalize_currency(currency)
+        return self.transaction(lambda uow: fees.lifetime_billings(uow, freelancer_id, client_id, code), read_only=True)
+
+    def fee_schedules(self) -> list[fees.ScheduleInForce]:
+        return self.transaction(fees.schedules, read_only=True)
+
+    def activate_fee_schedule(self, name: str, effective_from: datetime) -> fees.ScheduleInForce:
+        """Put a shipped schedule in force from a future time."""
+        return self.transaction(lambda uow: fees.activate_schedule(uow, name, effective_from))
+
+    # --- audit -----------------------------------------------------------------------
 
     def audit(self) -> AuditReport:
         """Check the ledger's invariants over the whole database (see `ledger.audit`)."""

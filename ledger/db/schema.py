@@ -151,3 +151,69 @@ accounts = cast(Table, AccountRow.__table__)
 entries = cast(Table, EntryRow.__table__)
 postings = cast(Table, PostingRow.__table__)
 balances = cast(Table, BalanceRow.__table__)
+
+
+# --- fees ------------------------------------------------------------------------
+
+
+class FeeScheduleRow(Base):
+    """A schedule put in force from `effective_from` (the newest one not after a time rules it)."""
+
+    __tablename__ = "fee_schedules"
+
+    id: Mapped[Id]
+    name: Mapped[str] = mapped_column(String(100))
+    effective_from: Mapped[Timestamp] = mapped_column(unique=True)
+    definition: Mapped[JsonDocument]
+    created_at: Mapped[Timestamp]
+
+
+class LifetimeBillingsRow(Base):
+    """What a freelancer has billed a client, net of refunds, in one currency."""
+
+    __tablename__ = "lifetime_billings"
+
+    freelancer_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    currency: Mapped[CurrencyCode] = mapped_column(primary_key=True)
+    billed: Mapped[MinorUnits]
+
+    __table_args__ = (CheckConstraint("billed >= 0", name="billed_not_negative"),)
+
+
+class FeeEventRow(Base):
+    """One fee charge or refund, with what an auditor needs to recompute it."""
+
+    __tablename__ = "fee_events"
+
+    id: Mapped[Id]
+    idempotency_key: Mapped[str] = mapped_column(String(255), unique=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(10))
+    freelancer_id: Mapped[str] = mapped_column(String(100))
+    client_id: Mapped[str] = mapped_column(String(100))
+    currency: Mapped[CurrencyCode]
+    amount: Mapped[MinorUnits]
+    fee: Mapped[MinorUnits]
+    lifetime_before: Mapped[MinorUnits]
+    lifetime_after: Mapped[MinorUnits]
+    schedule_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("fee_schedules.id", ondelete="RESTRICT"))
+    effective_at: Mapped[Timestamp]
+    recorded_at: Mapped[Timestamp]
+
+    __table_args__ = (
+        CheckConstraint("kind IN ('charge', 'refund')", name="kind"),
+        CheckConstraint("amount >= 0 AND fee >= 0 AND lifetime_before >= 0 AND lifetime_after >= 0", name="amounts"),
+        CheckConstraint(
+            "(kind = 'charge' AND lifetime_after = lifetime_before + amount)"
+            " OR (kind = 'refund' AND lifetime_after = lifetime_before - amount)",
+            name="lifetime_moves_by_amount",
+        ),
+        # The chain of a pair's events, in order: the fee audit walks it.
+        Index("ix_fee_events_pair", "freelancer_id", "client_id", "currency", "id"),
+    )
+
+
+fee_schedules = cast(Table, FeeScheduleRow.__table__)
+lifetime_billings = cast(Table, LifetimeBillingsRow.__table__)
+fee_events = cast(Table, FeeEventRow.__table__)

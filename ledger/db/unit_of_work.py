@@ -27,6 +27,7 @@ from ledger.errors import RetriesExhausted
 
 if TYPE_CHECKING:
     from ledger.db.account_store import AccountCache, AccountStore
+    from ledger.db.fee_store import FeeStore
     from ledger.db.journal_store import JournalStore
 
 T = TypeVar("T")
@@ -52,10 +53,12 @@ class UnitOfWork:
         clock: where the use cases take the time from.
         accounts: accounts and their balances.
         journal: entries and postings.
+        fees: fee schedules, lifetime billings and fee events.
     """
 
     def __init__(self, connection: Connection, database: Database) -> None:
         from ledger.db.account_store import AccountStore
+        from ledger.db.fee_store import FeeStore
         from ledger.db.journal_store import JournalStore
 
         self.connection = connection
@@ -63,6 +66,7 @@ class UnitOfWork:
         self.clock = database.clock
         self.accounts: AccountStore = AccountStore(self, database.account_cache)
         self.journal: JournalStore = JournalStore(self)
+        self.fees: FeeStore = FeeStore(self)
         self._after_commit: list[Callable[[], None]] = []
 
     def after_commit(self, callback: Callable[[], None]) -> None:

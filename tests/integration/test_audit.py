@@ -75,6 +75,7 @@ def test_a_clean_ledger_passes_every_check(sqlite_book: Ledger) -> None:
             {"name": "floors_respected", "ok": True, "problems": []},
             {"name": "trial_balance", "ok": True, "problems": []},
             {"name": "idempotency_keys_unique", "ok": True, "problems": []},
+            {"name": "fee_chain", "ok": True, "problems": []},
         ],
     }
 
@@ -166,3 +167,29 @@ def test_the_audit_command_prints_json_and_exits_1_on_a_violation(
     assert main(["audit"]) == 1
     out = capsys.readouterr().out
     assert "FAIL  entries_balance: 1 problems" in out and "entry_id=1" in out
+
+
+def test_a_broken_fee_chain_is_named(sqlite_book: Ledger) -> None:
+    for key, amount in (("p1", 400_00), ("p2", 200_00)):
+        sqlite_book.charge_fee(
+            idempotency_key=key, freelancer_id="fr_1", client_id="cl_1", amount=amount, currency="USD"
+        )
+    assert sqlite_book.audit().ok
+    corrupt(
+        sqlite_book,
+        "DROP TRIGGER fee_events_refuse_update",
+        "UPDATE fee_events SET fee = fee + 1 WHERE idempotency_key = 'p2'",
+        "UPDATE lifetime_billings SET billed = billed + 5",
+    )
+    problems = failed(sqlite_book)["fee_chain"]
+    assert {"fee_event_id": 2, "fee": 30_01, "recomputed": 30_00} in problems
+    assert {"pair": ["fr_1", "cl_1", "USD"], "lifetime_billings": 600_05, "last_event_after": 600_00} in problems
+
+
+def test_a_gap_in_a_fee_chain_is_named(sqlite_book: Ledger) -> None:
+    for key, amount in (("p1", 400_00), ("p2", 200_00)):
+        sqlite_book.charge_fee(
+            idempotency_key=key, freelancer_id="fr_1", client_id="cl_1", amount=amount, currency="USD"
+        )
+    corrupt(sqlite_book, "DROP TRIGGER fee_events_refuse_delete", "DELETE FROM fee_events WHERE idempotency_key = 'p1'")
+    assert {"fee_event_id": 2, "lifetime_before": 400_00, "expected": 0} in failed(sqlite_book)["fee_chain"]

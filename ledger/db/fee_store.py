@@ -1,0 +1,200 @@
+"""Fee schedules, lifetime billings and fee events in the database."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from ledger.db.schema import fee_events, fee_schedules, lifetime_billings
+from ledger.errors import LedgerError
+from ledger.fees.rule import FeeBreakdown, fee_for_payment, fee_for_refund
+from ledger.fees.schedule import FeeSchedule
+
+if TYPE_CHECKING:
+    from ledger.db.unit_of_work import UnitOfWork
+    from ledger.fees.billing import FeeEvent, ScheduleInForce
+
+
+class NoScheduleInForce(LedgerError):
+    """No fee schedule rules the time asked for (the migrations put `classic` in force from 1970)."""
+
+    code = "no-schedule-in-force"
+
+
+class FeeStore:
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._uow = uow
+        self._conn = uow.connection
+
+    # --- schedules -------------------------------------------------------------
+
+    def _schedule(self, row: Any) -> ScheduleInForce:
+        from ledger.fees.billing import ScheduleInForce
+
+        return ScheduleInForce(int(row.id), FeeSchedule.from_data(row.definition), row.effective_from)
+
+    def schedule_at(self, at: datetime) -> ScheduleInForce:
+        row = self._conn.execute(
+            select(fee_schedules)
+            .where(fee_schedules.c.effective_from <= at)
+            .order_by(fee_schedules.c.effective_from.desc())
+            .limit(1)
+        ).first()
+        if row is None:
+            raise NoScheduleInForce(f"no fee schedule is in force at {at.isoformat()}", at=at.isoformat())
+        return self._schedule(row)
+
+    def schedule_by_id(self, schedule_id: int) -> ScheduleInForce:
+        row = self._conn.execute(select(fee_schedules).where(fee_schedules.c.id == schedule_id)).one()
+        return self._schedule(row)
+
+    def all_schedules(self) -> list[ScheduleInForce]:
+        rows = self._conn.execute(select(fee_schedules).order_by(fee_schedules.c.effective_from))
+        return [self._schedule(row) for row in rows]
+
+    def add_schedule(
+        self, schedule: FeeSchedule, effective_from: datetime, *, recorded_at: datetime
+    ) -> ScheduleInForce:
+        from ledger.fees.billing import ScheduleInForce
+
+        new_id = self._conn.execute(
+            fee_schedules.insert()
+            .values(
+                name=schedule.name,
+                effective_from=effective_from,
+                definition=schedule.to_data(),
+                created_at=recorded_at,
+            )
+            .returning(fee_schedules.c.id)
+        ).scalar_one()
+        return ScheduleInForce(int(new_id), schedule, effective_from)
+
+    # --- lifetime billings -------------------------------------------------------
+
+    def billed(self, freelancer_id: str, client_id: str, currency: str) -> int:
+        value = self._conn.execute(
+            select(lifetime_billings.c.billed).where(
+                lifetime_billings.c.freelancer_id == freelancer_id,
+                lifetime_billings.c.client_id == client_id,
+                lifetime_billings.c.currency == currency,
+            )
+        ).scalar()
+        return 0 if value is None else int(value)
+
+    def lock_pair(self, freelancer_id: str, client_id: str, currency: str) -> int:
+        """Lock the pair's row for the rest of the transaction and return its billings.
+
+        PostgreSQL: a row lock (FOR UPDATE), so a second payment for the pair waits
+        and then reads the first one's total. SQLite: writers already hold the
+        database's write lock from BEGIN IMMEDIATE.
+        """
+        insert = postgresql.insert if self._uow.dialect == "postgresql" else sqlite.insert
+        self._conn.execute(
+            insert(lifetime_billings)
+            .values(freelancer_id=freelancer_id, client_id=client_id, currency=currency, billed=0)
+            .on_conflict_do_nothing()
+        )
+        query = select(lifetime_billings.c.billed).where(
+            lifetime_billings.c.freelancer_id == freelancer_id,
+            lifetime_billings.c.client_id == client_id,
+            lifetime_billings.c.currency == currency,
+        )
+        if self._uow.dialect == "postgresql":
+            query = query.with_for_update()
+        return int(self._conn.execute(query).scalar_one())
+
+    # --- events ------------------------------------------------------------------
+
+    def _event(self, row: Any) -> FeeEvent:
+        from ledger.fees.billing import FeeEvent
+
+        schedule = self.schedule_by_id(int(row.schedule_id)).schedule
+        compute = fee_for_payment if row.kind == "charge" else fee_for_refund
+        breakdown = compute(schedule, row.currency, int(row.lifetime_before), int(row.amount))
+        return FeeEvent(
+            id=int(row.id),
+            idempotency_key=row.idempotency_key,
+            kind=row.kind,
+            freelancer_id=row.freelancer_id,
+            client_id=row.client_id,
+            currency=row.currency,
+            breakdown=breakdown,
+            schedule_id=int(row.schedule_id),
+            effective_at=row.effective_at,
+            recorded_at=row.recorded_at,
+        )
+
+    def event_by_key(self, key: str) -> tuple[FeeEvent, str] | None:
+        row = self._conn.execute(select(fee_events).where(fee_events.c.idempotency_key == key)).first()
+        return None if row is None else (self._event(row), str(row.request_hash))
+
+    def events_of_pair(self, freelancer_id: str, client_id: str, currency: str) -> list[FeeEvent]:
+        rows = self._conn.execute(
+            select(fee_events)
+            .where(
+                fee_events.c.freelancer_id == freelancer_id,
+                fee_events.c.client_id == client_id,
+                fee_events.c.currency == currency,
+            )
+            .order_by(fee_events.c.id)
+        )
+        return [self._event(row) for row in rows]
+
+    def add_event(
+        self,
+        *,
+        key: str,
+        request_hash: str,
+        kind: str,
+        freelancer_id: str,
+        client_id: str,
+        breakdown: FeeBreakdown,
+        schedule_id: int,
+        effective_at: datetime,
+        recorded_at: datetime,
+    ) -> FeeEvent:
+        from ledger.fees.billing import FeeEvent
+
+        new_id = self._conn.execute(
+            fee_events.insert()
+            .values(
+                idempotency_key=key,
+                request_hash=request_hash,
+                kind=kind,
+                freelancer_id=freelancer_id,
+                client_id=client_id,
+                currency=breakdown.currency,
+                amount=breakdown.amount,
+                fee=breakdown.fee,
+                lifetime_before=breakdown.lifetime_before,
+                lifetime_after=breakdown.lifetime_after,
+                schedule_id=schedule_id,
+                effective_at=effective_at,
+                recorded_at=recorded_at,
+            )
+            .returning(fee_events.c.id)
+        ).scalar_one()
+        self._conn.execute(
+            lifetime_billings.update()
+            .where(
+                lifetime_billings.c.freelancer_id == freelancer_id,
+                lifetime_billings.c.client_id == client_id,
+                lifetime_billings.c.currency == breakdown.currency,
+            )
+            .values(billed=breakdown.lifetime_after)
+        )
+        return FeeEvent(
+            id=int(new_id),
+            idempotency_key=key,
+            kind=kind,
+            freelancer_id=freelancer_id,
+            client_id=client_id,
+            currency=breakdown.currency,
+            breakdown=breakdown,
+            schedule_id=schedule_id,
+            effective_at=effective_at,
+            recorded_at=recorded_at,
+        )

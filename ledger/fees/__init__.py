@@ -1,0 +1,49 @@
+"""The service fee: a lifetime, per-client sliding fee on what freelancers bill.
+
+The fee on each payment released to a freelancer depends on what that freelancer
+has billed that client before, across all their contracts, per currency, by a
+tiered schedule (`schedule.py`, the classic 20/10/5 in force by default). The
+arithmetic is exact and path-independent (`rule.py`); the use cases (`billing.py`)
+keep lifetime billings per pair and record every charge and refund as a fee event
+with its lifetime before and after and its schedule, so an auditor can recompute
+each one. Invariants:
+- a pair's fee events form an unbroken chain of lifetime billings;
+- each event's fee is R(F(after)) - R(F(before)) under the schedule it names;
+- two concurrent payments for one pair never read the same lifetime total (the
+  pair's row is locked for the rest of the transaction).
+"""
+
+from ledger.fees.billing import (
+    FeeEvent,
+    ScheduleInForce,
+    activate_schedule,
+    charge_fee,
+    lifetime_billings,
+    quote_fee,
+    refund_fee,
+    schedule_in_force,
+    schedules,
+)
+from ledger.fees.rule import FeeBreakdown, FeeLine, client_processing_fee, fee_for_payment, fee_for_refund
+from ledger.fees.schedule import CLASSIC, FLAT_10, FeeSchedule, Tier
+
+__all__ = [
+    "CLASSIC",
+    "FLAT_10",
+    "FeeBreakdown",
+    "FeeEvent",
+    "FeeLine",
+    "FeeSchedule",
+    "ScheduleInForce",
+    "Tier",
+    "activate_schedule",
+    "charge_fee",
+    "client_processing_fee",
+    "fee_for_payment",
+    "fee_for_refund",
+    "lifetime_billings",
+    "quote_fee",
+    "refund_fee",
+    "schedule_in_force",
+    "schedules",
+]

@@ -1,0 +1,237 @@
+"""Fee use cases: charge, refund, quote; schedules in force; lifetime billings.
+
+Each use case takes a unit of work and runs inside its transaction, so a release
+can charge its fee and post its journal entry atomically. A charge or refund:
+1. locks the pair's lifetime billings row (created at 0 on first use);
+2. replays the original event if its idempotency key was used with the same
+   request (`IdempotencyConflict` if with another);
+3. computes the fee under the schedule in force at `effective_at`;
+4. records the fee event and moves the pair's lifetime billings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from ledger.clock import require_utc
+from ledger.errors import Conflict, IdempotencyConflict, InvalidRequest
+from ledger.fees.rule import FeeBreakdown, fee_for_payment, fee_for_refund
+from ledger.fees.schedule import FeeSchedule, shipped_schedule
+from ledger.money import normalize_currency
+
+if TYPE_CHECKING:
+    from ledger.db.unit_of_work import UnitOfWork
+
+MAX_PARTY_ID = 100
+
+
+class RefundExceedsBillings(Conflict):
+    """A refund is larger than what the freelancer has billed the client."""
+
+    code = "refund-exceeds-billings"
+
+
+class ScheduleNotInFuture(Conflict):
+    """A fee schedule can only be put in force from a future time."""
+
+    code = "schedule-not-in-future"
+
+
+@dataclass(frozen=True)
+class ScheduleInForce:
+    """A schedule and the time from which it rules.
+
+    Attributes:
+        id: database id, recorded on every fee event charged under it.
+        schedule: the tiers and rates.
+        effective_from: it applies to fee events effective at or after this time,
+            until the next schedule's `effective_from`.
+    """
+
+    id: int
+    schedule: FeeSchedule
+    effective_from: datetime
+
+
+@dataclass(frozen=True)
+class FeeEvent:
+    """A recorded fee charge or refund.
+
+    Attributes:
+        id, idempotency_key: identity; the key is shared with the journal entry that books the fee.
+        kind: "charge" or "refund".
+        freelancer_id, client_id, currency: the pair and currency.
+        breakdown: amount, fee, net, lifetime before and after, tier lines.
+        schedule_id: the schedule it was computed under.
+        effective_at, recorded_at: when it counts; when it was written.
+    """
+
+    id: int
+    idempotency_key: str
+    kind: str
+    freelancer_id: str
+    client_id: str
+    currency: str
+    breakdown: FeeBreakdown
+    schedule_id: int
+    effective_at: datetime
+    recorded_at: datetime
+
+    @property
+    def fee(self) -> int:
+        return self.breakdown.fee
+
+
+def _party(value: object, field: str) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_PARTY_ID:
+        raise InvalidRequest(f"{field} is a non-empty id of at most {MAX_PARTY_ID} characters", field=field)
+    return value
+
+
+def _amount(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise InvalidRequest(f"amount must be a positive integer of minor units, not {value!r}", field="amount")
+    return value
+
+
+def _utc(at: datetime | None, uow: UnitOfWork) -> datetime:
+    if at is None:
+        return uow.clock.now()
+    try:
+        return require_utc(at)
+    except ValueError as error:
+        raise InvalidRequest(str(error), field="effective_at") from None
+
+
+def _fingerprint(kind: str, freelancer: str, client: str, currency: str, amount: int, at: datetime | None) -> str:
+    body = [kind, freelancer, client, currency, amount, None if at is None else at.isoformat()]
+    return hashlib.sha256(json.dumps(body).encode()).hexdigest()
+
+
+def schedule_in_force(uow: UnitOfWork, at: datetime) -> ScheduleInForce:
+    """The schedule that rules fee events effective at `at`."""
+    return uow.fees.schedule_at(require_utc(at))
+
+
+def schedules(uow: UnitOfWork) -> list[ScheduleInForce]:
+    """Every schedule ever put in force, oldest first."""
+    return uow.fees.all_schedules()
+
+
+def activate_schedule(uow: UnitOfWork, name: str, effective_from: datetime) -> ScheduleInForce:
+    """Put a shipped schedule (`classic`, `flat-10`) in force from a future time.
+
+    The past is never re-priced: fees already charged were charged under the
+    schedule then in force, so `effective_from` must be later than now.
+    """
+    schedule = shipped_schedule(name)
+    start = _utc(effective_from, uow)
+    if start <= uow.clock.now():
+        raise ScheduleNotInFuture(
+            f"a schedule can only take effect in the future; {start.isoformat()} is not after now",
+            effective_from=start.isoformat(),
+        )
+    return uow.fees.add_schedule(schedule, start, recorded_at=uow.clock.now())
+
+
+def lifetime_billings(uow: UnitOfWork, freelancer_id: str, client_id: str, currency: str) -> int:
+    """What the freelancer has billed the client in `currency`, net of refunds (minor units)."""
+    return uow.fees.billed(_party(freelancer_id, "freelancer_id"), _party(client_id, "client_id"), currency)
+
+
+def quote_fee(
+    uow: UnitOfWork, *, freelancer_id: str, client_id: str, amount: int, currency: str, at: datetime | None = None
+) -> FeeBreakdown:
+    """Preview the fee of a prospective payment; charges nothing, locks nothing."""
+    currency = normalize_currency(currency)
+    moment = _utc(at, uow)
+    billed = lifetime_billings(uow, freelancer_id, client_id, currency)
+    return fee_for_payment(uow.fees.schedule_at(moment).schedule, currency, billed, _amount(amount))
+
+
+def charge_fee(
+    uow: UnitOfWork,
+    *,
+    idempotency_key: str,
+    freelancer_id: str,
+    client_id: str,
+    amount: int,
+    currency: str,
+    effective_at: datetime | None = None,
+) -> FeeEvent:
+    """Charge the fee on a payment of `amount` and add it to the pair's lifetime billings."""
+    return _record(uow, "charge", idempotency_key, freelancer_id, client_id, amount, currency, effective_at)
+
+
+def refund_fee(
+    uow: UnitOfWork,
+    *,
+    idempotency_key: str,
+    freelancer_id: str,
+    client_id: str,
+    amount: int,
+    currency: str,
+    effective_at: datetime | None = None,
+) -> FeeEvent:
+    """Return the fee on a refund of `amount`: the most recently billed tier first."""
+    return _record(uow, "refund", idempotency_key, freelancer_id, client_id, amount, currency, effective_at)
+
+
+def _record(
+    uow: UnitOfWork,
+    kind: str,
+    key: str,
+    freelancer_id: str,
+    client_id: str,
+    amount: int,
+    currency: str,
+    effective_at: datetime | None,
+) -> FeeEvent:
+    if not isinstance(key, str) or not key.strip() or len(key) > 255:
+        raise InvalidRequest(
+            "an idempotency key is a non-empty string of at most 255 characters", field="idempotency_key"
+        )
+    freelancer = _party(freelancer_id, "freelancer_id")
+    client = _party(client_id, "client_id")
+    code = normalize_currency(currency)
+    minor = _amount(amount)
+    requested_at = None if effective_at is None else _utc(effective_at, uow)
+    request_hash = _fingerprint(kind, freelancer, client, code, minor, requested_at)
+
+    billed = uow.fees.lock_pair(freelancer, client, code)  # serializes the pair's fee events
+    existing = uow.fees.event_by_key(key)
+    if existing is not None:
+        event, stored_hash = existing
+        if stored_hash != request_hash:
+            raise IdempotencyConflict(
+                f"idempotency key {key!r} was already used for fee event {event.id} with a different request",
+                idempotency_key=key,
+            )
+        return event
+    moment = requested_at or uow.clock.now()
+    in_force = uow.fees.schedule_at(moment)
+    if kind == "charge":
+        breakdown = fee_for_payment(in_force.schedule, code, billed, minor)
+    else:
+        if minor > billed:
+            raise RefundExceedsBillings(
+                f"a refund of {minor} exceeds the {billed} that {freelancer} has billed {client} in {code} (minor units)",
+                amount=minor,
+                billed=billed,
+            )
+        breakdown = fee_for_refund(in_force.schedule, code, billed, minor)
+    return uow.fees.add_event(
+        key=key,
+        request_hash=request_hash,
+        kind=kind,
+        freelancer_id=freelancer,
+        client_id=client,
+        breakdown=breakdown,
+        schedule_id=in_force.id,
+        effective_at=moment,
+        recorded_at=uow.clock.now(),
+    )
