@@ -11,11 +11,12 @@ computed by the database). Checks (numbers from DESIGN.md, "Invariants"):
    its postings; `floors_respected`: no balance is below its account's floor.
 3. `trial_balance`: per currency, all debits equal all credits, over the postings
    and over the stored balances.
-6. `fee_chain`: each freelancer-client pair's fee events form an unbroken chain
-   of lifetime billings ending at the pair's stored total, and each event's fee
-   recomputes from its lifetime before and after under the schedule it names.
 7. `idempotency_keys_unique`: no two entries share a key, and no entry is
    reversed twice.
+
+The fee engine (`ledger.fees.checks`, invariant 6) and escrow
+(`ledger.escrow.checks`, invariants 4 and 5) add their own checks; `Ledger.audit`
+runs them all.
 """
 
 from __future__ import annotations
@@ -27,9 +28,7 @@ from typing import Any
 
 from sqlalchemy import Connection, case, func, literal, select
 
-from ledger.db.schema import accounts, balances, entries, fee_events, fee_schedules, lifetime_billings, postings
-from ledger.fees.rule import cumulative_fee, round_minor
-from ledger.fees.schedule import FeeSchedule
+from ledger.db.schema import accounts, balances, entries, postings
 
 MAX_PROBLEMS = 100
 STREAM_ROWS = 1000
@@ -41,7 +40,7 @@ _debit = case((postings.c.side == "debit", postings.c.amount), else_=0)
 _credit = case((postings.c.side == "credit", postings.c.amount), else_=0)
 
 
-def _stream(connection: Connection, statement: Any) -> Iterator[Any]:
+def stream(connection: Connection, statement: Any) -> Iterator[Any]:
     yield from connection.execution_options(yield_per=STREAM_ROWS).execute(statement)
 
 
@@ -52,7 +51,7 @@ def entries_balance(connection: Connection) -> Iterator[Problem]:
         .having(func.sum(_debit) != func.sum(_credit))
         .order_by(postings.c.entry_id, postings.c.currency)
     )
-    for entry_id, currency, debits, credits in _stream(connection, unbalanced):
+    for entry_id, currency, debits, credits in stream(connection, unbalanced):
         yield {
             "entry_id": int(entry_id),
             "currency": currency,
@@ -69,7 +68,7 @@ def entries_balance(connection: Connection) -> Iterator[Problem]:
         .where(func.coalesce(counts.c.n, 0) < 2)
         .order_by(entries.c.id)
     )
-    for entry_id, n in _stream(connection, too_few):
+    for entry_id, n in stream(connection, too_few):
         yield {"entry_id": int(entry_id), "postings": int(n), "problem": "fewer than two postings"}
 
 
@@ -111,7 +110,7 @@ def _account_sums() -> Any:
 
 
 def balances_match_postings(connection: Connection) -> Iterator[Problem]:
-    for row in _stream(connection, _account_sums()):
+    for row in stream(connection, _account_sums()):
         if int(row.stored) != int(row.from_postings):
             yield {
                 "account": row.code,
@@ -123,7 +122,7 @@ def balances_match_postings(connection: Connection) -> Iterator[Problem]:
 
 def floors_respected(connection: Connection) -> Iterator[Problem]:
     statement = _account_sums().where(accounts.c.floor.is_not(None))
-    for row in _stream(connection, statement):
+    for row in stream(connection, statement):
         for what in ("stored", "from_postings"):
             if int(getattr(row, what)) < int(row.floor):
                 yield {
@@ -142,7 +141,7 @@ def trial_balance(connection: Connection) -> Iterator[Problem]:
         .group_by(postings.c.currency)
         .order_by(postings.c.currency)
     )
-    for currency, debits, credits in _stream(connection, by_postings):
+    for currency, debits, credits in stream(connection, by_postings):
         if int(debits) != int(credits):
             yield {"currency": currency, "debits": int(debits), "credits": int(credits), "measured_by": "postings"}
     signed = case((accounts.c.normal_side == "debit", balances.c.balance), else_=literal(0) - balances.c.balance)
@@ -152,7 +151,7 @@ def trial_balance(connection: Connection) -> Iterator[Problem]:
         .group_by(accounts.c.currency)
         .order_by(accounts.c.currency)
     )
-    for currency, net in _stream(connection, by_balances):
+    for currency, net in stream(connection, by_balances):
         if int(net) != 0:
             yield {"currency": currency, "debits_minus_credits": int(net), "measured_by": "stored balances"}
 
@@ -164,7 +163,7 @@ def idempotency_keys_unique(connection: Connection) -> Iterator[Problem]:
         .having(func.count() > 1)
         .order_by(entries.c.idempotency_key)
     )
-    for key, n, first, last in _stream(connection, keys):
+    for key, n, first, last in stream(connection, keys):
         yield {"idempotency_key": key, "entries": int(n), "first_entry_id": int(first), "last_entry_id": int(last)}
     reversals = (
         select(entries.c.reverses_entry_id, func.count())
@@ -173,83 +172,16 @@ def idempotency_keys_unique(connection: Connection) -> Iterator[Problem]:
         .having(func.count() > 1)
         .order_by(entries.c.reverses_entry_id)
     )
-    for entry_id, n in _stream(connection, reversals):
+    for entry_id, n in stream(connection, reversals):
         yield {"entry_id": int(entry_id), "reversals": int(n), "problem": "reversed more than once"}
 
 
-def fee_chain(connection: Connection) -> Iterator[Problem]:
-    """Invariant 6: each pair's fee events chain from 0 to its lifetime billings, and
-    each event's fee is R(F(after)) - R(F(before)) under the schedule it names."""
-    schedules = {
-        int(row.id): FeeSchedule.from_data(row.definition) for row in connection.execute(select(fee_schedules))
-    }
-    pair_columns = (fee_events.c.freelancer_id, fee_events.c.client_id, fee_events.c.currency)
-    pair: tuple[str, str, str] | None = None
-    expected_before = 0
-    for row in _stream(connection, select(fee_events).order_by(*pair_columns, fee_events.c.id)):
-        this = (row.freelancer_id, row.client_id, row.currency)
-        if this != pair:
-            pair, expected_before = this, 0
-        if int(row.lifetime_before) != expected_before:
-            yield {
-                "fee_event_id": int(row.id),
-                "lifetime_before": int(row.lifetime_before),
-                "expected": expected_before,
-            }
-        tiers = schedules[int(row.schedule_id)].tiers_for(row.currency)
-        high, low = sorted((int(row.lifetime_before), int(row.lifetime_after)), reverse=True)
-        recomputed = round_minor(cumulative_fee(tiers, high)) - round_minor(cumulative_fee(tiers, low))
-        if recomputed != int(row.fee):
-            yield {"fee_event_id": int(row.id), "fee": int(row.fee), "recomputed": recomputed}
-        expected_before = int(row.lifetime_after)
-
-    # The chain's end is the pair's stored lifetime billings (0 for a pair without events).
-    last_ids = select(*pair_columns, func.max(fee_events.c.id).label("last_id")).group_by(*pair_columns).subquery()
-    last = fee_events.alias("last_event")
-    lb = lifetime_billings
-    ends = (
-        select(lb.c.freelancer_id, lb.c.client_id, lb.c.currency, lb.c.billed, last.c.lifetime_after)
-        .select_from(
-            lb.outerjoin(
-                last_ids,
-                (last_ids.c.freelancer_id == lb.c.freelancer_id)
-                & (last_ids.c.client_id == lb.c.client_id)
-                & (last_ids.c.currency == lb.c.currency),
-            ).outerjoin(last, last.c.id == last_ids.c.last_id)
-        )
-        .where(func.coalesce(last.c.lifetime_after, 0) != lb.c.billed)
-        .order_by(lb.c.freelancer_id, lb.c.client_id, lb.c.currency)
-    )
-    for row in _stream(connection, ends):
-        yield {
-            "pair": [row.freelancer_id, row.client_id, row.currency],
-            "lifetime_billings": int(row.billed),
-            "last_event_after": int(row.lifetime_after or 0),
-        }
-    orphans = (
-        select(*pair_columns)
-        .select_from(
-            fee_events.outerjoin(
-                lb,
-                (lb.c.freelancer_id == fee_events.c.freelancer_id)
-                & (lb.c.client_id == fee_events.c.client_id)
-                & (lb.c.currency == fee_events.c.currency),
-            )
-        )
-        .where(lb.c.billed.is_(None))
-        .distinct()
-    )
-    for row in _stream(connection, orphans):
-        yield {"pair": list(row), "problem": "fee events without lifetime billings"}
-
-
-CHECKS: list[tuple[str, Check]] = [
+CORE_CHECKS: list[tuple[str, Check]] = [
     ("entries_balance", entries_balance),
     ("balances_match_postings", balances_match_postings),
     ("floors_respected", floors_respected),
     ("trial_balance", trial_balance),
     ("idempotency_keys_unique", idempotency_keys_unique),
-    ("fee_chain", fee_chain),
 ]
 
 
@@ -311,7 +243,7 @@ class AuditReport:
 
 def run_checks(connection: Connection, checks: list[tuple[str, Check]] | None = None) -> AuditReport:
     results = []
-    for name, check in checks or CHECKS:
+    for name, check in CORE_CHECKS if checks is None else checks:
         problems: list[Problem] = []
         omitted = 0
         for problem in check(connection):

@@ -98,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     quote.add_argument("--currency", required=True)
     quote.add_argument("--at", type=parse_time, help="price under the schedule in force then (default: now)")
 
+    tick = commands.add_parser("tick", help="fire due timers: auto-releases, refund requests, security periods")
+    tick.add_argument("--now", type=parse_time, help="ISO 8601 with an offset (default: now)")
+
     journal = commands.add_parser("journal", help="print journal entries as JSON lines, in order")
     journal.add_argument("--after", type=int, help="start after this entry id")
     journal.add_argument("--limit", type=int, default=100)
@@ -130,6 +133,11 @@ def run(argv: Sequence[str]) -> int:
         if args.command == "balance":
             amount = book.balance(args.account, args.currency, as_of=args.as_of)
             print(f"{format_amount(amount, args.currency.upper())} {args.currency.upper()}")
+            return EXIT_OK
+        if args.command == "tick":
+            from ledger.escrow.timers import tick
+
+            print(tick(book, args.now).summary())
             return EXIT_OK
         if args.command == "fees":
             return run_fees(book, args)

@@ -3,6 +3,8 @@
 `LEDGER_DATABASE_URL`: SQLAlchemy URL of the database (default: `ledger.sqlite3` in
 the working directory, so `ledger` runs with no setup). PostgreSQL URLs may be given
 as `postgresql://...`; the psycopg 3 driver is implied.
+`LEDGER_GATEWAY`: the payment gateway (`simulated`); no default, so that money is
+never taken in without a deliberate choice.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ class Settings:
 
     Attributes:
         database_url: SQLAlchemy URL of the ledger database.
+        gateway: LEDGER_GATEWAY, or None when unset.
     """
 
     database_url: str
+    gateway: str | None = None
 
 
 def normalize_database_url(url: str) -> str:
@@ -36,4 +40,4 @@ def normalize_database_url(url: str) -> str:
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
     env = os.environ if environ is None else environ
     url = env.get("LEDGER_DATABASE_URL") or f"sqlite:///{Path.cwd() / DEFAULT_SQLITE_FILE}"
-    return Settings(database_url=normalize_database_url(url))
+    return Settings(database_url=normalize_database_url(url), gateway=env.get("LEDGER_GATEWAY") or None)

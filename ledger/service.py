@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from ledger import fees
 from ledger.accounts import Account, AccountSpec, open_account
-from ledger.audit import AuditReport, run_checks
+from ledger.audit import CORE_CHECKS, AuditReport, run_checks
 from ledger.clock import Clock, require_utc
 from ledger.config import load_settings
 from ledger.db.engine import require_migrated, upgrade
@@ -173,8 +173,14 @@ class Ledger:
     # --- audit -----------------------------------------------------------------------
 
     def audit(self) -> AuditReport:
-        """Check the ledger's invariants over the whole database (see `ledger.audit`)."""
-        return self.transaction(lambda uow: run_checks(uow.connection), read_only=True)
+        """Check the ledger's invariants over the whole database: the core's (`ledger.audit`),
+        the fee engine's and escrow's."""
+        # Imported here: this is where the modules' checks are put together.
+        from ledger.escrow.checks import ESCROW_CHECKS
+        from ledger.fees.checks import FEE_CHECKS
+
+        checks = CORE_CHECKS + FEE_CHECKS + ESCROW_CHECKS
+        return self.transaction(lambda uow: run_checks(uow.connection, checks), read_only=True)
 
     def close(self) -> None:
         self.database.dispose()

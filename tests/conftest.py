@@ -88,7 +88,10 @@ def empty_postgres(url: str) -> None:
     with engine.begin() as connection:
         connection.execute(text("SET LOCAL session_replication_role = replica"))
         connection.execute(
-            text("TRUNCATE postings, entries, balances, accounts, fee_events, lifetime_billings RESTART IDENTITY")
+            text(
+                "TRUNCATE postings, entries, balances, accounts, fee_events, lifetime_billings,"
+                " payment_refunds, payments, milestones, contracts, payouts, timers RESTART IDENTITY"
+            )
         )
         # Keep only the schedule the migrations put in force.
         connection.execute(text("DELETE FROM fee_schedules WHERE effective_from > '1970-01-01T00:00:00Z'"))

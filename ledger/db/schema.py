@@ -8,13 +8,14 @@ minor units (never Numeric: SQLite stores that as REAL). Ledger foreign keys are
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, cast
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     CheckConstraint,
+    Date,
     Dialect,
     ForeignKey,
     ForeignKeyConstraint,
@@ -217,3 +218,122 @@ class FeeEventRow(Base):
 fee_schedules = cast(Table, FeeScheduleRow.__table__)
 lifetime_billings = cast(Table, LifetimeBillingsRow.__table__)
 fee_events = cast(Table, FeeEventRow.__table__)
+
+
+# --- escrow ----------------------------------------------------------------------
+
+TypedId = Annotated[str, mapped_column(String(40), primary_key=True)]
+PartyId = Annotated[str, mapped_column(String(64))]
+
+
+class ContractRow(Base):
+    __tablename__ = "contracts"
+
+    id: Mapped[TypedId]
+    client_id: Mapped[PartyId]
+    freelancer_id: Mapped[PartyId]
+    currency: Mapped[CurrencyCode]
+    title: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[Timestamp]
+    ended_by: Mapped[str | None] = mapped_column(String(10))
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class MilestoneRow(Base):
+    __tablename__ = "milestones"
+
+    id: Mapped[TypedId]
+    contract_id: Mapped[str] = mapped_column(String(40), ForeignKey("contracts.id", ondelete="RESTRICT"), index=True)
+    title: Mapped[str] = mapped_column(String(200))
+    amount: Mapped[MinorUnits]
+    due_date: Mapped[date | None] = mapped_column(Date)
+    state: Mapped[str] = mapped_column(String(20))
+    review_deadline: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    refund_deadline: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    funding_key: Mapped[str | None] = mapped_column(String(80))
+    funding_reference: Mapped[str | None] = mapped_column(String(255))
+    psp_account: Mapped[str | None] = mapped_column(String(200))
+    failure_reason: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[Timestamp]
+    updated_at: Mapped[Timestamp]
+
+    __table_args__ = (CheckConstraint("amount > 0", name="amount_positive"),)
+
+
+class PaymentRow(Base):
+    __tablename__ = "payments"
+
+    id: Mapped[TypedId]
+    milestone_id: Mapped[str] = mapped_column(String(40), ForeignKey("milestones.id", ondelete="RESTRICT"), index=True)
+    contract_id: Mapped[str] = mapped_column(String(40), ForeignKey("contracts.id", ondelete="RESTRICT"))
+    kind: Mapped[str] = mapped_column(String(10))
+    gross: Mapped[MinorUnits]
+    fee: Mapped[MinorUnits]
+    net: Mapped[MinorUnits]
+    released_at: Mapped[Timestamp]
+    pending_until: Mapped[Timestamp]
+    pending_remaining: Mapped[MinorUnits]
+    refunded: Mapped[MinorUnits]
+    entry_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("entries.id", ondelete="RESTRICT"))
+    request_key: Mapped[str | None] = mapped_column(String(255), unique=True)
+
+    __table_args__ = (
+        CheckConstraint("gross > 0 AND fee >= 0 AND net > 0 AND gross = fee + net", name="amounts"),
+        CheckConstraint("refunded >= 0 AND refunded <= gross", name="refunded"),
+        CheckConstraint("pending_remaining >= 0 AND pending_remaining <= net", name="pending_remaining"),
+    )
+
+
+class PaymentRefundRow(Base):
+    __tablename__ = "payment_refunds"
+
+    id: Mapped[TypedId]
+    payment_id: Mapped[str] = mapped_column(String(40), ForeignKey("payments.id", ondelete="RESTRICT"), index=True)
+    amount: Mapped[MinorUnits]
+    fee_returned: Mapped[MinorUnits]
+    from_balance: Mapped[str] = mapped_column(String(10))
+    entry_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("entries.id", ondelete="RESTRICT"))
+    created_at: Mapped[Timestamp]
+    request_key: Mapped[str | None] = mapped_column(String(255), unique=True)
+
+
+class PayoutRow(Base):
+    __tablename__ = "payouts"
+
+    id: Mapped[TypedId]
+    freelancer_id: Mapped[PartyId] = mapped_column(index=True)
+    currency: Mapped[CurrencyCode]
+    amount: Mapped[MinorUnits]
+    state: Mapped[str] = mapped_column(String(12))
+    gateway_reference: Mapped[str | None] = mapped_column(String(255))
+    failure_reason: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[Timestamp]
+    settled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    request_key: Mapped[str | None] = mapped_column(String(255), unique=True)
+
+    __table_args__ = (CheckConstraint("amount > 0", name="amount_positive"),)
+
+
+class TimerRow(Base):
+    """A durable timer: `ledger tick` fires those due; firing is idempotent."""
+
+    __tablename__ = "timers"
+
+    id: Mapped[Id]
+    kind: Mapped[str] = mapped_column(String(30))
+    subject_id: Mapped[str] = mapped_column(String(40))
+    due_at: Mapped[Timestamp]
+    done_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        UniqueConstraint("kind", "subject_id", "due_at"),
+        Index("ix_timers_due", "done_at", "due_at"),
+    )
+
+
+contracts = cast(Table, ContractRow.__table__)
+milestones = cast(Table, MilestoneRow.__table__)
+payments = cast(Table, PaymentRow.__table__)
+payment_refunds = cast(Table, PaymentRefundRow.__table__)
+payouts = cast(Table, PayoutRow.__table__)
+timers = cast(Table, TimerRow.__table__)

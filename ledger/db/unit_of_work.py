@@ -27,6 +27,7 @@ from ledger.errors import RetriesExhausted
 
 if TYPE_CHECKING:
     from ledger.db.account_store import AccountCache, AccountStore
+    from ledger.db.escrow_store import EscrowStore
     from ledger.db.fee_store import FeeStore
     from ledger.db.journal_store import JournalStore
 
@@ -54,10 +55,12 @@ class UnitOfWork:
         accounts: accounts and their balances.
         journal: entries and postings.
         fees: fee schedules, lifetime billings and fee events.
+        escrow: contracts, milestones, payments, payouts and timers.
     """
 
     def __init__(self, connection: Connection, database: Database) -> None:
         from ledger.db.account_store import AccountStore
+        from ledger.db.escrow_store import EscrowStore
         from ledger.db.fee_store import FeeStore
         from ledger.db.journal_store import JournalStore
 
@@ -67,6 +70,7 @@ class UnitOfWork:
         self.accounts: AccountStore = AccountStore(self, database.account_cache)
         self.journal: JournalStore = JournalStore(self)
         self.fees: FeeStore = FeeStore(self)
+        self.escrow: EscrowStore = EscrowStore(self)
         self._after_commit: list[Callable[[], None]] = []
 
     def after_commit(self, callback: Callable[[], None]) -> None:

@@ -1,0 +1,253 @@
+"""Contracts, milestones, payments, payouts and timers in the database.
+
+Rows that hold state are locked (`FOR UPDATE` on PostgreSQL; SQLite writers hold
+the database lock) before a use case checks and changes them, so two requests on
+one milestone or payout take turns and the second sees the first's outcome.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from ledger.db.schema import contracts, milestones, payment_refunds, payments, payouts, timers
+from ledger.escrow.chart import escrow_account_code
+from ledger.escrow.model import (
+    Contract,
+    Milestone,
+    MilestoneState,
+    Payment,
+    Payout,
+    PayoutState,
+    UnknownContract,
+    UnknownMilestone,
+    UnknownPayment,
+    UnknownPayout,
+)
+
+if TYPE_CHECKING:
+    from ledger.db.unit_of_work import UnitOfWork
+
+
+def _contract(row: Any) -> Contract:
+    return Contract(
+        id=row.id,
+        client_id=row.client_id,
+        freelancer_id=row.freelancer_id,
+        currency=row.currency,
+        title=row.title,
+        created_at=row.created_at,
+        ended_by=row.ended_by,
+        ended_at=row.ended_at,
+    )
+
+
+def _payment(row: Any) -> Payment:
+    return Payment(
+        id=row.id,
+        milestone_id=row.milestone_id,
+        contract_id=row.contract_id,
+        kind=row.kind,
+        gross=int(row.gross),
+        fee=int(row.fee),
+        net=int(row.net),
+        released_at=row.released_at,
+        pending_until=row.pending_until,
+        refunded=int(row.refunded),
+        entry_id=int(row.entry_id),
+    )
+
+
+def _payout(row: Any) -> Payout:
+    return Payout(
+        id=row.id,
+        freelancer_id=row.freelancer_id,
+        currency=row.currency,
+        amount=int(row.amount),
+        state=PayoutState(row.state),
+        gateway_reference=row.gateway_reference,
+        failure_reason=row.failure_reason,
+        created_at=row.created_at,
+        settled_at=row.settled_at,
+    )
+
+
+class EscrowStore:
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._uow = uow
+        self._conn = uow.connection
+
+    def _locked(self, query: Select[Any], lock: bool) -> Select[Any]:
+        return query.with_for_update() if lock and self._uow.dialect == "postgresql" else query
+
+    # --- contracts -------------------------------------------------------------
+
+    def add_contract(self, contract: Contract) -> None:
+        self._conn.execute(
+            contracts.insert().values(
+                id=contract.id,
+                client_id=contract.client_id,
+                freelancer_id=contract.freelancer_id,
+                currency=contract.currency,
+                title=contract.title,
+                created_at=contract.created_at,
+            )
+        )
+
+    def contract(self, contract_id: str, *, lock: bool = False) -> Contract:
+        row = self._conn.execute(self._locked(select(contracts).where(contracts.c.id == contract_id), lock)).first()
+        if row is None:
+            raise UnknownContract(f"no contract {contract_id}", contract_id=contract_id)
+        return _contract(row)
+
+    def end_contract(self, contract_id: str, ended_by: str, at: datetime) -> None:
+        self._conn.execute(
+            contracts.update().where(contracts.c.id == contract_id).values(ended_by=ended_by, ended_at=at)
+        )
+
+    # --- milestones ------------------------------------------------------------
+
+    def add_milestone(self, **values: Any) -> None:
+        self._conn.execute(milestones.insert().values(**values))
+
+    def _milestone(self, row: Any) -> Milestone:
+        held = 0
+        state = MilestoneState(row.state)
+        account = self._uow.accounts.find(escrow_account_code(row.id), self.currency_of(row.contract_id))
+        if account is not None:
+            held = self._uow.accounts.balance(account)
+        return Milestone(
+            id=row.id,
+            contract_id=row.contract_id,
+            title=row.title,
+            amount=int(row.amount),
+            due_date=row.due_date,
+            state=state,
+            held=held,
+            review_deadline=row.review_deadline,
+            refund_deadline=row.refund_deadline,
+            failure_reason=row.failure_reason,
+            created_at=row.created_at,
+        )
+
+    def currency_of(self, contract_id: str) -> str:
+        return str(self._conn.execute(select(contracts.c.currency).where(contracts.c.id == contract_id)).scalar_one())
+
+    def milestone(self, milestone_id: str, *, lock: bool = False) -> Milestone:
+        row = self._conn.execute(self._locked(select(milestones).where(milestones.c.id == milestone_id), lock)).first()
+        if row is None:
+            raise UnknownMilestone(f"no milestone {milestone_id}", milestone_id=milestone_id)
+        return self._milestone(row)
+
+    def funding(self, milestone_id: str) -> tuple[str | None, str | None]:
+        """The milestone's current funding key and the PSP account its money sits at."""
+        row = self._conn.execute(
+            select(milestones.c.funding_key, milestones.c.psp_account).where(milestones.c.id == milestone_id)
+        ).one()
+        return row.funding_key, row.psp_account
+
+    def milestones_of(self, contract_id: str, *, lock: bool = False) -> list[Milestone]:
+        query = (
+            select(milestones)
+            .where(milestones.c.contract_id == contract_id)
+            .order_by(milestones.c.created_at, milestones.c.id)
+        )
+        return [self._milestone(row) for row in self._conn.execute(self._locked(query, lock))]
+
+    def update_milestone(self, milestone_id: str, **values: Any) -> None:
+        values.setdefault("updated_at", self._uow.clock.now())
+        self._conn.execute(milestones.update().where(milestones.c.id == milestone_id).values(**values))
+
+    # --- payments ----------------------------------------------------------------
+
+    def add_payment(self, **values: Any) -> None:
+        self._conn.execute(payments.insert().values(**values))
+
+    def payment(self, payment_id: str, *, lock: bool = False) -> Payment:
+        row = self._conn.execute(self._locked(select(payments).where(payments.c.id == payment_id), lock)).first()
+        if row is None:
+            raise UnknownPayment(f"no payment {payment_id}", payment_id=payment_id)
+        return _payment(row)
+
+    def pending_remaining(self, payment_id: str) -> int:
+        return int(
+            self._conn.execute(select(payments.c.pending_remaining).where(payments.c.id == payment_id)).scalar_one()
+        )
+
+    def payment_by_request_key(self, key: str) -> Payment | None:
+        row = self._conn.execute(select(payments).where(payments.c.request_key == key)).first()
+        return None if row is None else _payment(row)
+
+    def payments_of(self, milestone_id: str) -> list[Payment]:
+        query = (
+            select(payments)
+            .where(payments.c.milestone_id == milestone_id)
+            .order_by(payments.c.released_at, payments.c.id)
+        )
+        return [_payment(row) for row in self._conn.execute(query)]
+
+    def update_payment(self, payment_id: str, **values: Any) -> None:
+        self._conn.execute(payments.update().where(payments.c.id == payment_id).values(**values))
+
+    def add_refund(self, **values: Any) -> None:
+        self._conn.execute(payment_refunds.insert().values(**values))
+
+    def refund_by_request_key(self, key: str) -> Any:
+        return self._conn.execute(select(payment_refunds).where(payment_refunds.c.request_key == key)).first()
+
+    # --- payouts -----------------------------------------------------------------
+
+    def add_payout(self, **values: Any) -> None:
+        self._conn.execute(payouts.insert().values(**values))
+
+    def payout(self, payout_id: str, *, lock: bool = False) -> Payout:
+        row = self._conn.execute(self._locked(select(payouts).where(payouts.c.id == payout_id), lock)).first()
+        if row is None:
+            raise UnknownPayout(f"no payout {payout_id}", payout_id=payout_id)
+        return _payout(row)
+
+    def payout_by_request_key(self, key: str) -> Payout | None:
+        row = self._conn.execute(select(payouts).where(payouts.c.request_key == key)).first()
+        return None if row is None else _payout(row)
+
+    def in_transit(self, freelancer_id: str, currency: str) -> int:
+        total = self._conn.execute(
+            select(func.coalesce(func.sum(payouts.c.amount), 0)).where(
+                payouts.c.freelancer_id == freelancer_id,
+                payouts.c.currency == currency,
+                payouts.c.state == PayoutState.IN_TRANSIT.value,
+            )
+        ).scalar_one()
+        return int(total)
+
+    def update_payout(self, payout_id: str, **values: Any) -> None:
+        self._conn.execute(payouts.update().where(payouts.c.id == payout_id).values(**values))
+
+    # --- timers ------------------------------------------------------------------
+
+    def schedule(self, kind: str, subject_id: str, due_at: datetime) -> None:
+        insert = postgresql.insert if self._uow.dialect == "postgresql" else sqlite.insert
+        self._conn.execute(
+            insert(timers).values(kind=kind, subject_id=subject_id, due_at=due_at).on_conflict_do_nothing()
+        )
+
+    def due_timers(self, now: datetime, limit: int) -> list[tuple[int, str, str, datetime]]:
+        query = (
+            select(timers.c.id, timers.c.kind, timers.c.subject_id, timers.c.due_at)
+            .where(timers.c.done_at.is_(None), timers.c.due_at <= now)
+            .order_by(timers.c.due_at, timers.c.id)
+            .limit(limit)
+        )
+        return [(int(i), k, s, d) for i, k, s, d in self._conn.execute(query)]
+
+    def claim_timer(self, timer_id: int) -> bool:
+        """Lock a timer; False if another tick has already fired it."""
+        query = self._locked(select(timers.c.done_at).where(timers.c.id == timer_id), True)
+        row = self._conn.execute(query).first()
+        return row is not None and row.done_at is None
+
+    def finish_timer(self, timer_id: int, at: datetime) -> None:
+        self._conn.execute(timers.update().where(timers.c.id == timer_id).values(done_at=at))

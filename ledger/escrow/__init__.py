@@ -1,0 +1,44 @@
+"""Milestone escrow: money held for a client's milestone until the work is approved,
+then released to the freelancer minus the service fee.
+
+The states, events and postings are DESIGN.md's "Escrow rules" and "Money flows":
+`model.py` holds the transition table, `milestones.py` the milestone use cases,
+`payments.py` releases and refunds, `payouts.py` withdrawals, `timers.py` the
+durable clocks fired by `ledger tick`, and `service.py` the `Escrow` facade that
+drives the payment gateway between transactions. Invariants:
+- every state transition and its journal entry commit together;
+- a milestone's escrow account holds funded - released - refunded, and nothing
+  once the milestone is final;
+- approval and the review clock racing release exactly once (row locks);
+- a payout never exceeds the available balance (the account's floor).
+"""
+
+from ledger.escrow.model import (
+    Contract,
+    ContractEnded,
+    InvalidTransition,
+    Milestone,
+    MilestoneState,
+    Payment,
+    Payout,
+    PayoutState,
+    RefundNotAllowed,
+)
+from ledger.escrow.service import Escrow, FreelancerBalance, FundingOutcome
+from ledger.escrow.timers import TickReport
+
+__all__ = [
+    "Contract",
+    "ContractEnded",
+    "Escrow",
+    "FreelancerBalance",
+    "FundingOutcome",
+    "InvalidTransition",
+    "Milestone",
+    "MilestoneState",
+    "Payment",
+    "Payout",
+    "PayoutState",
+    "RefundNotAllowed",
+    "TickReport",
+]

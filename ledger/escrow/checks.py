@@ -1,0 +1,135 @@
+"""Escrow's invariants for `ledger audit` (DESIGN.md, invariants 4 and 5).
+
+4. `escrow_matches_milestones`: each milestone's escrow account holds funded -
+   released - refunded (by the kinds of the entries that touch it), no other kind
+   of entry touches it, its payments add up to what was released, and what it
+   holds matches its state (final, draft and funding milestones hold nothing;
+   funded, submitted, changes requested, refund requested and disputed ones hold
+   something).
+5. `conservation_per_client`: per client and currency, money collected = held in
+   escrow + released (gross) + refunded; and `accounting_equation`: per currency,
+   assets - expenses = liabilities + equity + revenue.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from sqlalchemy import Connection, text
+
+from ledger.audit import Check, Problem, stream
+from ledger.escrow.model import HOLDING
+
+FLOWS = """
+WITH escrow AS (
+    SELECT m.id AS milestone_id, m.state, c.client_id, c.currency, a.id AS account_id
+      FROM milestones m
+      JOIN contracts c ON c.id = m.contract_id
+      JOIN accounts a ON a.code = 'liabilities:escrow:' || m.id AND a.currency = c.currency
+),
+flows AS (
+    SELECT p.account_id,
+           sum(CASE WHEN e.kind IN ('escrow.fund', 'escrow.fund_bonus', 'escrow.fund.reversal', 'escrow.fund_bonus.reversal')
+                    THEN CASE WHEN p.side = 'credit' THEN p.amount ELSE -p.amount END ELSE 0 END) AS funded,
+           sum(CASE WHEN e.kind IN ('escrow.release', 'escrow.release.reversal')
+                    THEN CASE WHEN p.side = 'debit' THEN p.amount ELSE -p.amount END ELSE 0 END) AS released,
+           sum(CASE WHEN e.kind IN ('escrow.refund', 'escrow.refund.reversal')
+                    THEN CASE WHEN p.side = 'debit' THEN p.amount ELSE -p.amount END ELSE 0 END) AS refunded,
+           sum(CASE WHEN e.kind NOT IN ('escrow.fund', 'escrow.fund_bonus', 'escrow.release', 'escrow.refund',
+                                        'escrow.fund.reversal', 'escrow.fund_bonus.reversal',
+                                        'escrow.release.reversal', 'escrow.refund.reversal')
+                    THEN 1 ELSE 0 END) AS foreign_postings
+      FROM postings p JOIN entries e ON e.id = p.entry_id
+     WHERE p.account_id IN (SELECT account_id FROM escrow)
+     GROUP BY p.account_id
+),
+held AS (
+    SELECT account_id, sum(balance) AS held FROM balances
+     WHERE account_id IN (SELECT account_id FROM escrow) GROUP BY account_id
+),
+paid AS (
+    SELECT milestone_id, sum(gross) AS gross FROM payments GROUP BY milestone_id
+)
+SELECT x.milestone_id, x.state, x.client_id, x.currency,
+       coalesce(h.held, 0) AS held, coalesce(f.funded, 0) AS funded, coalesce(f.released, 0) AS released,
+       coalesce(f.refunded, 0) AS refunded, coalesce(f.foreign_postings, 0) AS foreign_postings,
+       coalesce(y.gross, 0) AS paid
+  FROM escrow x
+  LEFT JOIN flows f ON f.account_id = x.account_id
+  LEFT JOIN held h ON h.account_id = x.account_id
+  LEFT JOIN paid y ON y.milestone_id = x.milestone_id
+"""
+
+
+def escrow_matches_milestones(connection: Connection) -> Iterator[Problem]:
+    holding = {state.value for state in HOLDING}
+    for row in stream(connection, text(FLOWS + " ORDER BY x.milestone_id")):
+        where = {"milestone_id": row.milestone_id, "state": row.state, "held": int(row.held)}
+        expected = int(row.funded) - int(row.released) - int(row.refunded)
+        if int(row.held) != expected:
+            yield {**where, "funded": int(row.funded), "released": int(row.released), "refunded": int(row.refunded)}
+        if int(row.foreign_postings):
+            yield {**where, "problem": f"{int(row.foreign_postings)} postings of other kinds touch its escrow"}
+        if int(row.paid) != int(row.released):
+            yield {
+                **where,
+                "problem": "payments differ from releases",
+                "payments": int(row.paid),
+                "released": int(row.released),
+            }
+        if (row.state in holding) != (int(row.held) > 0):
+            yield {**where, "problem": "what it holds does not match its state"}
+
+
+def conservation_per_client(connection: Connection) -> Iterator[Problem]:
+    per_client = (
+        "SELECT client_id, currency, sum(funded) AS collected, sum(held) AS held, sum(paid) AS released,"
+        " sum(refunded) AS refunded FROM (" + FLOWS + ") AS m GROUP BY client_id, currency ORDER BY client_id, currency"
+    )
+    for row in stream(connection, text(per_client)):
+        collected, held, released, refunded = (int(row.collected), int(row.held), int(row.released), int(row.refunded))
+        if collected != held + released + refunded:
+            yield {
+                "client": row.client_id,
+                "currency": row.currency,
+                "collected": collected,
+                "held": held,
+                "released": released,
+                "refunded": refunded,
+            }
+
+
+def accounting_equation(connection: Connection) -> Iterator[Problem]:
+    sums = text(
+        "SELECT a.currency,"
+        " sum(CASE WHEN a.type = 'asset' THEN b.balance ELSE 0 END) AS assets,"
+        " sum(CASE WHEN a.type = 'liability' THEN b.balance ELSE 0 END) AS liabilities,"
+        " sum(CASE WHEN a.type = 'equity' THEN b.balance ELSE 0 END) AS equity,"
+        " sum(CASE WHEN a.type = 'revenue' THEN b.balance ELSE 0 END) AS revenue,"
+        " sum(CASE WHEN a.type = 'expense' THEN b.balance ELSE 0 END) AS expenses"
+        " FROM balances b JOIN accounts a ON a.id = b.account_id GROUP BY a.currency ORDER BY a.currency"
+    )
+    for row in stream(connection, sums):
+        assets, liabilities, equity, revenue, expenses = (
+            int(row.assets),
+            int(row.liabilities),
+            int(row.equity),
+            int(row.revenue),
+            int(row.expenses),
+        )
+        if assets - expenses != liabilities + equity + revenue:
+            yield {
+                "currency": row.currency,
+                "assets": assets,
+                "liabilities": liabilities,
+                "equity": equity,
+                "revenue": revenue,
+                "expenses": expenses,
+            }
+
+
+ESCROW_CHECKS: list[tuple[str, Check]] = [
+    ("escrow_matches_milestones", escrow_matches_milestones),
+    ("conservation_per_client", conservation_per_client),
+    ("accounting_equation", accounting_equation),
+]

@@ -1,0 +1,400 @@
+"""Milestone use cases: the transition table of DESIGN.md, each with its money.
+
+Every function takes a unit of work, locks the rows it changes, checks the
+transition, and writes the new state and its journal entry in the same
+transaction: a state without its entry, or an entry without its state, cannot
+happen. Refused transitions raise `InvalidTransition` (a `LedgerError`) and change
+nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import TYPE_CHECKING
+
+from ledger.errors import CurrencyMismatch, InvalidRequest
+from ledger.escrow.chart import (
+    CLIENT_PROCESSING_FEES,
+    escrow_account_code,
+    open_escrow_account,
+    open_platform_accounts,
+)
+from ledger.escrow.model import (
+    REFUND_REQUEST_PERIOD,
+    REVIEW_PERIOD,
+    Contract,
+    ContractEnded,
+    Event,
+    InvalidTransition,
+    Milestone,
+    MilestoneState,
+    Payment,
+    new_id,
+    party_id,
+    require_transition,
+)
+from ledger.escrow.payments import entry_refs, refund_from_escrow, release
+from ledger.fees.billing import schedule_in_force
+from ledger.fees.rule import client_processing_fee
+from ledger.journal import EntryRequest, credit, debit, post_entry
+from ledger.money import normalize_currency
+
+if TYPE_CHECKING:
+    from ledger.db.unit_of_work import UnitOfWork
+
+REVIEW_EXPIRY = "review_expiry"
+REFUND_REQUEST_EXPIRY = "refund_request_expiry"
+MAX_TITLE = 200
+
+
+def _title(value: object) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_TITLE:
+        raise InvalidRequest(f"title is a non-empty string of at most {MAX_TITLE} characters", field="title")
+    return value.strip()
+
+
+def _positive(amount: object, field: str = "amount") -> int:
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+        raise InvalidRequest(f"{field} must be a positive integer of minor units, not {amount!r}", field=field)
+    return amount
+
+
+def open_contract(uow: UnitOfWork, *, client_id: str, freelancer_id: str, currency: str, title: str) -> Contract:
+    client = party_id(client_id, "client_id")
+    freelancer = party_id(freelancer_id, "freelancer_id")
+    if client == freelancer:
+        raise InvalidRequest("a client cannot contract with themselves", field="freelancer_id")
+    code = normalize_currency(currency)
+    # The fee schedule must cover the currency, or no release could ever be priced.
+    schedule_in_force(uow, uow.clock.now()).schedule.tiers_for(code)
+    contract = Contract(new_id("ct"), client, freelancer, code, _title(title), uow.clock.now())
+    uow.escrow.add_contract(contract)
+    return contract
+
+
+def add_milestone(
+    uow: UnitOfWork, contract_id: str, *, title: str, amount: int, due_date: date | None = None
+) -> Milestone:
+    contract = uow.escrow.contract(contract_id, lock=True)
+    if contract.ended_by is not None:
+        raise ContractEnded(f"contract {contract_id} has ended", contract_id=contract_id)
+    if due_date is not None and not isinstance(due_date, date):
+        raise InvalidRequest("due_date must be a date", field="due_date")
+    milestone_id = new_id("ms")
+    now = uow.clock.now()
+    uow.escrow.add_milestone(
+        id=milestone_id,
+        contract_id=contract.id,
+        title=_title(title),
+        amount=_positive(amount),
+        due_date=due_date,
+        state=MilestoneState.DRAFT.value,
+        created_at=now,
+        updated_at=now,
+    )
+    open_escrow_account(uow, milestone_id, contract.currency)
+    return uow.escrow.milestone(milestone_id)
+
+
+@dataclass(frozen=True)
+class FundingRequest:
+    """What to ask the payment gateway for, to fund a milestone.
+
+    Attributes:
+        key: the gateway idempotency key of this funding attempt.
+        amount: the milestone's amount; client_fee: the client processing fee on top.
+    """
+
+    milestone: Milestone
+    contract: Contract
+    key: str
+    amount: int
+    client_fee: int
+
+    @property
+    def total(self) -> int:
+        return self.amount + self.client_fee
+
+
+def start_funding(uow: UnitOfWork, milestone_id: str) -> FundingRequest:
+    """draft -> funding. A milestone already `funding` returns its pending attempt, so a
+    retried request repeats the same (idempotent) gateway call instead of a new one."""
+    milestone = uow.escrow.milestone(milestone_id, lock=True)
+    contract = uow.escrow.contract(milestone.contract_id)
+    key, _ = uow.escrow.funding(milestone_id)
+    if milestone.state is not MilestoneState.FUNDING or key is None:
+        require_transition(milestone_id, milestone.state, Event.REQUEST_FUNDING)
+        if contract.ended_by is not None:
+            raise ContractEnded(f"contract {contract.id} has ended", contract_id=contract.id)
+        key = new_id("fund")
+        uow.escrow.update_milestone(
+            milestone_id, state=MilestoneState.FUNDING.value, funding_key=key, failure_reason=None
+        )
+    schedule = schedule_in_force(uow, uow.clock.now()).schedule
+    return FundingRequest(
+        uow.escrow.milestone(milestone_id),
+        contract,
+        key,
+        milestone.amount,
+        client_processing_fee(schedule, milestone.amount),
+    )
+
+
+def confirm_funding(
+    uow: UnitOfWork, milestone_id: str, *, funding_key: str, reference: str, psp_account: str
+) -> Milestone:
+    """funding -> funded, posting psp -> escrow (and the client processing fee).
+
+    Idempotent: the provider's webhook and our own retrieval may both confirm; the
+    second finds the milestone funded by this attempt and changes nothing."""
+    milestone = uow.escrow.milestone(milestone_id, lock=True)
+    key, _ = uow.escrow.funding(milestone_id)
+    if key != funding_key:
+        raise InvalidTransition(
+            f"funding attempt {funding_key} is not milestone {milestone_id}'s current one",
+            milestone_id=milestone_id,
+        )
+    if milestone.state is not MilestoneState.FUNDING:
+        return milestone  # already confirmed by this attempt
+    require_transition(milestone_id, milestone.state, Event.PAYMENT_CONFIRMED)
+    contract = uow.escrow.contract(milestone.contract_id)
+    schedule = schedule_in_force(uow, uow.clock.now()).schedule
+    client_fee = client_processing_fee(schedule, milestone.amount)
+    _post_funding(uow, contract, milestone_id, milestone.amount, client_fee, psp_account, funding_key, reference)
+    uow.escrow.update_milestone(
+        milestone_id, state=MilestoneState.FUNDED.value, funding_reference=reference, psp_account=psp_account
+    )
+    if contract.ended_by is not None:
+        # The payment landed after the contract ended: the money goes straight back.
+        refund_from_escrow(uow, contract, milestone_id, milestone.amount, reason="contract_ended")
+        uow.escrow.update_milestone(milestone_id, state=MilestoneState.REFUNDED.value)
+    return uow.escrow.milestone(milestone_id)
+
+
+def _post_funding(
+    uow: UnitOfWork,
+    contract: Contract,
+    milestone_id: str,
+    amount: int,
+    client_fee: int,
+    psp_account: str,
+    key: str,
+    reference: str,
+    *,
+    kind: str = "escrow.fund",
+) -> None:
+    currency = contract.currency
+    open_platform_accounts(uow, currency, psp_account)
+    postings = [
+        debit(psp_account, amount + client_fee, currency),
+        credit(escrow_account_code(milestone_id), amount, currency),
+    ]
+    if client_fee:
+        postings.append(credit(CLIENT_PROCESSING_FEES, client_fee, currency))
+    post_entry(
+        uow,
+        EntryRequest(
+            idempotency_key=f"{kind}:{key}",
+            kind=kind,
+            postings=tuple(postings),
+            refs=entry_refs(contract, milestone_id, gateway_reference=reference),
+        ),
+    )
+
+
+def fail_funding(uow: UnitOfWork, milestone_id: str, *, funding_key: str, reason: str) -> Milestone:
+    """funding -> draft, keeping the provider's reason; no money moved."""
+    milestone = uow.escrow.milestone(milestone_id, lock=True)
+    key, _ = uow.escrow.funding(milestone_id)
+    if milestone.state is MilestoneState.DRAFT and milestone.failure_reason == reason:
+        return milestone  # the failure was already recorded
+    if key != funding_key:
+        raise InvalidTransition(f"funding attempt {funding_key} is not current", milestone_id=milestone_id)
+    require_transition(milestone_id, milestone.state, Event.PAYMENT_FAILED)
+    uow.escrow.update_milestone(
+        milestone_id, state=MilestoneState.DRAFT.value, funding_key=None, failure_reason=reason[:500]
+    )
+    return uow.escrow.milestone(milestone_id)
+
+
+def submit(uow: UnitOfWork, milestone_id: str) -> Milestone:
+    """The freelancer submits work: the 14-day review clock starts (or restarts)."""
+    milestone = uow.escrow.milestone(milestone_id, lock=True)
+    require_transition(milestone_id, milestone.state, Event.SUBMIT)
+    deadline = uow.clock.now() + REVIEW_PERIOD
+    uow.escrow.update_milestone(milestone_id, state=MilestoneState.SUBMITTED.value, review_deadline=deadline)
+    uow.escrow.schedule(REVIEW_EXPIRY, milestone_id, deadline)
+    return uow.escrow.milestone(milestone_id)
+
+
+def request_changes(uow: UnitOfWork, milestone_id: str) -> Milestone:
+    """The client asks for changes: the review clock stops."""
+    milestone = uow.escrow.milestone(milestone_id, lock=True)
+    require_transition(milestone_id, milestone.state, Event.REQUEST_CHANGES)
+    uow.escrow.update_milestone(milestone_id, state=MilestoneState.CHANGES_REQUESTED.value, review_deadline=None)
+    return uow.escrow.milestone(milestone_id)
+
+
+def approve(
+    uow: UnitOfWork,
+    milestone_id: str,
+    *,
+    amount: int | None = None,
+    bonus: tuple[str, str, str] | None = None,
+    request_key: str | None = None,
+) -> list[Payment]:
+    """The client approves all that is held, a part of it, or more.
+
+    Part (x < held): x is released, the milestone stays as it is with held - x.
+    All: released. More than held: all is released and the extra is a bonus,
+    funded (`bonus` = the confirmed gateway charge: key, reference, psp account)
+    and released as its own payment. Returns the payments made.
+    """
+    if request_key is not None:
+        keys = (request_key, f"{request_key}#bonus")
+        earlier = [p for p in (uow.escrow.payment_by_request_key(k) for k in keys) if p is not None]
+        if earlier:
+            return earlier  # a retried approval: the money already moved
+    milestone = uow.escrow.milestone(milestone_id, lock=True)
+    require_transition(milestone_id, milestone.state, Event.APPROVE)
+    contract = uow.escrow.contract(milestone.contract_id)
+    held = milestone.held
+    wanted = held if amount is None else _positive(amount)
+    now = uow.clock.now()
+    if wanted < held:
+        return [release(uow, contract, milestone_id, wanted, effective_at=now, request_key=request_key)]
+    payments = [release(uow, contract, milestone_id, held, effective_at=now, request_key=request_key)]
+    uow.escrow.update_milestone(milestone_id, state=MilestoneState.RELEASED.value, review_deadline=None)
+    extra = wanted - held
+    if extra:
+        if bonus is None:
+            raise InvalidRequest(
+                f"approving {wanted} of {held} held needs a bonus payment of {extra} from the client", field="amount"
+            )
+        key, reference, psp_account = bonus
+        _post_funding(uow, contract, milestone_id, extra, 0, psp_account, key, reference, kind="escrow.fund_bonus")
+        bonus_key = None if request_key is None else f"{request_key}#bonus"
+        payments.append(
+            release(uow, contract, milestone_id, extra, effective_at=now, kind="bonus", request_key=bonus_key)
+        )
+    return payments
+
+
+def expire_review(uow: UnitOfWork, milestone_id: str, deadline: datetime) -> list[Payment]:
+    """The client stayed silent 14 days after submission: release all held, dated at the deadline.
+
+    A stale timer (the client approved or asked for changes meanwhile, or the work
+    was resubmitted with a new deadline) does nothing."""
+    milestone = uow.escrow.milestone(milestone_id, lock=True)
+    if milestone.state is not MilestoneState.SUBMITTED or milestone.review_deadline != deadline:
+        return []
+    require_transition(milestone_id, milestone.state, Event.REVIEW_EXPIRED)
+    contract = uow.escrow.contract(milestone.contract_id)
+    payment = release(uow, contract, milestone_id, milestone.held, effective_at=deadline)
+    uow.escrow.update_milestone(milestone_id, state=MilestoneState.RELEASED.value, review_deadline=None)
+    return [payment]
+
+
+def end_contract(uow: UnitOfWork, contract_id: str, *, ended_by: str) -> Contract:
+    """End a contract. Money held for active milestones: if the freelancer ends it,
+    it is refunded to the client at once; if the client ends it, the freelancer is
+    asked (a refund request, refunded after 7 days of silence). A client cannot pull
+    escrow back on their own."""
+    if ended_by not in ("client", "freelancer"):
+        raise InvalidRequest("ended_by is 'client' or 'freelancer'", field="ended_by")
+    contract = uow.escrow.contract(contract_id, lock=True)
+    if contract.ended_by is not None:
+        raise InvalidTransition(
+            f"contract {contract_id} was already ended by the {contract.ended_by}", contract_id=contract_id
+        )
+    now = uow.clock.now()
+    event = Event.CLIENT_ENDS if ended_by == "client" else Event.FREELANCER_ENDS
+    for milestone in uow.escrow.milestones_of(contract_id, lock=True):
+        if not milestone.state.is_active:
+            continue
+        require_transition(milestone.id, milestone.state, event)
+        if ended_by == "freelancer":
+            refund_from_escrow(uow, contract, milestone.id, milestone.held, reason="ended_by_freelancer")
+            uow.escrow.update_milestone(milestone.id, state=MilestoneState.REFUNDED.value, review_deadline=None)
+        else:
+            deadline = now + REFUND_REQUEST_PERIOD
+            uow.escrow.update_milestone(
+                milestone.id,
+                state=MilestoneState.REFUND_REQUESTED.value,
+                review_deadline=None,
+                refund_deadline=deadline,
+            )
+            uow.escrow.schedule(REFUND_REQUEST_EXPIRY, milestone.id, deadline)
+    uow.escrow.end_contract(contract_id, ended_by, now)
+    return uow.escrow.contract(contract_id)
+
+
+def accept_refund_request(uow: UnitOfWork, milestone_id: str) -> Milestone:
+    """The freelancer agrees: all held goes back to the client."""
+    return _refund_requested(uow, milestone_id, Event.ACCEPT_REFUND, uow.clock.now())
+
+
+def expire_refund_request(uow: UnitOfWork, milestone_id: str, deadline: datetime) -> Milestone | None:
+    """Seven days without an answer: refunded, dated at the deadline (stale timers do nothing)."""
+    milestone = uow.escrow.milestone(milestone_id, lock=True)
+    if milestone.state is not MilestoneState.REFUND_REQUESTED or milestone.refund_deadline != deadline:
+        return None
+    return _refund_requested(uow, milestone_id, Event.REFUND_REQUEST_EXPIRED, deadline)
+
+
+def _refund_requested(uow: UnitOfWork, milestone_id: str, event: Event, at: datetime) -> Milestone:
+    milestone = uow.escrow.milestone(milestone_id, lock=True)
+    require_transition(milestone_id, milestone.state, event)
+    contract = uow.escrow.contract(milestone.contract_id)
+    refund_from_escrow(uow, contract, milestone_id, milestone.held, reason=event.value, effective_at=at)
+    uow.escrow.update_milestone(milestone_id, state=MilestoneState.REFUNDED.value, refund_deadline=None)
+    return uow.escrow.milestone(milestone_id)
+
+
+def dispute_refund_request(uow: UnitOfWork, milestone_id: str) -> Milestone:
+    """The freelancer disputes the client's refund request: the money stays held until resolved."""
+    milestone = uow.escrow.milestone(milestone_id, lock=True)
+    require_transition(milestone_id, milestone.state, Event.DISPUTE)
+    uow.escrow.update_milestone(milestone_id, state=MilestoneState.DISPUTED.value, refund_deadline=None)
+    return uow.escrow.milestone(milestone_id)
+
+
+def resolve_dispute(uow: UnitOfWork, milestone_id: str, *, release_amount: int, refund_amount: int) -> Milestone:
+    """Split what is held: `release_amount` to the freelancer (fee only on it), `refund_amount` back."""
+    for value, field in ((release_amount, "release"), (refund_amount, "refund")):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise InvalidRequest(f"{field} must be a non-negative integer of minor units", field=field)
+    milestone = uow.escrow.milestone(milestone_id, lock=True)
+    require_transition(milestone_id, milestone.state, Event.RESOLVE)
+    if release_amount + refund_amount != milestone.held:
+        raise InvalidRequest(
+            f"release {release_amount} + refund {refund_amount} must equal the {milestone.held} held",
+            field="release",
+            held=milestone.held,
+        )
+    contract = uow.escrow.contract(milestone.contract_id)
+    now = uow.clock.now()
+    if release_amount:
+        release(uow, contract, milestone_id, release_amount, effective_at=now)
+    if refund_amount:
+        refund_from_escrow(uow, contract, milestone_id, refund_amount, reason="dispute_resolved")
+    final = (
+        MilestoneState.SETTLED
+        if release_amount and refund_amount
+        else MilestoneState.RELEASED
+        if release_amount
+        else MilestoneState.REFUNDED
+    )
+    uow.escrow.update_milestone(milestone_id, state=final.value)
+    return uow.escrow.milestone(milestone_id)
+
+
+def require_currency(contract: Contract, currency: str) -> None:
+    if normalize_currency(currency) != contract.currency:
+        raise CurrencyMismatch(
+            f"contract {contract.id} is in {contract.currency}, not {currency}",
+            contract_id=contract.id,
+            account_currency=contract.currency,
+            currency=currency,
+        )

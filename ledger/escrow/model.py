@@ -1,0 +1,260 @@
+"""Escrow's domain: contracts, milestones, payments, payouts and the transition table.
+
+Plain Python, no database: the use cases in `milestones.py`, `payments.py` and
+`payouts.py` load these, check a transition here, and write the new state together
+with its journal entry in one transaction.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from enum import StrEnum
+
+from ledger.errors import Conflict, InvalidRequest, NotFound
+
+REVIEW_PERIOD = timedelta(days=14)
+REFUND_REQUEST_PERIOD = timedelta(days=7)
+SECURITY_PERIOD = timedelta(days=5)
+REFUND_WINDOW = timedelta(days=180)
+
+_PARTY_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+
+
+class InvalidTransition(Conflict):
+    """The milestone (or contract, payout) is not in a state that allows this event."""
+
+    code = "invalid-transition"
+
+
+class UnknownContract(NotFound):
+    """No contract has this id."""
+
+    code = "unknown-contract"
+
+
+class UnknownMilestone(NotFound):
+    """No milestone has this id."""
+
+    code = "unknown-milestone"
+
+
+class UnknownPayment(NotFound):
+    """No payment has this id."""
+
+    code = "unknown-payment"
+
+
+class UnknownPayout(NotFound):
+    """No payout has this id."""
+
+    code = "unknown-payout"
+
+
+class ContractEnded(Conflict):
+    """The contract has ended; it takes no new milestones or fundings."""
+
+    code = "contract-ended"
+
+
+class RefundNotAllowed(Conflict):
+    """A refund after release is outside the 180-day window or above what is left of the payment."""
+
+    code = "refund-not-allowed"
+
+
+def new_id(prefix: str) -> str:
+    """A short, typed, unguessable id: `ms_` + 16 base32-ish characters."""
+    return f"{prefix}_{secrets.token_hex(8)}"
+
+
+def party_id(value: object, field: str) -> str:
+    """Marketplace ids of clients and freelancers: they also name ledger accounts."""
+    if not isinstance(value, str) or not _PARTY_ID.match(value):
+        raise InvalidRequest(f"{field} must be 1-64 letters, digits, '_', '-' or '.' (got {value!r})", field=field)
+    return value
+
+
+class MilestoneState(StrEnum):
+    DRAFT = "draft"
+    FUNDING = "funding"
+    FUNDED = "funded"
+    SUBMITTED = "submitted"
+    CHANGES_REQUESTED = "changes_requested"
+    REFUND_REQUESTED = "refund_requested"
+    DISPUTED = "disputed"
+    RELEASED = "released"
+    REFUNDED = "refunded"
+    SETTLED = "settled"
+
+    @property
+    def is_active(self) -> bool:
+        """Active milestones hold the client's money and the work goes on."""
+        return self in ACTIVE
+
+    @property
+    def holds_money(self) -> bool:
+        return self in HOLDING
+
+
+ACTIVE = frozenset({MilestoneState.FUNDED, MilestoneState.SUBMITTED, MilestoneState.CHANGES_REQUESTED})
+HOLDING = ACTIVE | {MilestoneState.REFUND_REQUESTED, MilestoneState.DISPUTED}
+FINAL = frozenset({MilestoneState.RELEASED, MilestoneState.REFUNDED, MilestoneState.SETTLED})
+
+
+class Event(StrEnum):
+    REQUEST_FUNDING = "request_funding"
+    PAYMENT_CONFIRMED = "payment_confirmed"
+    PAYMENT_FAILED = "payment_failed"
+    SUBMIT = "submit"
+    REQUEST_CHANGES = "request_changes"
+    APPROVE = "approve"
+    REVIEW_EXPIRED = "review_expired"
+    CLIENT_ENDS = "client_ends"
+    FREELANCER_ENDS = "freelancer_ends"
+    ACCEPT_REFUND = "accept_refund"
+    REFUND_REQUEST_EXPIRED = "refund_request_expired"
+    DISPUTE = "dispute"
+    RESOLVE = "resolve"
+
+
+S, E = MilestoneState, Event
+
+#: DESIGN.md's transition table: (state, event) -> states the event may lead to.
+#: Where the outcome depends on amounts (approve part or all, resolve a split) the
+#: use case picks among the listed targets.
+TRANSITIONS: dict[tuple[MilestoneState, Event], frozenset[MilestoneState]] = {
+    (S.DRAFT, E.REQUEST_FUNDING): frozenset({S.FUNDING}),
+    (S.FUNDING, E.PAYMENT_CONFIRMED): frozenset({S.FUNDED}),
+    (S.FUNDING, E.PAYMENT_FAILED): frozenset({S.DRAFT}),
+    (S.FUNDED, E.SUBMIT): frozenset({S.SUBMITTED}),
+    (S.CHANGES_REQUESTED, E.SUBMIT): frozenset({S.SUBMITTED}),
+    (S.SUBMITTED, E.REQUEST_CHANGES): frozenset({S.CHANGES_REQUESTED}),
+    **{(state, E.APPROVE): frozenset({state, S.RELEASED}) for state in ACTIVE},
+    (S.SUBMITTED, E.REVIEW_EXPIRED): frozenset({S.RELEASED}),
+    **{(state, E.CLIENT_ENDS): frozenset({S.REFUND_REQUESTED}) for state in ACTIVE},
+    **{(state, E.FREELANCER_ENDS): frozenset({S.REFUNDED}) for state in ACTIVE},
+    (S.REFUND_REQUESTED, E.ACCEPT_REFUND): frozenset({S.REFUNDED}),
+    (S.REFUND_REQUESTED, E.REFUND_REQUEST_EXPIRED): frozenset({S.REFUNDED}),
+    (S.REFUND_REQUESTED, E.DISPUTE): frozenset({S.DISPUTED}),
+    (S.DISPUTED, E.RESOLVE): frozenset({S.RELEASED, S.REFUNDED, S.SETTLED}),
+}
+
+
+def require_transition(milestone_id: str, state: MilestoneState, event: Event) -> frozenset[MilestoneState]:
+    """The states `event` may lead to from `state`; `InvalidTransition` if none."""
+    targets = TRANSITIONS.get((state, event))
+    if targets is None:
+        allowed = sorted(e.value for (s, e) in TRANSITIONS if s == state)
+        raise InvalidTransition(
+            f"milestone {milestone_id} is {state.value}: cannot {event.value.replace('_', ' ')}"
+            + (f" (allowed: {', '.join(allowed)})" if allowed else " (it is final)"),
+            milestone_id=milestone_id,
+            state=state.value,
+            event=event.value,
+        )
+    return targets
+
+
+@dataclass(frozen=True)
+class Contract:
+    """A fixed-price contract between a client and a freelancer in one currency.
+
+    Attributes:
+        id: `ct_...`.
+        client_id, freelancer_id: the marketplace's ids.
+        currency: every milestone and payment is in it.
+        title: shown on invoices.
+        ended_by: None while open; "client" or "freelancer" once ended.
+    """
+
+    id: str
+    client_id: str
+    freelancer_id: str
+    currency: str
+    title: str
+    created_at: datetime
+    ended_by: str | None = None
+    ended_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Milestone:
+    """A milestone and where it stands.
+
+    Attributes:
+        id: `ms_...`.
+        amount: the agreed price, minor units.
+        held: what its escrow account holds now (minor units).
+        state: see `MilestoneState`.
+        review_deadline: when a submission is released if the client stays silent.
+        refund_deadline: when an unanswered refund request refunds the client.
+        failure_reason: why the last funding failed, if it did.
+    """
+
+    id: str
+    contract_id: str
+    title: str
+    amount: int
+    due_date: date | None
+    state: MilestoneState
+    held: int
+    review_deadline: datetime | None
+    refund_deadline: datetime | None
+    failure_reason: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Payment:
+    """Money released to a freelancer from one milestone: one release, one payment.
+
+    Attributes:
+        id: `py_...`; also the idempotency key of its fee event.
+        kind: "release" (approval, auto-release or a dispute's release part) or "bonus".
+        gross, fee, net: minor units; gross = fee + net.
+        pending_until: when its net becomes available (5 days after release).
+        refunded: what the freelancer has refunded of it so far (gross, minor units).
+        entry_id: the release's journal entry.
+    """
+
+    id: str
+    milestone_id: str
+    contract_id: str
+    kind: str
+    gross: int
+    fee: int
+    net: int
+    released_at: datetime
+    pending_until: datetime
+    refunded: int
+    entry_id: int
+
+
+class PayoutState(StrEnum):
+    IN_TRANSIT = "in_transit"
+    PAID = "paid"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Payout:
+    """A freelancer's withdrawal of available money.
+
+    Attributes:
+        id: `po_...`.
+        state: in_transit until the gateway confirms (paid) or fails (failed, money back to available).
+        gateway_reference: the provider's id of the transfer.
+    """
+
+    id: str
+    freelancer_id: str
+    currency: str
+    amount: int
+    state: PayoutState
+    gateway_reference: str | None
+    failure_reason: str | None
+    created_at: datetime
+    settled_at: datetime | None

@@ -1,0 +1,259 @@
+"""Money out of escrow: releases to freelancers, refunds to clients, refunds after
+release, and the end of the security period.
+
+A release is a payment: escrow -> freelancer pending (net) + service fee revenue
+(the fee from the fee engine, on the pair's lifetime billings), in one entry. Its
+net becomes available 5 days later (`mature_payment`, fired by `ledger tick`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from ledger.errors import InvalidRequest
+from ledger.escrow.chart import (
+    SERVICE_FEES,
+    available_account_code,
+    escrow_account_code,
+    open_freelancer_accounts,
+    pending_account_code,
+)
+from ledger.escrow.model import (
+    REFUND_WINDOW,
+    SECURITY_PERIOD,
+    Contract,
+    Payment,
+    RefundNotAllowed,
+    new_id,
+)
+from ledger.fees.billing import charge_fee, refund_fee
+from ledger.journal import EntryRequest, Posting, credit, debit, post_entry
+
+if TYPE_CHECKING:
+    from ledger.db.unit_of_work import UnitOfWork
+
+PENDING_RELEASE = "pending_release"
+
+
+def entry_refs(contract: Contract, milestone_id: str, **more: str) -> dict[str, str]:
+    """References every escrow entry carries, so statements and audits can find it."""
+    return {
+        "contract": contract.id,
+        "milestone": milestone_id,
+        "client": contract.client_id,
+        "freelancer": contract.freelancer_id,
+        **more,
+    }
+
+
+def release(
+    uow: UnitOfWork,
+    contract: Contract,
+    milestone_id: str,
+    amount: int,
+    *,
+    effective_at: datetime,
+    kind: str = "release",
+    request_key: str | None = None,
+) -> Payment:
+    """Release `amount` from the milestone's escrow to the freelancer, less the fee."""
+    if amount <= 0:
+        raise InvalidRequest("nothing to release: the amount must be positive", field="amount")
+    payment_id = new_id("py")
+    currency = contract.currency
+    fee_event = charge_fee(
+        uow,
+        idempotency_key=payment_id,
+        freelancer_id=contract.freelancer_id,
+        client_id=contract.client_id,
+        amount=amount,
+        currency=currency,
+        effective_at=effective_at,
+    )
+    fee, net = fee_event.breakdown.fee, fee_event.breakdown.net
+    open_freelancer_accounts(uow, contract.freelancer_id, currency)
+    postings = [
+        debit(escrow_account_code(milestone_id), amount, currency),
+        credit(pending_account_code(contract.freelancer_id), net, currency),
+    ]
+    if fee:
+        postings.append(credit(SERVICE_FEES, fee, currency))
+    entry = post_entry(
+        uow,
+        EntryRequest(
+            idempotency_key=f"escrow.release:{payment_id}",
+            kind="escrow.release",
+            postings=tuple(postings),
+            effective_at=effective_at,
+            refs=entry_refs(contract, milestone_id, payment=payment_id),
+            metadata={"fee_schedule": fee_event.breakdown.schedule, "payment_kind": kind},
+        ),
+    )
+    pending_until = effective_at + SECURITY_PERIOD
+    uow.escrow.add_payment(
+        id=payment_id,
+        milestone_id=milestone_id,
+        contract_id=contract.id,
+        kind=kind,
+        gross=amount,
+        fee=fee,
+        net=net,
+        released_at=effective_at,
+        pending_until=pending_until,
+        pending_remaining=net,
+        refunded=0,
+        entry_id=entry.id,
+        request_key=request_key,
+    )
+    uow.escrow.schedule(PENDING_RELEASE, payment_id, pending_until)
+    return uow.escrow.payment(payment_id)
+
+
+def refund_from_escrow(
+    uow: UnitOfWork,
+    contract: Contract,
+    milestone_id: str,
+    amount: int,
+    *,
+    reason: str,
+    effective_at: datetime | None = None,
+) -> None:
+    """Return `amount` held for the milestone to the client: escrow -> PSP."""
+    if amount <= 0:
+        return
+    _, psp_account = uow.escrow.funding(milestone_id)
+    assert psp_account is not None, "a milestone holding money was funded through a PSP account"
+    post_entry(
+        uow,
+        EntryRequest(
+            idempotency_key=f"escrow.refund:{milestone_id}:{new_id('rf')}",
+            kind="escrow.refund",
+            postings=(
+                debit(escrow_account_code(milestone_id), amount, contract.currency),
+                credit(psp_account, amount, contract.currency),
+            ),
+            effective_at=effective_at,
+            refs=entry_refs(contract, milestone_id),
+            metadata={"reason": reason},
+        ),
+    )
+
+
+def mature_payment(uow: UnitOfWork, payment_id: str, due: datetime) -> int:
+    """The security period is over: what is left pending becomes available. Returns the amount moved."""
+    payment = uow.escrow.payment(payment_id, lock=True)
+    remaining = uow.escrow.pending_remaining(payment_id)
+    if remaining == 0 or payment.pending_until != due:
+        return 0
+    contract = uow.escrow.contract(payment.contract_id)
+    post_entry(
+        uow,
+        EntryRequest(
+            idempotency_key=f"escrow.available:{payment_id}",
+            kind="escrow.available",
+            postings=(
+                debit(pending_account_code(contract.freelancer_id), remaining, contract.currency),
+                credit(available_account_code(contract.freelancer_id), remaining, contract.currency),
+            ),
+            effective_at=due,
+            refs=entry_refs(contract, payment.milestone_id, payment=payment_id),
+        ),
+    )
+    uow.escrow.update_payment(payment_id, pending_remaining=0)
+    return remaining
+
+
+@dataclass(frozen=True)
+class PaymentRefund:
+    """A freelancer's refund of (part of) a payment to the client.
+
+    Attributes:
+        amount: gross refunded to the client; fee_returned: the fee the platform
+            gives back (the fee engine's refund rule); the freelancer pays the rest.
+    """
+
+    id: str
+    payment_id: str
+    amount: int
+    fee_returned: int
+    entry_id: int
+
+
+def refund_payment(uow: UnitOfWork, payment_id: str, amount: int, *, request_key: str | None = None) -> PaymentRefund:
+    """The freelancer refunds (part of) a released payment, within 180 days and their balance.
+
+    The fee comes back by the refund rule (most recently billed tier first) and the
+    pair's lifetime billings go down. The freelancer's part comes out of what is
+    still pending of this payment first, then out of their available balance;
+    floors refuse a refund larger than those balances."""
+    if request_key is not None:
+        earlier = uow.escrow.refund_by_request_key(request_key)
+        if earlier is not None:
+            return PaymentRefund(
+                earlier.id, earlier.payment_id, int(earlier.amount), int(earlier.fee_returned), int(earlier.entry_id)
+            )
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+        raise InvalidRequest("amount must be a positive integer of minor units", field="amount")
+    payment = uow.escrow.payment(payment_id, lock=True)
+    now = uow.clock.now()
+    if now > payment.released_at + REFUND_WINDOW:
+        raise RefundNotAllowed(f"payment {payment_id} was released more than 180 days ago", payment_id=payment_id)
+    if amount > payment.gross - payment.refunded:
+        raise RefundNotAllowed(
+            f"payment {payment_id} has {payment.gross - payment.refunded} left to refund, not {amount}",
+            payment_id=payment_id,
+            refundable=payment.gross - payment.refunded,
+            requested=amount,
+        )
+    contract = uow.escrow.contract(payment.contract_id)
+    refund_id = new_id("rf")
+    fee_event = refund_fee(
+        uow,
+        idempotency_key=refund_id,
+        freelancer_id=contract.freelancer_id,
+        client_id=contract.client_id,
+        amount=amount,
+        currency=contract.currency,
+        effective_at=now,
+    )
+    fee_back = fee_event.breakdown.fee
+    freelancer_part = amount - fee_back
+    remaining = uow.escrow.pending_remaining(payment_id)
+    from_pending = min(remaining, freelancer_part)
+    from_available = freelancer_part - from_pending
+    currency = contract.currency
+    _, psp_account = uow.escrow.funding(payment.milestone_id)
+    assert psp_account is not None
+    postings: list[Posting] = [credit(psp_account, amount, currency)]
+    if from_pending:
+        postings.append(debit(pending_account_code(contract.freelancer_id), from_pending, currency))
+    if from_available:
+        postings.append(debit(available_account_code(contract.freelancer_id), from_available, currency))
+    if fee_back:
+        postings.append(debit(SERVICE_FEES, fee_back, currency))
+    entry = post_entry(
+        uow,
+        EntryRequest(
+            idempotency_key=f"escrow.payment_refund:{refund_id}",
+            kind="escrow.payment_refund",
+            postings=tuple(postings),
+            effective_at=now,
+            refs=entry_refs(contract, payment.milestone_id, payment=payment_id, refund=refund_id),
+        ),
+    )
+    uow.escrow.update_payment(
+        payment_id, refunded=payment.refunded + amount, pending_remaining=remaining - from_pending
+    )
+    uow.escrow.add_refund(
+        id=refund_id,
+        payment_id=payment_id,
+        amount=amount,
+        fee_returned=fee_back,
+        from_balance="pending" if not from_available else ("available" if not from_pending else "both"),
+        entry_id=entry.id,
+        created_at=now,
+        request_key=request_key,
+    )
+    return PaymentRefund(refund_id, payment_id, amount, fee_back, entry.id)

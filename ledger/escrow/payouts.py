@@ -1,0 +1,107 @@
+"""Payouts: a freelancer withdraws available money.
+
+available -> payouts in transit when the payout is requested (the floor on the
+available account refuses a payout above the balance, also under concurrent
+requests); in transit -> PSP when the provider confirms it paid; back to
+available if the provider fails it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ledger.errors import InvalidRequest
+from ledger.escrow.chart import (
+    PAYOUTS_IN_TRANSIT,
+    available_account_code,
+    open_freelancer_accounts,
+    open_platform_accounts,
+)
+from ledger.escrow.model import InvalidTransition, Payout, PayoutState, new_id, party_id
+from ledger.journal import EntryRequest, credit, debit, post_entry
+from ledger.money import normalize_currency
+
+if TYPE_CHECKING:
+    from ledger.db.unit_of_work import UnitOfWork
+
+
+def request_payout(
+    uow: UnitOfWork,
+    *,
+    freelancer_id: str,
+    currency: str,
+    amount: int,
+    psp_account: str,
+    request_key: str | None = None,
+) -> Payout:
+    """Move `amount` from available to in transit and record the payout."""
+    freelancer = party_id(freelancer_id, "freelancer_id")
+    code = normalize_currency(currency)
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+        raise InvalidRequest("amount must be a positive integer of minor units", field="amount")
+    if request_key is not None:
+        earlier = uow.escrow.payout_by_request_key(request_key)
+        if earlier is not None:
+            return earlier
+    open_freelancer_accounts(uow, freelancer, code)
+    open_platform_accounts(uow, code, psp_account)
+    payout_id = new_id("po")
+    post_entry(
+        uow,
+        EntryRequest(
+            idempotency_key=f"payout.request:{payout_id}",
+            kind="payout.request",
+            postings=(
+                debit(available_account_code(freelancer), amount, code),
+                credit(PAYOUTS_IN_TRANSIT, amount, code),
+            ),
+            refs={"payout": payout_id, "freelancer": freelancer},
+        ),
+    )
+    uow.escrow.add_payout(
+        id=payout_id,
+        freelancer_id=freelancer,
+        currency=code,
+        amount=amount,
+        state=PayoutState.IN_TRANSIT.value,
+        created_at=uow.clock.now(),
+        request_key=request_key,
+    )
+    return uow.escrow.payout(payout_id)
+
+
+def settle_payout(
+    uow: UnitOfWork, payout_id: str, *, paid: bool, psp_account: str, reference: str | None, reason: str | None = None
+) -> Payout:
+    """The provider paid (in transit -> PSP) or failed (in transit -> available). Idempotent."""
+    payout = uow.escrow.payout(payout_id, lock=True)
+    target = PayoutState.PAID if paid else PayoutState.FAILED
+    if payout.state is target:
+        return payout
+    if payout.state is not PayoutState.IN_TRANSIT:
+        raise InvalidTransition(
+            f"payout {payout_id} is {payout.state.value}; it cannot become {target.value}", payout_id=payout_id
+        )
+    code = payout.currency
+    back_to = psp_account if paid else available_account_code(payout.freelancer_id)
+    post_entry(
+        uow,
+        EntryRequest(
+            idempotency_key=f"payout.{target.value}:{payout_id}",
+            kind=f"payout.{target.value}",
+            postings=(debit(PAYOUTS_IN_TRANSIT, payout.amount, code), credit(back_to, payout.amount, code)),
+            refs={
+                "payout": payout_id,
+                "freelancer": payout.freelancer_id,
+                **({"gateway_reference": reference} if reference else {}),
+            },
+        ),
+    )
+    uow.escrow.update_payout(
+        payout_id,
+        state=target.value,
+        gateway_reference=reference,
+        failure_reason=None if paid else (reason or "failed")[:500],
+        settled_at=uow.clock.now(),
+    )
+    return uow.escrow.payout(payout_id)

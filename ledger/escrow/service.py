@@ -1,0 +1,303 @@
+"""`Escrow`: the escrow use cases as the API, the CLI and other modules call them.
+
+Each method runs one use case in its own retryable transaction. Calls to the
+payment gateway happen between transactions, never inside one (a transaction
+may be retried; a charge must not be), with the funding attempt's idempotency
+key, so a retried request repeats the same gateway call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from ledger.db.unit_of_work import UnitOfWork
+from ledger.escrow import milestones as use
+from ledger.escrow.chart import available_account_code, pending_account_code
+from ledger.escrow.model import Contract, Milestone, Payment, Payout, PayoutState, party_id
+from ledger.escrow.payments import PaymentRefund, refund_payment
+from ledger.escrow.payouts import request_payout, settle_payout
+from ledger.escrow.timers import TickReport, tick
+from ledger.gateway import GatewayNotConfigured, GatewayResult, PaymentFailed, PaymentGateway
+from ledger.money import normalize_currency
+from ledger.service import Ledger
+
+
+@dataclass(frozen=True)
+class FundingOutcome:
+    """The result of asking to fund a milestone.
+
+    Attributes:
+        milestone: as it stands after the call (`funded`, still `funding` while the
+            customer must act, or back to `draft` if the payment failed).
+        status: the gateway's status: succeeded, requires_action or failed.
+        client_secret: for the frontend to complete a customer action.
+    """
+
+    milestone: Milestone
+    status: str
+    client_secret: str | None = None
+    failure_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class FreelancerBalance:
+    """A freelancer's money in one currency, minor units."""
+
+    currency: str
+    pending: int
+    available: int
+    in_transit: int
+
+
+class Escrow:
+    """Milestone escrow over a ledger and a payment gateway.
+
+    Attributes:
+        book: the ledger.
+        gateway: the payment gateway; None refuses every operation that takes money in.
+    """
+
+    def __init__(self, book: Ledger, gateway: PaymentGateway | None) -> None:
+        self.book = book
+        self.gateway = gateway
+
+    def _gateway(self) -> PaymentGateway:
+        if self.gateway is None:
+            raise GatewayNotConfigured(
+                "no payment gateway is configured: set LEDGER_GATEWAY (e.g. simulated); money cannot be taken in"
+            )
+        return self.gateway
+
+    # --- contracts and milestones ------------------------------------------------
+
+    def open_contract(self, *, client_id: str, freelancer_id: str, currency: str, title: str) -> Contract:
+        return self.book.transaction(
+            lambda uow: use.open_contract(
+                uow, client_id=client_id, freelancer_id=freelancer_id, currency=currency, title=title
+            )
+        )
+
+    def add_milestone(
+        self, contract_id: str, *, title: str, amount: int, due_date: date | None = None, currency: str | None = None
+    ) -> Milestone:
+        """Add a milestone; `currency`, when given, must be the contract's."""
+
+        def work(uow: UnitOfWork) -> Milestone:
+            self._check_currency(uow, contract_id, currency)
+            return use.add_milestone(uow, contract_id, title=title, amount=amount, due_date=due_date)
+
+        return self.book.transaction(work)
+
+    @staticmethod
+    def _check_currency(uow: UnitOfWork, contract_id: str, currency: str | None) -> None:
+        if currency is not None:
+            use.require_currency(uow.escrow.contract(contract_id), currency)
+
+    def _milestone_currency(self, milestone_id: str, currency: str | None) -> None:
+        if currency is not None:
+            self.book.transaction(
+                lambda uow: self._check_currency(uow, uow.escrow.milestone(milestone_id).contract_id, currency),
+                read_only=True,
+            )
+
+    def contract(self, contract_id: str) -> Contract:
+        return self.book.transaction(lambda uow: uow.escrow.contract(contract_id), read_only=True)
+
+    def milestones(self, contract_id: str) -> list[Milestone]:
+        def read(uow: UnitOfWork) -> list[Milestone]:
+            uow.escrow.contract(contract_id)
+            return uow.escrow.milestones_of(contract_id)
+
+        return self.book.transaction(read, read_only=True)
+
+    def milestone(self, milestone_id: str) -> Milestone:
+        return self.book.transaction(lambda uow: uow.escrow.milestone(milestone_id), read_only=True)
+
+    def payments(self, milestone_id: str) -> list[Payment]:
+        def read(uow: UnitOfWork) -> list[Payment]:
+            uow.escrow.milestone(milestone_id)
+            return uow.escrow.payments_of(milestone_id)
+
+        return self.book.transaction(read, read_only=True)
+
+    def payment(self, payment_id: str) -> Payment:
+        return self.book.transaction(lambda uow: uow.escrow.payment(payment_id), read_only=True)
+
+    # --- money in ------------------------------------------------------------------
+
+    def fund(self, milestone_id: str, *, payment_method: str | None = None) -> FundingOutcome:
+        """Charge the client through the gateway and, once it succeeds, hold the money in escrow."""
+        gateway = self._gateway()
+        request = self.book.transaction(lambda uow: use.start_funding(uow, milestone_id))
+        result = gateway.charge(
+            amount=request.total,
+            currency=request.contract.currency,
+            idempotency_key=request.key,
+            customer=request.contract.client_id,
+            metadata={"contract": request.contract.id, "milestone": milestone_id},
+            payment_method=payment_method,
+        )
+        return self._settle_funding(milestone_id, request.key, result)
+
+    def _settle_funding(self, milestone_id: str, key: str, result: GatewayResult) -> FundingOutcome:
+        gateway = self._gateway()
+        if result.succeeded:
+            milestone = self.book.transaction(
+                lambda uow: use.confirm_funding(
+                    uow, milestone_id, funding_key=key, reference=result.reference, psp_account=gateway.psp_account
+                )
+            )
+        elif result.failed:
+            reason = result.failure_reason or "payment failed"
+            milestone = self.book.transaction(
+                lambda uow: use.fail_funding(uow, milestone_id, funding_key=key, reason=reason)
+            )
+        else:
+            milestone = self.milestone(milestone_id)
+        return FundingOutcome(milestone, result.status, result.client_secret, result.failure_reason)
+
+    def confirm_funding(self, milestone_id: str, *, funding_key: str, reference: str) -> Milestone:
+        """The provider told us (webhook) that a funding payment succeeded."""
+        gateway = self._gateway()
+        return self.book.transaction(
+            lambda uow: use.confirm_funding(
+                uow, milestone_id, funding_key=funding_key, reference=reference, psp_account=gateway.psp_account
+            )
+        )
+
+    # --- work and approval -----------------------------------------------------------
+
+    def submit(self, milestone_id: str) -> Milestone:
+        return self.book.transaction(lambda uow: use.submit(uow, milestone_id))
+
+    def request_changes(self, milestone_id: str) -> Milestone:
+        return self.book.transaction(lambda uow: use.request_changes(uow, milestone_id))
+
+    def approve(
+        self,
+        milestone_id: str,
+        *,
+        amount: int | None = None,
+        currency: str | None = None,
+        request_key: str | None = None,
+    ) -> list[Payment]:
+        """Approve all held (default), part of it, or more (the extra is charged as a bonus first)."""
+        self._milestone_currency(milestone_id, currency)
+        bonus: tuple[str, str, str] | None = None
+        if amount is not None:
+            milestone = self.milestone(milestone_id)
+            if isinstance(amount, int) and not isinstance(amount, bool) and amount > milestone.held > 0:
+                bonus = self._charge_bonus(milestone, amount - milestone.held, request_key)
+        return self.book.transaction(
+            lambda uow: use.approve(uow, milestone_id, amount=amount, bonus=bonus, request_key=request_key)
+        )
+
+    def _charge_bonus(self, milestone: Milestone, extra: int, request_key: str | None) -> tuple[str, str, str]:
+        gateway = self._gateway()
+        contract = self.contract(milestone.contract_id)
+        key = f"bonus:{milestone.id}:{request_key or milestone.held}:{extra}"
+        result = gateway.charge(
+            amount=extra,
+            currency=contract.currency,
+            idempotency_key=key,
+            customer=contract.client_id,
+            metadata={"contract": contract.id, "milestone": milestone.id, "bonus": "true"},
+        )
+        if not result.succeeded:
+            raise PaymentFailed(
+                f"the bonus payment of {extra} was not completed: {result.failure_reason or result.status}",
+                status=result.status,
+            )
+        return key, result.reference, gateway.psp_account
+
+    # --- ending, refunds, disputes -----------------------------------------------------
+
+    def end_contract(self, contract_id: str, *, ended_by: str) -> Contract:
+        return self.book.transaction(lambda uow: use.end_contract(uow, contract_id, ended_by=ended_by))
+
+    def accept_refund_request(self, milestone_id: str) -> Milestone:
+        return self.book.transaction(lambda uow: use.accept_refund_request(uow, milestone_id))
+
+    def dispute_refund_request(self, milestone_id: str) -> Milestone:
+        return self.book.transaction(lambda uow: use.dispute_refund_request(uow, milestone_id))
+
+    def resolve_dispute(
+        self, milestone_id: str, *, release: int, refund: int, currency: str | None = None
+    ) -> Milestone:
+        self._milestone_currency(milestone_id, currency)
+        return self.book.transaction(
+            lambda uow: use.resolve_dispute(uow, milestone_id, release_amount=release, refund_amount=refund)
+        )
+
+    def refund_payment(
+        self, payment_id: str, amount: int, *, currency: str | None = None, request_key: str | None = None
+    ) -> PaymentRefund:
+        """The freelancer refunds (part of) a released payment to the client."""
+
+        def work(uow: UnitOfWork) -> PaymentRefund:
+            self._check_currency(uow, uow.escrow.payment(payment_id).contract_id, currency)
+            return refund_payment(uow, payment_id, amount, request_key=request_key)
+
+        return self.book.transaction(work)
+
+    # --- freelancer money ------------------------------------------------------------------
+
+    def balance(self, freelancer_id: str, currency: str) -> FreelancerBalance:
+        freelancer = party_id(freelancer_id, "freelancer_id")
+        code = normalize_currency(currency)
+
+        def read(uow: UnitOfWork) -> FreelancerBalance:
+            amounts = []
+            for account_code in (pending_account_code(freelancer), available_account_code(freelancer)):
+                account = uow.accounts.find(account_code, code)
+                amounts.append(0 if account is None else uow.accounts.balance(account))
+            return FreelancerBalance(code, amounts[0], amounts[1], uow.escrow.in_transit(freelancer, code))
+
+        return self.book.transaction(read, read_only=True)
+
+    def request_payout(
+        self, freelancer_id: str, *, amount: int, currency: str, request_key: str | None = None
+    ) -> Payout:
+        """Withdraw available money: in transit at once, paid when the gateway confirms."""
+        gateway = self._gateway()
+        payout = self.book.transaction(
+            lambda uow: request_payout(
+                uow,
+                freelancer_id=freelancer_id,
+                currency=currency,
+                amount=amount,
+                psp_account=gateway.psp_account,
+                request_key=request_key,
+            )
+        )
+        if payout.state is not PayoutState.IN_TRANSIT:
+            return payout  # a replay of a payout already settled
+        result = gateway.payout(
+            amount=payout.amount,
+            currency=payout.currency,
+            idempotency_key=payout.id,
+            destination=payout.freelancer_id,
+            metadata={"payout": payout.id},
+        )
+        if result.status == "requires_action":
+            return payout
+        return self.settle_payout(
+            payout.id, paid=result.succeeded, reference=result.reference, reason=result.failure_reason
+        )
+
+    def settle_payout(self, payout_id: str, *, paid: bool, reference: str | None, reason: str | None = None) -> Payout:
+        gateway = self._gateway()
+        return self.book.transaction(
+            lambda uow: settle_payout(
+                uow, payout_id, paid=paid, psp_account=gateway.psp_account, reference=reference, reason=reason
+            )
+        )
+
+    def payout(self, payout_id: str) -> Payout:
+        return self.book.transaction(lambda uow: uow.escrow.payout(payout_id), read_only=True)
+
+    # --- time ------------------------------------------------------------------------------
+
+    def tick(self, now: datetime | None = None) -> TickReport:
+        return tick(self.book, now)

@@ -1,0 +1,148 @@
+"""The payment gateway interface: how money enters and leaves through the provider.
+
+Escrow calls a `PaymentGateway` outside its database transactions (a network call
+must not be repeated by a transaction retry), with an idempotency key, so a
+repeated call is answered from the provider's memory instead of charging twice.
+Implementations: `simulated` (confirms at once; development and tests) and, later,
+`stripe`. The gateway is chosen by LEDGER_GATEWAY; there is no default, so a lost
+setting can never mark milestones funded without money.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ledger.errors import ConfigurationError, Conflict
+
+
+class GatewayNotConfigured(ConfigurationError):
+    """No payment gateway is configured (LEDGER_GATEWAY); money cannot be taken in."""
+
+    code = "gateway-not-configured"
+
+
+class PaymentFailed(Conflict):
+    """The payment provider declined or failed the payment."""
+
+    code = "payment-failed"
+
+
+@dataclass(frozen=True)
+class GatewayResult:
+    """What the provider said of a charge, refund or payout.
+
+    Attributes:
+        status: "succeeded", "requires_action" (the customer must act; wait for a
+            webhook) or "failed".
+        reference: the provider's id of the object.
+        failure_reason: why it failed, in the provider's words.
+        client_secret: for the frontend to complete a customer action.
+    """
+
+    status: str
+    reference: str
+    failure_reason: str | None = None
+    client_secret: str | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == "succeeded"
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "failed"
+
+
+class PaymentGateway(Protocol):
+    """A payment provider, as escrow needs it."""
+
+    #: the asset account where money at this provider is booked
+    psp_account: str
+
+    def charge(
+        self,
+        *,
+        amount: int,
+        currency: str,
+        idempotency_key: str,
+        customer: str,
+        metadata: Mapping[str, str],
+        payment_method: str | None = None,
+    ) -> GatewayResult: ...
+
+    def refund(
+        self, *, amount: int, currency: str, idempotency_key: str, charge_reference: str | None
+    ) -> GatewayResult: ...
+
+    def payout(
+        self, *, amount: int, currency: str, idempotency_key: str, destination: str, metadata: Mapping[str, str]
+    ) -> GatewayResult: ...
+
+
+@dataclass
+class SimulatedGateway:
+    """A provider that answers at once: succeeds, unless told to decline.
+
+    `decline_next(reason)` makes the next charge or payout fail, for tests and
+    demonstrations. Calls are remembered by idempotency key, like a real provider.
+    """
+
+    psp_account: str = "assets:psp:simulated"
+    calls: dict[str, GatewayResult] = field(default_factory=dict)
+    _declines: list[str] = field(default_factory=list)
+    _requires_action: int = 0
+
+    def decline_next(self, reason: str = "card_declined") -> None:
+        self._declines.append(reason)
+
+    def require_action_next(self) -> None:
+        self._requires_action += 1
+
+    def _answer(self, key: str, prefix: str) -> GatewayResult:
+        if key in self.calls:
+            return self.calls[key]
+        reference = f"{prefix}_sim_{len(self.calls) + 1}"
+        if self._declines:
+            result = GatewayResult("failed", reference, failure_reason=self._declines.pop(0))
+        elif self._requires_action and prefix == "pi":
+            self._requires_action -= 1
+            result = GatewayResult("requires_action", reference, client_secret=f"{reference}_secret")
+        else:
+            result = GatewayResult("succeeded", reference, client_secret=f"{reference}_secret")
+        self.calls[key] = result
+        return result
+
+    def charge(
+        self,
+        *,
+        amount: int,
+        currency: str,
+        idempotency_key: str,
+        customer: str,
+        metadata: Mapping[str, str],
+        payment_method: str | None = None,
+    ) -> GatewayResult:
+        return self._answer(idempotency_key, "pi")
+
+    def refund(
+        self, *, amount: int, currency: str, idempotency_key: str, charge_reference: str | None
+    ) -> GatewayResult:
+        return self._answer(idempotency_key, "re")
+
+    def payout(
+        self, *, amount: int, currency: str, idempotency_key: str, destination: str, metadata: Mapping[str, str]
+    ) -> GatewayResult:
+        return self._answer(idempotency_key, "tr")
+
+
+def gateway_from_settings(name: str | None) -> PaymentGateway | None:
+    """The gateway LEDGER_GATEWAY names; None when unset (money-in is then refused)."""
+    if not name:
+        return None
+    if name == "simulated":
+        return SimulatedGateway()
+    if name == "stripe":
+        raise GatewayNotConfigured("LEDGER_GATEWAY=stripe is not available in this version; use simulated")
+    raise GatewayNotConfigured(f"LEDGER_GATEWAY={name!r} is not a gateway (use simulated)")
