@@ -84,27 +84,21 @@ def balance_moves(planned: Iterable[PlannedEntry]) -> dict[tuple[int, int], tupl
 POSTGRES_WRITE = text(
     """
 WITH req AS (
-    SELECT * FROM unnest(
-        CAST(:idx AS int[]), CAST(:keys AS text[]), CAST(:hashes AS text[]), CAST(:kinds AS text[]),
-        CAST(:effective AS timestamptz[]), CAST(:refs AS text[]), CAST(:metas AS text[]),
-        CAST(:reverses AS bigint[])
-    ) AS r(idx, idempotency_key, request_hash, kind, effective_at, refs, metadata, reverses_entry_id)
+    SELECT * FROM jsonb_to_recordset(CAST(:entries AS jsonb))
+        AS r(idx int, idempotency_key text, request_hash text, kind text, effective_at timestamptz,
+             refs jsonb, metadata jsonb, reverses_entry_id bigint)
 ),
 new_entries AS (
     INSERT INTO entries (idempotency_key, request_hash, kind, effective_at, recorded_at, refs, metadata,
                          reverses_entry_id)
-    SELECT idempotency_key, request_hash, kind, effective_at, :recorded_at, CAST(refs AS jsonb),
-           CAST(metadata AS jsonb), reverses_entry_id
+    SELECT idempotency_key, request_hash, kind, effective_at, :recorded_at, refs, metadata, reverses_entry_id
       FROM req ORDER BY idx
     ON CONFLICT (idempotency_key) DO NOTHING
     RETURNING id, idempotency_key
 ),
 legs AS (
-    SELECT * FROM unnest(
-        CAST(:leg_entry AS int[]), CAST(:leg_order AS int[]), CAST(:leg_account AS bigint[]),
-        CAST(:leg_currency AS text[]), CAST(:leg_side AS text[]), CAST(:leg_amount AS bigint[]),
-        CAST(:leg_slot AS int[]), CAST(:leg_delta AS bigint[])
-    ) AS l(idx, ord, account_id, currency, side, amount, slot, delta)
+    SELECT * FROM jsonb_to_recordset(CAST(:legs AS jsonb))
+        AS l(idx int, ord int, account_id bigint, currency text, side text, amount bigint, slot int, delta bigint)
 ),
 new_legs AS (
     SELECT n.id AS entry_id, l.*
@@ -146,7 +140,7 @@ SELECT 'floor', u.account_id, NULL, u.balance, u.balance - m.total + m.lowest
 
 
 def _json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 class JournalStore:
@@ -201,33 +195,42 @@ class JournalStore:
         return result
 
     def _write_postgresql(self, planned: list[PlannedEntry], recorded_at: datetime) -> dict[str, int]:
-        legs = [(i, entry, leg) for i, entry in enumerate(planned) for leg in entry.postings]
-        params = {
-            "idx": list(range(len(planned))),
-            "keys": [p.request.idempotency_key for p in planned],
-            "hashes": [p.request.fingerprint() for p in planned],
-            "kinds": [p.request.kind for p in planned],
-            "effective": [p.effective_at for p in planned],
-            "refs": [_json(dict(p.request.refs)) for p in planned],
-            "metas": [_json(dict(p.request.metadata)) for p in planned],
-            "reverses": [p.request.reverses_entry_id for p in planned],
-            "recorded_at": recorded_at,
-            "leg_entry": [i for i, _, _ in legs],
-            "leg_order": list(range(len(legs))),
-            "leg_account": [leg.account.id for _, _, leg in legs],
-            "leg_currency": [leg.account.currency for _, _, leg in legs],
-            "leg_side": [leg.side.value for _, _, leg in legs],
-            "leg_amount": [leg.amount for _, _, leg in legs],
-            "leg_slot": [leg.slot for _, _, leg in legs],
-            "leg_delta": [leg.delta for _, _, leg in legs],
-        }
+        # The batch travels as two JSON documents: one parameter each, whatever the
+        # batch size, and a statement shape PostgreSQL can keep one generic plan for.
+        batch = [
+            {
+                "idx": i,
+                "idempotency_key": p.request.idempotency_key,
+                "request_hash": p.request.fingerprint(),
+                "kind": p.request.kind,
+                "effective_at": p.effective_at.isoformat(),
+                "refs": p.request.refs,
+                "metadata": p.request.metadata,
+                "reverses_entry_id": p.request.reverses_entry_id,
+            }
+            for i, p in enumerate(planned)
+        ]
+        legs = [
+            {
+                "idx": i,
+                "ord": n,
+                "account_id": leg.account.id,
+                "currency": leg.account.currency,
+                "side": leg.side.value,
+                "amount": leg.amount,
+                "slot": leg.slot,
+                "delta": leg.delta,
+            }
+            for n, (i, leg) in enumerate((i, leg) for i, p in enumerate(planned) for leg in p.postings)
+        ]
+        params = {"entries": _json(batch), "legs": _json(legs), "recorded_at": recorded_at}
+        accounts_by_id = {leg.account.id: leg.account for p in planned for leg in p.postings}
         new_ids: dict[str, int] = {}
         for row in self._conn.execute(POSTGRES_WRITE, params):
             if row.what == "entry":
                 new_ids[row.key] = int(row.id)
             else:
-                account = next(leg.account for _, _, leg in legs if leg.account.id == row.id)
-                raise self._below_floor(account, int(row.lowest))
+                raise self._below_floor(accounts_by_id[int(row.id)], int(row.lowest))
         return new_ids
 
     def _write_sqlite(self, planned: list[PlannedEntry], recorded_at: datetime) -> dict[str, int]:
