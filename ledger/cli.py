@@ -101,6 +101,39 @@ def build_parser() -> argparse.ArgumentParser:
     tick = commands.add_parser("tick", help="fire due timers: auto-releases, refund requests, security periods")
     tick.add_argument("--now", type=parse_time, help="ISO 8601 with an offset (default: now)")
 
+    parties = commands.add_parser("parties", help="party records printed on invoices")
+    party_commands = parties.add_subparsers(dest="parties_command", required=True, parser_class=_Parser)
+    party_set = party_commands.add_parser("set", help="create or update a party")
+    party_set.add_argument("party_id")
+    party_set.add_argument("--name", dest="display_name")
+    for flag in ("legal-name", "address", "country", "tax-id", "provider-id"):
+        party_set.add_argument(f"--{flag}", dest=flag.replace("-", "_"))
+    party_commands.add_parser("show", help="print a party as JSON").add_argument("party_id")
+
+    invoices = commands.add_parser("invoices", help="issued invoices and credit notes")
+    invoice_commands = invoices.add_subparsers(dest="invoices_command", required=True, parser_class=_Parser)
+    invoice_list = invoice_commands.add_parser("list", help="newest first")
+    invoice_list.add_argument("--party")
+    invoice_list.add_argument("--limit", type=int, default=50)
+    invoice_pdf = invoice_commands.add_parser("pdf", help="write a document's PDF")
+    invoice_pdf.add_argument("document", help="number (INV-2026-000001) or id")
+    invoice_pdf.add_argument("-o", "--output", required=True)
+
+    statement = commands.add_parser("statement", help="an account's or a party's statement over [from, to)")
+    statement.add_argument("subject", help="an account code, or a party id with --role")
+    statement.add_argument("currency")
+    statement.add_argument("--role", choices=["freelancer", "client"], help="a party statement")
+    statement.add_argument("--from", dest="period_from", type=parse_time, required=True)
+    statement.add_argument("--to", dest="period_to", type=parse_time, required=True)
+    statement.add_argument("--pdf", help="write a PDF here instead of CSV on stdout")
+
+    report = commands.add_parser("report", help="finance reports")
+    report_commands = report.add_subparsers(dest="report_command", required=True, parser_class=_Parser)
+    report_commands.add_parser("trial-balance").add_argument("--as-of", type=parse_time, required=True)
+    fees_report = report_commands.add_parser("fees", help="fee revenue by client")
+    fees_report.add_argument("--from", dest="period_from", type=parse_time, required=True)
+    fees_report.add_argument("--to", dest="period_to", type=parse_time, required=True)
+
     journal = commands.add_parser("journal", help="print journal entries as JSON lines, in order")
     journal.add_argument("--after", type=int, help="start after this entry id")
     journal.add_argument("--limit", type=int, default=100)
@@ -141,6 +174,8 @@ def run(argv: Sequence[str]) -> int:
             return EXIT_OK
         if args.command == "fees":
             return run_fees(book, args)
+        if args.command in ("parties", "invoices", "statement", "report"):
+            return run_finance(book, args)
         if args.command == "journal":
             page = book.journal(after=args.after, limit=args.limit)
             for entry in page.entries:
@@ -171,6 +206,55 @@ def run_fees(book: Ledger, args: argparse.Namespace) -> int:
         at=args.at,
     )
     print(json.dumps(fee_json(breakdown), indent=2))
+    return EXIT_OK
+
+
+def run_finance(book: Ledger, args: argparse.Namespace) -> int:
+    from ledger.invoices.service import Finance
+    from ledger.invoices.statements import statement_csv
+
+    finance = Finance(book)
+    if args.command == "parties":
+        if args.parties_command == "set":
+            fields = ("display_name", "legal_name", "address", "country", "tax_id", "provider_id")
+            party = finance.set_party(args.party_id, **{f: getattr(args, f) for f in fields})
+        else:
+            party = finance.party(args.party_id)
+        print(json.dumps({k: v for k, v in vars(party).items() if k != "updated_at"}, indent=2))
+    elif args.command == "invoices" and args.invoices_command == "list":
+        for document in finance.documents(party_id=args.party, limit=args.limit):
+            total = format_amount(document.total, document.currency)
+            print(
+                f"{document.number}  {document.issued_at.date()}  {document.recipient.party_id}  {total} {document.currency}"
+            )
+    elif args.command == "invoices":
+        with open(args.output, "wb") as out:
+            out.write(finance.document_pdf(args.document))
+        print(f"wrote {args.output}")
+    elif args.command == "statement":
+        if args.role:
+            made = finance.party_statement(args.subject, args.role, args.currency, args.period_from, args.period_to)
+        else:
+            made = finance.account_statement(args.subject, args.currency, args.period_from, args.period_to)
+        if args.pdf:
+            with open(args.pdf, "wb") as out:
+                out.write(finance.statement_pdf(made))
+            print(f"wrote {args.pdf}")
+        else:
+            sys.stdout.write(statement_csv(made))
+    elif args.report_command == "trial-balance":
+        balance = finance.trial_balance(args.as_of)
+        print("account,type,currency,debit,credit")
+        for row in balance.rows:
+            amounts = (format_amount(row.debit, row.currency), format_amount(row.credit, row.currency))
+            print(f"{row.account},{row.type},{row.currency},{amounts[0]},{amounts[1]}")
+        for currency, (debits, credits) in sorted(balance.totals.items()):
+            print(f"TOTAL,,{currency},{format_amount(debits, currency)},{format_amount(credits, currency)}")
+    else:
+        print("client,currency,billings,fees,refunded,fee_refunds,net")
+        for r in finance.fee_revenue(args.period_from, args.period_to):
+            cells = [format_amount(v, r.currency) for v in (r.billings, r.fees, r.refunded, r.fee_refunds, r.net)]
+            print(",".join([r.client_id, r.currency, *cells]))
     return EXIT_OK
 
 

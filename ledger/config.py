@@ -5,6 +5,9 @@ the working directory, so `ledger` runs with no setup). PostgreSQL URLs may be g
 as `postgresql://...`; the psycopg 3 driver is implied.
 `LEDGER_GATEWAY`: the payment gateway (`simulated`); no default, so that money is
 never taken in without a deliberate choice.
+`LEDGER_PLATFORM_NAME`, `LEDGER_PLATFORM_LEGAL_NAME`, `LEDGER_PLATFORM_ADDRESS`
+(lines separated by `|`), `LEDGER_PLATFORM_COUNTRY`, `LEDGER_PLATFORM_TAX_ID`: the
+platform's own details, printed on the invoices it issues.
 """
 
 from __future__ import annotations
@@ -17,16 +20,29 @@ DEFAULT_SQLITE_FILE = "ledger.sqlite3"
 
 
 @dataclass(frozen=True)
+class PlatformDetails:
+    """The marketplace operator, as printed on invoices."""
+
+    display_name: str = "Marketplace"
+    legal_name: str | None = None
+    address: str | None = None
+    country: str | None = None
+    tax_id: str | None = None
+
+
+@dataclass(frozen=True)
 class Settings:
     """Settings read from the environment.
 
     Attributes:
         database_url: SQLAlchemy URL of the ledger database.
         gateway: LEDGER_GATEWAY, or None when unset.
+        platform: the platform's name and legal details for invoices.
     """
 
     database_url: str
     gateway: str | None = None
+    platform: PlatformDetails = PlatformDetails()
 
 
 def normalize_database_url(url: str) -> str:
@@ -40,4 +56,14 @@ def normalize_database_url(url: str) -> str:
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
     env = os.environ if environ is None else environ
     url = env.get("LEDGER_DATABASE_URL") or f"sqlite:///{Path.cwd() / DEFAULT_SQLITE_FILE}"
-    return Settings(database_url=normalize_database_url(url), gateway=env.get("LEDGER_GATEWAY") or None)
+    address = env.get("LEDGER_PLATFORM_ADDRESS")
+    platform = PlatformDetails(
+        display_name=env.get("LEDGER_PLATFORM_NAME") or PlatformDetails.display_name,
+        legal_name=env.get("LEDGER_PLATFORM_LEGAL_NAME") or None,
+        address=address.replace("|", "\n") if address else None,
+        country=env.get("LEDGER_PLATFORM_COUNTRY") or None,
+        tax_id=env.get("LEDGER_PLATFORM_TAX_ID") or None,
+    )
+    return Settings(
+        database_url=normalize_database_url(url), gateway=env.get("LEDGER_GATEWAY") or None, platform=platform
+    )

@@ -174,12 +174,13 @@ class Ledger:
 
     def audit(self) -> AuditReport:
         """Check the ledger's invariants over the whole database: the core's (`ledger.audit`),
-        the fee engine's and escrow's."""
+        the fee engine's, escrow's and the documents'."""
         # Imported here: this is where the modules' checks are put together.
         from ledger.escrow.checks import ESCROW_CHECKS
         from ledger.fees.checks import FEE_CHECKS
+        from ledger.invoices.checks import INVOICE_CHECKS
 
-        checks = CORE_CHECKS + FEE_CHECKS + ESCROW_CHECKS
+        checks = CORE_CHECKS + FEE_CHECKS + ESCROW_CHECKS + INVOICE_CHECKS
         return self.transaction(lambda uow: run_checks(uow.connection, checks), read_only=True)
 
     def close(self) -> None:

@@ -90,7 +90,8 @@ def empty_postgres(url: str) -> None:
         connection.execute(
             text(
                 "TRUNCATE postings, entries, balances, accounts, fee_events, lifetime_billings,"
-                " payment_refunds, payments, milestones, contracts, payouts, timers RESTART IDENTITY"
+                " payment_refunds, payments, milestones, contracts, payouts, timers,"
+                " documents, document_sequences, parties RESTART IDENTITY"
             )
         )
         # Keep only the schedule the migrations put in force.

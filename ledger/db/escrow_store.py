@@ -142,6 +142,18 @@ class EscrowStore:
             raise UnknownMilestone(f"no milestone {milestone_id}", milestone_id=milestone_id)
         return self._milestone(row)
 
+    def milestone_ids_of_client(self, client_id: str, currency: str) -> list[str]:
+        query = (
+            select(milestones.c.id)
+            .join(contracts, contracts.c.id == milestones.c.contract_id)
+            .where(contracts.c.client_id == client_id, contracts.c.currency == currency)
+            .order_by(milestones.c.id)
+        )
+        return [str(i) for i in self._conn.execute(query).scalars()]
+
+    def milestone_title(self, milestone_id: str) -> str:
+        return str(self._conn.execute(select(milestones.c.title).where(milestones.c.id == milestone_id)).scalar_one())
+
     def funding(self, milestone_id: str) -> tuple[str | None, str | None]:
         """The milestone's current funding key and the PSP account its money sits at."""
         row = self._conn.execute(

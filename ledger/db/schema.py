@@ -337,3 +337,66 @@ payments = cast(Table, PaymentRow.__table__)
 payment_refunds = cast(Table, PaymentRefundRow.__table__)
 payouts = cast(Table, PayoutRow.__table__)
 timers = cast(Table, TimerRow.__table__)
+
+
+# --- parties and documents ----------------------------------------------------------
+
+
+class PartyRow(Base):
+    """Who a client or freelancer is, for invoices and the payment provider."""
+
+    __tablename__ = "parties"
+
+    party_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    display_name: Mapped[str] = mapped_column(String(200))
+    legal_name: Mapped[str | None] = mapped_column(String(200))
+    address: Mapped[str | None] = mapped_column(String(500))
+    country: Mapped[str | None] = mapped_column(String(2))
+    tax_id: Mapped[str | None] = mapped_column(String(64))
+    provider_id: Mapped[str | None] = mapped_column(String(255))
+    updated_at: Mapped[Timestamp]
+
+
+class DocumentSequenceRow(Base):
+    """The last number issued in a series (kind, year); locked to issue the next."""
+
+    __tablename__ = "document_sequences"
+
+    kind: Mapped[str] = mapped_column(String(20), primary_key=True)
+    series_year: Mapped[int] = mapped_column(Integer, primary_key=True)
+    last_sequence: Mapped[int] = mapped_column(Integer)
+
+
+class DocumentRow(Base):
+    """An issued invoice or credit note; `data` is the whole immutable document."""
+
+    __tablename__ = "documents"
+
+    id: Mapped[TypedId]
+    kind: Mapped[str] = mapped_column(String(20))
+    number: Mapped[str] = mapped_column(String(40), unique=True)
+    series_year: Mapped[int] = mapped_column(Integer)
+    sequence: Mapped[int] = mapped_column(Integer)
+    issued_at: Mapped[Timestamp]
+    issuer_id: Mapped[str] = mapped_column(String(64))
+    recipient_id: Mapped[str] = mapped_column(String(64), index=True)
+    currency: Mapped[CurrencyCode]
+    total: Mapped[MinorUnits]
+    payment_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    corrects_id: Mapped[str | None] = mapped_column(String(40), ForeignKey("documents.id", ondelete="RESTRICT"))
+    entry_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("entries.id", ondelete="RESTRICT"))
+    # The total equals the postings on this account and side in the cited entry (audit invariant 8).
+    measured_account: Mapped[str] = mapped_column(String(200))
+    measured_side: Mapped[str] = mapped_column(String(6))
+    data: Mapped[JsonDocument]
+
+    __table_args__ = (
+        UniqueConstraint("kind", "series_year", "sequence"),
+        CheckConstraint("sequence >= 1", name="sequence_positive"),
+        CheckConstraint("total >= 0", name="total_not_negative"),
+    )
+
+
+parties = cast(Table, PartyRow.__table__)
+document_sequences = cast(Table, DocumentSequenceRow.__table__)
+documents = cast(Table, DocumentRow.__table__)

@@ -22,11 +22,13 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from ledger.clock import Clock, SystemClock
+from ledger.config import PlatformDetails, load_settings
 from ledger.db.engine import make_engine
 from ledger.errors import RetriesExhausted
 
 if TYPE_CHECKING:
     from ledger.db.account_store import AccountCache, AccountStore
+    from ledger.db.document_store import DocumentStore
     from ledger.db.escrow_store import EscrowStore
     from ledger.db.fee_store import FeeStore
     from ledger.db.journal_store import JournalStore
@@ -56,10 +58,12 @@ class UnitOfWork:
         journal: entries and postings.
         fees: fee schedules, lifetime billings and fee events.
         escrow: contracts, milestones, payments, payouts and timers.
+        documents: parties, invoices and credit notes.
     """
 
     def __init__(self, connection: Connection, database: Database) -> None:
         from ledger.db.account_store import AccountStore
+        from ledger.db.document_store import DocumentStore
         from ledger.db.escrow_store import EscrowStore
         from ledger.db.fee_store import FeeStore
         from ledger.db.journal_store import JournalStore
@@ -67,10 +71,12 @@ class UnitOfWork:
         self.connection = connection
         self.dialect = connection.dialect.name
         self.clock = database.clock
+        self.platform = database.platform
         self.accounts: AccountStore = AccountStore(self, database.account_cache)
         self.journal: JournalStore = JournalStore(self)
         self.fees: FeeStore = FeeStore(self)
         self.escrow: EscrowStore = EscrowStore(self)
+        self.documents: DocumentStore = DocumentStore(self)
         self._after_commit: list[Callable[[], None]] = []
 
     def after_commit(self, callback: Callable[[], None]) -> None:
@@ -89,14 +95,23 @@ class Database:
         engine: the SQLAlchemy engine.
         clock: the clock units of work hand to use cases.
         retries: transactions run again after a serialization failure, deadlock or lock timeout.
+        platform: the platform's details, printed on the invoices it issues.
     """
 
-    def __init__(self, url_or_engine: str | Engine, *, clock: Clock | None = None, max_attempts: int = 12) -> None:
+    def __init__(
+        self,
+        url_or_engine: str | Engine,
+        *,
+        clock: Clock | None = None,
+        max_attempts: int = 12,
+        platform: PlatformDetails | None = None,
+    ) -> None:
         from ledger.db.account_store import AccountCache
 
         self.engine = make_engine(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
         self.clock: Clock = clock or SystemClock()
         self.max_attempts = max_attempts
+        self.platform = platform or load_settings().platform
         self.account_cache: AccountCache = AccountCache()
         self._retries = 0
         self._lock = threading.Lock()

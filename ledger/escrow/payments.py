@@ -1,5 +1,6 @@
 """Money out of escrow: releases to freelancers, refunds to clients, refunds after
-release, and the end of the security period.
+release, and the end of the security period. Each release issues its invoices and
+each refund after release its credit notes, in the same transaction.
 
 A release is a payment: escrow -> freelancer pending (net) + service fee revenue
 (the fee from the fee engine, on the pair's lifetime billings), in one entry. Its
@@ -29,6 +30,7 @@ from ledger.escrow.model import (
     new_id,
 )
 from ledger.fees.billing import charge_fee, refund_fee
+from ledger.invoices.issuing import issue_refund_credit_notes, issue_release_documents
 from ledger.journal import EntryRequest, Posting, credit, debit, post_entry
 
 if TYPE_CHECKING:
@@ -108,6 +110,17 @@ def release(
         request_key=request_key,
     )
     uow.escrow.schedule(PENDING_RELEASE, payment_id, pending_until)
+    issue_release_documents(
+        uow,
+        contract=contract,
+        milestone_id=milestone_id,
+        milestone_title=uow.escrow.milestone_title(milestone_id),
+        payment_id=payment_id,
+        payment_kind=kind,
+        fee=fee_event.breakdown,
+        entry_id=entry.id,
+        issued_at=effective_at,
+    )
     return uow.escrow.payment(payment_id)
 
 
@@ -255,5 +268,16 @@ def refund_payment(uow: UnitOfWork, payment_id: str, amount: int, *, request_key
         entry_id=entry.id,
         created_at=now,
         request_key=request_key,
+    )
+    issue_refund_credit_notes(
+        uow,
+        contract=contract,
+        payment_id=payment_id,
+        refund_id=refund_id,
+        amount=amount,
+        fee_back=fee_event.breakdown,
+        psp_account=psp_account,
+        entry_id=entry.id,
+        issued_at=now,
     )
     return PaymentRefund(refund_id, payment_id, amount, fee_back, entry.id)

@@ -24,7 +24,7 @@ def sqlite_book(tmp_path: Path, sqlite_template: Path) -> Iterator[Ledger]:
     book = Ledger.connect(f"sqlite:///{path}")
     book.open_account(AccountSpec("assets:psp:stripe", AccountType.ASSET, "USD"))
     book.open_account(AccountSpec("liabilities:escrow:ms_1", AccountType.LIABILITY, "USD", floor=0))
-    book.open_account(AccountSpec("revenue:fees:service", AccountType.REVENUE, "USD", slots=4))
+    book.open_account(AccountSpec("revenue:fees:service", AccountType.REVENUE, "USD", slots=16))
     book.post(
         EntryRequest(
             "fund",
@@ -79,6 +79,8 @@ def test_a_clean_ledger_passes_every_check(sqlite_book: Ledger) -> None:
             {"name": "escrow_matches_milestones", "ok": True, "problems": []},
             {"name": "conservation_per_client", "ok": True, "problems": []},
             {"name": "accounting_equation", "ok": True, "problems": []},
+            {"name": "documents_numbered_without_gaps", "ok": True, "problems": []},
+            {"name": "documents_match_entries", "ok": True, "problems": []},
         ],
     }
 
@@ -196,3 +198,38 @@ def test_a_gap_in_a_fee_chain_is_named(sqlite_book: Ledger) -> None:
         )
     corrupt(sqlite_book, "DROP TRIGGER fee_events_refuse_delete", "DELETE FROM fee_events WHERE idempotency_key = 'p1'")
     assert {"fee_event_id": 2, "lifetime_before": 400_00, "expected": 0} in failed(sqlite_book)["fee_chain"]
+
+
+def released_with_documents(book: Ledger) -> None:
+    from ledger.escrow import Escrow
+    from ledger.gateway import SimulatedGateway
+
+    escrow = Escrow(book, SimulatedGateway())
+    for amount in (100_00, 200_00):
+        contract = escrow.open_contract(client_id="cl_1", freelancer_id="fr_1", currency="USD", title="t")
+        milestone = escrow.add_milestone(contract.id, title="m", amount=amount)
+        escrow.fund(milestone.id)
+        escrow.approve(milestone.id)
+    assert book.audit().ok
+
+
+def test_a_gap_in_document_numbers_is_named(sqlite_book: Ledger) -> None:
+    released_with_documents(sqlite_book)
+    corrupt(
+        sqlite_book,
+        "DROP TRIGGER documents_refuse_delete",
+        "DELETE FROM documents WHERE kind = 'client_invoice' AND sequence = 1",
+    )
+    [problem] = failed(sqlite_book)["documents_numbered_without_gaps"]
+    assert problem["series"] == "client_invoice" and problem["lowest"] == 2
+
+
+def test_a_document_whose_total_differs_from_its_entry_is_named(sqlite_book: Ledger) -> None:
+    released_with_documents(sqlite_book)
+    corrupt(
+        sqlite_book,
+        "DROP TRIGGER documents_refuse_update",
+        "UPDATE documents SET total = total + 1 WHERE kind = 'fee_invoice' AND sequence = 2",
+    )
+    [problem] = failed(sqlite_book)["documents_match_entries"]
+    assert problem["total"] == problem["ledger"] + 1

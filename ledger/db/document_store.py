@@ -1,0 +1,149 @@
+"""Parties, numbering series and issued documents in the database."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from ledger.db.schema import document_sequences, documents, parties
+from ledger.errors import NotFound
+from ledger.invoices.documents import Document, DocumentKind, PartyDetails
+
+if TYPE_CHECKING:
+    from ledger.db.unit_of_work import UnitOfWork
+
+
+class UnknownDocument(NotFound):
+    """No invoice or credit note has this id or number."""
+
+    code = "unknown-document"
+
+
+class UnknownParty(NotFound):
+    """No party record has this id."""
+
+    code = "unknown-party"
+
+
+PARTY_FIELDS = ("display_name", "legal_name", "address", "country", "tax_id", "provider_id")
+
+
+class DocumentStore:
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._uow = uow
+        self._conn = uow.connection
+
+    def _insert(self) -> Any:
+        return postgresql.insert if self._uow.dialect == "postgresql" else sqlite.insert
+
+    # --- parties -------------------------------------------------------------------
+
+    def party(self, party_id: str) -> dict[str, Any] | None:
+        row = self._conn.execute(select(parties).where(parties.c.party_id == party_id)).first()
+        return None if row is None else dict(row._mapping)
+
+    def save_party(self, party_id: str, values: dict[str, Any]) -> None:
+        """Insert or update; fields not in `values` keep their stored value."""
+        current = self.party(party_id) or {}
+        merged = {name: values.get(name, current.get(name)) for name in PARTY_FIELDS}
+        now = self._uow.clock.now()
+        statement = self._insert()(parties).values(party_id=party_id, updated_at=now, **merged)
+        self._conn.execute(
+            statement.on_conflict_do_update(index_elements=["party_id"], set_={**merged, "updated_at": now})
+        )
+
+    # --- numbering -------------------------------------------------------------------
+
+    def next_sequence(self, kind: DocumentKind, year: int) -> int:
+        """The next number of a series, allocated inside the caller's transaction.
+
+        The series row is locked until commit, so concurrent issuers take turns;
+        a rolled-back transaction gives its number back, so there are no gaps."""
+        self._conn.execute(
+            self._insert()(document_sequences)
+            .values(kind=kind.value, series_year=year, last_sequence=0)
+            .on_conflict_do_nothing()
+        )
+        where = (document_sequences.c.kind == kind.value) & (document_sequences.c.series_year == year)
+        query = select(document_sequences.c.last_sequence).where(where)
+        if self._uow.dialect == "postgresql":
+            query = query.with_for_update()
+        following = int(self._conn.execute(query).scalar_one()) + 1
+        self._conn.execute(document_sequences.update().where(where).values(last_sequence=following))
+        return following
+
+    # --- documents ---------------------------------------------------------------------
+
+    def add(
+        self,
+        document: Document,
+        *,
+        payment_id: str | None,
+        corrects_id: str | None,
+        entry_id: int,
+        measured_account: str,
+        measured_side: str,
+    ) -> None:
+        self._conn.execute(
+            documents.insert().values(
+                id=document.id,
+                kind=document.kind.value,
+                number=document.number,
+                series_year=document.series_year,
+                sequence=document.sequence,
+                issued_at=document.issued_at,
+                issuer_id=document.issuer.party_id,
+                recipient_id=document.recipient.party_id,
+                currency=document.currency,
+                total=document.total,
+                payment_id=payment_id,
+                corrects_id=corrects_id,
+                entry_id=entry_id,
+                measured_account=measured_account,
+                measured_side=measured_side,
+                data=document.to_data(),
+            )
+        )
+
+    def get(self, id_or_number: str) -> Document:
+        row = self._conn.execute(
+            select(documents.c.data).where((documents.c.id == id_or_number) | (documents.c.number == id_or_number))
+        ).first()
+        if row is None:
+            raise UnknownDocument(f"no document {id_or_number}", document=id_or_number)
+        return Document.from_data(row.data)
+
+    def for_payment(self, payment_id: str, kind: DocumentKind) -> Document | None:
+        row = self._conn.execute(
+            select(documents.c.data).where(documents.c.payment_id == payment_id, documents.c.kind == kind.value)
+        ).first()
+        return None if row is None else Document.from_data(row.data)
+
+    def listing(self, *, party_id: str | None, limit: int, before_issued: datetime | None = None) -> list[Document]:
+        query = (
+            select(documents.c.data)
+            .order_by(documents.c.issued_at.desc(), documents.c.kind, documents.c.sequence.desc())
+            .limit(limit)
+        )
+        if party_id is not None:
+            query = query.where((documents.c.recipient_id == party_id) | (documents.c.issuer_id == party_id))
+        if before_issued is not None:
+            query = query.where(documents.c.issued_at < before_issued)
+        return [Document.from_data(row.data) for row in self._conn.execute(query)]
+
+
+def party_details(record: dict[str, Any] | None, party_id: str) -> PartyDetails:
+    """A party as printed: what is known, the id as the name when nothing is."""
+    if record is None:
+        return PartyDetails(party_id=party_id, display_name=party_id)
+    return PartyDetails(
+        party_id=party_id,
+        display_name=record["display_name"],
+        legal_name=record["legal_name"],
+        address=record["address"],
+        country=record["country"],
+        tax_id=record["tax_id"],
+    )

@@ -1,0 +1,231 @@
+"""Issuing invoices and credit notes, in the same transaction as the entry they document.
+
+On every payment released to a freelancer: an invoice from the freelancer to the
+client for the gross amount (issued by the platform on the freelancer's behalf)
+and a service-fee invoice from the platform to the freelancer, one line per tier
+touched. On a refund after release: credit notes that reference the invoices they
+correct. Numbers are allocated from the series of the document's kind and year,
+inside the transaction, so they are gapless.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from ledger.config import PlatformDetails
+from ledger.db.document_store import party_details
+from ledger.escrow.model import Contract, new_id
+from ledger.fees.rule import FeeBreakdown
+from ledger.invoices.documents import SERIES_PREFIX, Document, DocumentKind, DocumentLine, PartyDetails
+from ledger.money import format_amount
+
+if TYPE_CHECKING:
+    from ledger.db.unit_of_work import UnitOfWork
+
+PLATFORM_ID = "platform"
+SERVICE_FEES = "revenue:fees:service"
+REFUND_RULE = (
+    "Service fees follow your net lifetime billings with this client, so a refund returns "
+    "the fee of the most recently billed tier first."
+)
+
+
+def platform_party(details: PlatformDetails) -> PartyDetails:
+    return PartyDetails(
+        party_id=PLATFORM_ID,
+        display_name=details.display_name,
+        legal_name=details.legal_name,
+        address=details.address,
+        country=details.country,
+        tax_id=details.tax_id,
+    )
+
+
+def _percent(rate: Decimal) -> str:
+    """Decimal("0.20") -> "20%", Decimal("0.125") -> "12.5%"."""
+    return f"{(rate * 100).normalize():f}%"
+
+
+def _issue(
+    uow: UnitOfWork,
+    kind: DocumentKind,
+    *,
+    issued_at: datetime,
+    issuer: PartyDetails,
+    recipient: PartyDetails,
+    currency: str,
+    lines: tuple[DocumentLine, ...],
+    entry_id: int,
+    measured_account: str,
+    measured_side: str,
+    references: dict[str, str],
+    payment_id: str | None,
+    blended_rate: Decimal | None = None,
+    corrects: Document | None = None,
+    notes: tuple[str, ...] = (),
+) -> Document:
+    year = issued_at.year
+    sequence = uow.documents.next_sequence(kind, year)
+
+    document = Document(
+        id=new_id("doc"),
+        kind=kind,
+        number=f"{SERIES_PREFIX[kind]}-{year}-{sequence:06d}",
+        series_year=year,
+        sequence=sequence,
+        issued_at=issued_at,
+        issuer=issuer,
+        recipient=recipient,
+        currency=currency,
+        lines=lines,
+        total=sum(line.amount for line in lines),
+        blended_rate=blended_rate,
+        references=references,
+        corrects=None if corrects is None else corrects.number,
+        entry_ids=(entry_id,),
+        notes=notes,
+    )
+    uow.documents.add(
+        document,
+        payment_id=payment_id,
+        corrects_id=None if corrects is None else corrects.id,
+        entry_id=entry_id,
+        measured_account=measured_account,
+        measured_side=measured_side,
+    )
+    return document
+
+
+def issue_release_documents(
+    uow: UnitOfWork,
+    *,
+    contract: Contract,
+    milestone_id: str,
+    milestone_title: str,
+    payment_id: str,
+    payment_kind: str,
+    fee: FeeBreakdown,
+    entry_id: int,
+    issued_at: datetime,
+) -> tuple[Document, Document]:
+    """The client invoice (gross) and the fee invoice (per-tier lines) of one release."""
+    client = party_details(uow.documents.party(contract.client_id), contract.client_id)
+    freelancer = party_details(uow.documents.party(contract.freelancer_id), contract.freelancer_id)
+    references = {"contract": contract.id, "milestone": milestone_id, "payment": payment_id}
+    what = "Bonus" if payment_kind == "bonus" else "Milestone"
+    client_invoice = _issue(
+        uow,
+        DocumentKind.CLIENT_INVOICE,
+        issued_at=issued_at,
+        issuer=freelancer,
+        recipient=client,
+        currency=contract.currency,
+        lines=(
+            DocumentLine(f"{what} \u201c{milestone_title}\u201d, contract \u201c{contract.title}\u201d", fee.amount),
+        ),
+        entry_id=entry_id,
+        measured_account=f"liabilities:escrow:{milestone_id}",
+        measured_side="debit",
+        references=references,
+        payment_id=payment_id,
+    )
+    fee_lines = tuple(
+        DocumentLine(
+            f"Service fee on {format_amount(line.amount, contract.currency)} {contract.currency} at {_percent(line.rate)}",
+            line.fee,
+            quantity_amount=line.amount,
+            rate=line.rate,
+        )
+        for line in fee.lines
+    )
+    fee_invoice = _issue(
+        uow,
+        DocumentKind.FEE_INVOICE,
+        issued_at=issued_at,
+        issuer=platform_party(uow.platform),
+        recipient=freelancer,
+        currency=contract.currency,
+        lines=fee_lines,
+        entry_id=entry_id,
+        measured_account=SERVICE_FEES,
+        measured_side="credit",
+        references={**references, "client_invoice": client_invoice.number},
+        payment_id=payment_id,
+        blended_rate=fee.blended_rate,
+        notes=(
+            f"Lifetime billings with {client.display_name}: "
+            f"{format_amount(fee.lifetime_before, contract.currency)} before this payment, "
+            f"{format_amount(fee.lifetime_after, contract.currency)} after ({contract.currency}).",
+        ),
+    )
+    return client_invoice, fee_invoice
+
+
+def issue_refund_credit_notes(
+    uow: UnitOfWork,
+    *,
+    contract: Contract,
+    payment_id: str,
+    refund_id: str,
+    amount: int,
+    fee_back: FeeBreakdown,
+    psp_account: str,
+    entry_id: int,
+    issued_at: datetime,
+) -> list[Document]:
+    """Credit notes for a refund after release: gross to the client, fee back to the freelancer."""
+    client_invoice = uow.documents.for_payment(payment_id, DocumentKind.CLIENT_INVOICE)
+    fee_invoice = uow.documents.for_payment(payment_id, DocumentKind.FEE_INVOICE)
+    client = party_details(uow.documents.party(contract.client_id), contract.client_id)
+    freelancer = party_details(uow.documents.party(contract.freelancer_id), contract.freelancer_id)
+    references = {"contract": contract.id, "payment": payment_id, "refund": refund_id}
+    notes: list[Document] = []
+    notes.append(
+        _issue(
+            uow,
+            DocumentKind.CREDIT_NOTE,
+            issued_at=issued_at,
+            issuer=freelancer,
+            recipient=client,
+            currency=contract.currency,
+            lines=(DocumentLine(f"Refund of payment {payment_id}", amount),),
+            entry_id=entry_id,
+            measured_account=psp_account,
+            measured_side="credit",
+            references=references,
+            payment_id=payment_id,
+            corrects=client_invoice,
+        )
+    )
+    if fee_back.fee:
+        notes.append(
+            _issue(
+                uow,
+                DocumentKind.CREDIT_NOTE,
+                issued_at=issued_at,
+                issuer=platform_party(uow.platform),
+                recipient=freelancer,
+                currency=contract.currency,
+                lines=tuple(
+                    DocumentLine(
+                        f"Service fee returned on {format_amount(line.amount, contract.currency)} "
+                        f"{contract.currency} at {_percent(line.rate)}",
+                        line.fee,
+                        quantity_amount=line.amount,
+                        rate=line.rate,
+                    )
+                    for line in fee_back.lines
+                    if line.fee
+                ),
+                entry_id=entry_id,
+                measured_account=SERVICE_FEES,
+                measured_side="debit",
+                references=references,
+                payment_id=payment_id,
+                corrects=fee_invoice,
+                notes=(REFUND_RULE,),
+            )
+        )
+    return notes

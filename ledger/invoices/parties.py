@@ -1,0 +1,77 @@
+"""Party records: who clients and freelancers are, for invoices and the payment provider.
+
+Set through the service layer or `ledger parties set`. Only the display name is
+required; invoices print what is known and never fail for a missing optional field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from ledger.db.document_store import PARTY_FIELDS, UnknownParty
+from ledger.errors import InvalidRequest
+from ledger.escrow.model import party_id as valid_party_id
+
+if TYPE_CHECKING:
+    from ledger.db.unit_of_work import UnitOfWork
+
+LIMITS = {"display_name": 200, "legal_name": 200, "address": 500, "country": 2, "tax_id": 64, "provider_id": 255}
+
+
+@dataclass(frozen=True)
+class Party:
+    """A client's or freelancer's record.
+
+    Attributes:
+        party_id: the marketplace's id.
+        display_name: shown everywhere; legal_name, address, country (ISO 3166
+            alpha-2), tax_id: printed on invoices when known.
+        provider_id: the payment provider's customer (client) or connected account (freelancer).
+    """
+
+    party_id: str
+    display_name: str
+    legal_name: str | None
+    address: str | None
+    country: str | None
+    tax_id: str | None
+    provider_id: str | None
+    updated_at: datetime
+
+
+def set_party(uow: UnitOfWork, party_id: str, **fields: str | None) -> Party:
+    """Create or update a party; fields given as None keep their current value."""
+    pid = valid_party_id(party_id, "party_id")
+    unknown = set(fields) - set(PARTY_FIELDS)
+    if unknown:
+        raise InvalidRequest(f"unknown party fields: {', '.join(sorted(unknown))}", field=sorted(unknown)[0])
+    values: dict[str, str | None] = {}
+    for name, value in fields.items():
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise InvalidRequest(f"{name} is a string", field=name)
+        value = value.strip()
+        if name == "country":
+            if len(value) != 2 or not value.isalpha():
+                raise InvalidRequest("country is an ISO 3166 alpha-2 code such as DE or US", field="country")
+            value = value.upper()
+        if len(value) > LIMITS[name]:
+            raise InvalidRequest(f"{name} is at most {LIMITS[name]} characters", field=name)
+        values[name] = value or None
+    existing = uow.documents.party(pid)
+    if existing is None and not values.get("display_name"):
+        raise InvalidRequest("a new party needs a display name", field="display_name")
+    if "display_name" in values and not values["display_name"]:
+        raise InvalidRequest("the display name cannot be empty", field="display_name")
+    uow.documents.save_party(pid, values)
+    return get_party(uow, pid)
+
+
+def get_party(uow: UnitOfWork, party_id: str) -> Party:
+    record = uow.documents.party(party_id)
+    if record is None:
+        raise UnknownParty(f"no party {party_id}", party_id=party_id)
+    return Party(**record)

@@ -1,0 +1,62 @@
+"""`Finance`: parties, documents, statements and reports as the API and CLI use them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from ledger.invoices import parties as party_records
+from ledger.invoices.documents import Document
+from ledger.invoices.reports import FeeRevenueRow, TrialBalance, fee_revenue, trial_balance
+from ledger.invoices.statements import Statement, account_statement, party_statement
+from ledger.service import Ledger
+
+
+class Finance:
+    """Read side for finance, and party records.
+
+    Attributes:
+        book: the ledger.
+    """
+
+    def __init__(self, book: Ledger) -> None:
+        self.book = book
+
+    def set_party(self, party_id: str, **fields: str | None) -> party_records.Party:
+        return self.book.transaction(lambda uow: party_records.set_party(uow, party_id, **fields))
+
+    def party(self, party_id: str) -> party_records.Party:
+        return self.book.transaction(lambda uow: party_records.get_party(uow, party_id), read_only=True)
+
+    def document(self, id_or_number: str) -> Document:
+        return self.book.transaction(lambda uow: uow.documents.get(id_or_number), read_only=True)
+
+    def documents(self, *, party_id: str | None = None, limit: int = 100) -> list[Document]:
+        return self.book.transaction(lambda uow: uow.documents.listing(party_id=party_id, limit=limit), read_only=True)
+
+    def document_pdf(self, id_or_number: str) -> bytes:
+        from ledger.invoices.render import render_document
+
+        return render_document(self.document(id_or_number))
+
+    def account_statement(self, code: str, currency: str, period_from: datetime, period_to: datetime) -> Statement:
+        return self.book.transaction(
+            lambda uow: account_statement(uow, code, currency, period_from, period_to), read_only=True
+        )
+
+    def party_statement(
+        self, party_id: str, role: str, currency: str, period_from: datetime, period_to: datetime
+    ) -> Statement:
+        return self.book.transaction(
+            lambda uow: party_statement(uow, party_id, role, currency, period_from, period_to), read_only=True
+        )
+
+    def statement_pdf(self, statement: Statement) -> bytes:
+        from ledger.invoices.render import render_statement
+
+        return render_statement(statement)
+
+    def trial_balance(self, as_of: datetime) -> TrialBalance:
+        return self.book.transaction(lambda uow: trial_balance(uow, as_of), read_only=True)
+
+    def fee_revenue(self, period_from: datetime, period_to: datetime) -> list[FeeRevenueRow]:
+        return self.book.transaction(lambda uow: fee_revenue(uow, period_from, period_to), read_only=True)
