@@ -134,6 +134,21 @@ def build_parser() -> argparse.ArgumentParser:
     fees_report.add_argument("--from", dest="period_from", type=parse_time, required=True)
     fees_report.add_argument("--to", dest="period_to", type=parse_time, required=True)
 
+    keys = commands.add_parser("keys", help="API keys")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True, parser_class=_Parser)
+    key_commands.add_parser("create", help="print a new key (shown only once)").add_argument(
+        "--role", required=True, choices=["marketplace", "finance", "auditor", "admin"]
+    )
+    key_commands.add_parser("list", help="ids, roles and creation times")
+    key_commands.add_parser("revoke").add_argument("key_id")
+
+    serve = commands.add_parser("serve", help="serve the HTTP API")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+
+    demo = commands.add_parser("demo", help="fill an empty database with a demo marketplace")
+    demo.add_argument("--if-empty", action="store_true", help="do nothing (exit 0) if the database has data")
+
     journal = commands.add_parser("journal", help="print journal entries as JSON lines, in order")
     journal.add_argument("--after", type=int, help="start after this entry id")
     journal.add_argument("--limit", type=int, default=100)
@@ -174,6 +189,12 @@ def run(argv: Sequence[str]) -> int:
             return EXIT_OK
         if args.command == "fees":
             return run_fees(book, args)
+        if args.command == "keys":
+            return run_keys(book, args)
+        if args.command == "serve":
+            return run_serve(book, args)
+        if args.command == "demo":
+            return run_demo(book, args)
         if args.command in ("parties", "invoices", "statement", "report"):
             return run_finance(book, args)
         if args.command == "journal":
@@ -206,6 +227,46 @@ def run_fees(book: Ledger, args: argparse.Namespace) -> int:
         at=args.at,
     )
     print(json.dumps(fee_json(breakdown), indent=2))
+    return EXIT_OK
+
+
+def run_keys(book: Ledger, args: argparse.Namespace) -> int:
+    from ledger.api.keys import create_key, list_keys, revoke_key
+
+    if args.keys_command == "create":
+        _, key = book.transaction(lambda uow: create_key(uow, args.role))
+        print(key)
+    elif args.keys_command == "list":
+        for item in book.transaction(list_keys, read_only=True):
+            state = f"revoked {item.revoked_at.isoformat()}" if item.revoked_at else "active"
+            print(f"{item.id}  {item.role:<11}  {item.created_at.isoformat()}  {state}")
+    else:
+        book.transaction(lambda uow: revoke_key(uow, args.key_id))
+        print(f"revoked {args.key_id}")
+    return EXIT_OK
+
+
+def run_serve(book: Ledger, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from ledger.api.app import create_app
+    from ledger.gateway import gateway_from_settings
+
+    app = create_app(book, gateway_from_settings(load_settings().gateway))
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    return EXIT_OK
+
+
+def run_demo(book: Ledger, args: argparse.Namespace) -> int:
+    from ledger import demo
+
+    if args.if_empty and not demo.is_empty(book):
+        print("the database already has data: no demo added (create a key with `ledger keys create --role admin`)")
+        return EXIT_OK
+    key = demo.fill(book)
+    print("demo marketplace added: 2 clients, 2 freelancers, 2 contracts, 5 milestones, invoices and a payout")
+    print(f"admin API key (shown once): {key}")
+    print(f"try: curl -s -H 'Authorization: Bearer {key}' http://127.0.0.1:8000/v1/audit")
     return EXIT_OK
 
 

@@ -354,6 +354,34 @@ class JournalStore:
     def reversal_of(self, entry_id: int) -> int | None:
         return self._conn.execute(select(entries.c.id).where(entries.c.reverses_entry_id == entry_id)).scalar()
 
+    def newest_first(
+        self,
+        *,
+        starting_after: int | None,
+        limit: int,
+        account_ids: list[int] | None = None,
+        kind: str | None = None,
+        effective_from: datetime | None = None,
+        effective_to: datetime | None = None,
+    ) -> list[Entry]:
+        """Entries newest first, after a cursor (an entry id), optionally filtered."""
+        query = select(entries.c.id).order_by(entries.c.id.desc()).limit(limit)
+        if starting_after is not None:
+            query = query.where(entries.c.id < starting_after)
+        if account_ids is not None:
+            touching = select(postings.c.entry_id).where(postings.c.account_id.in_(account_ids))
+            query = query.where(entries.c.id.in_(touching))
+        if kind is not None:
+            query = query.where(entries.c.kind == kind)
+        if effective_from is not None:
+            query = query.where(entries.c.effective_at >= effective_from)
+        if effective_to is not None:
+            query = query.where(entries.c.effective_at < effective_to)
+        ids = [int(i) for i in self._conn.execute(query).scalars()]
+        if not ids:
+            return []
+        return sorted((e for e, _ in self._load(entries.c.id.in_(ids))), key=lambda e: -e.id)
+
     def page(self, *, after_id: int | None, limit: int, account: Account | None = None) -> list[Entry]:
         """Entries in journal order after a cursor, optionally only those touching `account`."""
         condition: Any = entries.c.id > (after_id or 0)

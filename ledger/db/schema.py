@@ -25,6 +25,7 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Table,
+    Text,
     UniqueConstraint,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -400,3 +401,40 @@ class DocumentRow(Base):
 parties = cast(Table, PartyRow.__table__)
 document_sequences = cast(Table, DocumentSequenceRow.__table__)
 documents = cast(Table, DocumentRow.__table__)
+
+
+# --- the HTTP API ----------------------------------------------------------------------
+
+
+class ApiKeyRow(Base):
+    """An API key: only its SHA-256 is stored; the key itself is shown once, at creation."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[TypedId]
+    role: Mapped[str] = mapped_column(String(20))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[Timestamp]
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (CheckConstraint("role IN ('marketplace', 'finance', 'auditor', 'admin')", name="role"),)
+
+
+class IdempotentRequestRow(Base):
+    """A POST made with an Idempotency-Key, and the response it got (replayed to retries)."""
+
+    __tablename__ = "idempotent_requests"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    api_key_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    method: Mapped[str] = mapped_column(String(10))
+    path: Mapped[str] = mapped_column(String(500))
+    body_hash: Mapped[str] = mapped_column(String(64))
+    status: Mapped[int | None] = mapped_column(Integer)
+    media_type: Mapped[str | None] = mapped_column(String(100))
+    response: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[Timestamp]
+
+
+api_keys = cast(Table, ApiKeyRow.__table__)
+idempotent_requests = cast(Table, IdempotentRequestRow.__table__)

@@ -28,6 +28,7 @@ from ledger.errors import RetriesExhausted
 
 if TYPE_CHECKING:
     from ledger.db.account_store import AccountCache, AccountStore
+    from ledger.db.api_store import ApiStore
     from ledger.db.document_store import DocumentStore
     from ledger.db.escrow_store import EscrowStore
     from ledger.db.fee_store import FeeStore
@@ -59,10 +60,12 @@ class UnitOfWork:
         fees: fee schedules, lifetime billings and fee events.
         escrow: contracts, milestones, payments, payouts and timers.
         documents: parties, invoices and credit notes.
+        api: API keys and idempotent HTTP requests.
     """
 
     def __init__(self, connection: Connection, database: Database) -> None:
         from ledger.db.account_store import AccountStore
+        from ledger.db.api_store import ApiStore
         from ledger.db.document_store import DocumentStore
         from ledger.db.escrow_store import EscrowStore
         from ledger.db.fee_store import FeeStore
@@ -77,6 +80,7 @@ class UnitOfWork:
         self.fees: FeeStore = FeeStore(self)
         self.escrow: EscrowStore = EscrowStore(self)
         self.documents: DocumentStore = DocumentStore(self)
+        self.api: ApiStore = ApiStore(self)
         self._after_commit: list[Callable[[], None]] = []
 
     def after_commit(self, callback: Callable[[], None]) -> None:

@@ -1,0 +1,84 @@
+"""The Litestar application: controllers, authentication, problem details, OpenAPI."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Litestar, Request, get
+from litestar.datastructures import State
+from litestar.exceptions import ServiceUnavailableException
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+from msgspec import Struct
+from sqlalchemy import text
+
+from ledger.api.audit import AuditController
+from ledger.api.context import Services, require_role, services
+from ledger.api.escrow import ContractController, MilestoneController, PaymentController
+from ledger.api.finance import FeeController, FinanceController, PartyController
+from ledger.api.money_out import FreelancerController, PayoutController
+from ledger.api.problems import EXCEPTION_HANDLERS
+from ledger.escrow import Escrow
+from ledger.gateway import PaymentGateway
+from ledger.invoices.service import Finance
+from ledger.service import Ledger
+
+
+class Health(Struct):
+    status: str
+
+
+@get("/health/live", operation_id="live", tags=["health"], sync_to_thread=False)
+def live() -> Health:
+    """The process is up."""
+    return Health("ok")
+
+
+@get("/health/ready", operation_id="ready", tags=["health"], sync_to_thread=True)
+def ready(request: Request[Any, Any, Any]) -> Health:
+    """The database answers and is migrated."""
+    try:
+        services(request).book.transaction(lambda uow: uow.connection.execute(text("SELECT 1")), read_only=True)
+    except Exception as error:
+        raise ServiceUnavailableException(f"the database does not answer: {error}") from None
+    return Health("ok")
+
+
+def create_app(book: Ledger, gateway: PaymentGateway | None, *, debug: bool = False) -> Litestar:
+    """The API over one ledger and payment gateway."""
+    svc = Services(book=book, escrow=Escrow(book, gateway), finance=Finance(book))
+    return Litestar(
+        route_handlers=[
+            live,
+            ready,
+            ContractController,
+            MilestoneController,
+            PaymentController,
+            FreelancerController,
+            PayoutController,
+            PartyController,
+            FeeController,
+            FinanceController,
+            AuditController,
+        ],
+        guards=[require_role],
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        state=State({"services": svc}),
+        openapi_config=OpenAPIConfig(
+            title="ledger",
+            version="1.0.0",
+            description=(
+                "Payments, escrow and fee ledger of the marketplace. Amounts are objects "
+                '{"amount": "1000.00", "currency": "USD"} with decimal strings, never JSON numbers. '
+                "Errors are RFC 9457 problem details. Every POST takes an Idempotency-Key header."
+            ),
+            path="/schema",
+            render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+            components=Components(
+                security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer", description="an API key")}
+            ),
+            security=[{"bearer": []}],
+        ),
+        debug=debug,
+    )

@@ -1,0 +1,110 @@
+"""What every request handler shares: the services, authentication, idempotency.
+
+Authentication: `Authorization: Bearer <api key>`; each route names the roles that
+may use it in its `opt["roles"]` (admin may use every route); routes without
+roles are open. Idempotency: a POST with an `Idempotency-Key` header is recorded
+with the response it got; a replay with the same body gets that response again
+and changes nothing, the same key with another body is a 409.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+from litestar import Request, Response
+from litestar.connection import ASGIConnection
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from litestar.handlers.base import BaseRouteHandler
+
+from ledger.api.keys import ApiKey, authenticate
+from ledger.api.problems import problem_body
+from ledger.errors import Conflict, IdempotencyConflict, InvalidRequest, LedgerError
+from ledger.escrow import Escrow
+from ledger.invoices.service import Finance
+from ledger.service import Ledger
+
+JSON = "application/json"
+MARKETPLACE = ("marketplace",)
+FINANCE = ("finance",)
+READERS = ("finance", "auditor")
+
+
+@dataclass(frozen=True)
+class Services:
+    """The service layer the handlers call."""
+
+    book: Ledger
+    escrow: Escrow
+    finance: Finance
+
+
+def services(request: Request[Any, Any, Any]) -> Services:
+    found: Services = request.app.state.services
+    return found
+
+
+def require_role(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    """Guard: authenticate the bearer key and check its role against the route's roles."""
+    roles = handler.opt.get("roles")
+    if roles is None:
+        return
+    header = connection.headers.get("authorization", "")
+    scheme, _, key = header.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise NotAuthorizedException("an API key is required: Authorization: Bearer <key>")
+    book: Ledger = connection.app.state.services.book
+    api_key = book.transaction(lambda uow: authenticate(uow, key.strip()), read_only=True)
+    if api_key is None:
+        raise NotAuthorizedException("unknown or revoked API key")
+    if api_key.role != "admin" and api_key.role not in roles:
+        raise PermissionDeniedException(f"the {api_key.role} role may not use this route")
+    connection.state.api_key = api_key
+
+
+class RequestInProgress(Conflict):
+    """A request with this Idempotency-Key is still being processed."""
+
+    code = "request-in-progress"
+
+
+def respond(status: int, payload: object) -> Response[bytes]:
+    return Response(content=msgspec.json.encode(payload), status_code=status, media_type=JSON)
+
+
+def idempotent(request: Request[Any, Any, Any], body: object, run: Callable[[], tuple[int, object]]) -> Response[bytes]:
+    """Run a POST once per Idempotency-Key; replay its recorded response to retries."""
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        status, payload = run()
+        return respond(status, payload)
+    if not key.strip() or len(key) > 255:
+        raise InvalidRequest("Idempotency-Key is 1-255 characters", field="Idempotency-Key")
+    api_key: ApiKey = request.state.api_key
+    book = services(request).book
+    path = request.url.path
+    body_hash = hashlib.sha256(msgspec.json.encode(body) + b"|" + path.encode()).hexdigest()
+    earlier = book.transaction(lambda uow: uow.api.claim_request(key, api_key.id, request.method, path, body_hash))
+    if earlier is not None:
+        if earlier.body_hash != body_hash or earlier.path != path:
+            raise IdempotencyConflict(
+                f"Idempotency-Key {key!r} was used for another request", idempotency_key=key, path=earlier.path
+            )
+        if earlier.status is None:
+            raise RequestInProgress(f"a request with Idempotency-Key {key!r} is in progress; retry later")
+        return Response(content=earlier.response.encode(), status_code=earlier.status, media_type=earlier.media_type)
+    try:
+        status, payload = run()
+        content, media_type = msgspec.json.encode(payload), JSON
+    except LedgerError as error:
+        # A refusal is an answer too: a retry gets the same refusal, not a second try.
+        problem = problem_body(error, path)
+        status, content, media_type = problem["status"], msgspec.json.encode(problem), "application/problem+json"
+    except BaseException:
+        book.transaction(lambda uow: uow.api.release_request(key, api_key.id))
+        raise
+    book.transaction(lambda uow: uow.api.finish_request(key, api_key.id, status, media_type, content.decode()))
+    return Response(content=content, status_code=status, media_type=media_type)

@@ -1,0 +1,229 @@
+"""Request and response bodies of the HTTP API.
+
+Amounts are objects `{"amount": "1000.00", "currency": "USD"}` with the amount as a
+decimal string in major units, never a JSON number (a number is refused by the
+schema). Times are ISO 8601 UTC. Create and read schemas are separate.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta, Struct
+
+from ledger.errors import CurrencyMismatch
+from ledger.money import format_amount, normalize_currency, to_minor
+
+DecimalString = Annotated[
+    str, Meta(pattern=r"^-?[0-9]+(\.[0-9]+)?$", description='a decimal amount in major units, e.g. "1000.00"')
+]
+CurrencyCode = Annotated[str, Meta(min_length=3, max_length=3, description="ISO 4217, e.g. USD")]
+PartyId = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")]
+
+
+class Amount(Struct, forbid_unknown_fields=True):
+    """An amount of money: a decimal string in the currency's major units."""
+
+    amount: DecimalString
+    currency: CurrencyCode
+
+    def minor(self, expected_currency: str | None = None) -> int:
+        """Exact minor units; refuses inexact amounts, unknown currencies, a wrong currency."""
+        currency = normalize_currency(self.currency)
+        if expected_currency is not None and currency != expected_currency:
+            raise CurrencyMismatch(
+                f"the amount is in {currency}, this is a {expected_currency} contract",
+                field="currency",
+                currency=currency,
+                account_currency=expected_currency,
+            )
+        return to_minor(self.amount, currency)
+
+    @classmethod
+    def of(cls, minor: int, currency: str) -> Amount:
+        return cls(amount=format_amount(minor, currency), currency=currency)
+
+
+# --- requests ----------------------------------------------------------------------
+
+
+class ContractCreate(Struct, forbid_unknown_fields=True):
+    client_id: PartyId
+    freelancer_id: PartyId
+    currency: CurrencyCode
+    title: Annotated[str, Meta(min_length=1, max_length=200)]
+
+
+class MilestoneCreate(Struct, forbid_unknown_fields=True):
+    title: Annotated[str, Meta(min_length=1, max_length=200)]
+    amount: Amount
+    due_date: date | None = None
+
+
+class FundRequest(Struct, forbid_unknown_fields=True):
+    payment_method: str | None = None
+
+
+class ApproveRequest(Struct, forbid_unknown_fields=True):
+    amount: Amount | None = None
+
+
+class EndContract(Struct, forbid_unknown_fields=True):
+    ended_by: Literal["client", "freelancer"]
+
+
+class ResolveDispute(Struct, forbid_unknown_fields=True):
+    release: Amount
+    refund: Amount
+
+
+class RefundCreate(Struct, forbid_unknown_fields=True):
+    amount: Amount
+
+
+class PayoutCreate(Struct, forbid_unknown_fields=True):
+    amount: Amount
+
+
+class PartyUpdate(Struct, forbid_unknown_fields=True):
+    display_name: str | None = None
+    legal_name: str | None = None
+    address: str | None = None
+    country: str | None = None
+    tax_id: str | None = None
+    provider_id: str | None = None
+
+
+# --- responses -------------------------------------------------------------------------
+
+
+class PaymentOut(Struct):
+    id: str
+    milestone_id: str
+    contract_id: str
+    kind: str
+    gross: Amount
+    fee: Amount
+    net: Amount
+    released_at: datetime
+    pending_until: datetime
+    refunded: Amount
+    entry_id: int
+
+
+class MilestoneOut(Struct):
+    id: str
+    contract_id: str
+    title: str
+    amount: Amount
+    held: Amount
+    state: str
+    due_date: date | None
+    review_deadline: datetime | None
+    refund_deadline: datetime | None
+    failure_reason: str | None
+    created_at: datetime
+    payments: list[PaymentOut]
+
+
+class ContractOut(Struct):
+    id: str
+    client_id: str
+    freelancer_id: str
+    currency: str
+    title: str
+    created_at: datetime
+    ended_by: str | None
+    ended_at: datetime | None
+    milestones: list[MilestoneOut]
+
+
+class FundingOut(Struct):
+    status: str
+    client_secret: str | None
+    failure_reason: str | None
+    milestone: MilestoneOut
+
+
+class RefundOut(Struct):
+    id: str
+    payment_id: str
+    amount: Amount
+    fee_returned: Amount
+    entry_id: int
+
+
+class BalanceOut(Struct):
+    freelancer_id: str
+    currency: str
+    pending: Amount
+    available: Amount
+    in_transit: Amount
+
+
+class PayoutOut(Struct):
+    id: str
+    freelancer_id: str
+    amount: Amount
+    state: str
+    gateway_reference: str | None
+    failure_reason: str | None
+    created_at: datetime
+    settled_at: datetime | None
+
+
+class PostingOut(Struct):
+    account: str
+    side: str
+    amount: Amount
+
+
+class EntryOut(Struct):
+    id: int
+    idempotency_key: str
+    kind: str
+    effective_at: datetime
+    recorded_at: datetime
+    reverses_entry_id: int | None
+    refs: dict[str, str]
+    postings: list[PostingOut]
+
+
+class EntryList(Struct):
+    data: list[EntryOut]
+    has_more: bool
+    next_cursor: str | None
+
+
+class PartyOut(Struct):
+    party_id: str
+    display_name: str
+    legal_name: str | None
+    address: str | None
+    country: str | None
+    tax_id: str | None
+    provider_id: str | None
+    updated_at: datetime
+
+
+class FeeLineOut(Struct):
+    amount: Amount
+    rate: str
+    fee: Amount
+
+
+class FeeQuoteOut(Struct):
+    schedule: str
+    amount: Amount
+    fee: Amount
+    net: Amount
+    blended_rate: str
+    lifetime_before: Amount
+    lifetime_after: Amount
+    lines: list[FeeLineOut]
+
+
+def encode(value: object) -> bytes:
+    return msgspec.json.encode(value)
