@@ -1,4 +1,5 @@
-# make run   - set up a virtualenv, migrate the embedded SQLite database, audit it
+# make run   - set up a virtualenv, migrate the embedded SQLite database, add the demo
+#              marketplace the first time, serve the API on http://127.0.0.1:8000
 # make test  - set up a virtualenv, lint, type-check and run the whole test suite
 # make bench - print posting throughput figures (PostgreSQL and SQLite)
 
@@ -16,8 +17,9 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 run: $(BIN)/.installed
-	$(BIN)/ledger db upgrade
-	$(BIN)/ledger audit
+	LEDGER_GATEWAY=simulated $(BIN)/ledger db upgrade
+	LEDGER_GATEWAY=simulated $(BIN)/ledger demo --if-empty
+	LEDGER_GATEWAY=simulated $(BIN)/ledger serve --host 127.0.0.1 --port 8000
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check ledger tests migrations bench
