@@ -231,10 +231,18 @@ class FinanceController(Controller):
         ]
 
     @get("/invoices", operation_id="listInvoices", sync_to_thread=True)
-    def invoices(self, request: Request[Any, Any, Any], party_id: str | None = None, limit: Limit = 20) -> DocumentList:
-        """Issued invoices and credit notes, newest first."""
-        found = services(request).finance.documents(party_id=party_id, limit=limit + 1)
-        return DocumentList([_document_json(d) for d in found[:limit]], len(found) > limit, None)
+    def invoices(
+        self,
+        request: Request[Any, Any, Any],
+        party_id: str | None = None,
+        limit: Limit = 20,
+        starting_after: str | None = None,
+    ) -> DocumentList:
+        """Issued invoices and credit notes, newest first; the cursor is a document number."""
+        found = services(request).finance.documents(party_id=party_id, limit=limit + 1, starting_after=starting_after)
+        shown = found[:limit]
+        more = len(found) > limit
+        return DocumentList([_document_json(d) for d in shown], more, shown[-1].number if more else None)
 
     @get("/invoices/{number:str}", operation_id="getInvoice", sync_to_thread=True)
     def invoice(self, request: Request[Any, Any, Any], number: str) -> Response[Any]:

@@ -49,22 +49,20 @@ class FreelancerController(Controller):
         self,
         request: Request[Any, Any, Any],
         freelancer_id: str,
-        currency: str,
+        currency: str | None = None,
         limit: Limit = 20,
         starting_after: str | None = None,
     ) -> EntryList:
-        """Payments, fees, refunds and payouts on the freelancer's balances, newest first."""
+        """Payments, fees, refunds and payouts on the freelancer's balances, newest first
+        (every currency, or only `currency`)."""
         svc = services(request)
         freelancer = party_id(freelancer_id, "freelancer_id")
-        code = normalize_currency(currency)
+        codes = [pending_account_code(freelancer), available_account_code(freelancer)]
+        only = None if currency is None else normalize_currency(currency)
         cursor = parse_cursor(starting_after)
 
         def read(uow: UnitOfWork) -> EntryList:
-            found = [
-                uow.accounts.find(c, code)
-                for c in (pending_account_code(freelancer), available_account_code(freelancer))
-            ]
-            ids = [a.id for a in found if a is not None]
+            ids = [a.id for a in uow.accounts.all_with_codes(codes) if only is None or a.currency == only]
             page = uow.journal.newest_first(starting_after=cursor, limit=limit + 1, account_ids=ids) if ids else []
             shown = page[:limit]
             more = len(page) > limit

@@ -164,6 +164,11 @@ class AccountStore:
             )
         return UnknownAccount(f"no account {code} in {currency}", account=code, currency=currency)
 
+    def all_with_codes(self, codes: list[str]) -> list[Account]:
+        """Every account with one of these codes, in any currency."""
+        rows = self._conn.execute(select(accounts).where(accounts.c.code.in_(codes)).order_by(accounts.c.id))
+        return [account_from_row(row) for row in rows]
+
     def all(self) -> Iterator[Account]:
         for row in self._conn.execute(select(accounts).order_by(accounts.c.id)):
             yield account_from_row(row)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
@@ -122,16 +121,18 @@ class DocumentStore:
         ).first()
         return None if row is None else Document.from_data(row.data)
 
-    def listing(self, *, party_id: str | None, limit: int, before_issued: datetime | None = None) -> list[Document]:
-        query = (
-            select(documents.c.data)
-            .order_by(documents.c.issued_at.desc(), documents.c.kind, documents.c.sequence.desc())
-            .limit(limit)
-        )
+    def listing(self, *, party_id: str | None, limit: int, starting_after: str | None = None) -> list[Document]:
+        """Newest first (issue time, then number); `starting_after` is the number of the
+        last document of the previous page."""
+        query = select(documents.c.data).order_by(documents.c.issued_at.desc(), documents.c.number.desc()).limit(limit)
         if party_id is not None:
             query = query.where((documents.c.recipient_id == party_id) | (documents.c.issuer_id == party_id))
-        if before_issued is not None:
-            query = query.where(documents.c.issued_at < before_issued)
+        if starting_after is not None:
+            last = self.get(starting_after)
+            query = query.where(
+                (documents.c.issued_at < last.issued_at)
+                | ((documents.c.issued_at == last.issued_at) & (documents.c.number < last.number))
+            )
         return [Document.from_data(row.data) for row in self._conn.execute(query)]
 
 

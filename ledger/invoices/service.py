@@ -30,8 +30,14 @@ class Finance:
     def document(self, id_or_number: str) -> Document:
         return self.book.transaction(lambda uow: uow.documents.get(id_or_number), read_only=True)
 
-    def documents(self, *, party_id: str | None = None, limit: int = 100) -> list[Document]:
-        return self.book.transaction(lambda uow: uow.documents.listing(party_id=party_id, limit=limit), read_only=True)
+    def documents(
+        self, *, party_id: str | None = None, limit: int = 100, starting_after: str | None = None
+    ) -> list[Document]:
+        """Issued documents, newest first, after the document numbered `starting_after`."""
+        return self.book.transaction(
+            lambda uow: uow.documents.listing(party_id=party_id, limit=limit, starting_after=starting_after),
+            read_only=True,
+        )
 
     def document_pdf(self, id_or_number: str) -> bytes:
         from ledger.invoices.render import render_document

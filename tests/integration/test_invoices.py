@@ -232,3 +232,29 @@ def test_documents_are_issued_in_the_release_transaction(escrow: Escrow, book: L
     assert finance.documents() == []
     escrow.approve(milestone.id)
     assert sorted(d.sequence for d in finance.documents()) == [1, 1]  # the number came back
+
+
+def test_an_issued_invoice_pdf_shows_what_the_document_and_the_ledger_say(
+    escrow: Escrow, finance: Finance, book: Ledger
+) -> None:
+    import pypdf
+
+    finance.set_party("cl_1", display_name="Acme GmbH", tax_id="DE811907980")
+    finance.set_party("fr_1", display_name="Ada Lovelace")
+    payment_id = release(escrow, 600 * D)
+    payment = escrow.payment(payment_id)
+    released = book.entry(payment.entry_id)
+    for document in finance.documents():
+        text = "".join(
+            page.extract_text() for page in pypdf.PdfReader(io.BytesIO(finance.document_pdf(document.number))).pages
+        )
+        assert document.number in text
+        assert document.recipient.display_name in text and document.issuer.display_name in text
+        assert finance.document_pdf(document.number) == finance.document_pdf(document.number)  # deterministic
+        if document.kind is DocumentKind.CLIENT_INVOICE:
+            escrow_debit = next(p.amount for p in released.postings if p.account.startswith("liabilities:escrow:"))
+            assert document.total == escrow_debit == 600 * D and "$600.00" in text and "DE811907980" in text
+        else:
+            fee_credit = next(p.amount for p in released.postings if p.account == "revenue:fees:service")
+            assert document.total == fee_credit == payment.fee == 110 * D
+            assert "$110.00" in text and "$100.00" in text and "$10.00" in text and "18.33%" in text
