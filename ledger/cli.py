@@ -252,7 +252,8 @@ def run_serve(book: Ledger, args: argparse.Namespace) -> int:
     from ledger.api.app import create_app
     from ledger.gateway import gateway_from_settings
 
-    app = create_app(book, gateway_from_settings(load_settings().gateway))
+    settings = load_settings()
+    app = create_app(book, gateway_from_settings(settings), stripe_webhook_secret=settings.stripe_webhook_secret)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     return EXIT_OK
 

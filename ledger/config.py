@@ -8,6 +8,7 @@ never taken in without a deliberate choice.
 `LEDGER_PLATFORM_NAME`, `LEDGER_PLATFORM_LEGAL_NAME`, `LEDGER_PLATFORM_ADDRESS`
 (lines separated by `|`), `LEDGER_PLATFORM_COUNTRY`, `LEDGER_PLATFORM_TAX_ID`: the
 platform's own details, printed on the invoices it issues.
+`STRIPE_API_KEY`, `STRIPE_WEBHOOK_SECRET`, `STRIPE_API_BASE` (tests only): Stripe.
 """
 
 from __future__ import annotations
@@ -37,12 +38,17 @@ class Settings:
     Attributes:
         database_url: SQLAlchemy URL of the ledger database.
         gateway: LEDGER_GATEWAY, or None when unset.
+        stripe_api_key, stripe_webhook_secret: STRIPE_API_KEY, STRIPE_WEBHOOK_SECRET.
+        stripe_api_base: STRIPE_API_BASE, to point the SDK at a local stand-in (tests).
         platform: the platform's name and legal details for invoices.
     """
 
     database_url: str
     gateway: str | None = None
     platform: PlatformDetails = PlatformDetails()
+    stripe_api_key: str | None = None
+    stripe_webhook_secret: str | None = None
+    stripe_api_base: str | None = None
 
 
 def normalize_database_url(url: str) -> str:
@@ -65,5 +71,10 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         tax_id=env.get("LEDGER_PLATFORM_TAX_ID") or None,
     )
     return Settings(
-        database_url=normalize_database_url(url), gateway=env.get("LEDGER_GATEWAY") or None, platform=platform
+        database_url=normalize_database_url(url),
+        gateway=env.get("LEDGER_GATEWAY") or None,
+        platform=platform,
+        stripe_api_key=env.get("STRIPE_API_KEY") or None,
+        stripe_webhook_secret=env.get("STRIPE_WEBHOOK_SECRET") or None,
+        stripe_api_base=env.get("STRIPE_API_BASE") or None,
     )

@@ -19,6 +19,7 @@ from ledger.api.escrow import ContractController, MilestoneController, PaymentCo
 from ledger.api.finance import FeeController, FinanceController, PartyController
 from ledger.api.money_out import FreelancerController, PayoutController
 from ledger.api.problems import EXCEPTION_HANDLERS
+from ledger.api.webhooks import stripe_webhook
 from ledger.escrow import Escrow
 from ledger.gateway import PaymentGateway
 from ledger.invoices.service import Finance
@@ -45,7 +46,13 @@ def ready(request: Request[Any, Any, Any]) -> Health:
     return Health("ok")
 
 
-def create_app(book: Ledger, gateway: PaymentGateway | None, *, debug: bool = False) -> Litestar:
+def create_app(
+    book: Ledger,
+    gateway: PaymentGateway | None,
+    *,
+    stripe_webhook_secret: str | None = None,
+    debug: bool = False,
+) -> Litestar:
     """The API over one ledger and payment gateway."""
     svc = Services(book=book, escrow=Escrow(book, gateway), finance=Finance(book))
     return Litestar(
@@ -61,10 +68,11 @@ def create_app(book: Ledger, gateway: PaymentGateway | None, *, debug: bool = Fa
             FeeController,
             FinanceController,
             AuditController,
+            stripe_webhook,
         ],
         guards=[require_role],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
-        state=State({"services": svc}),
+        state=State({"services": svc, "stripe_webhook_secret": stripe_webhook_secret}),
         openapi_config=OpenAPIConfig(
             title="ledger",
             version="1.0.0",

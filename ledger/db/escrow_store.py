@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Select, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from ledger.db.schema import contracts, milestones, payment_refunds, payments, payouts, timers
+from ledger.db.schema import contracts, milestones, payment_refunds, payments, payouts, provider_events, timers
 from ledger.escrow.chart import escrow_account_code
 from ledger.escrow.model import (
     Contract,
@@ -151,6 +151,11 @@ class EscrowStore:
         )
         return [str(i) for i in self._conn.execute(query).scalars()]
 
+    def funding_reference(self, milestone_id: str) -> str | None:
+        return self._conn.execute(
+            select(milestones.c.funding_reference).where(milestones.c.id == milestone_id)
+        ).scalar()
+
     def milestone_title(self, milestone_id: str) -> str:
         return str(self._conn.execute(select(milestones.c.title).where(milestones.c.id == milestone_id)).scalar_one())
 
@@ -237,6 +242,26 @@ class EscrowStore:
 
     def update_payout(self, payout_id: str, **values: Any) -> None:
         self._conn.execute(payouts.update().where(payouts.c.id == payout_id).values(**values))
+
+    # --- provider events -----------------------------------------------------------
+
+    def record_event(self, event_id: str, event_type: str, object_id: str | None) -> bool:
+        """Store an event by id; False if it was already processed (a duplicate delivery)."""
+        insert = postgresql.insert if self._uow.dialect == "postgresql" else sqlite.insert
+        self._conn.execute(
+            insert(provider_events)
+            .values(id=event_id, type=event_type, object_id=object_id, received_at=self._uow.clock.now())
+            .on_conflict_do_nothing()
+        )
+        query = self._locked(select(provider_events.c.processed_at).where(provider_events.c.id == event_id), True)
+        return self._conn.execute(query).scalar() is None
+
+    def finish_event(self, event_id: str, outcome: str) -> None:
+        self._conn.execute(
+            provider_events.update()
+            .where(provider_events.c.id == event_id)
+            .values(processed_at=self._uow.clock.now(), outcome=outcome[:500])
+        )
 
     # --- timers ------------------------------------------------------------------
 

@@ -438,3 +438,19 @@ class IdempotentRequestRow(Base):
 
 api_keys = cast(Table, ApiKeyRow.__table__)
 idempotent_requests = cast(Table, IdempotentRequestRow.__table__)
+
+
+class ProviderEventRow(Base):
+    """A webhook event from the payment provider, stored by its id before it is acted on."""
+
+    __tablename__ = "provider_events"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    type: Mapped[str] = mapped_column(String(100))
+    object_id: Mapped[str | None] = mapped_column(String(255))
+    received_at: Mapped[Timestamp]
+    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    outcome: Mapped[str | None] = mapped_column(String(500))
+
+
+provider_events = cast(Table, ProviderEventRow.__table__)

@@ -103,6 +103,7 @@ class FundingRequest:
 
     Attributes:
         key: the gateway idempotency key of this funding attempt.
+        reference: the provider's payment, when this attempt already made one.
         amount: the milestone's amount; client_fee: the client processing fee on top.
     """
 
@@ -111,6 +112,7 @@ class FundingRequest:
     key: str
     amount: int
     client_fee: int
+    reference: str | None = None
 
     @property
     def total(self) -> int:
@@ -123,7 +125,9 @@ def start_funding(uow: UnitOfWork, milestone_id: str) -> FundingRequest:
     milestone = uow.escrow.milestone(milestone_id, lock=True)
     contract = uow.escrow.contract(milestone.contract_id)
     key, _ = uow.escrow.funding(milestone_id)
+    reference = uow.escrow.funding_reference(milestone_id) if key is not None else None
     if milestone.state is not MilestoneState.FUNDING or key is None:
+        reference = None
         require_transition(milestone_id, milestone.state, Event.REQUEST_FUNDING)
         if contract.ended_by is not None:
             raise ContractEnded(f"contract {contract.id} has ended", contract_id=contract.id)
@@ -138,7 +142,16 @@ def start_funding(uow: UnitOfWork, milestone_id: str) -> FundingRequest:
         key,
         milestone.amount,
         client_processing_fee(schedule, milestone.amount),
+        reference,
     )
+
+
+def await_funding(uow: UnitOfWork, milestone_id: str, *, funding_key: str, reference: str) -> Milestone:
+    """The payment waits for the customer: remember the provider's payment to ask about it later."""
+    key, _ = uow.escrow.funding(milestone_id)
+    if key == funding_key:
+        uow.escrow.update_milestone(milestone_id, funding_reference=reference)
+    return uow.escrow.milestone(milestone_id)
 
 
 def confirm_funding(

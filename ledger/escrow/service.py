@@ -62,6 +62,11 @@ class Escrow:
         self.book = book
         self.gateway = gateway
 
+    def _provider_id(self, party_id: str) -> str:
+        """The party's id at the payment provider (customer or connected account), or our own id."""
+        record = self.book.transaction(lambda uow: uow.documents.party(party_id), read_only=True)
+        return (record or {}).get("provider_id") or party_id
+
     def _gateway(self) -> PaymentGateway:
         if self.gateway is None:
             raise GatewayNotConfigured(
@@ -130,12 +135,17 @@ class Escrow:
         """Charge the client through the gateway and, once it succeeds, hold the money in escrow."""
         gateway = self._gateway()
         request = self.book.transaction(lambda uow: use.start_funding(uow, milestone_id))
+        retrieve = getattr(gateway, "retrieve_charge", None)
+        if request.reference is not None and retrieve is not None:
+            # A payment already under way (the customer had to act): ask the provider how it stands.
+            current, _ = retrieve(request.reference)
+            return self._settle_funding(milestone_id, request.key, current)
         result = gateway.charge(
             amount=request.total,
             currency=request.contract.currency,
             idempotency_key=request.key,
-            customer=request.contract.client_id,
-            metadata={"contract": request.contract.id, "milestone": milestone_id},
+            customer=self._provider_id(request.contract.client_id),
+            metadata={"contract": request.contract.id, "milestone": milestone_id, "funding_key": request.key},
             payment_method=payment_method,
         )
         return self._settle_funding(milestone_id, request.key, result)
@@ -154,7 +164,9 @@ class Escrow:
                 lambda uow: use.fail_funding(uow, milestone_id, funding_key=key, reason=reason)
             )
         else:
-            milestone = self.milestone(milestone_id)
+            milestone = self.book.transaction(
+                lambda uow: use.await_funding(uow, milestone_id, funding_key=key, reference=result.reference)
+            )
         return FundingOutcome(milestone, result.status, result.client_secret, result.failure_reason)
 
     def confirm_funding(self, milestone_id: str, *, funding_key: str, reference: str) -> Milestone:
@@ -201,7 +213,7 @@ class Escrow:
             amount=extra,
             currency=contract.currency,
             idempotency_key=key,
-            customer=contract.client_id,
+            customer=self._provider_id(contract.client_id),
             metadata={"contract": contract.id, "milestone": milestone.id, "bonus": "true"},
         )
         if not result.succeeded:
@@ -277,7 +289,7 @@ class Escrow:
             amount=payout.amount,
             currency=payout.currency,
             idempotency_key=payout.id,
-            destination=payout.freelancer_id,
+            destination=self._provider_id(payout.freelancer_id),
             metadata={"payout": payout.id},
         )
         if result.status == "requires_action":

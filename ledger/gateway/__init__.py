@@ -3,8 +3,8 @@
 Escrow calls a `PaymentGateway` outside its database transactions (a network call
 must not be repeated by a transaction retry), with an idempotency key, so a
 repeated call is answered from the provider's memory instead of charging twice.
-Implementations: `simulated` (confirms at once; development and tests) and, later,
-`stripe`. The gateway is chosen by LEDGER_GATEWAY; there is no default, so a lost
+Implementations: `simulated` (confirms at once; development and tests) and
+`stripe` (`stripe_gateway.py`, the only importer of the stripe SDK). The gateway is chosen by LEDGER_GATEWAY; there is no default, so a lost
 setting can never mark milestones funded without money.
 """
 
@@ -12,9 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ledger.errors import ConfigurationError, Conflict
+
+if TYPE_CHECKING:
+    from ledger.config import Settings
 
 
 class GatewayNotConfigured(ConfigurationError):
@@ -137,12 +140,15 @@ class SimulatedGateway:
         return self._answer(idempotency_key, "tr")
 
 
-def gateway_from_settings(name: str | None) -> PaymentGateway | None:
+def gateway_from_settings(settings: Settings) -> PaymentGateway | None:
     """The gateway LEDGER_GATEWAY names; None when unset (money-in is then refused)."""
+    name = settings.gateway
     if not name:
         return None
     if name == "simulated":
         return SimulatedGateway()
     if name == "stripe":
-        raise GatewayNotConfigured("LEDGER_GATEWAY=stripe is not available in this version; use simulated")
-    raise GatewayNotConfigured(f"LEDGER_GATEWAY={name!r} is not a gateway (use simulated)")
+        from ledger.gateway.stripe_gateway import StripeGateway
+
+        return StripeGateway(settings.stripe_api_key or "", api_base=settings.stripe_api_base)
+    raise GatewayNotConfigured(f"LEDGER_GATEWAY={name!r} is not a gateway (use simulated or stripe)")

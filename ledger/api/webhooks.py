@@ -1,0 +1,46 @@
+"""`POST /v1/webhooks/stripe`: signed instead of authenticated with an API key.
+
+The raw body is verified against the `Stripe-Signature` header with
+STRIPE_WEBHOOK_SECRET and a 5-minute tolerance; a missing, bad or stale signature
+is a 400 and nothing is recorded. Verified events are handled by
+`ledger.escrow.provider_events` (stored by id first; duplicates change nothing).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+from litestar import Request, post
+from litestar.exceptions import ClientException, ServiceUnavailableException
+from msgspec import Struct
+
+from ledger.api.context import services
+
+
+class Received(Struct):
+    received: bool
+    outcome: str
+
+
+@post("/v1/webhooks/stripe", operation_id="stripeWebhook", tags=["webhooks"], status_code=200, security=[])
+async def stripe_webhook(request: Request[Any, Any, Any]) -> Received:
+    """A Stripe event. Acknowledged (2xx) once stored and acted on, or if it is a duplicate."""
+    from ledger.escrow.provider_events import handle_event
+    from ledger.gateway.stripe_gateway import StripeGateway
+
+    escrow = services(request).escrow
+    secret = request.app.state.get("stripe_webhook_secret")
+    gateway = escrow.gateway
+    if not isinstance(gateway, StripeGateway) or not secret:
+        raise ServiceUnavailableException(
+            "Stripe webhooks are not configured (LEDGER_GATEWAY=stripe, STRIPE_WEBHOOK_SECRET)"
+        )
+    payload = await request.body()
+    try:
+        event = gateway.construct_event(payload, request.headers.get("stripe-signature"), secret)
+    except ValueError as error:
+        raise ClientException(detail=f"the webhook signature does not verify: {error}", status_code=400) from None
+    plain = event.to_dict() if hasattr(event, "to_dict") else dict(event)
+    outcome = await anyio.to_thread.run_sync(handle_event, escrow, gateway, plain)
+    return Received(True, outcome)

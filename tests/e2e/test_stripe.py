@@ -1,0 +1,213 @@
+"""Stripe end to end: the real `stripe` SDK against a local stand-in, through the API and webhooks."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from litestar.testing import TestClient
+from sqlalchemy import func, select
+
+from ledger import FixedClock, Ledger
+from ledger.api.app import create_app
+from ledger.api.keys import create_key
+from ledger.db.schema import entries, provider_events
+from ledger.escrow.timers import tick
+from ledger.gateway.stripe_gateway import StripeGateway
+from tests.stripe_standin import DECLINED, NEEDS_ACTION, StripeStandIn, event, signed
+
+SECRET = "whsec_test_secret"
+
+
+@dataclass
+class StripeApi:
+    client: TestClient  # type: ignore[type-arg]
+    book: Ledger
+    stripe: StripeStandIn
+    clock: FixedClock
+    headers: dict[str, str]
+
+    def post(self, path: str, body: dict[str, Any] | None = None) -> Any:
+        return self.client.post(path, json=body, headers=self.headers)
+
+    def webhook(self, payload: dict[str, Any], *, secret: str = SECRET, at: int | None = None) -> Any:
+        body, signature = signed(payload, secret, at=at)
+        return self.client.post(
+            "/v1/webhooks/stripe",
+            content=body,
+            headers={"Stripe-Signature": signature, "Content-Type": "application/json"},
+        )
+
+    def milestone(self, milestone_id: str) -> dict[str, Any]:
+        return dict(self.client.get(f"/v1/milestones/{milestone_id}", headers=self.headers).json())
+
+    def entry_count(self) -> int:
+        return self.book.transaction(
+            lambda uow: int(uow.connection.execute(select(func.count()).select_from(entries)).scalar_one())
+        )
+
+
+@pytest.fixture
+def stripe_api(book: Ledger, clock: FixedClock) -> Iterator[StripeApi]:
+    standin = StripeStandIn()
+    gateway = StripeGateway("sk_test_standin", api_base=standin.url, max_network_retries=2)
+    _, key = book.transaction(lambda uow: create_key(uow, "marketplace"))
+    app = create_app(book, gateway, stripe_webhook_secret=SECRET)
+    with TestClient(app) as client:
+        api = StripeApi(client, book, standin, clock, {"Authorization": f"Bearer {key}"})
+        api.client.put(
+            "/v1/parties/cl_1", json={"display_name": "Acme", "provider_id": "cus_acme"}, headers=api.headers
+        )
+        api.client.put("/v1/parties/fr_1", json={"display_name": "Ada", "provider_id": "acct_ada"}, headers=api.headers)
+        yield api
+    standin.close()
+
+
+def new_milestone(api: StripeApi, amount: str = "1000.00") -> str:
+    contract = api.post(
+        "/v1/contracts", {"client_id": "cl_1", "freelancer_id": "fr_1", "currency": "USD", "title": "t"}
+    )
+    assert contract.status_code == 201, contract.text
+    milestone = api.post(
+        f"/v1/contracts/{contract.json()['id']}/milestones",
+        {"title": "m", "amount": {"amount": amount, "currency": "USD"}},
+    )
+    return str(milestone.json()["id"])
+
+
+def test_funding_creates_a_captured_payment_intent_for_the_clients_customer(stripe_api: StripeApi) -> None:
+    milestone_id = new_milestone(stripe_api)
+    funded = stripe_api.post(f"/v1/milestones/{milestone_id}/fund", {"payment_method": "pm_card_visa"})
+    assert funded.status_code == 200, funded.text
+    assert funded.json()["status"] == "succeeded" and funded.json()["milestone"]["state"] == "funded"
+    [(_, _, params, key)] = [r for r in stripe_api.stripe.requests if r[1] == "/v1/payment_intents"]
+    assert params["amount"] == "100000" and params["currency"] == "usd" and params["customer"] == "cus_acme"
+    assert params["capture_method"] == "automatic" and params["confirm"] == "true"
+    assert (
+        params["metadata"]["milestone"] == milestone_id and params["transfer_group"] == params["metadata"]["contract"]
+    )
+    assert key == params["metadata"]["funding_key"]  # deterministic, from our own ids
+
+
+def test_a_declined_card_returns_the_milestone_to_draft_with_the_reason(stripe_api: StripeApi) -> None:
+    milestone_id = new_milestone(stripe_api)
+    declined = stripe_api.post(f"/v1/milestones/{milestone_id}/fund", {"payment_method": DECLINED})
+    assert declined.json()["status"] == "failed"
+    assert declined.json()["milestone"]["state"] == "draft"
+    assert declined.json()["milestone"]["failure_reason"] == "Your card was declined."
+    assert stripe_api.entry_count() == 0
+
+
+def test_requires_action_waits_for_the_webhook_and_duplicates_change_nothing(stripe_api: StripeApi) -> None:
+    milestone_id = new_milestone(stripe_api)
+    pending = stripe_api.post(f"/v1/milestones/{milestone_id}/fund", {"payment_method": NEEDS_ACTION})
+    assert pending.json()["status"] == "requires_action" and pending.json()["client_secret"]
+    assert stripe_api.milestone(milestone_id)["state"] == "funding"
+    intent_id = next(o for o in stripe_api.stripe.objects if o.startswith("pi_"))
+    succeeded = event("payment_intent.succeeded", stripe_api.stripe.complete_action(intent_id))
+    first = stripe_api.webhook(succeeded)
+    assert first.status_code == 200 and "funded" in first.json()["outcome"]
+    assert stripe_api.milestone(milestone_id)["held"] == {"amount": "1000.00", "currency": "USD"}
+    entries_after = stripe_api.entry_count()
+    again = stripe_api.webhook(succeeded)
+    assert again.status_code == 200 and again.json()["outcome"] == "duplicate"
+    assert stripe_api.entry_count() == entries_after
+
+
+def test_retrieving_the_payment_intent_funds_it_if_the_webhook_is_late(stripe_api: StripeApi) -> None:
+    milestone_id = new_milestone(stripe_api)
+    stripe_api.post(f"/v1/milestones/{milestone_id}/fund", {"payment_method": NEEDS_ACTION})
+    intent_id = next(o for o in stripe_api.stripe.objects if o.startswith("pi_"))
+    stripe_api.stripe.complete_action(intent_id)
+    assert stripe_api.post(f"/v1/milestones/{milestone_id}/fund").json()["milestone"]["state"] == "funded"
+    late = stripe_api.webhook(event("payment_intent.succeeded", stripe_api.stripe.objects[intent_id]))
+    assert late.status_code == 200
+    assert stripe_api.milestone(milestone_id)["held"]["amount"] == "1000.00"  # funded once
+    assert stripe_api.stripe.created["payment_intent"] == 1
+
+
+def test_events_out_of_order_act_on_the_current_state(stripe_api: StripeApi) -> None:
+    milestone_id = new_milestone(stripe_api)
+    stripe_api.post(f"/v1/milestones/{milestone_id}/fund", {"payment_method": NEEDS_ACTION})
+    intent_id = next(o for o in stripe_api.stripe.objects if o.startswith("pi_"))
+    stale_failure = event("payment_intent.payment_failed", dict(stripe_api.stripe.objects[intent_id]), "evt_old")
+    stripe_api.stripe.complete_action(intent_id)  # it has succeeded since
+    stripe_api.webhook(stale_failure)
+    assert stripe_api.milestone(milestone_id)["state"] == "funded"
+
+
+@pytest.mark.parametrize(
+    ("header", "at"),
+    [("forged", None), ("stale", int(time.time()) - 600), ("missing", None)],
+)
+def test_unsigned_forged_or_stale_webhooks_are_refused_and_not_recorded(
+    stripe_api: StripeApi, header: str, at: int | None
+) -> None:
+    payload = event("payment_intent.succeeded", {"id": "pi_x", "object": "payment_intent"})
+    if header == "missing":
+        response = stripe_api.client.post("/v1/webhooks/stripe", json=payload)
+    else:
+        response = stripe_api.webhook(payload, secret="whsec_wrong" if header == "forged" else SECRET, at=at)
+    assert response.status_code == 400
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert (
+        stripe_api.book.transaction(
+            lambda uow: uow.connection.execute(select(func.count()).select_from(provider_events)).scalar_one()
+        )
+        == 0
+    )
+
+
+def test_an_event_about_an_unknown_object_is_acknowledged_and_recorded(stripe_api: StripeApi) -> None:
+    response = stripe_api.webhook(event("customer.created", {"id": "cus_new", "object": "customer"}))
+    assert response.status_code == 200 and response.json()["outcome"] == "ignored"
+
+
+@pytest.mark.parametrize("fault", ["500", "drop"])
+def test_a_failed_create_is_retried_with_the_same_key_and_charges_once(stripe_api: StripeApi, fault: str) -> None:
+    milestone_id = new_milestone(stripe_api)
+    stripe_api.stripe.fail_next(fault)
+    funded = stripe_api.post(f"/v1/milestones/{milestone_id}/fund", {"payment_method": "pm_card_visa"})
+    assert funded.status_code == 200, funded.text
+    assert funded.json()["milestone"]["state"] == "funded"
+    keys = [r[3] for r in stripe_api.stripe.requests if r[1] == "/v1/payment_intents"]
+    assert len(keys) == 2 and len(set(keys)) == 1  # the retry carried the same idempotency key
+    assert stripe_api.stripe.created["payment_intent"] == 1  # one charge at the PSP
+    assert stripe_api.entry_count() == 1
+
+
+def test_payouts_are_transfers_that_stay_in_transit_until_stripe_confirms(stripe_api: StripeApi) -> None:
+    milestone_id = new_milestone(stripe_api)
+    stripe_api.post(f"/v1/milestones/{milestone_id}/fund", {"payment_method": "pm_card_visa"})
+    stripe_api.post(f"/v1/milestones/{milestone_id}/approve")
+    stripe_api.clock.advance(timedelta(days=5))
+    tick(stripe_api.book)
+    created = stripe_api.post("/v1/freelancers/fr_1/payouts", {"amount": {"amount": "800.00", "currency": "USD"}})
+    assert created.status_code == 201, created.text
+    payout = created.json()
+    assert payout["state"] == "in_transit"
+    transfer = next(o for o in stripe_api.stripe.objects.values() if o["object"] == "transfer")
+    assert transfer["destination"] == "acct_ada" and transfer["amount"] == 80000
+    assert transfer["metadata"]["payout"] == payout["id"]
+    confirmed = stripe_api.webhook(event("transfer.created", transfer))
+    assert "paid" in confirmed.json()["outcome"]
+    assert stripe_api.client.get(f"/v1/payouts/{payout['id']}", headers=stripe_api.headers).json()["state"] == "paid"
+    assert stripe_api.book.audit().ok
+
+
+def test_a_reversed_transfer_returns_the_money_to_available(stripe_api: StripeApi) -> None:
+    milestone_id = new_milestone(stripe_api)
+    stripe_api.post(f"/v1/milestones/{milestone_id}/fund", {"payment_method": "pm_card_visa"})
+    stripe_api.post(f"/v1/milestones/{milestone_id}/approve")
+    stripe_api.clock.advance(timedelta(days=5))
+    tick(stripe_api.book)
+    payout = stripe_api.post("/v1/freelancers/fr_1/payouts", {"amount": {"amount": "800.00", "currency": "USD"}}).json()
+    transfer = next(o for o in stripe_api.stripe.objects.values() if o["object"] == "transfer")
+    stripe_api.webhook(event("transfer.reversed", {**transfer, "reversed": True}))
+    balance = stripe_api.client.get("/v1/freelancers/fr_1/balance?currency=USD", headers=stripe_api.headers).json()
+    assert balance["available"]["amount"] == "850.00" and balance["in_transit"]["amount"] == "0.00"
+    assert stripe_api.client.get(f"/v1/payouts/{payout['id']}", headers=stripe_api.headers).json()["state"] == "failed"
