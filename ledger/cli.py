@@ -183,9 +183,14 @@ def run(argv: Sequence[str]) -> int:
             print(f"{format_amount(amount, args.currency.upper())} {args.currency.upper()}")
             return EXIT_OK
         if args.command == "tick":
-            from ledger.escrow.timers import tick
+            from ledger.escrow import Escrow
+            from ledger.gateway import gateway_from_settings
 
-            print(tick(book, args.now).summary())
+            escrow = Escrow(book, gateway_from_settings(load_settings()))
+            print(escrow.tick(args.now).summary())
+            waiting = escrow.dispatch_refunds()
+            if waiting:
+                print(f"{waiting} refunds wait for the payment provider (LEDGER_GATEWAY)")
             return EXIT_OK
         if args.command == "fees":
             return run_fees(book, args)

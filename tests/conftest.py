@@ -91,7 +91,8 @@ def empty_postgres(url: str) -> None:
             text(
                 "TRUNCATE postings, entries, balances, accounts, fee_events, lifetime_billings,"
                 " payment_refunds, payments, milestones, contracts, payouts, timers,"
-                " documents, document_sequences, parties, api_keys, idempotent_requests, provider_events RESTART IDENTITY"
+                " documents, document_sequences, parties, api_keys, idempotent_requests, provider_events,"
+                " refund_orders RESTART IDENTITY"
             )
         )
         # Keep only the schedule the migrations put in force.

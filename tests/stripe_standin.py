@@ -43,6 +43,7 @@ class StripeStandIn:
         self.replays: dict[str, tuple[int, bytes]] = {}
         self.faults: list[str] = []
         self.created: dict[str, int] = defaultdict(int)
+        self.refund_status = "succeeded"  # what a new refund reports; "pending" waits for a webhook
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         standin = self
@@ -116,9 +117,10 @@ class StripeStandIn:
             refund = {
                 "id": self.new_id("re"),
                 "object": "refund",
-                "status": "succeeded",
+                "status": self.refund_status,
                 "amount": int(params["amount"]),
                 "payment_intent": params.get("payment_intent"),
+                "metadata": params.get("metadata", {}),
             }
             self.objects[refund["id"]] = refund
             self.created["refund"] += 1

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Controller, Request, Response, get, put
-from litestar.params import Parameter
+from litestar.params import Parameter, QueryParameter
 from msgspec import Struct
 
 from ledger.api.context import FINANCE, MARKETPLACE, services
@@ -22,7 +22,7 @@ from ledger.invoices.documents import Document
 from ledger.invoices.statements import statement_csv
 from ledger.money import normalize_currency, to_minor
 
-PeriodStart = Annotated[datetime, Parameter(query="from", description="start of the half-open period [from, to)")]
+PeriodStart = Annotated[datetime, QueryParameter(name="from", description="start of the half-open period [from, to)")]
 
 
 def _utc(value: datetime, field: str) -> datetime:

@@ -13,7 +13,17 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Select, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from ledger.db.schema import contracts, milestones, payment_refunds, payments, payouts, provider_events, timers
+from ledger.db.schema import (
+    contracts,
+    milestones,
+    payment_refunds,
+    payments,
+    payouts,
+    provider_events,
+    refund_orders,
+    timers,
+)
+from ledger.errors import NotFound
 from ledger.escrow.chart import escrow_account_code
 from ledger.escrow.model import (
     Contract,
@@ -242,6 +252,31 @@ class EscrowStore:
 
     def update_payout(self, payout_id: str, **values: Any) -> None:
         self._conn.execute(payouts.update().where(payouts.c.id == payout_id).values(**values))
+
+    # --- refund orders -----------------------------------------------------------------
+
+    def add_refund_order(self, **values: Any) -> None:
+        self._conn.execute(refund_orders.insert().values(**values))
+
+    def refund_order(self, order_id: str, *, lock: bool = False) -> Any:
+        row = self._conn.execute(
+            self._locked(select(refund_orders).where(refund_orders.c.id == order_id), lock)
+        ).first()
+        if row is None:
+            raise NotFound(f"no refund order {order_id}", refund_order=order_id)
+        return row
+
+    def pending_refund_orders(self, limit: int) -> list[Any]:
+        query = (
+            select(refund_orders)
+            .where(refund_orders.c.state == "pending")
+            .order_by(refund_orders.c.created_at, refund_orders.c.id)
+            .limit(limit)
+        )
+        return list(self._conn.execute(query))
+
+    def update_refund_order(self, order_id: str, **values: Any) -> None:
+        self._conn.execute(refund_orders.update().where(refund_orders.c.id == order_id).values(**values))
 
     # --- provider events -----------------------------------------------------------
 

@@ -454,3 +454,34 @@ class ProviderEventRow(Base):
 
 
 provider_events = cast(Table, ProviderEventRow.__table__)
+
+
+class RefundOrderRow(Base):
+    """Money owed back to a client, sent through the payment provider.
+
+    The refund's entry moves the money to refunds in transit at once; the order
+    moves it on to the PSP account when the provider reports the refund succeeded.
+    """
+
+    __tablename__ = "refund_orders"
+
+    id: Mapped[TypedId]
+    milestone_id: Mapped[str] = mapped_column(String(40), ForeignKey("milestones.id", ondelete="RESTRICT"))
+    payment_id: Mapped[str | None] = mapped_column(String(40))
+    currency: Mapped[CurrencyCode]
+    amount: Mapped[MinorUnits]
+    psp_account: Mapped[str] = mapped_column(String(200))
+    charge_reference: Mapped[str | None] = mapped_column(String(255))
+    state: Mapped[str] = mapped_column(String(12), index=True)
+    gateway_reference: Mapped[str | None] = mapped_column(String(255))
+    failure_reason: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[Timestamp]
+    settled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint("state IN ('pending', 'succeeded', 'failed')", name="state"),
+    )
+
+
+refund_orders = cast(Table, RefundOrderRow.__table__)

@@ -15,10 +15,12 @@ from typing import TYPE_CHECKING
 
 from ledger.errors import InvalidRequest
 from ledger.escrow.chart import (
+    REFUNDS_IN_TRANSIT,
     SERVICE_FEES,
     available_account_code,
     escrow_account_code,
     open_freelancer_accounts,
+    open_platform_accounts,
     pending_account_code,
 )
 from ledger.escrow.model import (
@@ -133,25 +135,83 @@ def refund_from_escrow(
     reason: str,
     effective_at: datetime | None = None,
 ) -> None:
-    """Return `amount` held for the milestone to the client: escrow -> PSP."""
+    """Return `amount` held for the milestone to the client: escrow -> refunds in transit,
+    and a refund order for the payment provider (settled into the PSP account)."""
     if amount <= 0:
         return
-    _, psp_account = uow.escrow.funding(milestone_id)
-    assert psp_account is not None, "a milestone holding money was funded through a PSP account"
+    order = _order_refund(uow, contract, milestone_id, amount, payment_id=None)
     post_entry(
         uow,
         EntryRequest(
-            idempotency_key=f"escrow.refund:{milestone_id}:{new_id('rf')}",
+            idempotency_key=f"escrow.refund:{order}",
             kind="escrow.refund",
             postings=(
                 debit(escrow_account_code(milestone_id), amount, contract.currency),
-                credit(psp_account, amount, contract.currency),
+                credit(REFUNDS_IN_TRANSIT, amount, contract.currency),
             ),
             effective_at=effective_at,
-            refs=entry_refs(contract, milestone_id),
+            refs=entry_refs(contract, milestone_id, refund_order=order),
             metadata={"reason": reason},
         ),
     )
+
+
+def _order_refund(
+    uow: UnitOfWork, contract: Contract, milestone_id: str, amount: int, *, payment_id: str | None
+) -> str:
+    _, psp_account = uow.escrow.funding(milestone_id)
+    assert psp_account is not None, "money to refund was funded through a PSP account"
+    open_platform_accounts(uow, contract.currency, psp_account)
+    order_id = new_id("rfo")
+    uow.escrow.add_refund_order(
+        id=order_id,
+        milestone_id=milestone_id,
+        payment_id=payment_id,
+        currency=contract.currency,
+        amount=amount,
+        psp_account=psp_account,
+        charge_reference=uow.escrow.funding_reference(milestone_id),
+        state="pending",
+        created_at=uow.clock.now(),
+    )
+    return order_id
+
+
+def settle_refund(
+    uow: UnitOfWork, order_id: str, *, succeeded: bool, reference: str | None, reason: str | None = None
+) -> str:
+    """The provider reported a refund: succeeded moves it from in transit to the PSP
+    account; failed leaves it in transit, owed to the client, for an operator to act on.
+    Idempotent; returns the order's state."""
+    order = uow.escrow.refund_order(order_id, lock=True)
+    if order.state != "pending":
+        return str(order.state)
+    if succeeded:
+        post_entry(
+            uow,
+            EntryRequest(
+                idempotency_key=f"refund.settled:{order_id}",
+                kind="refund.settled",
+                postings=(
+                    debit(REFUNDS_IN_TRANSIT, int(order.amount), order.currency),
+                    credit(order.psp_account, int(order.amount), order.currency),
+                ),
+                refs={
+                    "refund_order": order_id,
+                    "milestone": order.milestone_id,
+                    **({"gateway_reference": reference} if reference else {}),
+                },
+            ),
+        )
+    state = "succeeded" if succeeded else "failed"
+    uow.escrow.update_refund_order(
+        order_id,
+        state=state,
+        gateway_reference=reference,
+        failure_reason=None if succeeded else (reason or "failed")[:500],
+        settled_at=uow.clock.now(),
+    )
+    return state
 
 
 def mature_payment(uow: UnitOfWork, payment_id: str, due: datetime) -> int:
@@ -237,9 +297,8 @@ def refund_payment(uow: UnitOfWork, payment_id: str, amount: int, *, request_key
     from_pending = min(remaining, freelancer_part)
     from_available = freelancer_part - from_pending
     currency = contract.currency
-    _, psp_account = uow.escrow.funding(payment.milestone_id)
-    assert psp_account is not None
-    postings: list[Posting] = [credit(psp_account, amount, currency)]
+    order = _order_refund(uow, contract, payment.milestone_id, amount, payment_id=payment_id)
+    postings: list[Posting] = [credit(REFUNDS_IN_TRANSIT, amount, currency)]
     if from_pending:
         postings.append(debit(pending_account_code(contract.freelancer_id), from_pending, currency))
     if from_available:
@@ -253,7 +312,7 @@ def refund_payment(uow: UnitOfWork, payment_id: str, amount: int, *, request_key
             kind="escrow.payment_refund",
             postings=tuple(postings),
             effective_at=now,
-            refs=entry_refs(contract, payment.milestone_id, payment=payment_id, refund=refund_id),
+            refs=entry_refs(contract, payment.milestone_id, payment=payment_id, refund=refund_id, refund_order=order),
         ),
     )
     uow.escrow.update_payment(
@@ -276,7 +335,6 @@ def refund_payment(uow: UnitOfWork, payment_id: str, amount: int, *, request_key
         refund_id=refund_id,
         amount=amount,
         fee_back=fee_event.breakdown,
-        psp_account=psp_account,
         entry_id=entry.id,
         issued_at=now,
     )

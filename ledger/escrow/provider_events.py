@@ -62,4 +62,15 @@ def _act(escrow: Escrow, gateway: StripeGateway, event_type: str, obj: dict[str,
             payout_id, paid=paid, reference=str(obj.get("id")), reason=None if paid else event_type
         )
         return f"payout {payout_id} {settled.state.value}"
+    if event_type in ("refund.created", "refund.updated", "charge.refund.updated", "refund.failed"):
+        order_id = (obj.get("metadata") or {}).get("refund_order")
+        if not order_id:
+            return "ignored: not a refund order"
+        status = obj.get("status")
+        if status not in ("succeeded", "failed", "canceled"):
+            return f"refund order {order_id} pending"
+        state = escrow.settle_refund(
+            order_id, succeeded=status == "succeeded", reference=str(obj.get("id")), reason=obj.get("failure_reason")
+        )
+        return f"refund order {order_id} {state}"
     return "ignored"

@@ -15,7 +15,7 @@ from ledger.db.unit_of_work import UnitOfWork
 from ledger.escrow import milestones as use
 from ledger.escrow.chart import available_account_code, pending_account_code
 from ledger.escrow.model import Contract, Milestone, Payment, Payout, PayoutState, party_id
-from ledger.escrow.payments import PaymentRefund, refund_payment
+from ledger.escrow.payments import PaymentRefund, refund_payment, settle_refund
 from ledger.escrow.payouts import request_payout, settle_payout
 from ledger.escrow.timers import TickReport, tick
 from ledger.gateway import GatewayNotConfigured, GatewayResult, PaymentFailed, PaymentGateway
@@ -158,6 +158,7 @@ class Escrow:
                     uow, milestone_id, funding_key=key, reference=result.reference, psp_account=gateway.psp_account
                 )
             )
+            self.dispatch_refunds()  # a payment that landed after its contract ended goes back
         elif result.failed:
             reason = result.failure_reason or "payment failed"
             milestone = self.book.transaction(
@@ -226,10 +227,14 @@ class Escrow:
     # --- ending, refunds, disputes -----------------------------------------------------
 
     def end_contract(self, contract_id: str, *, ended_by: str) -> Contract:
-        return self.book.transaction(lambda uow: use.end_contract(uow, contract_id, ended_by=ended_by))
+        contract = self.book.transaction(lambda uow: use.end_contract(uow, contract_id, ended_by=ended_by))
+        self.dispatch_refunds()
+        return contract
 
     def accept_refund_request(self, milestone_id: str) -> Milestone:
-        return self.book.transaction(lambda uow: use.accept_refund_request(uow, milestone_id))
+        milestone = self.book.transaction(lambda uow: use.accept_refund_request(uow, milestone_id))
+        self.dispatch_refunds()
+        return milestone
 
     def dispute_refund_request(self, milestone_id: str) -> Milestone:
         return self.book.transaction(lambda uow: use.dispute_refund_request(uow, milestone_id))
@@ -238,9 +243,11 @@ class Escrow:
         self, milestone_id: str, *, release: int, refund: int, currency: str | None = None
     ) -> Milestone:
         self._milestone_currency(milestone_id, currency)
-        return self.book.transaction(
+        milestone = self.book.transaction(
             lambda uow: use.resolve_dispute(uow, milestone_id, release_amount=release, refund_amount=refund)
         )
+        self.dispatch_refunds()
+        return milestone
 
     def refund_payment(
         self, payment_id: str, amount: int, *, currency: str | None = None, request_key: str | None = None
@@ -251,7 +258,42 @@ class Escrow:
             self._check_currency(uow, uow.escrow.payment(payment_id).contract_id, currency)
             return refund_payment(uow, payment_id, amount, request_key=request_key)
 
-        return self.book.transaction(work)
+        refund = self.book.transaction(work)
+        self.dispatch_refunds()
+        return refund
+
+    def dispatch_refunds(self) -> int:
+        """Send pending refund orders to the gateway; settle those it answers at once.
+
+        Returns how many are still pending (waiting for the provider, or for a
+        gateway to be configured). Safe to call any time: orders are sent with
+        their own id as the idempotency key."""
+        if self.gateway is None:
+            return len(self.book.transaction(lambda uow: uow.escrow.pending_refund_orders(1000), read_only=True))
+        gateway = self.gateway
+        waiting = 0
+        for order in self.book.transaction(lambda uow: uow.escrow.pending_refund_orders(1000), read_only=True):
+            result = gateway.refund(
+                amount=int(order.amount),
+                currency=order.currency,
+                idempotency_key=order.id,
+                charge_reference=order.charge_reference,
+            )
+            if result.status == "requires_action":
+                waiting += 1
+                continue
+            self.book.transaction(
+                lambda uow, o=order, r=result: settle_refund(  # type: ignore[misc]
+                    uow, o.id, succeeded=r.succeeded, reference=r.reference, reason=r.failure_reason
+                )
+            )
+        return waiting
+
+    def settle_refund(self, order_id: str, *, succeeded: bool, reference: str | None, reason: str | None = None) -> str:
+        """The provider reported on a refund (webhook)."""
+        return self.book.transaction(
+            lambda uow: settle_refund(uow, order_id, succeeded=succeeded, reference=reference, reason=reason)
+        )
 
     # --- freelancer money ------------------------------------------------------------------
 
@@ -312,4 +354,7 @@ class Escrow:
     # --- time ------------------------------------------------------------------------------
 
     def tick(self, now: datetime | None = None) -> TickReport:
-        return tick(self.book, now)
+        """Fire due timers, then send the refunds they ordered."""
+        report = tick(self.book, now)
+        self.dispatch_refunds()
+        return report

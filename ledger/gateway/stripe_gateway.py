@@ -128,7 +128,11 @@ class StripeGateway:
     def refund(
         self, *, amount: int, currency: str, idempotency_key: str, charge_reference: str | None
     ) -> GatewayResult:
-        params: dict[str, Any] = {"amount": amount, "payment_intent": charge_reference}
+        params: dict[str, Any] = {
+            "amount": amount,
+            "payment_intent": charge_reference,
+            "metadata": {"refund_order": idempotency_key},
+        }
         refund = _plain(self._call(self.client.v1.refunds.create, params, idempotency_key))
         status = refund["status"]
         return GatewayResult(

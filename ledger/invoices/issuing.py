@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 PLATFORM_ID = "platform"
 SERVICE_FEES = "revenue:fees:service"
+REFUNDS_IN_TRANSIT = "liabilities:refunds:in_transit"
 REFUND_RULE = (
     "Service fees follow your net lifetime billings with this client, so a refund returns "
     "the fee of the most recently billed tier first."
@@ -171,7 +172,6 @@ def issue_refund_credit_notes(
     refund_id: str,
     amount: int,
     fee_back: FeeBreakdown,
-    psp_account: str,
     entry_id: int,
     issued_at: datetime,
 ) -> list[Document]:
@@ -192,7 +192,7 @@ def issue_refund_credit_notes(
             currency=contract.currency,
             lines=(DocumentLine(f"Refund of payment {payment_id}", amount),),
             entry_id=entry_id,
-            measured_account=psp_account,
+            measured_account=REFUNDS_IN_TRANSIT,
             measured_side="credit",
             references=references,
             payment_id=payment_id,

@@ -211,3 +211,39 @@ def test_a_reversed_transfer_returns_the_money_to_available(stripe_api: StripeAp
     balance = stripe_api.client.get("/v1/freelancers/fr_1/balance?currency=USD", headers=stripe_api.headers).json()
     assert balance["available"]["amount"] == "850.00" and balance["in_transit"]["amount"] == "0.00"
     assert stripe_api.client.get(f"/v1/payouts/{payout['id']}", headers=stripe_api.headers).json()["state"] == "failed"
+
+
+def psp_balance(api: StripeApi) -> int:
+    return api.book.balance("assets:psp:stripe", "USD")
+
+
+def test_a_refund_from_escrow_is_a_stripe_refund_of_the_original_payment(stripe_api: StripeApi) -> None:
+    milestone_id = new_milestone(stripe_api)
+    stripe_api.post(f"/v1/milestones/{milestone_id}/fund", {"payment_method": "pm_card_visa"})
+    contract_id = stripe_api.milestone(milestone_id)["contract_id"]
+    stripe_api.post(f"/v1/contracts/{contract_id}/end", {"ended_by": "freelancer"})
+    [refund] = [o for o in stripe_api.stripe.objects.values() if o["object"] == "refund"]
+    intent = next(o for o in stripe_api.stripe.objects.values() if o["object"] == "payment_intent")
+    assert refund["payment_intent"] == intent["id"] and refund["amount"] == 100000
+    assert psp_balance(stripe_api) == 0  # Stripe reported success: booked out of the PSP account
+    assert stripe_api.book.balance("liabilities:refunds:in_transit", "USD") == 0
+    assert stripe_api.book.audit().ok
+
+
+def test_a_pending_refund_is_booked_when_stripe_reports_it_succeeded(stripe_api: StripeApi) -> None:
+    milestone_id = new_milestone(stripe_api)
+    stripe_api.post(f"/v1/milestones/{milestone_id}/fund", {"payment_method": "pm_card_visa"})
+    [payment] = stripe_api.post(f"/v1/milestones/{milestone_id}/approve").json()["payments"]
+    stripe_api.stripe.refund_status = "pending"
+    refunded = stripe_api.post(
+        f"/v1/payments/{payment['id']}/refunds", {"amount": {"amount": "100.00", "currency": "USD"}}
+    )
+    assert refunded.status_code == 201, refunded.text
+    assert stripe_api.book.balance("liabilities:refunds:in_transit", "USD") == 100_00
+    assert psp_balance(stripe_api) == 1_000_00
+    refund = next(o for o in stripe_api.stripe.objects.values() if o["object"] == "refund")
+    done = stripe_api.webhook(event("refund.updated", {**refund, "status": "succeeded"}))
+    assert "succeeded" in done.json()["outcome"]
+    assert stripe_api.book.balance("liabilities:refunds:in_transit", "USD") == 0
+    assert psp_balance(stripe_api) == 900_00
+    assert stripe_api.book.audit().ok
