@@ -43,6 +43,7 @@ class StripeStandIn:
         self.replays: dict[str, tuple[int, bytes]] = {}
         self.faults: list[str] = []
         self.created: dict[str, int] = defaultdict(int)
+        self.last_query = ""
         self.refund_status = "succeeded"  # what a new refund reports; "pending" waits for a webhook
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
@@ -78,7 +79,7 @@ class StripeStandIn:
     def _serve(self, handler: BaseHTTPRequestHandler, method: str, body: str) -> None:
         params = parse_form(body)
         key = handler.headers.get("Idempotency-Key")
-        path = handler.path.split("?")[0]
+        path, _, self.last_query = handler.path.partition("?")
         with self._lock:
             self.requests.append((method, path, params, key))
             if method == "POST" and key and key in self.replays:
@@ -112,7 +113,14 @@ class StripeStandIn:
         if method == "POST" and path == "/v1/payment_intents":
             return self._create_intent(params)
         if method == "GET" and parts[:2] == ["v1", "payment_intents"] and len(parts) == 3 and parts[2] in self.objects:
-            return 200, self.objects[parts[2]]
+            intent = dict(self.objects[parts[2]])
+            if "expand" in self.last_query and intent["status"] == "succeeded":
+                fee = intent["amount"] * 29 // 1000 + 30  # 2.9% + 30 cents, like a card payment
+                intent["latest_charge"] = {
+                    "id": f"ch_{intent['id']}",
+                    "balance_transaction": {"id": f"txn_{intent['id']}", "fee": fee, "currency": intent["currency"]},
+                }
+            return 200, intent
         if method == "POST" and path == "/v1/refunds":
             refund = {
                 "id": self.new_id("re"),

@@ -161,6 +161,11 @@ class EscrowStore:
         )
         return [str(i) for i in self._conn.execute(query).scalars()]
 
+    def milestone_contract_id(self, milestone_id: str) -> str:
+        return str(
+            self._conn.execute(select(milestones.c.contract_id).where(milestones.c.id == milestone_id)).scalar_one()
+        )
+
     def funding_reference(self, milestone_id: str) -> str | None:
         return self._conn.execute(
             select(milestones.c.funding_reference).where(milestones.c.id == milestone_id)

@@ -17,6 +17,7 @@ CLIENT_PROCESSING_FEES = "revenue:fees:client_processing"
 PAYOUTS_IN_TRANSIT = "liabilities:payouts:in_transit"
 #: Refunds booked to clients, not yet confirmed by the payment provider.
 REFUNDS_IN_TRANSIT = "liabilities:refunds:in_transit"
+PSP_FEES = "expenses:psp_fees"
 #: Fee revenue is credited by every release: spread it over slots so releases do not queue.
 HOT_ACCOUNT_SLOTS = 16
 
@@ -46,5 +47,6 @@ def open_platform_accounts(uow: UnitOfWork, currency: str, psp_account: str) -> 
     open_account(uow, AccountSpec(psp_account, AccountType.ASSET, currency, slots=HOT_ACCOUNT_SLOTS))
     for code in (SERVICE_FEES, CLIENT_PROCESSING_FEES):
         open_account(uow, AccountSpec(code, AccountType.REVENUE, currency, slots=HOT_ACCOUNT_SLOTS))
+    open_account(uow, AccountSpec(PSP_FEES, AccountType.EXPENSE, currency, slots=HOT_ACCOUNT_SLOTS))
     for code in (PAYOUTS_IN_TRANSIT, REFUNDS_IN_TRANSIT):
         open_account(uow, AccountSpec(code, AccountType.LIABILITY, currency, slots=HOT_ACCOUNT_SLOTS))

@@ -8,7 +8,7 @@
    something).
 5. `conservation_per_client`: per client and currency, money collected = held in
    escrow + released (gross) + refunded; and `accounting_equation`: per currency,
-   assets - expenses = liabilities + equity + revenue.
+   assets = liabilities + equity + revenue - expenses.
 """
 
 from __future__ import annotations
@@ -117,7 +117,7 @@ def accounting_equation(connection: Connection) -> Iterator[Problem]:
             int(row.revenue),
             int(row.expenses),
         )
-        if assets - expenses != liabilities + equity + revenue:
+        if assets + expenses != liabilities + equity + revenue:
             yield {
                 "currency": row.currency,
                 "assets": assets,

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from ledger.errors import InvalidRequest
 from ledger.escrow.chart import (
+    PSP_FEES,
     REFUNDS_IN_TRANSIT,
     SERVICE_FEES,
     available_account_code,
@@ -175,6 +176,25 @@ def _order_refund(
         created_at=uow.clock.now(),
     )
     return order_id
+
+
+def book_processing_fee(
+    uow: UnitOfWork, milestone_id: str, *, reference: str, fee: int, currency: str, psp_account: str
+) -> None:
+    """The provider kept `fee` of a payment: expenses:psp_fees <- PSP account. Once per payment."""
+    if fee <= 0:
+        return
+    contract = uow.escrow.contract(uow.escrow.milestone_contract_id(milestone_id))
+    open_platform_accounts(uow, currency, psp_account)
+    post_entry(
+        uow,
+        EntryRequest(
+            idempotency_key=f"psp.fee:{reference}",
+            kind="psp.fee",
+            postings=(debit(PSP_FEES, fee, currency), credit(psp_account, fee, currency)),
+            refs=entry_refs(contract, milestone_id, gateway_reference=reference),
+        ),
+    )
 
 
 def settle_refund(

@@ -15,7 +15,7 @@ from ledger.db.unit_of_work import UnitOfWork
 from ledger.escrow import milestones as use
 from ledger.escrow.chart import available_account_code, pending_account_code
 from ledger.escrow.model import Contract, Milestone, Payment, Payout, PayoutState, party_id
-from ledger.escrow.payments import PaymentRefund, refund_payment, settle_refund
+from ledger.escrow.payments import PaymentRefund, book_processing_fee, refund_payment, settle_refund
 from ledger.escrow.payouts import request_payout, settle_payout
 from ledger.escrow.timers import TickReport, tick
 from ledger.gateway import GatewayNotConfigured, GatewayResult, PaymentFailed, PaymentGateway
@@ -158,6 +158,7 @@ class Escrow:
                     uow, milestone_id, funding_key=key, reference=result.reference, psp_account=gateway.psp_account
                 )
             )
+            self.book_processing_fee(milestone_id, result.reference)
             self.dispatch_refunds()  # a payment that landed after its contract ended goes back
         elif result.failed:
             reason = result.failure_reason or "payment failed"
@@ -173,9 +174,26 @@ class Escrow:
     def confirm_funding(self, milestone_id: str, *, funding_key: str, reference: str) -> Milestone:
         """The provider told us (webhook) that a funding payment succeeded."""
         gateway = self._gateway()
-        return self.book.transaction(
+        milestone = self.book.transaction(
             lambda uow: use.confirm_funding(
                 uow, milestone_id, funding_key=funding_key, reference=reference, psp_account=gateway.psp_account
+            )
+        )
+        self.book_processing_fee(milestone_id, reference)
+        self.dispatch_refunds()
+        return milestone
+
+    def book_processing_fee(self, milestone_id: str, reference: str) -> None:
+        """Book the provider's processing fee on a payment, when the gateway reports one."""
+        gateway = self._gateway()
+        fee_of = getattr(gateway, "processing_fee", None)
+        found = fee_of(reference) if fee_of is not None else None
+        if found is None:
+            return
+        fee, currency = found
+        self.book.transaction(
+            lambda uow: book_processing_fee(
+                uow, milestone_id, reference=reference, fee=fee, currency=currency, psp_account=gateway.psp_account
             )
         )
 

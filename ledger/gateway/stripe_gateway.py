@@ -125,6 +125,22 @@ class StripeGateway:
             raise GatewayUnavailable(f"Stripe is unavailable: {error.user_message or error}") from None
         return _result(intent), dict(_plain(intent).get("metadata") or {})
 
+    def processing_fee(self, reference: str) -> tuple[int, str] | None:
+        """Stripe's fee on a succeeded payment, from its balance transaction: (fee, currency)."""
+        try:
+            intent = _plain(
+                self.client.v1.payment_intents.retrieve(
+                    reference, params={"expand": ["latest_charge.balance_transaction"]}
+                )
+            )
+        except stripe.StripeError as error:
+            raise GatewayUnavailable(f"Stripe is unavailable: {error.user_message or error}") from None
+        charge = intent.get("latest_charge")
+        transaction = charge.get("balance_transaction") if isinstance(charge, dict) else None
+        if not isinstance(transaction, dict) or transaction.get("fee") is None:
+            return None
+        return int(transaction["fee"]), str(transaction.get("currency") or intent["currency"]).upper()
+
     def refund(
         self, *, amount: int, currency: str, idempotency_key: str, charge_reference: str | None
     ) -> GatewayResult:

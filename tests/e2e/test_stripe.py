@@ -177,7 +177,8 @@ def test_a_failed_create_is_retried_with_the_same_key_and_charges_once(stripe_ap
     keys = [r[3] for r in stripe_api.stripe.requests if r[1] == "/v1/payment_intents"]
     assert len(keys) == 2 and len(set(keys)) == 1  # the retry carried the same idempotency key
     assert stripe_api.stripe.created["payment_intent"] == 1  # one charge at the PSP
-    assert stripe_api.entry_count() == 1
+    kinds = [e.kind for e in stripe_api.book.journal(limit=100).entries]
+    assert kinds.count("escrow.fund") == 1  # one funding in the ledger
 
 
 def test_payouts_are_transfers_that_stay_in_transit_until_stripe_confirms(stripe_api: StripeApi) -> None:
@@ -217,6 +218,11 @@ def psp_balance(api: StripeApi) -> int:
     return api.book.balance("assets:psp:stripe", "USD")
 
 
+def stripe_fee(amount: int) -> int:
+    """What the stand-in's balance transactions keep: 2.9% + 30 cents."""
+    return amount * 29 // 1000 + 30
+
+
 def test_a_refund_from_escrow_is_a_stripe_refund_of_the_original_payment(stripe_api: StripeApi) -> None:
     milestone_id = new_milestone(stripe_api)
     stripe_api.post(f"/v1/milestones/{milestone_id}/fund", {"payment_method": "pm_card_visa"})
@@ -225,7 +231,8 @@ def test_a_refund_from_escrow_is_a_stripe_refund_of_the_original_payment(stripe_
     [refund] = [o for o in stripe_api.stripe.objects.values() if o["object"] == "refund"]
     intent = next(o for o in stripe_api.stripe.objects.values() if o["object"] == "payment_intent")
     assert refund["payment_intent"] == intent["id"] and refund["amount"] == 100000
-    assert psp_balance(stripe_api) == 0  # Stripe reported success: booked out of the PSP account
+    # Stripe reported success: booked out of the PSP account, which is short of Stripe's kept fee.
+    assert psp_balance(stripe_api) == -stripe_fee(100000)
     assert stripe_api.book.balance("liabilities:refunds:in_transit", "USD") == 0
     assert stripe_api.book.audit().ok
 
@@ -240,10 +247,22 @@ def test_a_pending_refund_is_booked_when_stripe_reports_it_succeeded(stripe_api:
     )
     assert refunded.status_code == 201, refunded.text
     assert stripe_api.book.balance("liabilities:refunds:in_transit", "USD") == 100_00
-    assert psp_balance(stripe_api) == 1_000_00
+    assert psp_balance(stripe_api) == 1_000_00 - stripe_fee(100000)
     refund = next(o for o in stripe_api.stripe.objects.values() if o["object"] == "refund")
     done = stripe_api.webhook(event("refund.updated", {**refund, "status": "succeeded"}))
     assert "succeeded" in done.json()["outcome"]
     assert stripe_api.book.balance("liabilities:refunds:in_transit", "USD") == 0
-    assert psp_balance(stripe_api) == 900_00
+    assert psp_balance(stripe_api) == 900_00 - stripe_fee(100000)
+    assert stripe_api.book.audit().ok
+
+
+def test_stripes_processing_fee_is_booked_from_the_balance_transaction(stripe_api: StripeApi) -> None:
+    milestone_id = new_milestone(stripe_api)
+    stripe_api.post(f"/v1/milestones/{milestone_id}/fund", {"payment_method": "pm_card_visa"})
+    fee = stripe_fee(100000)  # what the stand-in's balance transaction says
+    assert stripe_api.book.balance("expenses:psp_fees", "USD") == fee
+    assert psp_balance(stripe_api) == 100000 - fee
+    assert stripe_api.milestone(milestone_id)["held"]["amount"] == "1000.00"  # the client's money is whole
+    stripe_api.post(f"/v1/milestones/{milestone_id}/fund")  # a repeated confirmation books nothing more
+    assert stripe_api.book.balance("expenses:psp_fees", "USD") == fee
     assert stripe_api.book.audit().ok
