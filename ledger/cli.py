@@ -149,6 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="fill an empty database with a demo marketplace")
     demo.add_argument("--if-empty", action="store_true", help="do nothing (exit 0) if the database has data")
 
+    reconcile = commands.add_parser("reconcile", help="the payment provider's objects against the ledger")
+    reconcile.add_argument("--from", dest="period_from", type=parse_time, required=True)
+    reconcile.add_argument("--to", dest="period_to", type=parse_time, required=True)
+
     journal = commands.add_parser("journal", help="print journal entries as JSON lines, in order")
     journal.add_argument("--after", type=int, help="start after this entry id")
     journal.add_argument("--limit", type=int, default=100)
@@ -194,6 +198,21 @@ def run(argv: Sequence[str]) -> int:
             return EXIT_OK
         if args.command == "fees":
             return run_fees(book, args)
+        if args.command == "reconcile":
+            from ledger.escrow import Escrow
+            from ledger.gateway import gateway_from_settings
+
+            lines = Escrow(book, gateway_from_settings(load_settings())).reconcile(args.period_from, args.period_to)
+            print("status,kind,reference,currency,provider_amount,ledger_amount,entry_id")
+            for line in lines:
+                amounts = [
+                    "" if value is None else format_amount(value, line.currency)
+                    for value in (line.provider_amount, line.ledger_amount)
+                ]
+                print(
+                    f"{line.status},{line.kind},{line.reference},{line.currency},{amounts[0]},{amounts[1]},{line.entry_id or ''}"
+                )
+            return EXIT_OK if all(line.status == "matched" for line in lines) else EXIT_AUDIT_FAILED
         if args.command == "keys":
             return run_keys(book, args)
         if args.command == "serve":

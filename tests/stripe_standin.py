@@ -121,12 +121,19 @@ class StripeStandIn:
                     "balance_transaction": {"id": f"txn_{intent['id']}", "fee": fee, "currency": intent["currency"]},
                 }
             return 200, intent
+        listings = {"payment_intents": "payment_intent", "refunds": "refund", "transfers": "transfer"}
+        if method == "GET" and len(parts) == 2 and parts[1] in listings:
+            kind = listings[parts[1]]
+            data = [o for o in self.objects.values() if o["object"] == kind]
+            return 200, {"object": "list", "url": path, "has_more": False, "data": data}
         if method == "POST" and path == "/v1/refunds":
             refund = {
                 "id": self.new_id("re"),
                 "object": "refund",
+                "created": int(time.time()),
                 "status": self.refund_status,
                 "amount": int(params["amount"]),
+                "currency": self.objects.get(params.get("payment_intent") or "", {}).get("currency", "usd"),
                 "payment_intent": params.get("payment_intent"),
                 "metadata": params.get("metadata", {}),
             }
@@ -137,6 +144,7 @@ class StripeStandIn:
             transfer = {
                 "id": self.new_id("tr"),
                 "object": "transfer",
+                "created": int(time.time()),
                 "amount": int(params["amount"]),
                 "currency": params["currency"],
                 "destination": params["destination"],
@@ -159,6 +167,7 @@ class StripeStandIn:
             "transfer_group": params.get("transfer_group"),
             "capture_method": params.get("capture_method"),
             "status": "requires_payment_method",
+            "created": int(time.time()),
             "client_secret": None,
             "last_payment_error": None,
         }

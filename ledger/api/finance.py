@@ -114,6 +114,15 @@ class FeeRevenueOut(Struct):
     net: Amount
 
 
+class ReconciliationOut(Struct):
+    status: str
+    kind: str
+    reference: str
+    provider_amount: Amount | None
+    ledger_amount: Amount | None
+    entry_id: int | None
+
+
 class DocumentList(Struct):
     data: list[dict[str, Any]]
     has_more: bool
@@ -228,6 +237,24 @@ class FinanceController(Controller):
                 *(Amount.of(v, r.currency) for v in (r.billings, r.fees, r.refunded, r.fee_refunds, r.net)),
             )
             for r in rows
+        ]
+
+    @get("/reports/reconciliation", operation_id="getReconciliation", sync_to_thread=True)
+    def reconciliation(
+        self, request: Request[Any, Any, Any], from_: PeriodStart, to: datetime
+    ) -> list[ReconciliationOut]:
+        """The payment provider's payments, refunds and transfers in [from, to) against the ledger."""
+        lines = services(request).escrow.reconcile(_utc(from_, "from"), _utc(to, "to"))
+        return [
+            ReconciliationOut(
+                line.status,
+                line.kind,
+                line.reference,
+                None if line.provider_amount is None else Amount.of(line.provider_amount, line.currency),
+                None if line.ledger_amount is None else Amount.of(line.ledger_amount, line.currency),
+                line.entry_id,
+            )
+            for line in lines
         ]
 
     @get("/invoices", operation_id="listInvoices", sync_to_thread=True)

@@ -17,6 +17,7 @@ from ledger.escrow.chart import available_account_code, pending_account_code
 from ledger.escrow.model import Contract, Milestone, Payment, Payout, PayoutState, party_id
 from ledger.escrow.payments import PaymentRefund, book_processing_fee, refund_payment, settle_refund
 from ledger.escrow.payouts import request_payout, settle_payout
+from ledger.escrow.reconciliation import ReconciliationLine, reconcile
 from ledger.escrow.timers import TickReport, tick
 from ledger.gateway import GatewayNotConfigured, GatewayResult, PaymentFailed, PaymentGateway
 from ledger.money import normalize_currency
@@ -368,6 +369,13 @@ class Escrow:
 
     def payout(self, payout_id: str) -> Payout:
         return self.book.transaction(lambda uow: uow.escrow.payout(payout_id), read_only=True)
+
+    def reconcile(self, since: datetime, until: datetime) -> list[ReconciliationLine]:
+        """The provider's payments, refunds and transfers in [since, until) against the ledger."""
+        gateway = self._gateway()
+        return self.book.transaction(
+            lambda uow: reconcile(uow, gateway, gateway.psp_account, since, until), read_only=True
+        )
 
     # --- time ------------------------------------------------------------------------------
 

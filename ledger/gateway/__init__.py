@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
 from ledger.errors import ConfigurationError, Conflict
@@ -56,6 +57,21 @@ class GatewayResult:
     @property
     def failed(self) -> bool:
         return self.status == "failed"
+
+
+@dataclass(frozen=True)
+class ProviderObject:
+    """A payment, refund or transfer as the provider lists it, for reconciliation.
+
+    Attributes:
+        kind: "payment", "refund" or "transfer"; amount: minor units.
+    """
+
+    kind: str
+    id: str
+    amount: int
+    currency: str
+    created: datetime
 
 
 class PaymentGateway(Protocol):

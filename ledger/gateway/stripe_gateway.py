@@ -15,12 +15,13 @@ freelancer's connected account; they stay in transit until Stripe confirms them.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import stripe
 
 from ledger.errors import ConfigurationError, InvalidRequest, LedgerError
-from ledger.gateway import GatewayResult
+from ledger.gateway import GatewayResult, ProviderObject
 
 PSP_ACCOUNT = "assets:psp:stripe"
 PENDING = {"requires_action", "requires_confirmation", "processing", "requires_capture"}
@@ -178,6 +179,36 @@ class StripeGateway:
         transfer = self._call(self.client.v1.transfers.create, params, idempotency_key)
         # In transit until Stripe confirms it (the transfer.created webhook or a retrieval).
         return GatewayResult("requires_action", transfer["id"])
+
+    def list_objects(self, since: datetime, until: datetime) -> list[ProviderObject]:
+        """Succeeded payments, refunds and transfers created in [since, until), for reconciliation."""
+        params: Any = {"created": {"gte": int(since.timestamp()), "lt": int(until.timestamp())}, "limit": 100}
+        found: list[ProviderObject] = []
+        listings = (
+            ("payment", self.client.v1.payment_intents),
+            ("refund", self.client.v1.refunds),
+            ("transfer", self.client.v1.transfers),
+        )
+        try:
+            for kind, service in listings:
+                for obj in service.list(params=params).auto_paging_iter():
+                    item = _plain(obj)
+                    if kind == "payment" and item.get("status") != "succeeded":
+                        continue
+                    if kind == "refund" and item.get("status") != "succeeded":
+                        continue
+                    found.append(
+                        ProviderObject(
+                            kind,
+                            str(item["id"]),
+                            int(item["amount"]),
+                            str(item["currency"]).upper(),
+                            datetime.fromtimestamp(int(item.get("created") or 0), UTC),
+                        )
+                    )
+        except stripe.StripeError as error:
+            raise GatewayUnavailable(f"Stripe is unavailable: {error.user_message or error}") from None
+        return found
 
     def construct_event(self, payload: bytes, signature: str | None, secret: str) -> Any:
         """Verify a webhook's signature (5-minute tolerance) and parse it; ValueError if it is not genuine."""

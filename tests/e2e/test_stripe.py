@@ -266,3 +266,30 @@ def test_stripes_processing_fee_is_booked_from_the_balance_transaction(stripe_ap
     stripe_api.post(f"/v1/milestones/{milestone_id}/fund")  # a repeated confirmation books nothing more
     assert stripe_api.book.balance("expenses:psp_fees", "USD") == fee
     assert stripe_api.book.audit().ok
+
+
+def test_reconciliation_matches_provider_objects_to_ledger_entries(stripe_api: StripeApi) -> None:
+    finance_key = stripe_api.book.transaction(lambda uow: create_key(uow, "finance"))[1]
+    milestone_id = new_milestone(stripe_api)
+    stripe_api.post(f"/v1/milestones/{milestone_id}/fund", {"payment_method": "pm_card_visa"})
+    stripe_api.post(f"/v1/milestones/{milestone_id}/approve", {"amount": {"amount": "600.00", "currency": "USD"}})
+    contract_id = stripe_api.milestone(milestone_id)["contract_id"]
+    stripe_api.post(f"/v1/contracts/{contract_id}/end", {"ended_by": "freelancer"})  # refunds the other 400.00
+    # An object the ledger never booked, and one whose amount changed at the provider:
+    stray = stripe_api.stripe.complete_action(
+        stripe_api.stripe._create_intent({"amount": "500", "currency": "usd"})[1]["id"]
+    )
+    refund = next(o for o in stripe_api.stripe.objects.values() if o["object"] == "refund")
+    refund["amount"] += 1
+    response = stripe_api.client.get(
+        "/v1/reports/reconciliation?from=2000-01-01T00:00:00Z&to=2100-01-01T00:00:00Z",
+        headers={"Authorization": f"Bearer {finance_key}"},
+    )
+    assert response.status_code == 200, response.text
+    by_reference = {line["reference"]: line for line in response.json()}
+    intent = next(o for o in stripe_api.stripe.objects.values() if o["object"] == "payment_intent" and o["customer"])
+    assert by_reference[intent["id"]]["status"] == "matched"
+    assert by_reference[intent["id"]]["ledger_amount"] == {"amount": "1000.00", "currency": "USD"}
+    assert by_reference[stray["id"]]["status"] == "missing_in_ledger"
+    assert by_reference[refund["id"]]["status"] == "amount_mismatch"
+    assert by_reference[refund["id"]]["provider_amount"]["amount"] == "400.01"
