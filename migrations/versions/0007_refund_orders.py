@@ -37,7 +37,10 @@ def upgrade() -> None:
         sa.CheckConstraint("amount > 0", name=op.f("ck_refund_orders_amount_positive")),
         sa.CheckConstraint("state IN ('pending', 'succeeded', 'failed')", name=op.f("ck_refund_orders_state")),
         sa.ForeignKeyConstraint(
-            ["milestone_id"], ["milestones.id"], name=op.f("fk_refund_orders_milestone_id_milestones"), ondelete="RESTRICT"
+            ["milestone_id"],
+            ["milestones.id"],
+            name=op.f("fk_refund_orders_milestone_id_milestones"),
+            ondelete="RESTRICT",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_refund_orders")),
     )
