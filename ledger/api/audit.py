@@ -9,7 +9,7 @@ from litestar import Controller, Request, get
 from msgspec import Struct
 
 from ledger.api.context import READERS, services
-from ledger.api.finance import PeriodStart, _utc
+from ledger.api.finance import OptionalPeriodStart, _utc
 from ledger.api.money_out import Limit, parse_cursor
 from ledger.api.schemas import EntryList
 from ledger.api.views import entry_out
@@ -44,7 +44,7 @@ class AuditController(Controller):
         limit: Limit = 20,
         starting_after: str | None = None,
         kind: str | None = None,
-        from_: PeriodStart | None = None,
+        from_: OptionalPeriodStart = None,
         to: datetime | None = None,
     ) -> EntryList:
         """Journal entries with their postings, newest first; filter by kind and effective time [from, to)."""

@@ -194,7 +194,9 @@ class MilestoneController(Controller):
                 lambda uow: uow.escrow.currency_of(uow.escrow.milestone(milestone_id).contract_id), read_only=True
             )
             svc.escrow.resolve_dispute(
-                milestone_id, release=data.release.minor(currency), refund=data.refund.minor(currency)
+                milestone_id,
+                release=data.release.minor(currency, field="release"),
+                refund=data.refund.minor(currency, field="refund"),
             )
             return 200, milestone_view(svc, milestone_id)
 

@@ -23,6 +23,9 @@ from ledger.invoices.statements import statement_csv
 from ledger.money import normalize_currency, to_minor
 
 PeriodStart = Annotated[datetime, QueryParameter(name="from", description="start of the half-open period [from, to)")]
+OptionalPeriodStart = Annotated[
+    datetime | None, QueryParameter(name="from", description="start of the half-open period [from, to)")
+]
 
 
 def _utc(value: datetime, field: str) -> datetime:

@@ -19,12 +19,15 @@ OPT = {"roles": MARKETPLACE}
 Limit = Annotated[int, Parameter(ge=1, le=100, description="page size")]
 
 
+MAX_CURSOR = 2**63 - 1  # ids are BIGINT
+
+
 def parse_cursor(value: str | None) -> int | None:
     from ledger.errors import InvalidRequest
 
     if value is None:
         return None
-    if not value.isdigit():
+    if not value.isdigit() or int(value) > MAX_CURSOR:
         raise InvalidRequest("starting_after is a cursor from a previous page", field="starting_after")
     return int(value)
 

@@ -7,6 +7,7 @@ fields; validation errors name the field; no bad input ever gets a 500.
 from __future__ import annotations
 
 import logging
+import re
 from http import HTTPStatus
 from typing import Any
 
@@ -97,11 +98,7 @@ def http_error_handler(request: Request[Any, Any, Any], error: HTTPException) ->
         body["type"] = problem_type("validation")
         body["title"] = "The request does not match the schema"
         errors = error.extra if isinstance(error.extra, list) else []
-        body["errors"] = [
-            {"field": e.get("key") or e.get("source"), "message": e.get("message")}
-            for e in errors
-            if isinstance(e, dict)
-        ]
+        body["errors"] = [{"field": _field_of(e), "message": e.get("message")} for e in errors if isinstance(e, dict)]
         fields = [e["field"] for e in body["errors"] if e["field"]]
         if fields:
             body["field"] = fields[0]
@@ -111,6 +108,18 @@ def http_error_handler(request: Request[Any, Any, Any], error: HTTPException) ->
     if error.status_code == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="ledger"'
     return response
+
+
+def _field_of(error: dict[str, Any]) -> str | None:
+    """The field a validation error is about. For the body, Litestar says only "data";
+    msgspec's message names the field ("... `amount`", "... - at `$.amount.currency`")."""
+    key = error.get("key")
+    message = str(error.get("message") or "")
+    at = re.search(r"at `\$\.([^`]+)`", message) or re.search(r"field `([^`]+)`", message)
+    inner = at.group(1) if at else None
+    if key in (None, "data"):
+        return inner or (str(key) if key else None)
+    return f"{key}.{inner}" if inner else str(key)
 
 
 def unexpected_error_handler(request: Request[Any, Any, Any], error: Exception) -> Response[bytes]:

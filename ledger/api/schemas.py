@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta, Struct
 
-from ledger.errors import CurrencyMismatch
+from ledger.errors import CurrencyMismatch, LedgerError
 from ledger.money import format_amount, normalize_currency, to_minor
 
 DecimalString = Annotated[
@@ -29,17 +29,26 @@ class Amount(Struct, forbid_unknown_fields=True):
     amount: DecimalString
     currency: CurrencyCode
 
-    def minor(self, expected_currency: str | None = None) -> int:
-        """Exact minor units; refuses inexact amounts, unknown currencies, a wrong currency."""
-        currency = normalize_currency(self.currency)
+    def minor(self, expected_currency: str | None = None, *, field: str = "amount") -> int:
+        """Exact minor units; refuses inexact amounts, unknown currencies, a wrong currency.
+        Errors name the field (`amount.amount`, `amount.currency`)."""
+        try:
+            currency = normalize_currency(self.currency)
+        except LedgerError as error:
+            error.data["field"] = f"{field}.currency"
+            raise
         if expected_currency is not None and currency != expected_currency:
             raise CurrencyMismatch(
                 f"the amount is in {currency}, this is a {expected_currency} contract",
-                field="currency",
+                field=f"{field}.currency",
                 currency=currency,
                 account_currency=expected_currency,
             )
-        return to_minor(self.amount, currency)
+        try:
+            return to_minor(self.amount, currency)
+        except LedgerError as error:
+            error.data["field"] = f"{field}.amount"
+            raise
 
     @classmethod
     def of(cls, minor: int, currency: str) -> Amount:
