@@ -14,7 +14,7 @@ from datetime import date, datetime
 from ledger.db.unit_of_work import UnitOfWork
 from ledger.escrow import milestones as use
 from ledger.escrow.chart import available_account_code, pending_account_code
-from ledger.escrow.model import Contract, Milestone, Payment, Payout, PayoutState, party_id
+from ledger.escrow.model import Contract, Milestone, Payment, Payout, PayoutState, new_id, party_id
 from ledger.escrow.payments import PaymentRefund, book_processing_fee, refund_payment, settle_refund
 from ledger.escrow.payouts import request_payout, settle_payout
 from ledger.escrow.reconciliation import ReconciliationLine, reconcile
@@ -228,7 +228,9 @@ class Escrow:
     def _charge_bonus(self, milestone: Milestone, extra: int, request_key: str | None) -> tuple[str, str, str]:
         gateway = self._gateway()
         contract = self.contract(milestone.contract_id)
-        key = f"bonus:{milestone.id}:{request_key or milestone.held}:{extra}"
+        # With a request key, a retried request repeats the same charge; without one,
+        # each call is a new attempt (a declined card may be retried with another).
+        key = f"bonus:{milestone.id}:{request_key}" if request_key else new_id("bonus")
         result = gateway.charge(
             amount=extra,
             currency=contract.currency,

@@ -73,6 +73,6 @@ def tick(book: Ledger, now: datetime | None = None) -> TickReport:
                 report.fired[kind] += 1
             else:
                 stale += 1
-        if len(due) < BATCH:
-            break
+        # Firing a timer can schedule another that is already due (an auto-release at
+        # day 14 starts a security period ending at day 19): look again until none is.
     return TickReport(report.fired, stale)
