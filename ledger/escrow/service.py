@@ -219,7 +219,13 @@ class Escrow:
         bonus: tuple[str, str, str] | None = None
         if amount is not None:
             milestone = self.milestone(milestone_id)
-            if isinstance(amount, int) and not isinstance(amount, bool) and amount > milestone.held > 0:
+            # Only an active milestone can be approved: never charge a bonus that would be refused.
+            if (
+                milestone.state.is_active
+                and isinstance(amount, int)
+                and not isinstance(amount, bool)
+                and amount > milestone.held > 0
+            ):
                 bonus = self._charge_bonus(milestone, amount - milestone.held, request_key)
         return self.book.transaction(
             lambda uow: use.approve(uow, milestone_id, amount=amount, bonus=bonus, request_key=request_key)

@@ -384,3 +384,29 @@ def test_fees_follow_the_pair_across_contracts(escrow: Escrow) -> None:
     assert escrow.approve(first)[0].fee == 80 * D
     assert escrow.approve(second)[0].fee == 20 * D + 30 * D  # 100 at 20%, 300 at 10%
     assert escrow.approve(other_client)[0].fee == 80 * D
+
+
+def test_a_bonus_is_never_charged_for_an_approval_that_is_refused(
+    escrow: Escrow, book: Ledger, gateway: SimulatedGateway
+) -> None:
+    milestone_id = funded(escrow)
+    escrow.end_contract(escrow.milestone(milestone_id).contract_id, ended_by="client")
+    calls = len(gateway.calls)
+    refused(book, InvalidTransition, escrow.approve, milestone_id, amount=1_200 * D)
+    assert len(gateway.calls) == calls
+
+
+def test_a_declined_bonus_may_be_retried(escrow: Escrow, gateway: SimulatedGateway) -> None:
+    milestone_id = funded(escrow)
+    gateway.decline_next()
+    with pytest.raises(PaymentFailed):
+        escrow.approve(milestone_id, amount=1_200 * D)
+    assert [p.kind for p in escrow.approve(milestone_id, amount=1_200 * D)] == ["release", "bonus"]
+
+
+def test_one_tick_fires_what_earlier_timers_made_due(escrow: Escrow, clock: FixedClock) -> None:
+    milestone_id = funded(escrow)
+    escrow.submit(milestone_id)
+    escrow.tick(clock.now() + timedelta(days=30))  # auto-release at day 14, available at day 19
+    balance = escrow.balance("fr_1", "USD")
+    assert (balance.pending, balance.available) == (0, 850 * D)
