@@ -279,7 +279,7 @@ class PaymentRow(Base):
     request_key: Mapped[str | None] = mapped_column(String(255), unique=True)
 
     __table_args__ = (
-        CheckConstraint("gross > 0 AND fee >= 0 AND net > 0 AND gross = fee + net", name="amounts"),
+        CheckConstraint("gross > 0 AND fee >= 0 AND net >= 0 AND gross = fee + net", name="amounts"),
         CheckConstraint("refunded >= 0 AND refunded <= gross", name="refunded"),
         CheckConstraint("pending_remaining >= 0 AND pending_remaining <= net", name="pending_remaining"),
     )

@@ -79,10 +79,10 @@ def release(
     )
     fee, net = fee_event.breakdown.fee, fee_event.breakdown.net
     open_freelancer_accounts(uow, contract.freelancer_id, currency)
-    postings = [
-        debit(escrow_account_code(milestone_id), amount, currency),
-        credit(pending_account_code(contract.freelancer_id), net, currency),
-    ]
+    # By the fee rule a tiny release can be all fee (1 cent at 20% rounds up to 1).
+    postings = [debit(escrow_account_code(milestone_id), amount, currency)]
+    if net:
+        postings.append(credit(pending_account_code(contract.freelancer_id), net, currency))
     if fee:
         postings.append(credit(SERVICE_FEES, fee, currency))
     entry = post_entry(

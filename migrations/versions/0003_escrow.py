@@ -106,7 +106,7 @@ def upgrade() -> None:
         sa.Column("entry_id", sa.BigInteger(), nullable=False),
         sa.Column("request_key", sa.String(length=255), nullable=True),
         sa.CheckConstraint(
-            "gross > 0 AND fee >= 0 AND net > 0 AND gross = fee + net", name=op.f("ck_payments_amounts")
+            "gross > 0 AND fee >= 0 AND net >= 0 AND gross = fee + net", name=op.f("ck_payments_amounts")
         ),
         sa.CheckConstraint(
             "pending_remaining >= 0 AND pending_remaining <= net", name=op.f("ck_payments_pending_remaining")

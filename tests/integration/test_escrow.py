@@ -410,3 +410,13 @@ def test_one_tick_fires_what_earlier_timers_made_due(escrow: Escrow, clock: Fixe
     escrow.tick(clock.now() + timedelta(days=30))  # auto-release at day 14, available at day 19
     balance = escrow.balance("fr_1", "USD")
     assert (balance.pending, balance.available) == (0, 850 * D)
+
+
+def test_a_release_that_is_all_fee_is_a_payment_with_a_net_of_zero(escrow: Escrow, book: Ledger) -> None:
+    # Lifetime 2 cents, then 1 more: R(F(3)) - R(F(2)) = R(0.6) - R(0.4) = 1 - 0 at 20%.
+    milestone_id = funded(escrow, 3)
+    escrow.approve(milestone_id, amount=2)
+    [payment] = escrow.approve(milestone_id)
+    assert (payment.gross, payment.fee, payment.net) == (1, 1, 0)
+    assert escrow.milestone(milestone_id).state is S.RELEASED
+    assert book.audit().ok

@@ -27,14 +27,10 @@ by index, half the time among those the action suits, so histories get deep
 whichever rules Hypothesis's swarm testing leaves enabled, and refusals stay
 common. Each step `note()`s what the model expects, so a shrunk failure reads as a
 story.
-
-`KNOWN_DEVIATIONS` lists the ways the ledger was found to differ from the design;
-the model expects the design unless ESCROW_MACHINE_TOLERATE names them.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -90,20 +86,6 @@ DECLINED = "card_declined"
 #: (examples, steps per example) per Hypothesis profile, on each database.
 STATEFUL_BUDGET = {"ci": (50, 30)}
 DEFAULT_BUDGET = (10, 20)
-
-#: Deviations from DESIGN.md this machine has found. By default the model expects
-#: the design, so each one fails the test. Naming some in ESCROW_MACHINE_TOLERATE
-#: (comma-separated) makes the model expect today's behaviour for those instead,
-#: so the rest can still be checked while they are open.
-KNOWN_DEVIATIONS = {
-    "tick-one-pass": "a tick leaves unfired the timers that firing others created, even when already due"
-    " (an auto-release 5+ days before `now` stays pending until the next tick)",
-    "bonus-charged-before-refusal": "approving more than is held on a refund_requested or disputed milestone"
-    " charges the client's bonus at the provider, then is refused: money taken, nothing booked",
-    "declined-bonus-retry": "a declined bonus can never be retried for the same amount: the gateway key"
-    " bonus:<milestone>:<held>:<extra> replays the cached failure",
-}
-TOLERATED = frozenset(filter(None, os.environ.get("ESCROW_MACHINE_TOLERATE", "").split(",")))
 
 Pair = tuple[str, str, str]  # (freelancer, client, currency): the fee engine's key
 Wallet = tuple[str, str]  # (freelancer, currency)
@@ -210,8 +192,6 @@ class Market:
     fees: dict[Pair, int] = field(default_factory=lambda: defaultdict(int))
     available: dict[Wallet, int] = field(default_factory=lambda: defaultdict(int))
     psp: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    #: (milestone id, held, extra) of bonus charges the provider declined
-    declined_bonuses: set[tuple[str, int, int]] = field(default_factory=set)
 
     def schedule(self, kind: str, subject: MMilestone | MPayment, due: datetime) -> None:
         # Timers are unique on (kind, subject, due): scheduling the same one twice is a no-op.
@@ -264,8 +244,6 @@ class Market:
         while due := sorted((t for t in self.timers if not t.done and t.due <= now), key=lambda t: (t.due, t.seq)):
             for timer in due:
                 self.fire(timer)
-            if "tick-one-pass" in TOLERATED:
-                break
 
 
 # --- the machine -----------------------------------------------------------------------
@@ -306,7 +284,7 @@ class EscrowMachine(RuleBasedStateMachine):
             read_only=True,
         )
 
-    def refused(self, what: str, call: Callable[[], Any], *, may_charge: bool = False) -> None:
+    def refused(self, what: str, call: Callable[[], Any]) -> None:
         """`call` must raise a LedgerError and change nothing: no entry, no call to the provider."""
         note(f"  {what}: expect a refusal")
         before = (self.journal_size(), len(self.gateway.calls))
@@ -314,8 +292,6 @@ class EscrowMachine(RuleBasedStateMachine):
             call()
         note(f"    refused: {type(caught.value).__name__}: {caught.value}")
         after = (self.journal_size(), len(self.gateway.calls))
-        if may_charge and "bonus-charged-before-refusal" in TOLERATED:
-            after = (after[0], before[1])
         assert after == before, (
             f"{what} was refused but changed something: (journal entries, provider calls) {before} -> {after}"
         )
@@ -421,13 +397,6 @@ class EscrowMachine(RuleBasedStateMachine):
     def milestone(self, pick: int, aim: bool, suits: Callable[[MMilestone], bool]) -> MMilestone:
         return choose(self.model.milestones, pick, aim, suits)
 
-    def bonus_fails(self, m: MMilestone, amount: int | None) -> None:
-        """Approving `amount` of `m` fails on its bonus payment and changes nothing."""
-        before = self.journal_size()
-        with pytest.raises(PaymentFailed):
-            self.escrow.approve(m.id, amount=amount)
-        assert self.journal_size() == before, "a failed bonus changed the journal"
-
     def some(self, suits: Callable[[MMilestone], bool]) -> bool:
         return any(suits(m) for m in self.model.milestones)
 
@@ -512,24 +481,20 @@ class EscrowMachine(RuleBasedStateMachine):
             self.refused(
                 f"approving {wanted} of {m.label} ({m.state.value}, holding {held})",
                 lambda: self.escrow.approve(m.id, amount=amount),
-                may_charge=wanted > held > 0,
             )
             return
         bonus = wanted - held
-        key = (m.id, held, bonus)
         if bonus > 0 and decline:
             note(f"  approve {wanted} of {m.label} holding {held}: the bonus of {bonus} is declined")
             self.gateway.decline_next(DECLINED)
-            self.bonus_fails(m, amount)
+            before = self.journal_size()
+            with pytest.raises(PaymentFailed):
+                self.escrow.approve(m.id, amount=amount)
+            assert self.journal_size() == before, "a declined bonus changed the journal"
             assert not self.gateway._declines, "the provider was not asked: an earlier answer was replayed"
-            self.model.declined_bonuses.add(key)
             if decline == "declined":
                 return
             note("  the client tries again")
-        if bonus > 0 and key in self.model.declined_bonuses and "declined-bonus-retry" in TOLERATED:
-            note(f"  approve {wanted} of {m.label} holding {held}: the provider replays its earlier decline")
-            self.bonus_fails(m, amount)
-            return
         note(f"  approve {wanted} of {m.label} holding {held}")
         now = self.clock.now()
         new = [self.model.release(m, min(wanted, held), now)]
@@ -829,8 +794,6 @@ def postgres_connector(url: str) -> Connector:
 @pytest.mark.parametrize("database", database_names())
 def test_escrow_machine(database: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
     """Escrow rules, money flows, fees and balances hold over random marketplace histories."""
-    unknown = sorted(TOLERATED - KNOWN_DEVIATIONS.keys())
-    assert not unknown, f"ESCROW_MACHINE_TOLERATE names no known deviation: {unknown}"
     if database == "sqlite":
         connect = sqlite_connector(request.getfixturevalue("sqlite_template"), tmp_path)
     else:
