@@ -233,3 +233,16 @@ def test_a_document_whose_total_differs_from_its_entry_is_named(sqlite_book: Led
     )
     [problem] = failed(sqlite_book)["documents_match_entries"]
     assert problem["total"] == problem["ledger"] + 1
+
+
+def test_the_accounting_equation_holds_with_expenses_and_contra_accounts(sqlite_book: Ledger) -> None:
+    from ledger import Side
+
+    sqlite_book.open_account(AccountSpec("expenses:bad_debt", AccountType.EXPENSE, "USD"))
+    sqlite_book.open_account(AccountSpec("assets:allowance", AccountType.ASSET, "USD", normal_side=Side.CREDIT))
+    sqlite_book.post(
+        EntryRequest("bad-debt", "test", (debit("expenses:bad_debt", 10, "USD"), credit("assets:allowance", 10, "USD")))
+    )
+    assert sqlite_book.audit().ok
+    corrupt(sqlite_book, "UPDATE balances SET balance = balance + 5 WHERE account_id = 4")
+    assert "accounting_equation" in failed(sqlite_book)
