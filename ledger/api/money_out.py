@@ -27,7 +27,7 @@ def parse_cursor(value: str | None) -> int | None:
 
     if value is None:
         return None
-    if not value.isdigit() or int(value) > MAX_CURSOR:
+    if not (value.isascii() and value.isdigit()) or int(value) > MAX_CURSOR:
         raise InvalidRequest("starting_after is a cursor from a previous page", field="starting_after")
     return int(value)
 
