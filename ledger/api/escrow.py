@@ -11,6 +11,7 @@ from ledger.api.schemas import (
     ApproveRequest,
     ContractCreate,
     ContractOut,
+    DisputeOut,
     EndContract,
     FundingOut,
     FundRequest,
@@ -21,7 +22,7 @@ from ledger.api.schemas import (
     RefundOut,
     ResolveDispute,
 )
-from ledger.api.views import contract_out, funding_out, milestone_out, payment_out, refund_out
+from ledger.api.views import contract_out, dispute_out, funding_out, milestone_out, payment_out, refund_out
 from ledger.db.unit_of_work import UnitOfWork
 
 OPT = {"roles": MARKETPLACE}
@@ -108,6 +109,11 @@ class MilestoneController(Controller):
     def read(self, request: Request[Any, Any, Any], milestone_id: str) -> MilestoneOut:
         """A milestone: its state, what it holds, its review deadline and its payments."""
         return milestone_view(services(request), milestone_id)
+
+    @get("/{milestone_id:str}/disputes", operation_id="listMilestoneDisputes", sync_to_thread=True)
+    def disputes(self, request: Request[Any, Any, Any], milestone_id: str) -> list[DisputeOut]:
+        """Chargebacks against the payments that funded the milestone, oldest first."""
+        return [dispute_out(d) for d in services(request).escrow.disputes(milestone_id)]
 
     @post("/{milestone_id:str}/fund", operation_id="fundMilestone", sync_to_thread=True, status_code=200)
     def fund(

@@ -24,7 +24,7 @@ from ledger.errors import (
     NotFound,
     RetriesExhausted,
 )
-from ledger.gateway import PaymentFailed
+from ledger.gateway import GatewayUnavailable, PaymentFailed
 
 PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger("ledger.api")
@@ -38,6 +38,7 @@ STATUS_BY_ERROR: list[tuple[type[LedgerError], int]] = [
     (ConfigurationError, 503),
     (DatabaseNotMigrated, 503),
     (RetriesExhausted, 503),
+    (GatewayUnavailable, 503),
 ]
 
 

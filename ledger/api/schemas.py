@@ -135,6 +135,7 @@ class MilestoneOut(Struct):
     failure_reason: str | None
     created_at: datetime
     payments: list[PaymentOut]
+    frozen_by: str | None = None  # an open chargeback (dispute id): no money moves until it closes
 
 
 class ContractOut(Struct):
@@ -170,6 +171,25 @@ class BalanceOut(Struct):
     pending: Amount
     available: Amount
     in_transit: Amount
+
+
+class DisputeOut(Struct):
+    """A chargeback against a payment that funded the milestone, and how a lost one was recovered."""
+
+    id: str
+    milestone_id: str
+    charge_reference: str
+    amount: Amount
+    status: str
+    withdrawn: Amount
+    reinstated: Amount
+    outcome: str | None
+    recovered_from_escrow: Amount
+    recovered_from_freelancer: Amount
+    fee_returned: Amount
+    unrecovered: Amount
+    opened_at: datetime
+    closed_at: datetime | None
 
 
 class PayoutOut(Struct):

@@ -6,6 +6,7 @@ from ledger.api.schemas import (
     Amount,
     BalanceOut,
     ContractOut,
+    DisputeOut,
     EntryOut,
     FeeLineOut,
     FeeQuoteOut,
@@ -16,7 +17,7 @@ from ledger.api.schemas import (
     PostingOut,
     RefundOut,
 )
-from ledger.escrow import Contract, FreelancerBalance, FundingOutcome, Milestone, Payment, Payout
+from ledger.escrow import Contract, Dispute, FreelancerBalance, FundingOutcome, Milestone, Payment, Payout
 from ledger.escrow.payments import PaymentRefund
 from ledger.fees.rule import FeeBreakdown
 from ledger.journal import Entry
@@ -52,6 +53,29 @@ def milestone_out(milestone: Milestone, currency: str, payments: list[Payment]) 
         failure_reason=milestone.failure_reason,
         created_at=milestone.created_at,
         payments=[payment_out(p, currency) for p in payments],
+        frozen_by=milestone.frozen_by,
+    )
+
+
+def dispute_out(dispute: Dispute) -> DisputeOut:
+    def amount(minor: int) -> Amount:
+        return Amount.of(minor, dispute.currency)
+
+    return DisputeOut(
+        id=dispute.id,
+        milestone_id=dispute.milestone_id,
+        charge_reference=dispute.charge_reference,
+        amount=amount(dispute.amount),
+        status=dispute.status,
+        withdrawn=amount(dispute.withdrawn),
+        reinstated=amount(dispute.reinstated),
+        outcome=None if dispute.outcome is None else dispute.outcome.value,
+        recovered_from_escrow=amount(dispute.recovered_from_escrow),
+        recovered_from_freelancer=amount(dispute.recovered_from_freelancer),
+        fee_returned=amount(dispute.fee_returned),
+        unrecovered=amount(dispute.unrecovered),
+        opened_at=dispute.opened_at,
+        closed_at=dispute.closed_at,
     )
 
 

@@ -15,6 +15,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from ledger.db.schema import (
     contracts,
+    disputes,
     milestones,
     payment_refunds,
     payments,
@@ -27,6 +28,8 @@ from ledger.errors import NotFound
 from ledger.escrow.chart import escrow_account_code
 from ledger.escrow.model import (
     Contract,
+    Dispute,
+    DisputeOutcome,
     Milestone,
     MilestoneState,
     Payment,
@@ -68,6 +71,26 @@ def _payment(row: Any) -> Payment:
         pending_until=row.pending_until,
         refunded=int(row.refunded),
         entry_id=int(row.entry_id),
+    )
+
+
+def _dispute(row: Any) -> Dispute:
+    return Dispute(
+        id=row.id,
+        milestone_id=row.milestone_id,
+        charge_reference=row.charge_reference,
+        currency=row.currency,
+        amount=int(row.amount),
+        status=row.status,
+        withdrawn=int(row.withdrawn),
+        reinstated=int(row.reinstated),
+        outcome=None if row.outcome is None else DisputeOutcome(row.outcome),
+        recovered_from_escrow=int(row.recovered_from_escrow),
+        recovered_from_freelancer=int(row.recovered_from_freelancer),
+        fee_returned=int(row.fee_returned),
+        unrecovered=int(row.unrecovered),
+        opened_at=row.opened_at,
+        closed_at=row.closed_at,
     )
 
 
@@ -141,6 +164,7 @@ class EscrowStore:
             refund_deadline=row.refund_deadline,
             failure_reason=row.failure_reason,
             created_at=row.created_at,
+            frozen_by=self.open_dispute_of(row.id),
         )
 
     def currency_of(self, contract_id: str) -> str:
@@ -255,6 +279,16 @@ class EscrowStore:
         ).scalar_one()
         return int(total)
 
+    def unsent_payouts(self, limit: int) -> list[Payout]:
+        """Payouts in transit that the provider has not acknowledged (its answer was lost)."""
+        query = (
+            select(payouts)
+            .where(payouts.c.state == PayoutState.IN_TRANSIT.value, payouts.c.gateway_reference.is_(None))
+            .order_by(payouts.c.created_at, payouts.c.id)
+            .limit(limit)
+        )
+        return [_payout(row) for row in self._conn.execute(query)]
+
     def update_payout(self, payout_id: str, **values: Any) -> None:
         self._conn.execute(payouts.update().where(payouts.c.id == payout_id).values(**values))
 
@@ -282,6 +316,42 @@ class EscrowStore:
 
     def update_refund_order(self, order_id: str, **values: Any) -> None:
         self._conn.execute(refund_orders.update().where(refund_orders.c.id == order_id).values(**values))
+
+    # --- disputes (chargebacks) ------------------------------------------------------
+
+    def add_dispute(self, **values: Any) -> None:
+        zero = dict.fromkeys(
+            (
+                "withdrawn",
+                "reinstated",
+                "recovered_from_escrow",
+                "recovered_from_freelancer",
+                "fee_returned",
+                "unrecovered",
+            ),
+            0,
+        )
+        self._conn.execute(disputes.insert().values(**{**zero, **values}))
+
+    def dispute(self, dispute_id: str, *, lock: bool = False) -> Dispute | None:
+        row = self._conn.execute(self._locked(select(disputes).where(disputes.c.id == dispute_id), lock)).first()
+        return None if row is None else _dispute(row)
+
+    def disputes_of(self, milestone_id: str) -> list[Dispute]:
+        query = select(disputes).where(disputes.c.milestone_id == milestone_id).order_by(disputes.c.opened_at)
+        return [_dispute(row) for row in self._conn.execute(query)]
+
+    def open_dispute_of(self, milestone_id: str) -> str | None:
+        """The open chargeback that freezes the milestone, if any."""
+        return self._conn.execute(
+            select(disputes.c.id)
+            .where(disputes.c.milestone_id == milestone_id, disputes.c.outcome.is_(None))
+            .order_by(disputes.c.opened_at)
+            .limit(1)
+        ).scalar()
+
+    def update_dispute(self, dispute_id: str, **values: Any) -> None:
+        self._conn.execute(disputes.update().where(disputes.c.id == dispute_id).values(**values))
 
     # --- provider events -----------------------------------------------------------
 

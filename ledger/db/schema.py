@@ -485,3 +485,39 @@ class RefundOrderRow(Base):
 
 
 refund_orders = cast(Table, RefundOrderRow.__table__)
+
+
+class DisputeRow(Base):
+    """A chargeback opened by a client's bank against one of our payments.
+
+    While it is open (`outcome` is NULL) the milestone its payment funded is frozen.
+    `withdrawn` and `reinstated` follow the provider's balance transactions;
+    a lost dispute records how its loss was recovered (DESIGN.md, "Chargebacks").
+    """
+
+    __tablename__ = "disputes"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    milestone_id: Mapped[str] = mapped_column(String(40), ForeignKey("milestones.id", ondelete="RESTRICT"), index=True)
+    charge_reference: Mapped[str] = mapped_column(String(255))
+    currency: Mapped[CurrencyCode]
+    amount: Mapped[MinorUnits]
+    status: Mapped[str] = mapped_column(String(30))
+    withdrawn: Mapped[MinorUnits]
+    reinstated: Mapped[MinorUnits]
+    outcome: Mapped[str | None] = mapped_column(String(20))
+    recovered_from_escrow: Mapped[MinorUnits]
+    recovered_from_freelancer: Mapped[MinorUnits]
+    fee_returned: Mapped[MinorUnits]
+    unrecovered: Mapped[MinorUnits]
+    opened_at: Mapped[Timestamp]
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint("withdrawn >= 0 AND reinstated >= 0 AND reinstated <= withdrawn", name="funds"),
+        CheckConstraint("outcome IS NULL OR outcome IN ('won', 'lost', 'warning_closed')", name="outcome"),
+    )
+
+
+disputes = cast(Table, DisputeRow.__table__)

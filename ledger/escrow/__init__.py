@@ -4,20 +4,25 @@ then released to the freelancer minus the service fee.
 The states, events and postings are DESIGN.md's "Escrow rules" and "Money flows":
 `model.py` holds the transition table, `milestones.py` the milestone use cases,
 `payments.py` releases and refunds, `payouts.py` withdrawals, `timers.py` the
-durable clocks fired by `ledger tick`, and `service.py` the `Escrow` facade that
+durable clocks fired by `ledger tick`, `chargebacks.py` disputes opened by clients'
+banks, and `service.py` the `Escrow` facade that
 drives the payment gateway between transactions. Invariants:
 - every state transition and its journal entry commit together;
 - a milestone's escrow account holds funded - released - refunded, and nothing
   once the milestone is final;
 - approval and the review clock racing release exactly once (row locks);
-- a payout never exceeds the available balance (the account's floor).
+- a payout never exceeds the available balance (the account's floor);
+- an open chargeback freezes its milestone: no money moves into or out of it.
 """
 
 from ledger.escrow.model import (
     Contract,
     ContractEnded,
+    Dispute,
+    DisputeOutcome,
     InvalidTransition,
     Milestone,
+    MilestoneFrozen,
     MilestoneState,
     Payment,
     Payout,
@@ -30,11 +35,14 @@ from ledger.escrow.timers import TickReport
 __all__ = [
     "Contract",
     "ContractEnded",
+    "Dispute",
+    "DisputeOutcome",
     "Escrow",
     "FreelancerBalance",
     "FundingOutcome",
     "InvalidTransition",
     "Milestone",
+    "MilestoneFrozen",
     "MilestoneState",
     "Payment",
     "Payout",

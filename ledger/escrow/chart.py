@@ -18,6 +18,10 @@ PAYOUTS_IN_TRANSIT = "liabilities:payouts:in_transit"
 #: Refunds booked to clients, not yet confirmed by the payment provider.
 REFUNDS_IN_TRANSIT = "liabilities:refunds:in_transit"
 PSP_FEES = "expenses:psp_fees"
+#: Money the provider has withdrawn for an open chargeback.
+DISPUTED = "assets:psp:disputed"
+#: Lost chargebacks, as far as they could not be recovered.
+CHARGEBACKS = "expenses:chargebacks"
 #: Fee revenue is credited by every release: spread it over slots so releases do not queue.
 HOT_ACCOUNT_SLOTS = 16
 
@@ -50,3 +54,9 @@ def open_platform_accounts(uow: UnitOfWork, currency: str, psp_account: str) -> 
     open_account(uow, AccountSpec(PSP_FEES, AccountType.EXPENSE, currency, slots=HOT_ACCOUNT_SLOTS))
     for code in (PAYOUTS_IN_TRANSIT, REFUNDS_IN_TRANSIT):
         open_account(uow, AccountSpec(code, AccountType.LIABILITY, currency, slots=HOT_ACCOUNT_SLOTS))
+
+
+def open_chargeback_accounts(uow: UnitOfWork, currency: str, psp_account: str) -> None:
+    open_platform_accounts(uow, currency, psp_account)
+    open_account(uow, AccountSpec(DISPUTED, AccountType.ASSET, currency))
+    open_account(uow, AccountSpec(CHARGEBACKS, AccountType.EXPENSE, currency))

@@ -1,7 +1,8 @@
 """Escrow's invariants for `ledger audit` (DESIGN.md, invariants 4 and 5).
 
 4. `escrow_matches_milestones`: each milestone's escrow account holds funded -
-   released - refunded (by the kinds of the entries that touch it), no other kind
+   released - refunded (by the kinds of the entries that touch it; a lost
+   chargeback taken from escrow counts as refunded: the bank gave it back), no other kind
    of entry touches it, its payments add up to what was released, and what it
    holds matches its state (final, draft and funding milestones hold nothing;
    funded, submitted, changes requested, refund requested and disputed ones hold
@@ -10,15 +11,25 @@
    escrow + released (gross) + refunded; and `accounting_equation`: per currency,
    assets + expenses = liabilities + equity + revenue (tested by normal side, so
    contra accounts count on the side they are kept on).
+
+Chargebacks, `chargebacks_accounted`: each dispute's withdrawn and reinstated
+amounts equal the entries that booked them; `assets:psp:disputed` holds exactly
+what open disputes have withdrawn and not reinstated; and a lost dispute's loss is
+fully accounted for (recovered from escrow + from the freelancer + fee returned +
+unrecovered).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
-from sqlalchemy import Connection, text
+from collections import defaultdict
+
+from sqlalchemy import Connection, select, text
 
 from ledger.audit import Check, Problem, stream
+from ledger.db.schema import accounts, balances, disputes, entries, postings
+from ledger.escrow.chart import DISPUTED
 from ledger.escrow.model import HOLDING
 
 FLOWS = """
@@ -34,9 +45,10 @@ flows AS (
                     THEN CASE WHEN p.side = 'credit' THEN p.amount ELSE -p.amount END ELSE 0 END) AS funded,
            sum(CASE WHEN e.kind IN ('escrow.release', 'escrow.release.reversal')
                     THEN CASE WHEN p.side = 'debit' THEN p.amount ELSE -p.amount END ELSE 0 END) AS released,
-           sum(CASE WHEN e.kind IN ('escrow.refund', 'escrow.refund.reversal')
+           sum(CASE WHEN e.kind IN ('escrow.refund', 'escrow.refund.reversal', 'escrow.chargeback')
                     THEN CASE WHEN p.side = 'debit' THEN p.amount ELSE -p.amount END ELSE 0 END) AS refunded,
            sum(CASE WHEN e.kind NOT IN ('escrow.fund', 'escrow.fund_bonus', 'escrow.release', 'escrow.refund',
+                                        'escrow.chargeback',
                                         'escrow.fund.reversal', 'escrow.fund_bonus.reversal',
                                         'escrow.release.reversal', 'escrow.refund.reversal')
                     THEN 1 ELSE 0 END) AS foreign_postings
@@ -127,8 +139,60 @@ def accounting_equation(connection: Connection) -> Iterator[Problem]:
             }
 
 
+def chargebacks_accounted(connection: Connection) -> Iterator[Problem]:
+    booked: dict[str, list[int]] = defaultdict(lambda: [0, 0])  # dispute -> [withdrawn, reinstated]
+    moves = (
+        select(entries.c.refs, postings.c.side, postings.c.amount)
+        .select_from(
+            postings.join(entries, entries.c.id == postings.c.entry_id).join(
+                accounts, accounts.c.id == postings.c.account_id
+            )
+        )
+        .where(
+            entries.c.kind.in_(["dispute.funds_withdrawn", "dispute.funds_reinstated"]),
+            accounts.c.code == DISPUTED,
+        )
+    )
+    for refs, side, amount in stream(connection, moves):
+        booked[str(dict(refs).get("dispute"))][0 if side == "debit" else 1] += int(amount)
+    outstanding: dict[str, int] = defaultdict(int)
+    for row in stream(connection, select(disputes).order_by(disputes.c.id)):
+        withdrawn, reinstated = int(row.withdrawn), int(row.reinstated)
+        if booked.pop(row.id, [0, 0]) != [withdrawn, reinstated]:
+            yield {"dispute_id": row.id, "problem": "withdrawn or reinstated differ from the entries that booked them"}
+        if row.outcome is None:
+            outstanding[row.currency] += withdrawn - reinstated
+        elif row.outcome == "lost":
+            covered = (
+                int(row.recovered_from_escrow)
+                + int(row.recovered_from_freelancer)
+                + int(row.fee_returned)
+                + int(row.unrecovered)
+            )
+            if covered != withdrawn - reinstated:
+                yield {"dispute_id": row.id, "lost": withdrawn - reinstated, "accounted_for": covered}
+    for dispute_id in booked:
+        yield {"dispute_id": dispute_id, "problem": "entries book a dispute that was never recorded"}
+    held = (
+        select(accounts.c.currency, balances.c.balance)
+        .select_from(balances.join(accounts, accounts.c.id == balances.c.account_id))
+        .where(accounts.c.code == DISPUTED)
+    )
+    at_provider: dict[str, int] = defaultdict(int)
+    for currency, amount in connection.execute(held):
+        at_provider[currency] += int(amount)
+    for currency in sorted(set(at_provider) | set(outstanding)):
+        if at_provider[currency] != outstanding[currency]:
+            yield {
+                "currency": currency,
+                "disputed_balance": at_provider[currency],
+                "open_disputes_withdrawn": outstanding[currency],
+            }
+
+
 ESCROW_CHECKS: list[tuple[str, Check]] = [
     ("escrow_matches_milestones", escrow_matches_milestones),
     ("conservation_per_client", conservation_per_client),
     ("accounting_equation", accounting_equation),
+    ("chargebacks_accounted", chargebacks_accounted),
 ]

@@ -33,6 +33,7 @@ from ledger.escrow.model import (
     new_id,
     party_id,
     require_transition,
+    require_unfrozen,
 )
 from ledger.escrow.payments import entry_refs, refund_from_escrow, release
 from ledger.fees.billing import schedule_in_force
@@ -271,6 +272,7 @@ def approve(
             return earlier  # a retried approval: the money already moved
     milestone = uow.escrow.milestone(milestone_id, lock=True)
     require_transition(milestone_id, milestone.state, Event.APPROVE)
+    require_unfrozen(milestone, Event.APPROVE)
     contract = uow.escrow.contract(milestone.contract_id)
     held = milestone.held
     wanted = held if amount is None else _positive(amount)
@@ -300,7 +302,11 @@ def expire_review(uow: UnitOfWork, milestone_id: str, deadline: datetime) -> lis
     A stale timer (the client approved or asked for changes meanwhile, or the work
     was resubmitted with a new deadline) does nothing."""
     milestone = uow.escrow.milestone(milestone_id, lock=True)
-    if milestone.state is not MilestoneState.SUBMITTED or milestone.review_deadline != deadline:
+    if (
+        milestone.state is not MilestoneState.SUBMITTED
+        or milestone.review_deadline != deadline
+        or milestone.frozen_by is not None
+    ):
         return []
     require_transition(milestone_id, milestone.state, Event.REVIEW_EXPIRED)
     contract = uow.escrow.contract(milestone.contract_id)
@@ -327,18 +333,21 @@ def end_contract(uow: UnitOfWork, contract_id: str, *, ended_by: str) -> Contrac
         if not milestone.state.is_active:
             continue
         require_transition(milestone.id, milestone.state, event)
+        require_unfrozen(milestone, event)
         if ended_by == "freelancer":
             refund_from_escrow(uow, contract, milestone.id, milestone.held, reason="ended_by_freelancer")
             uow.escrow.update_milestone(milestone.id, state=MilestoneState.REFUNDED.value, review_deadline=None)
         else:
-            deadline = now + REFUND_REQUEST_PERIOD
+            # A chargeback holds the clock: it starts when the dispute closes.
+            deadline = None if milestone.frozen_by else now + REFUND_REQUEST_PERIOD
             uow.escrow.update_milestone(
                 milestone.id,
                 state=MilestoneState.REFUND_REQUESTED.value,
                 review_deadline=None,
                 refund_deadline=deadline,
             )
-            uow.escrow.schedule(REFUND_REQUEST_EXPIRY, milestone.id, deadline)
+            if deadline is not None:
+                uow.escrow.schedule(REFUND_REQUEST_EXPIRY, milestone.id, deadline)
     uow.escrow.end_contract(contract_id, ended_by, now)
     return uow.escrow.contract(contract_id)
 
@@ -351,7 +360,11 @@ def accept_refund_request(uow: UnitOfWork, milestone_id: str) -> Milestone:
 def expire_refund_request(uow: UnitOfWork, milestone_id: str, deadline: datetime) -> Milestone | None:
     """Seven days without an answer: refunded, dated at the deadline (stale timers do nothing)."""
     milestone = uow.escrow.milestone(milestone_id, lock=True)
-    if milestone.state is not MilestoneState.REFUND_REQUESTED or milestone.refund_deadline != deadline:
+    if (
+        milestone.state is not MilestoneState.REFUND_REQUESTED
+        or milestone.refund_deadline != deadline
+        or milestone.frozen_by is not None
+    ):
         return None
     return _refund_requested(uow, milestone_id, Event.REFUND_REQUEST_EXPIRED, deadline)
 
@@ -359,6 +372,7 @@ def expire_refund_request(uow: UnitOfWork, milestone_id: str, deadline: datetime
 def _refund_requested(uow: UnitOfWork, milestone_id: str, event: Event, at: datetime) -> Milestone:
     milestone = uow.escrow.milestone(milestone_id, lock=True)
     require_transition(milestone_id, milestone.state, event)
+    require_unfrozen(milestone, event)
     contract = uow.escrow.contract(milestone.contract_id)
     refund_from_escrow(uow, contract, milestone_id, milestone.held, reason=event.value, effective_at=at)
     uow.escrow.update_milestone(milestone_id, state=MilestoneState.REFUNDED.value, refund_deadline=None)
@@ -380,6 +394,7 @@ def resolve_dispute(uow: UnitOfWork, milestone_id: str, *, release_amount: int, 
             raise InvalidRequest(f"{field} must be a non-negative integer of minor units", field=field)
     milestone = uow.escrow.milestone(milestone_id, lock=True)
     require_transition(milestone_id, milestone.state, Event.RESOLVE)
+    require_unfrozen(milestone, Event.RESOLVE)
     if release_amount + refund_amount != milestone.held:
         raise InvalidRequest(
             f"release {release_amount} + refund {refund_amount} must equal the {milestone.held} held",

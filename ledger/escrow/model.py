@@ -53,10 +53,23 @@ class UnknownPayout(NotFound):
     code = "unknown-payout"
 
 
+class UnknownDispute(NotFound):
+    """No dispute (chargeback) has this id."""
+
+    code = "unknown-dispute"
+
+
 class ContractEnded(Conflict):
     """The contract has ended; it takes no new milestones or fundings."""
 
     code = "contract-ended"
+
+
+class MilestoneFrozen(Conflict):
+    """An open chargeback freezes the milestone its payment funded: no money moves
+    into or out of it (approval, release, refunds) until the dispute closes."""
+
+    code = "milestone-frozen"
 
 
 class RefundNotAllowed(Conflict):
@@ -118,6 +131,7 @@ class Event(StrEnum):
     REFUND_REQUEST_EXPIRED = "refund_request_expired"
     DISPUTE = "dispute"
     RESOLVE = "resolve"
+    CHARGEBACK_LOST = "chargeback_lost"
 
 
 S, E = MilestoneState, Event
@@ -140,7 +154,14 @@ TRANSITIONS: dict[tuple[MilestoneState, Event], frozenset[MilestoneState]] = {
     (S.REFUND_REQUESTED, E.REFUND_REQUEST_EXPIRED): frozenset({S.REFUNDED}),
     (S.REFUND_REQUESTED, E.DISPUTE): frozenset({S.DISPUTED}),
     (S.DISPUTED, E.RESOLVE): frozenset({S.RELEASED, S.REFUNDED, S.SETTLED}),
+    # A lost chargeback takes back what the milestone holds (all of it: refunded).
+    **{(state, E.CHARGEBACK_LOST): frozenset({state, S.REFUNDED}) for state in HOLDING},
 }
+
+#: Events that move a milestone's money; refused while a chargeback freezes it.
+MONEY_EVENTS = frozenset(
+    {E.APPROVE, E.REVIEW_EXPIRED, E.FREELANCER_ENDS, E.ACCEPT_REFUND, E.REFUND_REQUEST_EXPIRED, E.RESOLVE}
+)
 
 
 def require_transition(milestone_id: str, state: MilestoneState, event: Event) -> frozenset[MilestoneState]:
@@ -156,6 +177,18 @@ def require_transition(milestone_id: str, state: MilestoneState, event: Event) -
             event=event.value,
         )
     return targets
+
+
+def require_unfrozen(milestone: Milestone, event: Event) -> None:
+    """`MilestoneFrozen` if an open chargeback freezes the milestone and `event` would move its money."""
+    if milestone.frozen_by is not None and event in MONEY_EVENTS:
+        raise MilestoneFrozen(
+            f"milestone {milestone.id} is frozen by chargeback {milestone.frozen_by}: cannot "
+            f"{event.value.replace('_', ' ')} until the dispute closes",
+            milestone_id=milestone.id,
+            dispute_id=milestone.frozen_by,
+            event=event.value,
+        )
 
 
 @dataclass(frozen=True)
@@ -192,6 +225,7 @@ class Milestone:
         review_deadline: when a submission is released if the client stays silent.
         refund_deadline: when an unanswered refund request refunds the client.
         failure_reason: why the last funding failed, if it did.
+        frozen_by: the open chargeback (dispute id) that freezes it, if any.
     """
 
     id: str
@@ -205,6 +239,7 @@ class Milestone:
     refund_deadline: datetime | None
     failure_reason: str | None
     created_at: datetime
+    frozen_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -237,6 +272,7 @@ class PayoutState(StrEnum):
     IN_TRANSIT = "in_transit"
     PAID = "paid"
     FAILED = "failed"
+    REVERSED = "reversed"  # paid, then the transfer was reversed: the money is available again
 
 
 @dataclass(frozen=True)
@@ -245,7 +281,8 @@ class Payout:
 
     Attributes:
         id: `po_...`.
-        state: in_transit until the gateway confirms (paid) or fails (failed, money back to available).
+        state: in_transit until the gateway confirms (paid) or fails (failed, money back to
+            available); a paid transfer reversed later is `reversed` (money back to available).
         gateway_reference: the provider's id of the transfer.
     """
 
@@ -258,3 +295,46 @@ class Payout:
     failure_reason: str | None
     created_at: datetime
     settled_at: datetime | None
+
+
+class DisputeOutcome(StrEnum):
+    WON = "won"
+    LOST = "lost"
+    WARNING_CLOSED = "warning_closed"  # an inquiry that closed without a chargeback
+
+
+@dataclass(frozen=True)
+class Dispute:
+    """A chargeback: the client's bank disputes one of our payments.
+
+    Attributes:
+        id: the provider's dispute id; charge_reference: the disputed payment.
+        milestone_id: the milestone that payment funded; frozen while the dispute is open.
+        amount: disputed, minor units; status: the provider's word for where it stands.
+        withdrawn, reinstated: what the provider took from our balance and gave back
+            (held meanwhile in `assets:psp:disputed`).
+        outcome: None while open; won, lost or warning_closed.
+        recovered_from_escrow, recovered_from_freelancer, fee_returned, unrecovered:
+            how a lost dispute's loss was covered (DESIGN.md, "Chargebacks");
+            unrecovered is the platform's loss, booked to `expenses:chargebacks`.
+    """
+
+    id: str
+    milestone_id: str
+    charge_reference: str
+    currency: str
+    amount: int
+    status: str
+    withdrawn: int
+    reinstated: int
+    outcome: DisputeOutcome | None
+    recovered_from_escrow: int
+    recovered_from_freelancer: int
+    fee_returned: int
+    unrecovered: int
+    opened_at: datetime
+    closed_at: datetime | None
+
+    @property
+    def is_open(self) -> bool:
+        return self.outcome is None

@@ -28,6 +28,7 @@ from ledger.escrow.model import (
     REFUND_WINDOW,
     SECURITY_PERIOD,
     Contract,
+    MilestoneFrozen,
     Payment,
     RefundNotAllowed,
     new_id,
@@ -289,6 +290,15 @@ def refund_payment(uow: UnitOfWork, payment_id: str, amount: int, *, request_key
             )
     if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
         raise InvalidRequest("amount must be a positive integer of minor units", field="amount")
+    payment = uow.escrow.payment(payment_id)
+    # The milestone's lock first (as chargebacks take it), so a refund and a chargeback take turns.
+    frozen_by = uow.escrow.milestone(payment.milestone_id, lock=True).frozen_by
+    if frozen_by is not None:
+        raise MilestoneFrozen(
+            f"payment {payment_id} is under chargeback {frozen_by}: it cannot be refunded until the dispute closes",
+            payment_id=payment_id,
+            dispute_id=frozen_by,
+        )
     payment = uow.escrow.payment(payment_id, lock=True)
     now = uow.clock.now()
     if now > payment.released_at + REFUND_WINDOW:

@@ -3,7 +3,7 @@
 available -> payouts in transit when the payout is requested (the floor on the
 available account refuses a payout above the balance, also under concurrent
 requests); in transit -> PSP when the provider confirms it paid; back to
-available if the provider fails it.
+available if the provider fails it, or reverses it after it was paid.
 """
 
 from __future__ import annotations
@@ -103,5 +103,40 @@ def settle_payout(
         gateway_reference=reference,
         failure_reason=None if paid else (reason or "failed")[:500],
         settled_at=uow.clock.now(),
+    )
+    return uow.escrow.payout(payout_id)
+
+
+def reverse_payout(uow: UnitOfWork, payout_id: str, *, psp_account: str, reference: str | None) -> Payout:
+    """The provider reversed the payout's transfer: the money is the freelancer's again.
+
+    In transit, it fails (in transit -> available); paid, it is reversed (PSP -> available).
+    Idempotent."""
+    payout = uow.escrow.payout(payout_id, lock=True)
+    if payout.state is PayoutState.IN_TRANSIT:
+        return settle_payout(
+            uow, payout_id, paid=False, psp_account=psp_account, reference=reference, reason="transfer reversed"
+        )
+    if payout.state is not PayoutState.PAID:
+        return payout
+    code = payout.currency
+    post_entry(
+        uow,
+        EntryRequest(
+            idempotency_key=f"payout.reversed:{payout_id}",
+            kind="payout.reversed",
+            postings=(
+                debit(psp_account, payout.amount, code),
+                credit(available_account_code(payout.freelancer_id), payout.amount, code),
+            ),
+            refs={
+                "payout": payout_id,
+                "freelancer": payout.freelancer_id,
+                **({"gateway_reference": reference} if reference else {}),
+            },
+        ),
+    )
+    uow.escrow.update_payout(
+        payout_id, state=PayoutState.REVERSED.value, failure_reason="transfer reversed", settled_at=uow.clock.now()
     )
     return uow.escrow.payout(payout_id)

@@ -1,6 +1,6 @@
 """Reconciliation: the payment provider's objects against the ledger's entries.
 
-For a period, every payment, refund and transfer at the provider is matched by its
+For a period, every payment, refund, transfer and dispute (chargeback) at the provider is matched by its
 id to the ledger entry that books it (the entry's `gateway_reference`): matched,
 missing in the ledger, missing at the provider, or amounts that differ.
 """
@@ -26,6 +26,7 @@ BOOKED_BY = {
     "payment": (("escrow.fund", "escrow.fund_bonus"), "debit"),
     "refund": (("refund.settled",), "credit"),
     "transfer": (("payout.paid",), "credit"),
+    "dispute": (("dispute.funds_withdrawn",), "credit"),
 }
 
 

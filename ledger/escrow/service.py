@@ -12,14 +12,33 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from ledger.db.unit_of_work import UnitOfWork
+from ledger.errors import InvalidRequest
 from ledger.escrow import milestones as use
+from ledger.escrow.chargebacks import apply_dispute
 from ledger.escrow.chart import available_account_code, pending_account_code
-from ledger.escrow.model import Contract, Milestone, Payment, Payout, PayoutState, new_id, party_id
+from ledger.escrow.model import (
+    Contract,
+    Dispute,
+    Milestone,
+    Payment,
+    Payout,
+    PayoutState,
+    UnknownDispute,
+    new_id,
+    party_id,
+)
 from ledger.escrow.payments import PaymentRefund, book_processing_fee, refund_payment, settle_refund
-from ledger.escrow.payouts import request_payout, settle_payout
+from ledger.escrow.payouts import request_payout, reverse_payout, settle_payout
 from ledger.escrow.reconciliation import ReconciliationLine, reconcile
 from ledger.escrow.timers import TickReport, tick
-from ledger.gateway import GatewayNotConfigured, GatewayResult, PaymentFailed, PaymentGateway
+from ledger.gateway import (
+    DisputeReport,
+    GatewayNotConfigured,
+    GatewayResult,
+    GatewayUnavailable,
+    PaymentFailed,
+    PaymentGateway,
+)
 from ledger.money import normalize_currency
 from ledger.service import Ledger
 
@@ -222,6 +241,7 @@ class Escrow:
             # Only an active milestone can be approved: never charge a bonus that would be refused.
             if (
                 milestone.state.is_active
+                and milestone.frozen_by is None
                 and isinstance(amount, int)
                 and not isinstance(amount, bool)
                 and amount > milestone.held > 0
@@ -300,12 +320,18 @@ class Escrow:
         gateway = self.gateway
         waiting = 0
         for order in self.book.transaction(lambda uow: uow.escrow.pending_refund_orders(1000), read_only=True):
-            result = gateway.refund(
-                amount=int(order.amount),
-                currency=order.currency,
-                idempotency_key=order.id,
-                charge_reference=order.charge_reference,
-            )
+            try:
+                result = gateway.refund(
+                    amount=int(order.amount),
+                    currency=order.currency,
+                    idempotency_key=order.id,
+                    charge_reference=order.charge_reference,
+                )
+            except GatewayUnavailable:
+                # The refund is owed and booked in transit; the next dispatch (`ledger tick`)
+                # sends it again with the same key, so the provider refunds once.
+                waiting += 1
+                continue
             if result.status == "requires_action":
                 waiting += 1
                 continue
@@ -321,6 +347,31 @@ class Escrow:
         return self.book.transaction(
             lambda uow: settle_refund(uow, order_id, succeeded=succeeded, reference=reference, reason=reason)
         )
+
+    # --- chargebacks ---------------------------------------------------------------------
+
+    def apply_dispute(self, report: DisputeReport, milestone_id: str) -> Dispute:
+        """Bring the ledger in line with a chargeback as the provider reports it now."""
+        gateway = self._gateway()
+        return self.book.transaction(
+            lambda uow: apply_dispute(uow, report, milestone_id, psp_account=gateway.psp_account)
+        )
+
+    def dispute(self, dispute_id: str) -> Dispute:
+        def read(uow: UnitOfWork) -> Dispute:
+            found = uow.escrow.dispute(dispute_id)
+            if found is None:
+                raise UnknownDispute(f"no dispute {dispute_id}", dispute_id=dispute_id)
+            return found
+
+        return self.book.transaction(read, read_only=True)
+
+    def disputes(self, milestone_id: str) -> list[Dispute]:
+        def read(uow: UnitOfWork) -> list[Dispute]:
+            uow.escrow.milestone(milestone_id)
+            return uow.escrow.disputes_of(milestone_id)
+
+        return self.book.transaction(read, read_only=True)
 
     # --- freelancer money ------------------------------------------------------------------
 
@@ -354,17 +405,53 @@ class Escrow:
         )
         if payout.state is not PayoutState.IN_TRANSIT:
             return payout  # a replay of a payout already settled
-        result = gateway.payout(
-            amount=payout.amount,
-            currency=payout.currency,
-            idempotency_key=payout.id,
-            destination=self._provider_id(payout.freelancer_id),
-            metadata={"payout": payout.id},
-        )
-        if result.status == "requires_action":
+        return self._send_payout(payout)
+
+    def _send_payout(self, payout: Payout) -> Payout:
+        """Ask the provider to pay a payout in transit; its id is the idempotency key, so
+        sending it again (a retry, `ledger tick`) never pays twice."""
+        gateway = self._gateway()
+        try:
+            result = gateway.payout(
+                amount=payout.amount,
+                currency=payout.currency,
+                idempotency_key=payout.id,
+                destination=self._provider_id(payout.freelancer_id),
+                metadata={"payout": payout.id},
+            )
+        except GatewayUnavailable:
+            # The money stays reserved in transit (never spendable twice); `ledger tick`
+            # sends the payout again with the same key.
             return payout
+        except InvalidRequest as refused:
+            # Refused before anything was created (e.g. no connected account): the money
+            # goes back to available and the caller hears why.
+            self.settle_payout(payout.id, paid=False, reference=None, reason=str(refused))
+            raise
+        if result.status == "requires_action":
+            self.book.transaction(lambda uow: uow.escrow.update_payout(payout.id, gateway_reference=result.reference))
+            return self.payout(payout.id)
         return self.settle_payout(
             payout.id, paid=result.succeeded, reference=result.reference, reason=result.failure_reason
+        )
+
+    def dispatch_payouts(self) -> int:
+        """Send payouts whose provider call failed or whose answer was lost; returns how many were sent."""
+        if self.gateway is None:
+            return 0
+        sent = 0
+        for payout in self.book.transaction(lambda uow: uow.escrow.unsent_payouts(1000), read_only=True):
+            try:
+                sent += self._send_payout(payout).gateway_reference is not None
+            except InvalidRequest:
+                continue  # failed back to available with the reason
+        return sent
+
+    def reverse_payout(self, payout_id: str, *, reference: str | None) -> Payout:
+        """The provider reversed the payout's transfer (webhook)."""
+        gateway = self._gateway()
+        return self.book.transaction(
+            lambda uow: reverse_payout(uow, payout_id, psp_account=gateway.psp_account, reference=reference)
         )
 
     def settle_payout(self, payout_id: str, *, paid: bool, reference: str | None, reason: str | None = None) -> Payout:
@@ -388,7 +475,8 @@ class Escrow:
     # --- time ------------------------------------------------------------------------------
 
     def tick(self, now: datetime | None = None) -> TickReport:
-        """Fire due timers, then send the refunds they ordered."""
+        """Fire due timers, then send the refunds they ordered and any payout not yet sent."""
         report = tick(self.book, now)
         self.dispatch_refunds()
+        self.dispatch_payouts()
         return report

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
-from ledger.errors import ConfigurationError, Conflict
+from ledger.errors import ConfigurationError, Conflict, LedgerError, NotFound
 
 if TYPE_CHECKING:
     from ledger.config import Settings
@@ -25,6 +25,18 @@ class GatewayNotConfigured(ConfigurationError):
     """No payment gateway is configured (LEDGER_GATEWAY); money cannot be taken in."""
 
     code = "gateway-not-configured"
+
+
+class GatewayUnavailable(LedgerError):
+    """The payment provider could not be reached or failed; nothing was recorded, retry later."""
+
+    code = "gateway-unavailable"
+
+
+class UnknownProviderObject(NotFound):
+    """The payment provider has no object with this id."""
+
+    code = "unknown-provider-object"
 
 
 class PaymentFailed(Conflict):
@@ -72,6 +84,49 @@ class ProviderObject:
     amount: int
     currency: str
     created: datetime
+
+
+#: Dispute statuses after which nothing more happens to it.
+DISPUTE_CLOSED = frozenset({"won", "lost", "warning_closed"})
+
+
+@dataclass(frozen=True)
+class BalanceMove:
+    """One movement of our balance at the provider for a dispute.
+
+    Attributes:
+        id: the provider's balance transaction id (each is booked once).
+        amount: signed minor units: negative when the provider withdrew the
+            disputed money, positive when it reinstated it.
+        fee: signed minor units: the dispute fee charged (positive) or returned (negative).
+    """
+
+    id: str
+    amount: int
+    fee: int
+    currency: str
+
+
+@dataclass(frozen=True)
+class DisputeReport:
+    """A chargeback as the provider has it now.
+
+    Attributes:
+        id: the provider's dispute id; charge_reference: the disputed payment (PaymentIntent).
+        amount: disputed, minor units; status: e.g. needs_response, under_review, won, lost.
+        balance_moves: every withdrawal and reinstatement so far, oldest first.
+    """
+
+    id: str
+    charge_reference: str
+    amount: int
+    currency: str
+    status: str
+    balance_moves: tuple[BalanceMove, ...] = ()
+
+    @property
+    def closed(self) -> bool:
+        return self.status in DISPUTE_CLOSED
 
 
 class PaymentGateway(Protocol):

@@ -10,6 +10,8 @@ Funding is a PaymentIntent for the client's Stripe customer and the payment meth
 the frontend passes, confirmed and captured at once (a card hold would lapse after
 7 days, shorter than the 14-day review). Payouts are Connect transfers to the
 freelancer's connected account; they stay in transit until Stripe confirms them.
+Webhook events are acted on by what the `retrieve_*` methods say of the object
+now, never by the event's copy, so events arriving out of order change nothing.
 """
 
 from __future__ import annotations
@@ -20,17 +22,18 @@ from typing import Any
 
 import stripe
 
-from ledger.errors import ConfigurationError, InvalidRequest, LedgerError
-from ledger.gateway import GatewayResult, ProviderObject
+from ledger.errors import ConfigurationError, InvalidRequest
+from ledger.gateway import (
+    BalanceMove,
+    DisputeReport,
+    GatewayResult,
+    GatewayUnavailable,
+    ProviderObject,
+    UnknownProviderObject,
+)
 
 PSP_ACCOUNT = "assets:psp:stripe"
 PENDING = {"requires_action", "requires_confirmation", "processing", "requires_capture"}
-
-
-class GatewayUnavailable(LedgerError):
-    """The payment provider could not be reached or failed; nothing was recorded, retry later."""
-
-    code = "gateway-unavailable"
 
 
 def _plain(obj: Any) -> dict[str, Any]:
@@ -60,14 +63,31 @@ class StripeGateway:
 
     psp_account = PSP_ACCOUNT
 
-    def __init__(self, api_key: str, *, api_base: str | None = None, max_network_retries: int = 3) -> None:
+    def __init__(
+        self, api_key: str, *, api_base: str | None = None, max_network_retries: int = 3, timeout: float = 30.0
+    ) -> None:
         if not api_key:
             raise ConfigurationError("LEDGER_GATEWAY=stripe needs STRIPE_API_KEY")
         self.client = stripe.StripeClient(
             api_key,
             base_addresses={"api": api_base} if api_base else None,
             max_network_retries=max_network_retries,
+            # A timed-out call is retried like a network error, with the same idempotency key.
+            http_client=stripe.RequestsClient(timeout=timeout),
         )
+        #: PaymentIntents carry a transfer group per contract where the server accepts one.
+        self.transfer_groups = True
+
+    def _read(self, method: Any, reference: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Retrieve an object as Stripe has it now."""
+        try:
+            return _plain(method(reference, params=params) if params else method(reference))
+        except stripe.InvalidRequestError as error:
+            if error.http_status == 404:
+                raise UnknownProviderObject(f"Stripe has no {reference}", reference=reference) from None
+            raise GatewayUnavailable(f"Stripe refused to read {reference}: {error.user_message or error}") from None
+        except stripe.StripeError as error:
+            raise GatewayUnavailable(f"Stripe is unavailable: {error.user_message or error}") from None
 
     def _call(self, method: Any, params: dict[str, Any], key: str | None) -> Any:
         try:
@@ -106,36 +126,70 @@ class StripeGateway:
             "capture_method": "automatic",
             "metadata": dict(metadata),
         }
-        if "contract" in metadata:
+        if "contract" in metadata and self.transfer_groups:
             params["transfer_group"] = metadata["contract"]
         if payment_method:
             params["payment_method"] = payment_method
             params["confirm"] = "true"
         try:
-            intent = self._call(self.client.v1.payment_intents.create, params, idempotency_key)
+            intent = self._create_intent(params, idempotency_key)
         except _Declined as declined:
             intent_id = (declined.body.get("error") or {}).get("payment_intent", {}).get("id", idempotency_key)
             return GatewayResult("failed", intent_id, failure_reason=declined.reason)
         return _result(intent)
 
+    def _create_intent(self, params: dict[str, Any], key: str) -> Any:
+        try:
+            return self._call(self.client.v1.payment_intents.create, params, key)
+        except InvalidRequest as refused:
+            if "transfer_group" not in params or "transfer_group" not in f"{refused} {refused.data.get('field')}":
+                raise
+        # A server that refuses transfer groups (some Stripe-compatible servers do): the
+        # refused request created nothing, so the same key is free for the call without it.
+        self.transfer_groups = False
+        return self._call(
+            self.client.v1.payment_intents.create, {k: v for k, v in params.items() if k != "transfer_group"}, key
+        )
+
     def retrieve_charge(self, reference: str) -> tuple[GatewayResult, Mapping[str, str]]:
         """The PaymentIntent as Stripe has it now, and its metadata."""
-        try:
-            intent = self.client.v1.payment_intents.retrieve(reference)
-        except stripe.StripeError as error:
-            raise GatewayUnavailable(f"Stripe is unavailable: {error.user_message or error}") from None
-        return _result(intent), dict(_plain(intent).get("metadata") or {})
+        intent = self._read(self.client.v1.payment_intents.retrieve, reference)
+        return _result(intent), dict(intent.get("metadata") or {})
+
+    def retrieve_transfer(self, reference: str) -> tuple[bool, Mapping[str, str]]:
+        """Whether the transfer stands (False once it is reversed), and its metadata."""
+        transfer = self._read(self.client.v1.transfers.retrieve, reference)
+        reversed_ = bool(transfer.get("reversed")) or int(transfer.get("amount_reversed") or 0) > 0
+        return not reversed_, dict(transfer.get("metadata") or {})
+
+    def retrieve_refund(self, reference: str) -> tuple[str, str | None, Mapping[str, str]]:
+        """A refund's status (succeeded, pending, failed, canceled), failure reason and metadata."""
+        refund = self._read(self.client.v1.refunds.retrieve, reference)
+        return str(refund.get("status")), refund.get("failure_reason"), dict(refund.get("metadata") or {})
+
+    def retrieve_dispute(self, reference: str) -> DisputeReport:
+        """A chargeback as Stripe has it now, with every balance transaction it caused."""
+        dispute = self._read(self.client.v1.disputes.retrieve, reference)
+        intent = dispute.get("payment_intent")
+        moves = tuple(
+            BalanceMove(str(txn["id"]), int(txn["amount"]), int(txn.get("fee") or 0), str(txn["currency"]).upper())
+            for txn in dispute.get("balance_transactions") or ()
+            if isinstance(txn, dict)
+        )
+        return DisputeReport(
+            id=str(dispute["id"]),
+            charge_reference=str(intent["id"] if isinstance(intent, dict) else intent or ""),
+            amount=int(dispute["amount"]),
+            currency=str(dispute["currency"]).upper(),
+            status=str(dispute["status"]),
+            balance_moves=moves,
+        )
 
     def processing_fee(self, reference: str) -> tuple[int, str] | None:
         """Stripe's fee on a succeeded payment, from its balance transaction: (fee, currency)."""
-        try:
-            intent = _plain(
-                self.client.v1.payment_intents.retrieve(
-                    reference, params={"expand": ["latest_charge.balance_transaction"]}
-                )
-            )
-        except stripe.StripeError as error:
-            raise GatewayUnavailable(f"Stripe is unavailable: {error.user_message or error}") from None
+        intent = self._read(
+            self.client.v1.payment_intents.retrieve, reference, {"expand": ["latest_charge.balance_transaction"]}
+        )
         charge = intent.get("latest_charge")
         transaction = charge.get("balance_transaction") if isinstance(charge, dict) else None
         if not isinstance(transaction, dict) or transaction.get("fee") is None:
@@ -181,13 +235,14 @@ class StripeGateway:
         return GatewayResult("requires_action", transfer["id"])
 
     def list_objects(self, since: datetime, until: datetime) -> list[ProviderObject]:
-        """Succeeded payments, refunds and transfers created in [since, until), for reconciliation."""
+        """Succeeded payments, refunds, transfers and disputes created in [since, until), for reconciliation."""
         params: Any = {"created": {"gte": int(since.timestamp()), "lt": int(until.timestamp())}, "limit": 100}
         found: list[ProviderObject] = []
         listings = (
             ("payment", self.client.v1.payment_intents),
             ("refund", self.client.v1.refunds),
             ("transfer", self.client.v1.transfers),
+            ("dispute", self.client.v1.disputes),
         )
         try:
             for kind, service in listings:
@@ -197,6 +252,8 @@ class StripeGateway:
                         continue
                     if kind == "refund" and item.get("status") != "succeeded":
                         continue
+                    if kind == "dispute" and str(item.get("status", "")).startswith("warning_"):
+                        continue  # an inquiry: no money moved
                     found.append(
                         ProviderObject(
                             kind,

@@ -174,8 +174,13 @@ def issue_refund_credit_notes(
     fee_back: FeeBreakdown,
     entry_id: int,
     issued_at: datetime,
+    measured_account: str = REFUNDS_IN_TRANSIT,
+    description: str = "Refund of payment",
 ) -> list[Document]:
-    """Credit notes for a refund after release: gross to the client, fee back to the freelancer."""
+    """Credit notes for a refund after release: gross to the client, fee back to the freelancer.
+
+    The client's note totals what `measured_account` is credited in the entry: the refund
+    in transit for a refund, the disputed money for a chargeback."""
     client_invoice = uow.documents.for_payment(payment_id, DocumentKind.CLIENT_INVOICE)
     fee_invoice = uow.documents.for_payment(payment_id, DocumentKind.FEE_INVOICE)
     client = party_details(uow.documents.party(contract.client_id), contract.client_id)
@@ -190,9 +195,9 @@ def issue_refund_credit_notes(
             issuer=freelancer,
             recipient=client,
             currency=contract.currency,
-            lines=(DocumentLine(f"Refund of payment {payment_id}", amount),),
+            lines=(DocumentLine(f"{description} {payment_id}", amount),),
             entry_id=entry_id,
-            measured_account=REFUNDS_IN_TRANSIT,
+            measured_account=measured_account,
             measured_side="credit",
             references=references,
             payment_id=payment_id,

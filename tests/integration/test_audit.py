@@ -79,6 +79,7 @@ def test_a_clean_ledger_passes_every_check(sqlite_book: Ledger) -> None:
             {"name": "escrow_matches_milestones", "ok": True, "problems": []},
             {"name": "conservation_per_client", "ok": True, "problems": []},
             {"name": "accounting_equation", "ok": True, "problems": []},
+            {"name": "chargebacks_accounted", "ok": True, "problems": []},
             {"name": "documents_numbered_without_gaps", "ok": True, "problems": []},
             {"name": "documents_match_entries", "ok": True, "problems": []},
         ],
@@ -246,3 +247,23 @@ def test_the_accounting_equation_holds_with_expenses_and_contra_accounts(sqlite_
     assert sqlite_book.audit().ok
     corrupt(sqlite_book, "UPDATE balances SET balance = balance + 5 WHERE account_id = 4")
     assert "accounting_equation" in failed(sqlite_book)
+
+
+def test_a_dispute_whose_figures_differ_from_its_entries_is_named(sqlite_book: Ledger) -> None:
+    from ledger.escrow import Escrow
+    from ledger.gateway import BalanceMove, DisputeReport, SimulatedGateway
+
+    escrow = Escrow(sqlite_book, SimulatedGateway())
+    contract = escrow.open_contract(client_id="cl_1", freelancer_id="fr_1", currency="USD", title="t")
+    milestone = escrow.add_milestone(contract.id, title="m", amount=100_00)
+    escrow.fund(milestone.id)
+    withdrawal = BalanceMove("txn_1", -100_00, 15_00, "USD")
+    escrow.apply_dispute(DisputeReport("dp_1", "pi_1", 100_00, "USD", "needs_response", (withdrawal,)), milestone.id)
+    assert sqlite_book.audit().ok
+    corrupt(sqlite_book, "UPDATE disputes SET withdrawn = 9000")
+    problems = failed(sqlite_book)["chargebacks_accounted"]
+    assert {
+        "dispute_id": "dp_1",
+        "problem": "withdrawn or reinstated differ from the entries that booked them",
+    } in problems
+    assert {"currency": "USD", "disputed_balance": 100_00, "open_disputes_withdrawn": 90_00} in problems

@@ -2,7 +2,16 @@
 
 import pytest
 
-from ledger.escrow.model import ACTIVE, FINAL, TRANSITIONS, Event, InvalidTransition, MilestoneState, require_transition
+from ledger.escrow.model import (
+    ACTIVE,
+    FINAL,
+    HOLDING,
+    TRANSITIONS,
+    Event,
+    InvalidTransition,
+    MilestoneState,
+    require_transition,
+)
 
 S, E = MilestoneState, Event
 
@@ -21,6 +30,7 @@ TABLE = [
     *[(state, E.APPROVE, {state, S.RELEASED}) for state in ACTIVE],
     *[(state, E.CLIENT_ENDS, {S.REFUND_REQUESTED}) for state in ACTIVE],
     *[(state, E.FREELANCER_ENDS, {S.REFUNDED}) for state in ACTIVE],
+    *[(state, E.CHARGEBACK_LOST, {state, S.REFUNDED}) for state in HOLDING],
 ]
 
 

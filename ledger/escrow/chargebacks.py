@@ -1,0 +1,303 @@
+"""Chargebacks: a client's bank disputes a payment that funded a milestone.
+
+`apply_dispute` brings the ledger in line with the dispute as the provider has it
+now (never with an event's copy), so it may run any number of times, in any order:
+
+- an open dispute freezes the milestone its payment funded: approval, release and
+  refunds are refused, and the review and refund-request clocks stop;
+- each balance transaction of the dispute is booked once: money withdrawn moves
+  `assets:psp:<provider>` -> `assets:psp:disputed`, money reinstated moves it back,
+  dispute fees go to `expenses:psp_fees`;
+- a dispute that closes with money still withdrawn (lost) is recovered by the
+  policy below; one that closes won unfreezes the milestone and its clocks start
+  again in full.
+
+Recovery policy of a lost chargeback (DESIGN.md, "Chargebacks"), in this order:
+1. what the milestone still holds in escrow: the client's own money, which the bank
+   has already given back (escrow -> disputed; the milestone is refunded once
+   empty);
+2. the payments released from that milestone, newest first, as a refund after
+   release would take them: lifetime billings go down and the fee comes back by the
+   fee rule (the platform gives up that fee), and the freelancer's part comes out of
+   what is still pending of that payment, then out of their available balance; credit
+   notes document it;
+3. whatever is left, which no balance covers (floors are never broken to recover a
+   chargeback), is the platform's loss: `expenses:chargebacks`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ledger.errors import Conflict
+from ledger.escrow.chart import (
+    CHARGEBACKS,
+    DISPUTED,
+    PSP_FEES,
+    SERVICE_FEES,
+    available_account_code,
+    escrow_account_code,
+    open_chargeback_accounts,
+    pending_account_code,
+)
+from ledger.escrow.milestones import REFUND_REQUEST_EXPIRY, REVIEW_EXPIRY
+from ledger.escrow.model import (
+    REFUND_REQUEST_PERIOD,
+    REVIEW_PERIOD,
+    Contract,
+    Dispute,
+    DisputeOutcome,
+    Event,
+    MilestoneState,
+    Payment,
+    require_transition,
+)
+from ledger.escrow.payments import entry_refs
+from ledger.fees.billing import refund_fee
+from ledger.gateway import BalanceMove, DisputeReport
+from ledger.invoices.issuing import issue_refund_credit_notes
+from ledger.journal import EntryRequest, Posting, credit, debit, post_entry
+
+if TYPE_CHECKING:
+    from ledger.db.unit_of_work import UnitOfWork
+
+
+class DisputeMismatch(Conflict):
+    """The provider's dispute does not agree with what the ledger recorded of it."""
+
+    code = "dispute-mismatch"
+
+
+def apply_dispute(uow: UnitOfWork, report: DisputeReport, milestone_id: str, *, psp_account: str) -> Dispute:
+    """Record, book and (when closed) settle a dispute as the provider reports it. Idempotent."""
+    milestone = uow.escrow.milestone(milestone_id, lock=True)
+    contract = uow.escrow.contract(milestone.contract_id)
+    if report.currency != contract.currency:
+        raise DisputeMismatch(
+            f"dispute {report.id} is in {report.currency}; milestone {milestone_id} in {contract.currency}",
+            dispute_id=report.id,
+        )
+    open_chargeback_accounts(uow, contract.currency, psp_account)
+    dispute = uow.escrow.dispute(report.id, lock=True)
+    if dispute is None:
+        uow.escrow.add_dispute(
+            id=report.id,
+            milestone_id=milestone_id,
+            charge_reference=report.charge_reference,
+            currency=report.currency,
+            amount=report.amount,
+            status=report.status,
+            opened_at=uow.clock.now(),
+        )
+        # The clocks stop while the money is frozen; they start again in full if it is won.
+        uow.escrow.update_milestone(milestone_id, review_deadline=None, refund_deadline=None)
+        dispute = uow.escrow.dispute(report.id, lock=True)
+        assert dispute is not None
+    elif dispute.milestone_id != milestone_id:
+        raise DisputeMismatch(f"dispute {report.id} belongs to milestone {dispute.milestone_id}", dispute_id=report.id)
+    if not dispute.is_open:
+        return dispute  # closed: nothing more can happen to it
+    withdrawn, reinstated = dispute.withdrawn, dispute.reinstated
+    # Withdrawals before reinstatements, so the disputed balance never goes negative.
+    for move in sorted(report.balance_moves, key=lambda m: (m.amount >= 0, m.id)):
+        if _book_move(uow, contract, milestone_id, report.id, move, psp_account):
+            withdrawn += max(-move.amount, 0)
+            reinstated += max(move.amount, 0)
+    uow.escrow.update_dispute(report.id, status=report.status, withdrawn=withdrawn, reinstated=reinstated)
+    if report.closed:
+        _close(uow, contract, milestone_id, report, outstanding=withdrawn - reinstated)
+    return uow.escrow.dispute(report.id) or dispute
+
+
+def _book_move(
+    uow: UnitOfWork, contract: Contract, milestone_id: str, dispute_id: str, move: BalanceMove, psp_account: str
+) -> bool:
+    """Book one balance transaction of a dispute; False if it was booked before."""
+    key = f"dispute.funds:{move.id}"
+    if uow.journal.find_by_keys([key]):
+        return False
+    currency = contract.currency
+    postings: list[Posting] = []
+    if move.amount < 0:
+        postings += [debit(DISPUTED, -move.amount, currency), credit(psp_account, -move.amount, currency)]
+    elif move.amount > 0:
+        postings += [debit(psp_account, move.amount, currency), credit(DISPUTED, move.amount, currency)]
+    if move.fee > 0:
+        postings += [debit(PSP_FEES, move.fee, currency), credit(psp_account, move.fee, currency)]
+    elif move.fee < 0:
+        postings += [debit(psp_account, -move.fee, currency), credit(PSP_FEES, -move.fee, currency)]
+    if not postings:
+        return False
+    kind = (
+        "dispute.funds_withdrawn"
+        if move.amount < 0
+        else "dispute.funds_reinstated"
+        if move.amount > 0
+        else "dispute.fee"
+    )
+    post_entry(
+        uow,
+        EntryRequest(
+            idempotency_key=key,
+            kind=kind,
+            postings=tuple(postings),
+            refs=entry_refs(contract, milestone_id, dispute=dispute_id, gateway_reference=dispute_id),
+            metadata={"balance_transaction": move.id},
+        ),
+    )
+    return True
+
+
+def _close(uow: UnitOfWork, contract: Contract, milestone_id: str, report: DisputeReport, *, outstanding: int) -> None:
+    recovered_escrow = recovered_freelancer = fee_returned = unrecovered = 0
+    if outstanding > 0:
+        recovered_escrow = _recover_from_escrow(uow, contract, milestone_id, report.id, outstanding)
+        left = outstanding - recovered_escrow
+        for payment in reversed(uow.escrow.payments_of(milestone_id)):
+            if left == 0:
+                break
+            taken, from_freelancer, fee_back = _recover_from_payment(uow, contract, payment, report.id, left)
+            left -= taken
+            recovered_freelancer += from_freelancer
+            fee_returned += fee_back
+            unrecovered += taken - from_freelancer - fee_back
+        if left:
+            unrecovered += left
+            _post_loss(uow, contract, milestone_id, report.id, left)
+    else:
+        _restart_clocks(uow, milestone_id)
+    if report.status == "lost" or outstanding > 0:
+        outcome = DisputeOutcome.LOST
+    elif report.status == "warning_closed":
+        outcome = DisputeOutcome.WARNING_CLOSED
+    else:
+        outcome = DisputeOutcome.WON
+    uow.escrow.update_dispute(
+        report.id,
+        outcome=outcome.value,
+        recovered_from_escrow=recovered_escrow,
+        recovered_from_freelancer=recovered_freelancer,
+        fee_returned=fee_returned,
+        unrecovered=unrecovered,
+        closed_at=uow.clock.now(),
+    )
+
+
+def _recover_from_escrow(uow: UnitOfWork, contract: Contract, milestone_id: str, dispute_id: str, wanted: int) -> int:
+    milestone = uow.escrow.milestone(milestone_id)
+    taken = min(milestone.held, wanted)
+    if taken == 0:
+        return 0
+    require_transition(milestone_id, milestone.state, Event.CHARGEBACK_LOST)
+    post_entry(
+        uow,
+        EntryRequest(
+            idempotency_key=f"escrow.chargeback:{dispute_id}",
+            kind="escrow.chargeback",
+            postings=(
+                debit(escrow_account_code(milestone_id), taken, contract.currency),
+                credit(DISPUTED, taken, contract.currency),
+            ),
+            refs=entry_refs(contract, milestone_id, dispute=dispute_id),
+        ),
+    )
+    if taken == milestone.held:
+        uow.escrow.update_milestone(
+            milestone_id, state=MilestoneState.REFUNDED.value, review_deadline=None, refund_deadline=None
+        )
+    else:
+        _restart_clocks(uow, milestone_id)
+    return taken
+
+
+def _recover_from_payment(
+    uow: UnitOfWork, contract: Contract, payment: Payment, dispute_id: str, wanted: int
+) -> tuple[int, int, int]:
+    """Take back up to `wanted` of a released payment; returns (taken, from the freelancer, fee returned)."""
+    locked = uow.escrow.payment(payment.id, lock=True)
+    taken = min(locked.gross - locked.refunded, wanted)
+    if taken <= 0:
+        return 0, 0, 0
+    currency = contract.currency
+    now = uow.clock.now()
+    fee_event = refund_fee(
+        uow,
+        idempotency_key=f"{dispute_id}:{payment.id}",
+        freelancer_id=contract.freelancer_id,
+        client_id=contract.client_id,
+        amount=taken,
+        currency=currency,
+        effective_at=now,
+    )
+    fee_back = fee_event.breakdown.fee
+    owed = taken - fee_back
+    pending_remaining = uow.escrow.pending_remaining(payment.id)
+    from_pending = min(owed, pending_remaining, _balance(uow, pending_account_code(contract.freelancer_id), currency))
+    from_available = min(owed - from_pending, _balance(uow, available_account_code(contract.freelancer_id), currency))
+    lost = owed - from_pending - from_available
+    postings: list[Posting] = [credit(DISPUTED, taken, currency)]
+    for account, amount in (
+        (pending_account_code(contract.freelancer_id), from_pending),
+        (available_account_code(contract.freelancer_id), from_available),
+        (SERVICE_FEES, fee_back),
+        (CHARGEBACKS, lost),
+    ):
+        if amount:
+            postings.append(debit(account, amount, currency))
+    entry = post_entry(
+        uow,
+        EntryRequest(
+            idempotency_key=f"dispute.recovery:{dispute_id}:{payment.id}",
+            kind="dispute.recovery",
+            postings=tuple(postings),
+            effective_at=now,
+            refs=entry_refs(contract, payment.milestone_id, payment=payment.id, dispute=dispute_id),
+        ),
+    )
+    uow.escrow.update_payment(
+        payment.id, refunded=locked.refunded + taken, pending_remaining=pending_remaining - from_pending
+    )
+    issue_refund_credit_notes(
+        uow,
+        contract=contract,
+        payment_id=payment.id,
+        refund_id=dispute_id,
+        amount=taken,
+        fee_back=fee_event.breakdown,
+        entry_id=entry.id,
+        issued_at=now,
+        measured_account=DISPUTED,
+        description="Chargeback of payment",
+    )
+    return taken, from_pending + from_available, fee_back
+
+
+def _post_loss(uow: UnitOfWork, contract: Contract, milestone_id: str, dispute_id: str, amount: int) -> None:
+    post_entry(
+        uow,
+        EntryRequest(
+            idempotency_key=f"dispute.lost:{dispute_id}",
+            kind="dispute.lost",
+            postings=(debit(CHARGEBACKS, amount, contract.currency), credit(DISPUTED, amount, contract.currency)),
+            refs=entry_refs(contract, milestone_id, dispute=dispute_id),
+        ),
+    )
+
+
+def _restart_clocks(uow: UnitOfWork, milestone_id: str) -> None:
+    """The dispute closed and the milestone still holds money: its clock starts again in full."""
+    milestone = uow.escrow.milestone(milestone_id)
+    now = uow.clock.now()
+    if milestone.state is MilestoneState.SUBMITTED:
+        deadline = now + REVIEW_PERIOD
+        uow.escrow.update_milestone(milestone_id, review_deadline=deadline)
+        uow.escrow.schedule(REVIEW_EXPIRY, milestone_id, deadline)
+    elif milestone.state is MilestoneState.REFUND_REQUESTED:
+        deadline = now + REFUND_REQUEST_PERIOD
+        uow.escrow.update_milestone(milestone_id, refund_deadline=deadline)
+        uow.escrow.schedule(REFUND_REQUEST_EXPIRY, milestone_id, deadline)
+
+
+def _balance(uow: UnitOfWork, code: str, currency: str) -> int:
+    account = uow.accounts.find(code, currency)
+    return 0 if account is None else uow.accounts.balance(account)

@@ -1,0 +1,183 @@
+"""Chargebacks: freezing, the provider's withdrawals and reinstatements, and the recovery
+policy of a lost dispute (escrow, then the freelancer, then the platform), on both databases."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from ledger import FixedClock, Ledger
+from ledger.escrow import DisputeOutcome, Escrow, MilestoneFrozen, MilestoneState
+from ledger.escrow.chart import (
+    CHARGEBACKS,
+    DISPUTED,
+    PSP_FEES,
+    SERVICE_FEES,
+    available_account_code,
+    escrow_account_code,
+    pending_account_code,
+)
+from ledger.gateway import BalanceMove, DisputeReport, SimulatedGateway
+from ledger.invoices.documents import DocumentKind
+from tests.integration.test_escrow import funded, journal_size, refused
+
+D = 100
+S = MilestoneState
+PSP = "assets:psp:simulated"
+DISPUTE_FEE = 15 * D
+WITHDRAWAL = BalanceMove("txn_withdrawn", -1_000 * D, DISPUTE_FEE, "USD")
+REINSTATEMENT = BalanceMove("txn_reinstated", 1_000 * D, -DISPUTE_FEE, "USD")
+
+
+@pytest.fixture
+def escrow(book: Ledger) -> Escrow:
+    return Escrow(book, SimulatedGateway())
+
+
+def report(status: str, *moves: BalanceMove, amount: int = 1_000 * D) -> DisputeReport:
+    return DisputeReport("dp_1", "pi_sim_1", amount, "USD", status, moves)
+
+
+def balance(book: Ledger, account: str) -> int:
+    return book.balance(account, "USD")
+
+
+def test_an_open_chargeback_freezes_the_milestone_and_moves_the_money_to_disputed(
+    escrow: Escrow, book: Ledger, clock: FixedClock
+) -> None:
+    milestone_id = funded(escrow)
+    escrow.submit(milestone_id)
+    dispute = escrow.apply_dispute(report("needs_response", WITHDRAWAL), milestone_id)
+    assert dispute.is_open and dispute.withdrawn == 1_000 * D
+    milestone = escrow.milestone(milestone_id)
+    assert milestone.frozen_by == "dp_1" and milestone.review_deadline is None  # the review clock stopped
+    assert milestone.held == 1_000 * D  # what it holds is frozen, not gone
+    assert balance(book, DISPUTED) == 1_000 * D and balance(book, PSP) == -DISPUTE_FEE
+    assert balance(book, PSP_FEES) == DISPUTE_FEE
+    frozen = refused(book, MilestoneFrozen, escrow.approve, milestone_id)
+    assert frozen.data["dispute_id"] == "dp_1"
+    refused(book, MilestoneFrozen, escrow.end_contract, milestone.contract_id, ended_by="freelancer")
+    clock.advance(timedelta(days=30))
+    escrow.tick()  # no auto-release of frozen money
+    assert escrow.milestone(milestone_id).state is S.SUBMITTED and escrow.milestone(milestone_id).held == 1_000 * D
+    assert book.audit().ok
+
+
+def test_a_won_chargeback_reinstates_the_money_and_restarts_the_review_clock(
+    escrow: Escrow, book: Ledger, clock: FixedClock
+) -> None:
+    milestone_id = funded(escrow)
+    escrow.submit(milestone_id)
+    escrow.apply_dispute(report("needs_response", WITHDRAWAL), milestone_id)
+    clock.advance(timedelta(days=20))
+    won = escrow.apply_dispute(report("won", WITHDRAWAL, REINSTATEMENT), milestone_id)
+    assert won.outcome is DisputeOutcome.WON and won.reinstated == 1_000 * D
+    assert balance(book, DISPUTED) == 0 and balance(book, PSP_FEES) == 0 and balance(book, PSP) == 1_000 * D
+    milestone = escrow.milestone(milestone_id)
+    assert milestone.frozen_by is None and milestone.review_deadline == clock.now() + timedelta(days=14)
+    clock.advance(timedelta(days=14))
+    escrow.tick()
+    assert escrow.milestone(milestone_id).state is S.RELEASED  # the restarted clock released it
+    assert book.audit().ok
+
+
+def test_a_lost_chargeback_is_taken_from_what_the_milestone_holds(escrow: Escrow, book: Ledger) -> None:
+    milestone_id = funded(escrow)
+    escrow.apply_dispute(report("needs_response", WITHDRAWAL), milestone_id)
+    lost = escrow.apply_dispute(report("lost", WITHDRAWAL), milestone_id)
+    assert lost.outcome is DisputeOutcome.LOST
+    assert (lost.recovered_from_escrow, lost.recovered_from_freelancer, lost.unrecovered) == (1_000 * D, 0, 0)
+    milestone = escrow.milestone(milestone_id)
+    assert milestone.state is S.REFUNDED and milestone.held == 0 and milestone.frozen_by is None
+    assert balance(book, DISPUTED) == 0 and balance(book, CHARGEBACKS) == 0
+    assert balance(book, escrow_account_code(milestone_id)) == 0
+    assert book.audit().ok
+
+
+def test_a_lost_chargeback_after_release_is_recovered_from_the_freelancer_then_the_platform(
+    escrow: Escrow, book: Ledger, clock: FixedClock
+) -> None:
+    milestone_id = funded(escrow)
+    [payment] = escrow.approve(milestone_id)  # 850.00 pending, 150.00 fee
+    clock.advance(timedelta(days=5))
+    escrow.tick()  # 850.00 available
+    escrow.request_payout("fr_1", amount=800 * D, currency="USD")  # paid out: 50.00 left
+    lost = escrow.apply_dispute(report("lost", WITHDRAWAL), milestone_id)
+    # The fee comes back by the fee rule (150.00 on the pair's first 1,000.00), the
+    # freelancer's 850.00 from what they still have (50.00), the rest is the platform's loss.
+    assert (lost.recovered_from_escrow, lost.fee_returned, lost.recovered_from_freelancer) == (0, 150 * D, 50 * D)
+    assert lost.unrecovered == 800 * D
+    assert balance(book, CHARGEBACKS) == 800 * D and balance(book, DISPUTED) == 0
+    assert balance(book, available_account_code("fr_1")) == 0 and balance(book, SERVICE_FEES) == 0
+    assert escrow.payment(payment.id).refunded == 1_000 * D
+    assert book.lifetime_billings("fr_1", "cl_1", "USD") == 0
+    documents = book.transaction(lambda uow: uow.documents.listing(party_id=None, limit=100), read_only=True)
+    notes = [d for d in documents if d.kind is DocumentKind.CREDIT_NOTE]
+    assert sorted(note.total for note in notes) == [150 * D, 1_000 * D]  # the client's, and the fee returned
+    assert book.audit().ok
+
+
+def test_a_chargeback_still_pending_after_release_is_taken_from_the_pending_balance(
+    escrow: Escrow, book: Ledger
+) -> None:
+    milestone_id = funded(escrow)
+    escrow.approve(milestone_id)
+    lost = escrow.apply_dispute(report("lost", WITHDRAWAL), milestone_id)
+    assert (lost.recovered_from_freelancer, lost.fee_returned, lost.unrecovered) == (850 * D, 150 * D, 0)
+    assert balance(book, pending_account_code("fr_1")) == 0 and balance(book, CHARGEBACKS) == 0
+    assert book.audit().ok
+
+
+def test_a_partial_lost_chargeback_leaves_the_rest_held_and_unfrozen(escrow: Escrow, book: Ledger) -> None:
+    milestone_id = funded(escrow)
+    partial = BalanceMove("txn_partial", -300 * D, DISPUTE_FEE, "USD")
+    escrow.apply_dispute(report("lost", partial, amount=300 * D), milestone_id)
+    milestone = escrow.milestone(milestone_id)
+    assert milestone.held == 700 * D and milestone.state is S.FUNDED and milestone.frozen_by is None
+    escrow.approve(milestone_id)  # the rest is released as usual
+    assert book.audit().ok
+
+
+def test_dispute_reports_may_repeat_and_arrive_out_of_order(escrow: Escrow, book: Ledger) -> None:
+    milestone_id = funded(escrow)
+    escrow.apply_dispute(report("lost", WITHDRAWAL), milestone_id)
+    size = journal_size(book)
+    escrow.apply_dispute(report("lost", WITHDRAWAL), milestone_id)  # a duplicate
+    escrow.apply_dispute(report("needs_response", WITHDRAWAL), milestone_id)  # an older state, late
+    assert journal_size(book) == size
+    assert escrow.dispute("dp_1").outcome is DisputeOutcome.LOST
+    assert escrow.milestone(milestone_id).frozen_by is None
+
+
+def test_a_refund_after_release_waits_for_an_open_chargeback(escrow: Escrow, book: Ledger) -> None:
+    milestone_id = funded(escrow)
+    [payment] = escrow.approve(milestone_id)
+    escrow.apply_dispute(report("needs_response", WITHDRAWAL), milestone_id)
+    refused(book, MilestoneFrozen, escrow.refund_payment, payment.id, 100 * D)
+
+
+def test_a_client_ending_the_contract_during_a_chargeback_starts_no_refund_clock(
+    escrow: Escrow, book: Ledger, clock: FixedClock
+) -> None:
+    milestone_id = funded(escrow)
+    escrow.apply_dispute(report("needs_response", WITHDRAWAL), milestone_id)
+    escrow.end_contract(escrow.milestone(milestone_id).contract_id, ended_by="client")
+    milestone = escrow.milestone(milestone_id)
+    assert milestone.state is S.REFUND_REQUESTED and milestone.refund_deadline is None
+    refused(book, MilestoneFrozen, escrow.accept_refund_request, milestone_id)
+    escrow.apply_dispute(report("won", WITHDRAWAL, REINSTATEMENT), milestone_id)
+    assert escrow.milestone(milestone_id).refund_deadline == clock.now() + timedelta(days=7)
+    escrow.accept_refund_request(milestone_id)
+    assert escrow.milestone(milestone_id).state is S.REFUNDED
+    assert book.audit().ok
+
+
+def test_an_inquiry_that_closes_moves_no_money(escrow: Escrow, book: Ledger) -> None:
+    milestone_id = funded(escrow)
+    escrow.apply_dispute(report("warning_needs_response"), milestone_id)
+    assert escrow.milestone(milestone_id).frozen_by == "dp_1"
+    closed = escrow.apply_dispute(report("warning_closed"), milestone_id)
+    assert closed.outcome is DisputeOutcome.WARNING_CLOSED and closed.withdrawn == 0
+    assert escrow.milestone(milestone_id).frozen_by is None and balance(book, DISPUTED) == 0
+    assert book.audit().ok
