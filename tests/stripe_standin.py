@@ -1,10 +1,28 @@
 """A small stand-in for the Stripe API, served on a free local port for the real SDK.
 
-It implements what the ledger calls (PaymentIntents, refunds, Connect transfers)
-the way Stripe answers: form-encoded requests, JSON objects, card errors as 402,
-and Idempotency-Key replay (the same key returns the first response). Tests can
-inject faults: a 500, or a response lost after the object was created. It signs
-webhook payloads as Stripe does.
+It answers what the ledger calls the way Stripe does: form-encoded requests, JSON
+objects with Stripe's field names, card errors as 402, unknown ids as 404
+`resource_missing`, and Idempotency-Key replay (the same key returns the first
+response). It serves:
+
+- PaymentIntents: POST /v1/payment_intents (confirmed at once; `DECLINED` is declined
+  with a 402, `NEEDS_ACTION` waits for 3-D Secure), GET /v1/payment_intents/{id} (with
+  `expand`, a succeeded one carries its charge and the charge's balance transaction:
+  a fee of 2.9% + 30 cents), GET /v1/payment_intents;
+- refunds: POST /v1/refunds, GET /v1/refunds/{id}, GET /v1/refunds;
+- Connect transfers: POST /v1/transfers, GET /v1/transfers/{id}, GET /v1/transfers,
+  POST and GET /v1/transfers/{id}/reversals (a reversal defaults to what is left);
+- disputes (chargebacks and inquiries): GET /v1/disputes/{id}, with the balance
+  transactions embedded, and GET /v1/disputes;
+- balance transactions (card payments, dispute withdrawals and reinstatements):
+  GET /v1/balance_transactions/{id}, GET /v1/balance_transactions.
+
+Lists return every object of their kind. What Stripe does on its own, tests do with
+Python methods: `complete_action` (3-D Secure), `settle_refund`, `reverse_transfer`,
+`open_dispute` and `close_dispute`. Tests can inject faults on the next POST with
+`fail_next`: a 500, a response lost after the object was created, or a response that
+comes after the client's read timeout. `signed` signs webhook payloads as Stripe does,
+and `event` wraps an object in an event.
 """
 
 from __future__ import annotations
@@ -22,6 +40,17 @@ from urllib.parse import parse_qsl
 
 DECLINED = "pm_card_chargeDeclined"
 NEEDS_ACTION = "pm_card_authenticationRequired"
+DISPUTE_FEE = 1500  # Stripe's $15 dispute fee, in cents; given back when the dispute is won
+#: The URL segment of each retrievable, listable resource and the `object` it holds.
+RESOURCES = {
+    "payment_intents": "payment_intent",
+    "refunds": "refund",
+    "transfers": "transfer",
+    "disputes": "dispute",
+    "balance_transactions": "balance_transaction",
+}
+REFUND_STATUSES = ("pending", "requires_action", "succeeded", "failed", "canceled")
+CLOSED_DISPUTES = ("won", "lost", "warning_closed")
 
 
 def parse_form(body: str) -> dict[str, Any]:
@@ -36,6 +65,16 @@ def parse_form(body: str) -> dict[str, Any]:
     return result
 
 
+def _invalid(message: str, *, param: str | None = None, code: str | None = None) -> dict[str, Any]:
+    """Stripe's error body for a request it refuses."""
+    error: dict[str, Any] = {"type": "invalid_request_error", "message": message}
+    if code:
+        error["code"] = code
+    if param:
+        error["param"] = param
+    return {"error": error}
+
+
 class StripeStandIn:
     def __init__(self) -> None:
         self.objects: dict[str, dict[str, Any]] = {}
@@ -45,6 +84,7 @@ class StripeStandIn:
         self.created: dict[str, int] = defaultdict(int)
         self.last_query = ""
         self.refund_status = "succeeded"  # what a new refund reports; "pending" waits for a webhook
+        self.timeout_delay = 2.0  # seconds a "timeout" fault holds the response back
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         standin = self
@@ -70,7 +110,12 @@ class StripeStandIn:
         self.server.server_close()
 
     def fail_next(self, fault: str) -> None:
-        """`"500"`: answer the next create with a server error; `"drop"`: create, then lose the response."""
+        """Break the next POST that is not a replay.
+
+        `"500"`: answer it with a server error, creating nothing; `"drop"`: create, then lose
+        the response; `"timeout"`: create, then answer only after `timeout_delay` seconds, so a
+        client with a shorter read timeout gives up and retries (its retry gets the replay).
+        """
         self.faults.append(fault)
 
     def new_id(self, prefix: str) -> str:
@@ -79,8 +124,8 @@ class StripeStandIn:
     def _serve(self, handler: BaseHTTPRequestHandler, method: str, body: str) -> None:
         params = parse_form(body)
         key = handler.headers.get("Idempotency-Key")
-        path, _, self.last_query = handler.path.partition("?")
         with self._lock:
+            path, _, self.last_query = handler.path.partition("?")
             self.requests.append((method, path, params, key))
             if method == "POST" and key and key in self.replays:
                 status, payload = self.replays[key]
@@ -98,32 +143,45 @@ class StripeStandIn:
                 handler.close_connection = True
                 handler.connection.close()  # the object exists, the client never hears of it
                 return
-            self._send(handler, status, payload)
+            if fault != "timeout":
+                self._send(handler, status, payload)
+                return
+        # A "timeout": the object exists and its replay is stored. Wait outside the lock, so the
+        # client's retry is answered meanwhile; by the time this answer goes out nobody listens.
+        time.sleep(self.timeout_delay)
+        self._send(handler, status, payload)
 
     def _send(self, handler: BaseHTTPRequestHandler, status: int, payload: bytes) -> None:
-        handler.send_response(status)
-        handler.send_header("Content-Type", "application/json")
-        handler.send_header("Content-Length", str(len(payload)))
-        handler.send_header("Request-Id", f"req_{next(self._ids)}")
-        handler.end_headers()
-        handler.wfile.write(payload)
+        try:
+            handler.send_response(status)
+            handler.send_header("Content-Type", "application/json")
+            handler.send_header("Content-Length", str(len(payload)))
+            handler.send_header("Request-Id", f"req_{next(self._ids)}")
+            handler.end_headers()
+            handler.wfile.write(payload)
+        except (BrokenPipeError, ConnectionResetError):
+            handler.close_connection = True  # the client gave up (a read timeout): nobody to answer
 
     def _route(self, method: str, path: str, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         parts = path.strip("/").split("/")
         if method == "POST" and path == "/v1/payment_intents":
             return self._create_intent(params)
-        if method == "GET" and parts[:2] == ["v1", "payment_intents"] and len(parts) == 3 and parts[2] in self.objects:
-            intent = dict(self.objects[parts[2]])
+        if method == "GET" and len(parts) == 3 and parts[0] == "v1" and parts[1] in RESOURCES:
+            found = self._find(parts[1], parts[2])
+            if found is None:
+                return self._missing(parts[1], parts[2])
+            if found["object"] != "payment_intent":
+                return 200, found
+            intent = dict(found)
             if "expand" in self.last_query and intent["status"] == "succeeded":
-                fee = intent["amount"] * 29 // 1000 + 30  # 2.9% + 30 cents, like a card payment
                 intent["latest_charge"] = {
                     "id": f"ch_{intent['id']}",
-                    "balance_transaction": {"id": f"txn_{intent['id']}", "fee": fee, "currency": intent["currency"]},
+                    "object": "charge",
+                    "balance_transaction": self._charge_transaction(intent),
                 }
             return 200, intent
-        listings = {"payment_intents": "payment_intent", "refunds": "refund", "transfers": "transfer"}
-        if method == "GET" and len(parts) == 2 and parts[1] in listings:
-            kind = listings[parts[1]]
+        if method == "GET" and len(parts) == 2 and parts[1] in RESOURCES:
+            kind = RESOURCES[parts[1]]
             data = [o for o in self.objects.values() if o["object"] == kind]
             return 200, {"object": "list", "url": path, "has_more": False, "data": data}
         if method == "POST" and path == "/v1/refunds":
@@ -146,15 +204,39 @@ class StripeStandIn:
                 "object": "transfer",
                 "created": int(time.time()),
                 "amount": int(params["amount"]),
+                "amount_reversed": 0,
                 "currency": params["currency"],
                 "destination": params["destination"],
                 "metadata": params.get("metadata", {}),
                 "reversed": False,
             }
+            transfer["reversals"] = self._list(f"/v1/transfers/{transfer['id']}/reversals", [])
             self.objects[transfer["id"]] = transfer
             self.created["transfer"] += 1
             return 200, transfer
+        if len(parts) == 4 and parts[:2] == ["v1", "transfers"] and parts[3] == "reversals":
+            target = self._find("transfers", parts[2])
+            if target is None:
+                return self._missing("transfers", parts[2])
+            if method == "GET":
+                return 200, self._list(path, list(target["reversals"]["data"]))
+            amount = int(params["amount"]) if params.get("amount") else None
+            return self._reverse(target, amount, params.get("metadata", {}))
         return 404, {"error": {"type": "invalid_request_error", "message": f"no route {method} {path}"}}
+
+    def _find(self, resource: str, object_id: str) -> dict[str, Any] | None:
+        """The stored object with this id, if it is of the resource's kind."""
+        found = self.objects.get(object_id)
+        return found if found is not None and found["object"] == RESOURCES[resource] else None
+
+    @staticmethod
+    def _missing(resource: str, object_id: str) -> tuple[int, dict[str, Any]]:
+        message = f"No such {RESOURCES[resource]}: '{object_id}'"
+        return 404, _invalid(message, param="id", code="resource_missing")
+
+    @staticmethod
+    def _list(url: str, data: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"object": "list", "url": url, "has_more": False, "total_count": len(data), "data": data}
 
     def _create_intent(self, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         intent: dict[str, Any] = {
@@ -185,15 +267,160 @@ class StripeStandIn:
             }
             return 402, {"error": error}
         intent["status"] = "requires_action" if method == NEEDS_ACTION else "succeeded"
+        if intent["status"] == "succeeded":
+            self._charge_transaction(intent)
         return 200, intent
+
+    def _transaction(
+        self, amount: int, fee: int, currency: str, kind: str, category: str, source: str, txn_id: str | None = None
+    ) -> dict[str, Any]:
+        """Store and return a balance transaction: money in (amount > 0) or out, less Stripe's fee."""
+        transaction: dict[str, Any] = {
+            "id": txn_id or self.new_id("txn"),
+            "object": "balance_transaction",
+            "amount": amount,
+            "fee": fee,
+            "net": amount - fee,
+            "currency": currency,
+            "type": kind,
+            "reporting_category": category,
+            "source": source,
+            "created": int(time.time()),
+        }
+        self.objects[transaction["id"]] = transaction
+        self.created["balance_transaction"] += 1
+        return transaction
+
+    def _charge_transaction(self, intent: dict[str, Any]) -> dict[str, Any]:
+        """The balance transaction of a succeeded payment's charge (made once, on first need)."""
+        existing = self.objects.get(f"txn_{intent['id']}")
+        if existing is not None:
+            return existing
+        fee = intent["amount"] * 29 // 1000 + 30  # 2.9% + 30 cents, like a card payment
+        return self._transaction(
+            intent["amount"], fee, intent["currency"], "charge", "charge", f"ch_{intent['id']}", f"txn_{intent['id']}"
+        )
+
+    def _reverse(
+        self, transfer: dict[str, Any], amount: int | None, metadata: dict[str, Any]
+    ) -> tuple[int, dict[str, Any]]:
+        """Reverse part or (by default) all of what is left of a transfer; the reversal, or a 400."""
+        left = transfer["amount"] - transfer.get("amount_reversed", 0)
+        if left <= 0:
+            return 400, _invalid(f"Transfer {transfer['id']} has already been fully reversed.")
+        amount = left if amount is None else amount
+        if not 0 < amount <= left:
+            message = f"You cannot reverse {amount}: only {left} of transfer {transfer['id']} is left to reverse."
+            return 400, _invalid(message, param="amount")
+        reversal = {
+            "id": self.new_id("trr"),
+            "object": "transfer_reversal",
+            "amount": amount,
+            "currency": transfer["currency"],
+            "transfer": transfer["id"],
+            "created": int(time.time()),
+            "metadata": metadata,
+        }
+        self.objects[reversal["id"]] = reversal
+        self.created["transfer_reversal"] += 1
+        transfer["amount_reversed"] = transfer.get("amount_reversed", 0) + amount
+        transfer["reversed"] = transfer["amount_reversed"] >= transfer["amount"]
+        reversals = transfer.setdefault("reversals", self._list(f"/v1/transfers/{transfer['id']}/reversals", []))
+        reversals["data"].insert(0, reversal)  # newest first, as Stripe lists them
+        reversals["total_count"] = len(reversals["data"])
+        return 200, reversal
 
     def complete_action(self, intent_id: str, *, succeed: bool = True) -> dict[str, Any]:
         """The customer finished (or failed) 3-D Secure."""
-        intent = self.objects[intent_id]
-        intent["status"] = "succeeded" if succeed else "requires_payment_method"
-        if not succeed:
-            intent["last_payment_error"] = {"code": "authentication_failed", "message": "Authentication failed."}
-        return intent
+        with self._lock:
+            intent = self.objects[intent_id]
+            intent["status"] = "succeeded" if succeed else "requires_payment_method"
+            if succeed:
+                self._charge_transaction(intent)
+            else:
+                intent["last_payment_error"] = {"code": "authentication_failed", "message": "Authentication failed."}
+            return intent
+
+    def reverse_transfer(self, transfer_id: str, *, amount: int | None = None) -> dict[str, Any]:
+        """Stripe (or the platform in the dashboard) reverses a transfer: all that is left unless `amount`.
+
+        Returns the updated transfer; ValueError if there is not that much left to reverse.
+        """
+        with self._lock:
+            transfer = self.objects[transfer_id]
+            status, answer = self._reverse(transfer, amount, {})
+            if status != 200:
+                raise ValueError(answer["error"]["message"])
+            return transfer
+
+    def settle_refund(
+        self, refund_id: str, status: str = "succeeded", failure_reason: str | None = None
+    ) -> dict[str, Any]:
+        """A pending refund settles: `status` becomes what Stripe reports; a failed one says why."""
+        if status not in REFUND_STATUSES:
+            raise ValueError(f"a refund's status is one of {REFUND_STATUSES}, not {status!r}")
+        with self._lock:
+            refund = self.objects[refund_id]
+            refund["status"] = status
+            if status == "failed":
+                refund["failure_reason"] = failure_reason or "unknown"
+            else:
+                refund.pop("failure_reason", None)
+            return refund
+
+    def open_dispute(self, intent_id: str, amount: int | None = None, *, inquiry: bool = False) -> dict[str, Any]:
+        """The cardholder disputes a payment (by default all of it).
+
+        A chargeback withdraws the amount at once, plus the $15 dispute fee, in one balance
+        transaction; an inquiry (`inquiry=True`) moves no money.
+        """
+        with self._lock:
+            intent = self.objects[intent_id]
+            amount = intent["amount"] if amount is None else amount
+            dispute: dict[str, Any] = {
+                "id": self.new_id("dp"),
+                "object": "dispute",
+                "amount": amount,
+                "currency": intent["currency"],
+                "charge": f"ch_{intent_id}",
+                "payment_intent": intent_id,
+                "status": "warning_needs_response" if inquiry else "needs_response",
+                "reason": "fraudulent",
+                "created": int(time.time()),
+                "metadata": {},
+                "balance_transactions": [],
+            }
+            if not inquiry:
+                withdrawal = self._transaction(
+                    -amount, DISPUTE_FEE, dispute["currency"], "adjustment", "dispute", dispute["id"]
+                )
+                dispute["balance_transactions"].append(withdrawal)
+            self.objects[dispute["id"]] = dispute
+            self.created["dispute"] += 1
+            return dispute
+
+    def close_dispute(self, dispute_id: str, *, won: bool) -> dict[str, Any]:
+        """The card network decides. A won chargeback gives the amount and the fee back.
+
+        Won: "won" (an inquiry: "warning_closed", nothing to give back); lost: "lost".
+        ValueError if the dispute is already closed.
+        """
+        with self._lock:
+            dispute = self.objects[dispute_id]
+            if dispute["status"] in CLOSED_DISPUTES:
+                raise ValueError(f"dispute {dispute_id} is already closed ({dispute['status']})")
+            inquiry = str(dispute["status"]).startswith("warning_")
+            if not won:
+                dispute["status"] = "lost"
+            elif inquiry:
+                dispute["status"] = "warning_closed"
+            else:
+                dispute["status"] = "won"
+                reinstatement = self._transaction(
+                    dispute["amount"], -DISPUTE_FEE, dispute["currency"], "adjustment", "dispute_reversal", dispute_id
+                )
+                dispute["balance_transactions"].append(reinstatement)
+            return dispute
 
 
 def signed(payload: dict[str, Any], secret: str, *, at: int | None = None) -> tuple[bytes, str]:

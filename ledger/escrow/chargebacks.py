@@ -112,39 +112,38 @@ def apply_dispute(uow: UnitOfWork, report: DisputeReport, milestone_id: str, *, 
 def _book_move(
     uow: UnitOfWork, contract: Contract, milestone_id: str, dispute_id: str, move: BalanceMove, psp_account: str
 ) -> bool:
-    """Book one balance transaction of a dispute; False if it was booked before."""
-    key = f"dispute.funds:{move.id}"
-    if uow.journal.find_by_keys([key]):
-        return False
+    """Book one balance transaction of a dispute; False if it was booked before.
+
+    The disputed money and the dispute fee are separate entries, so reconciliation
+    finds the withdrawal at the dispute's own amount."""
     currency = contract.currency
-    postings: list[Posting] = []
+    booked: list[tuple[str, str, tuple[Posting, ...]]] = []
+    postings: tuple[Posting, ...]
     if move.amount < 0:
-        postings += [debit(DISPUTED, -move.amount, currency), credit(psp_account, -move.amount, currency)]
+        postings = (debit(DISPUTED, -move.amount, currency), credit(psp_account, -move.amount, currency))
+        booked.append((f"dispute.funds:{move.id}", "dispute.funds_withdrawn", postings))
     elif move.amount > 0:
-        postings += [debit(psp_account, move.amount, currency), credit(DISPUTED, move.amount, currency)]
+        postings = (debit(psp_account, move.amount, currency), credit(DISPUTED, move.amount, currency))
+        booked.append((f"dispute.funds:{move.id}", "dispute.funds_reinstated", postings))
     if move.fee > 0:
-        postings += [debit(PSP_FEES, move.fee, currency), credit(psp_account, move.fee, currency)]
+        postings = (debit(PSP_FEES, move.fee, currency), credit(psp_account, move.fee, currency))
+        booked.append((f"dispute.fee:{move.id}", "dispute.fee", postings))
     elif move.fee < 0:
-        postings += [debit(psp_account, -move.fee, currency), credit(PSP_FEES, -move.fee, currency)]
-    if not postings:
+        postings = (debit(psp_account, -move.fee, currency), credit(PSP_FEES, -move.fee, currency))
+        booked.append((f"dispute.fee:{move.id}", "dispute.fee_returned", postings))
+    if not booked or uow.journal.find_by_keys([booked[0][0]]):
         return False
-    kind = (
-        "dispute.funds_withdrawn"
-        if move.amount < 0
-        else "dispute.funds_reinstated"
-        if move.amount > 0
-        else "dispute.fee"
-    )
-    post_entry(
-        uow,
-        EntryRequest(
-            idempotency_key=key,
-            kind=kind,
-            postings=tuple(postings),
-            refs=entry_refs(contract, milestone_id, dispute=dispute_id, gateway_reference=dispute_id),
-            metadata={"balance_transaction": move.id},
-        ),
-    )
+    for key, kind, postings in booked:
+        post_entry(
+            uow,
+            EntryRequest(
+                idempotency_key=key,
+                kind=kind,
+                postings=postings,
+                refs=entry_refs(contract, milestone_id, dispute=dispute_id, gateway_reference=dispute_id),
+                metadata={"balance_transaction": move.id},
+            ),
+        )
     return True
 
 

@@ -21,9 +21,8 @@ unrecovered).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 from collections import defaultdict
+from collections.abc import Iterator
 
 from sqlalchemy import Connection, select, text
 

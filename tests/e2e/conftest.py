@@ -34,3 +34,7 @@ def api(book: Ledger, clock: FixedClock) -> Iterator[Api]:
     keys = {role: book.transaction(lambda uow, r=role: create_key(uow, r))[1] for role in ROLES}  # type: ignore[misc]
     with TestClient(create_app(book, gateway)) as client:
         yield Api(client, book, gateway, clock, keys)
+
+
+# The Stripe harness's fixture, shared by the Stripe end-to-end modules.
+from tests.e2e.stripe_api import stripe_api  # noqa: E402, F401

@@ -3,80 +3,16 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 import pytest
-from litestar.testing import TestClient
 from sqlalchemy import func, select
 
-from ledger import FixedClock, Ledger
-from ledger.api.app import create_app
 from ledger.api.keys import create_key
-from ledger.db.schema import entries, provider_events
+from ledger.db.schema import provider_events
 from ledger.escrow.timers import tick
-from ledger.gateway.stripe_gateway import StripeGateway
-from tests.stripe_standin import DECLINED, NEEDS_ACTION, StripeStandIn, event, signed
-
-SECRET = "whsec_test_secret"
-
-
-@dataclass
-class StripeApi:
-    client: TestClient  # type: ignore[type-arg]
-    book: Ledger
-    stripe: StripeStandIn
-    clock: FixedClock
-    headers: dict[str, str]
-
-    def post(self, path: str, body: dict[str, Any] | None = None) -> Any:
-        return self.client.post(path, json=body, headers=self.headers)
-
-    def webhook(self, payload: dict[str, Any], *, secret: str = SECRET, at: int | None = None) -> Any:
-        body, signature = signed(payload, secret, at=at)
-        return self.client.post(
-            "/v1/webhooks/stripe",
-            content=body,
-            headers={"Stripe-Signature": signature, "Content-Type": "application/json"},
-        )
-
-    def milestone(self, milestone_id: str) -> dict[str, Any]:
-        return dict(self.client.get(f"/v1/milestones/{milestone_id}", headers=self.headers).json())
-
-    def entry_count(self) -> int:
-        return self.book.transaction(
-            lambda uow: int(uow.connection.execute(select(func.count()).select_from(entries)).scalar_one())
-        )
-
-
-@pytest.fixture
-def stripe_api(book: Ledger, clock: FixedClock) -> Iterator[StripeApi]:
-    standin = StripeStandIn()
-    gateway = StripeGateway("sk_test_standin", api_base=standin.url, max_network_retries=2)
-    _, key = book.transaction(lambda uow: create_key(uow, "marketplace"))
-    app = create_app(book, gateway, stripe_webhook_secret=SECRET)
-    with TestClient(app) as client:
-        api = StripeApi(client, book, standin, clock, {"Authorization": f"Bearer {key}"})
-        api.client.put(
-            "/v1/parties/cl_1", json={"display_name": "Acme", "provider_id": "cus_acme"}, headers=api.headers
-        )
-        api.client.put("/v1/parties/fr_1", json={"display_name": "Ada", "provider_id": "acct_ada"}, headers=api.headers)
-        yield api
-    standin.close()
-
-
-def new_milestone(api: StripeApi, amount: str = "1000.00") -> str:
-    contract = api.post(
-        "/v1/contracts", {"client_id": "cl_1", "freelancer_id": "fr_1", "currency": "USD", "title": "t"}
-    )
-    assert contract.status_code == 201, contract.text
-    milestone = api.post(
-        f"/v1/contracts/{contract.json()['id']}/milestones",
-        {"title": "m", "amount": {"amount": amount, "currency": "USD"}},
-    )
-    return str(milestone.json()["id"])
+from tests.e2e.stripe_api import SECRET, StripeApi, new_milestone
+from tests.stripe_standin import DECLINED, NEEDS_ACTION, event
 
 
 def test_funding_creates_a_captured_payment_intent_for_the_clients_customer(stripe_api: StripeApi) -> None:
@@ -167,7 +103,7 @@ def test_an_event_about_an_unknown_object_is_acknowledged_and_recorded(stripe_ap
     assert response.status_code == 200 and response.json()["outcome"] == "ignored"
 
 
-@pytest.mark.parametrize("fault", ["500", "drop"])
+@pytest.mark.parametrize("fault", ["500", "drop", "timeout"])
 def test_a_failed_create_is_retried_with_the_same_key_and_charges_once(stripe_api: StripeApi, fault: str) -> None:
     milestone_id = new_milestone(stripe_api)
     stripe_api.stripe.fail_next(fault)
@@ -208,7 +144,7 @@ def test_a_reversed_transfer_returns_the_money_to_available(stripe_api: StripeAp
     tick(stripe_api.book)
     payout = stripe_api.post("/v1/freelancers/fr_1/payouts", {"amount": {"amount": "800.00", "currency": "USD"}}).json()
     transfer = next(o for o in stripe_api.stripe.objects.values() if o["object"] == "transfer")
-    stripe_api.webhook(event("transfer.reversed", {**transfer, "reversed": True}))
+    stripe_api.webhook(event("transfer.reversed", stripe_api.stripe.reverse_transfer(transfer["id"])))
     balance = stripe_api.client.get("/v1/freelancers/fr_1/balance?currency=USD", headers=stripe_api.headers).json()
     assert balance["available"]["amount"] == "850.00" and balance["in_transit"]["amount"] == "0.00"
     assert stripe_api.client.get(f"/v1/payouts/{payout['id']}", headers=stripe_api.headers).json()["state"] == "failed"
@@ -249,7 +185,7 @@ def test_a_pending_refund_is_booked_when_stripe_reports_it_succeeded(stripe_api:
     assert stripe_api.book.balance("liabilities:refunds:in_transit", "USD") == 100_00
     assert psp_balance(stripe_api) == 1_000_00 - stripe_fee(100000)
     refund = next(o for o in stripe_api.stripe.objects.values() if o["object"] == "refund")
-    done = stripe_api.webhook(event("refund.updated", {**refund, "status": "succeeded"}))
+    done = stripe_api.webhook(event("refund.updated", stripe_api.stripe.settle_refund(refund["id"])))
     assert "succeeded" in done.json()["outcome"]
     assert stripe_api.book.balance("liabilities:refunds:in_transit", "USD") == 0
     assert psp_balance(stripe_api) == 900_00 - stripe_fee(100000)
