@@ -75,6 +75,19 @@ def respond(status: int, payload: object) -> Response[bytes]:
     return Response(content=msgspec.json.encode(payload), status_code=status, media_type=JSON)
 
 
+def request_key(request: Request[Any, Any, Any]) -> str | None:
+    """The request's Idempotency-Key, scoped to its API key, for use cases that remember
+    their callers' keys: a retry after a crash between the money moving and the response
+    being recorded then finds the first result instead of moving money again."""
+    key = request.headers.get("idempotency-key")
+    if key is None or not key.strip() or len(key) > 255:
+        return None
+    api_key: ApiKey = request.state.api_key
+    scoped = f"{api_key.id}:{key}"
+    # Stored beside payments and sent on to the provider inside its own keys: keep it short.
+    return scoped if len(scoped) <= 120 else f"{api_key.id}:sha256:{hashlib.sha256(key.encode()).hexdigest()}"
+
+
 def idempotent(request: Request[Any, Any, Any], body: object, run: Callable[[], tuple[int, object]]) -> Response[bytes]:
     """Run a POST once per Idempotency-Key; replay its recorded response to retries."""
     key = request.headers.get("idempotency-key")
@@ -101,7 +114,12 @@ def idempotent(request: Request[Any, Any, Any], body: object, run: Callable[[], 
         content, media_type = msgspec.json.encode(payload), JSON
     except LedgerError as error:
         # A refusal is an answer too: a retry gets the same refusal, not a second try.
+        # A passing failure (the provider or the database unavailable, 5xx) is not: the
+        # key is released so that the retry runs again.
         problem = problem_body(error, path)
+        if problem["status"] >= 500:
+            book.transaction(lambda uow: uow.api.release_request(key, api_key.id))
+            raise
         status, content, media_type = problem["status"], msgspec.json.encode(problem), "application/problem+json"
     except BaseException:
         book.transaction(lambda uow: uow.api.release_request(key, api_key.id))

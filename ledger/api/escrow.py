@@ -6,7 +6,7 @@ from typing import Any
 
 from litestar import Controller, Request, Response, get, post
 
-from ledger.api.context import MARKETPLACE, Services, idempotent, services
+from ledger.api.context import MARKETPLACE, Services, idempotent, request_key, services
 from ledger.api.schemas import (
     ApproveRequest,
     ContractCreate,
@@ -163,7 +163,9 @@ class MilestoneController(Controller):
                     lambda uow: uow.escrow.currency_of(uow.escrow.milestone(milestone_id).contract_id), read_only=True
                 )
                 amount = body.amount.minor(currency)
-            svc.escrow.approve(milestone_id, amount=amount)
+            svc.escrow.approve(
+                milestone_id, amount=amount, payment_method=body.payment_method, request_key=request_key(request)
+            )
             return 200, milestone_view(svc, milestone_id)
 
         return idempotent(request, body, run)  # type: ignore[return-value]
@@ -234,7 +236,9 @@ class PaymentController(Controller):
             currency = svc.book.transaction(
                 lambda uow: uow.escrow.currency_of(uow.escrow.payment(payment_id).contract_id), read_only=True
             )
-            refund = svc.escrow.refund_payment(payment_id, data.amount.minor(currency))
+            refund = svc.escrow.refund_payment(
+                payment_id, data.amount.minor(currency), request_key=request_key(request)
+            )
             return 201, refund_out(refund, currency)
 
         return idempotent(request, data, run)  # type: ignore[return-value]

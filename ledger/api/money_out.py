@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from litestar import Controller, Request, Response, get, post
 from litestar.params import Parameter
 
-from ledger.api.context import MARKETPLACE, idempotent, services
+from ledger.api.context import MARKETPLACE, idempotent, request_key, services
 from ledger.api.schemas import BalanceOut, EntryList, PayoutCreate, PayoutOut
 from ledger.api.views import balance_out, entry_out, payout_out
 from ledger.db.unit_of_work import UnitOfWork
@@ -86,7 +86,9 @@ class FreelancerController(Controller):
 
         def run() -> tuple[int, object]:
             currency = normalize_currency(data.amount.currency)
-            payout = svc.escrow.request_payout(freelancer_id, amount=data.amount.minor(), currency=currency)
+            payout = svc.escrow.request_payout(
+                freelancer_id, amount=data.amount.minor(), currency=currency, request_key=request_key(request)
+            )
             return 201, payout_out(payout)
 
         return idempotent(request, data, run)  # type: ignore[return-value]

@@ -77,6 +77,8 @@ class FundRequest(Struct, forbid_unknown_fields=True):
 
 class ApproveRequest(Struct, forbid_unknown_fields=True):
     amount: Amount | None = None
+    #: For a bonus (approving more than held): the client's payment method at the provider.
+    payment_method: str | None = None
 
 
 class EndContract(Struct, forbid_unknown_fields=True):

@@ -231,9 +231,11 @@ class Escrow:
         *,
         amount: int | None = None,
         currency: str | None = None,
+        payment_method: str | None = None,
         request_key: str | None = None,
     ) -> list[Payment]:
-        """Approve all held (default), part of it, or more (the extra is charged as a bonus first)."""
+        """Approve all held (default), part of it, or more (the extra is charged as a bonus first,
+        with `payment_method` when the provider needs one)."""
         self._milestone_currency(milestone_id, currency)
         bonus: tuple[str, str, str] | None = None
         if amount is not None:
@@ -246,12 +248,14 @@ class Escrow:
                 and not isinstance(amount, bool)
                 and amount > milestone.held > 0
             ):
-                bonus = self._charge_bonus(milestone, amount - milestone.held, request_key)
+                bonus = self._charge_bonus(milestone, amount - milestone.held, request_key, payment_method)
         return self.book.transaction(
             lambda uow: use.approve(uow, milestone_id, amount=amount, bonus=bonus, request_key=request_key)
         )
 
-    def _charge_bonus(self, milestone: Milestone, extra: int, request_key: str | None) -> tuple[str, str, str]:
+    def _charge_bonus(
+        self, milestone: Milestone, extra: int, request_key: str | None, payment_method: str | None
+    ) -> tuple[str, str, str]:
         gateway = self._gateway()
         contract = self.contract(milestone.contract_id)
         # With a request key, a retried request repeats the same charge; without one,
@@ -263,6 +267,7 @@ class Escrow:
             idempotency_key=key,
             customer=self._provider_id(contract.client_id),
             metadata={"contract": contract.id, "milestone": milestone.id, "bonus": "true"},
+            payment_method=payment_method,
         )
         if not result.succeeded:
             raise PaymentFailed(

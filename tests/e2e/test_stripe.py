@@ -229,3 +229,33 @@ def test_reconciliation_matches_provider_objects_to_ledger_entries(stripe_api: S
     assert by_reference[stray["id"]]["status"] == "missing_in_ledger"
     assert by_reference[refund["id"]]["status"] == "amount_mismatch"
     assert by_reference[refund["id"]]["provider_amount"]["amount"] == "400.01"
+
+
+def test_a_create_that_still_fails_answers_503_and_the_same_key_runs_it_again(stripe_api: StripeApi) -> None:
+    milestone_id = new_milestone(stripe_api)
+    for _ in range(3):  # the first try and both SDK retries
+        stripe_api.stripe.fail_next("500")
+    headers = {**stripe_api.headers, "Idempotency-Key": "fund-once"}
+    body = {"payment_method": "pm_card_visa"}
+    failed = stripe_api.client.post(f"/v1/milestones/{milestone_id}/fund", json=body, headers=headers)
+    assert failed.status_code == 503 and failed.json()["type"] == "urn:ledger:problem:gateway-unavailable"
+    assert stripe_api.entry_count() == 0 and stripe_api.stripe.created["payment_intent"] == 0
+    retried = stripe_api.client.post(f"/v1/milestones/{milestone_id}/fund", json=body, headers=headers)
+    assert retried.status_code == 200, retried.text
+    assert retried.json()["milestone"]["state"] == "funded"
+    assert stripe_api.stripe.created["payment_intent"] == 1
+
+
+def test_a_bonus_is_a_payment_intent_with_the_payment_method_passed(stripe_api: StripeApi) -> None:
+    milestone_id = new_milestone(stripe_api)
+    stripe_api.post(f"/v1/milestones/{milestone_id}/fund", {"payment_method": "pm_card_visa"})
+    approved = stripe_api.post(
+        f"/v1/milestones/{milestone_id}/approve",
+        {"amount": {"amount": "1200.00", "currency": "USD"}, "payment_method": "pm_card_visa"},
+    )
+    assert approved.status_code == 200, approved.text
+    assert sorted(p["gross"]["amount"] for p in approved.json()["payments"]) == ["1000.00", "200.00"]
+    bonus = [r[2] for r in stripe_api.stripe.requests if r[1] == "/v1/payment_intents"][-1]
+    assert bonus["amount"] == "20000" and bonus["payment_method"] == "pm_card_visa"
+    assert bonus["metadata"]["bonus"] == "true" and bonus["metadata"]["milestone"] == milestone_id
+    assert stripe_api.book.audit().ok
