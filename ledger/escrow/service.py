@@ -337,6 +337,11 @@ class Escrow:
                 # sends it again with the same key, so the provider refunds once.
                 waiting += 1
                 continue
+            except InvalidRequest as refused:
+                # The provider will not take this refund as asked: it stays owed (in transit),
+                # marked failed with the reason, for an operator; other orders go on.
+                self.settle_refund(order.id, succeeded=False, reference=None, reason=str(refused))
+                continue
             if result.status == "requires_action":
                 waiting += 1
                 continue

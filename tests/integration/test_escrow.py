@@ -8,11 +8,11 @@ import pytest
 from sqlalchemy import func, select
 
 from ledger import FixedClock, Ledger
-from ledger.db.schema import entries, milestones
+from ledger.db.schema import entries, milestones, refund_orders
 from ledger.errors import BelowFloor, CurrencyMismatch, InvalidRequest
 from ledger.escrow import ContractEnded, Escrow, InvalidTransition, MilestoneState, PayoutState, RefundNotAllowed
 from ledger.escrow.chart import SERVICE_FEES, escrow_account_code
-from ledger.gateway import GatewayNotConfigured, PaymentFailed, SimulatedGateway
+from ledger.gateway import GatewayNotConfigured, GatewayResult, PaymentFailed, SimulatedGateway
 
 D = 100
 S = MilestoneState
@@ -419,4 +419,23 @@ def test_a_release_that_is_all_fee_is_a_payment_with_a_net_of_zero(escrow: Escro
     [payment] = escrow.approve(milestone_id)
     assert (payment.gross, payment.fee, payment.net) == (1, 1, 0)
     assert escrow.milestone(milestone_id).state is S.RELEASED
+    assert book.audit().ok
+
+
+class RefusingRefunds(SimulatedGateway):
+    """A provider that takes charges but refuses every refund as asked."""
+
+    def refund(self, **request: object) -> GatewayResult:  # type: ignore[override]
+        raise InvalidRequest("charge ch_1 has already been refunded", field="charge")
+
+
+def test_a_refund_the_provider_refuses_stays_owed_and_is_marked_failed_with_the_reason(book: Ledger) -> None:
+    escrow = Escrow(book, RefusingRefunds())
+    milestone_id = funded(escrow)
+    escrow.end_contract(escrow.milestone(milestone_id).contract_id, ended_by="freelancer")
+    assert escrow.milestone(milestone_id).state is S.REFUNDED
+    assert book.balance("liabilities:refunds:in_transit", "USD") == 1_000 * D  # still owed to the client
+    [order] = book.transaction(lambda uow: list(uow.connection.execute(refund_orders.select())), read_only=True)
+    assert order.state == "failed" and order.failure_reason == "charge ch_1 has already been refunded"
+    assert escrow.tick().summary() == "nothing due"  # the failed order does not stop the tick
     assert book.audit().ok
