@@ -240,3 +240,11 @@ def test_a_refund_whose_create_call_fails_is_owed_and_sent_once_by_tick(stripe_a
     )
     assert states == ["succeeded"]
     audited(api)
+
+
+def test_an_event_about_an_object_stripe_does_not_know_is_acknowledged_and_recorded(stripe_api: StripeApi) -> None:
+    outcome = deliver(stripe_api, "transfer.created", {"id": "tr_unknown", "object": "transfer"})
+    assert outcome == "refused: Stripe has no tr_unknown"
+    again = stripe_api.webhook(event("transfer.created", {"id": "tr_unknown", "object": "transfer"}))
+    assert again.status_code == 200 and again.json()["outcome"] == "duplicate"
+    assert stripe_api.entry_count() == 0
