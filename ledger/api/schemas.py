@@ -203,6 +203,7 @@ class PayoutOut(Struct):
     failure_reason: str | None
     created_at: datetime
     settled_at: datetime | None
+    amount_reversed: Amount | None = None  # what of a paid transfer the provider has reversed
 
 
 class PostingOut(Struct):

@@ -128,6 +128,7 @@ def payout_out(payout: Payout) -> PayoutOut:
         failure_reason=payout.failure_reason,
         created_at=payout.created_at,
         settled_at=payout.settled_at,
+        amount_reversed=Amount.of(payout.amount_reversed, payout.currency),
     )
 
 

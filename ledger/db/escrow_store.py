@@ -105,6 +105,7 @@ def _payout(row: Any) -> Payout:
         failure_reason=row.failure_reason,
         created_at=row.created_at,
         settled_at=row.settled_at,
+        amount_reversed=int(row.amount_reversed),
     )
 
 
@@ -279,11 +280,15 @@ class EscrowStore:
         ).scalar_one()
         return int(total)
 
-    def unsent_payouts(self, limit: int) -> list[Payout]:
-        """Payouts in transit that the provider has not acknowledged (its answer was lost)."""
+    def unsent_payouts(self, since: datetime, limit: int) -> list[Payout]:
+        """Payouts in transit, created since `since`, that the provider has not acknowledged."""
         query = (
             select(payouts)
-            .where(payouts.c.state == PayoutState.IN_TRANSIT.value, payouts.c.gateway_reference.is_(None))
+            .where(
+                payouts.c.state == PayoutState.IN_TRANSIT.value,
+                payouts.c.gateway_reference.is_(None),
+                payouts.c.created_at >= since,
+            )
             .order_by(payouts.c.created_at, payouts.c.id)
             .limit(limit)
         )

@@ -311,6 +311,8 @@ class PayoutRow(Base):
     created_at: Mapped[Timestamp]
     settled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     request_key: Mapped[str | None] = mapped_column(String(255), unique=True)
+    # What of the transfer the provider has reversed since (back to the freelancer's available).
+    amount_reversed: Mapped[MinorUnits] = mapped_column(server_default="0")
 
     __table_args__ = (CheckConstraint("amount > 0", name="amount_positive"),)
 

@@ -4,13 +4,14 @@
 now (never with an event's copy), so it may run any number of times, in any order:
 
 - an open dispute freezes the milestone its payment funded: approval, release and
-  refunds are refused, and the review and refund-request clocks stop;
+  refunds are refused, the review and refund-request clocks stop, and its payments'
+  pending money does not become available (it is what a lost dispute takes first);
 - each balance transaction of the dispute is booked once: money withdrawn moves
   `assets:psp:<provider>` -> `assets:psp:disputed`, money reinstated moves it back,
   dispute fees go to `expenses:psp_fees`;
 - a dispute that closes with money still withdrawn (lost) is recovered by the
   policy below; one that closes won unfreezes the milestone and its clocks start
-  again in full.
+  again in full, and payments whose security period ended meanwhile mature.
 
 Recovery policy of a lost chargeback (DESIGN.md, "Chargebacks"), in this order:
 1. what the milestone still holds in escrow: the client's own money, which the bank
@@ -52,7 +53,7 @@ from ledger.escrow.model import (
     Payment,
     require_transition,
 )
-from ledger.escrow.payments import entry_refs
+from ledger.escrow.payments import PENDING_RELEASE, entry_refs
 from ledger.fees.billing import refund_fee
 from ledger.gateway import BalanceMove, DisputeReport
 from ledger.invoices.issuing import issue_refund_credit_notes
@@ -97,6 +98,14 @@ def apply_dispute(uow: UnitOfWork, report: DisputeReport, milestone_id: str, *, 
         raise DisputeMismatch(f"dispute {report.id} belongs to milestone {dispute.milestone_id}", dispute_id=report.id)
     if not dispute.is_open:
         return dispute  # closed: nothing more can happen to it
+    foreign = [m.id for m in report.balance_moves if m.currency != contract.currency]
+    if foreign:
+        # Settled in another currency than the payment: booking it needs the provider's
+        # exchange, which the ledger does not model; refused (recorded) for an operator.
+        raise DisputeMismatch(
+            f"dispute {report.id}: balance transactions {', '.join(foreign)} are not in {contract.currency}",
+            dispute_id=report.id,
+        )
     withdrawn, reinstated = dispute.withdrawn, dispute.reinstated
     # Withdrawals before reinstatements, so the disputed balance never goes negative.
     for move in sorted(report.balance_moves, key=lambda m: (m.amount >= 0, m.id)):
@@ -104,8 +113,11 @@ def apply_dispute(uow: UnitOfWork, report: DisputeReport, milestone_id: str, *, 
             withdrawn += max(-move.amount, 0)
             reinstated += max(move.amount, 0)
     uow.escrow.update_dispute(report.id, status=report.status, withdrawn=withdrawn, reinstated=reinstated)
-    if report.closed:
-        _close(uow, contract, milestone_id, report, outstanding=withdrawn - reinstated)
+    outstanding = withdrawn - reinstated
+    # A won dispute closes once its money is back: a "won" report that does not list the
+    # reinstatement yet waits for the one that does, rather than being taken for lost.
+    if report.closed and not (report.status != "lost" and outstanding > 0):
+        _close(uow, contract, milestone_id, report, outstanding=outstanding)
     return uow.escrow.dispute(report.id) or dispute
 
 
@@ -152,7 +164,10 @@ def _close(uow: UnitOfWork, contract: Contract, milestone_id: str, report: Dispu
     if outstanding > 0:
         recovered_escrow = _recover_from_escrow(uow, contract, milestone_id, report.id, outstanding)
         left = outstanding - recovered_escrow
-        for payment in reversed(uow.escrow.payments_of(milestone_id)):
+        # Every payment row first, in id order (as the maturity timer locks them), then
+        # the balances their recovery posts to: no lock cycle with `mature_payment`.
+        payments = [uow.escrow.payment(p.id, lock=True) for p in sorted(uow.escrow.payments_of(milestone_id), key=_id)]
+        for payment in sorted(payments, key=lambda p: (p.released_at, p.id), reverse=True):
             if left == 0:
                 break
             taken, from_freelancer, fee_back = _recover_from_payment(uow, contract, payment, report.id, left)
@@ -163,23 +178,27 @@ def _close(uow: UnitOfWork, contract: Contract, milestone_id: str, report: Dispu
         if left:
             unrecovered += left
             _post_loss(uow, contract, milestone_id, report.id, left)
-    else:
-        _restart_clocks(uow, milestone_id)
-    if report.status == "lost" or outstanding > 0:
-        outcome = DisputeOutcome.LOST
-    elif report.status == "warning_closed":
-        outcome = DisputeOutcome.WARNING_CLOSED
-    else:
-        outcome = DisputeOutcome.WON
     uow.escrow.update_dispute(
         report.id,
-        outcome=outcome.value,
+        outcome=_outcome(report.status, outstanding).value,
         recovered_from_escrow=recovered_escrow,
         recovered_from_freelancer=recovered_freelancer,
         fee_returned=fee_returned,
         unrecovered=unrecovered,
         closed_at=uow.clock.now(),
     )
+    if uow.escrow.open_dispute_of(milestone_id) is None:  # another chargeback may still hold it
+        _resume(uow, milestone_id)
+
+
+def _outcome(status: str, outstanding: int) -> DisputeOutcome:
+    if status == "lost" or outstanding > 0:
+        return DisputeOutcome.LOST
+    return DisputeOutcome.WARNING_CLOSED if status == "warning_closed" else DisputeOutcome.WON
+
+
+def _id(payment: Payment) -> str:
+    return payment.id
 
 
 def _recover_from_escrow(uow: UnitOfWork, contract: Contract, milestone_id: str, dispute_id: str, wanted: int) -> int:
@@ -204,16 +223,15 @@ def _recover_from_escrow(uow: UnitOfWork, contract: Contract, milestone_id: str,
         uow.escrow.update_milestone(
             milestone_id, state=MilestoneState.REFUNDED.value, review_deadline=None, refund_deadline=None
         )
-    else:
-        _restart_clocks(uow, milestone_id)
     return taken
 
 
 def _recover_from_payment(
     uow: UnitOfWork, contract: Contract, payment: Payment, dispute_id: str, wanted: int
 ) -> tuple[int, int, int]:
-    """Take back up to `wanted` of a released payment; returns (taken, from the freelancer, fee returned)."""
-    locked = uow.escrow.payment(payment.id, lock=True)
+    """Take back up to `wanted` of a released payment (locked by the caller); returns
+    (taken, from the freelancer, fee returned)."""
+    locked = payment
     taken = min(locked.gross - locked.refunded, wanted)
     if taken <= 0:
         return 0, 0, 0
@@ -283,8 +301,9 @@ def _post_loss(uow: UnitOfWork, contract: Contract, milestone_id: str, dispute_i
     )
 
 
-def _restart_clocks(uow: UnitOfWork, milestone_id: str) -> None:
-    """The dispute closed and the milestone still holds money: its clock starts again in full."""
+def _resume(uow: UnitOfWork, milestone_id: str) -> None:
+    """No chargeback holds the milestone any more: its clock starts again in full, and the
+    security periods that ended while it was frozen end now."""
     milestone = uow.escrow.milestone(milestone_id)
     now = uow.clock.now()
     if milestone.state is MilestoneState.SUBMITTED:
@@ -295,6 +314,10 @@ def _restart_clocks(uow: UnitOfWork, milestone_id: str) -> None:
         deadline = now + REFUND_REQUEST_PERIOD
         uow.escrow.update_milestone(milestone_id, refund_deadline=deadline)
         uow.escrow.schedule(REFUND_REQUEST_EXPIRY, milestone_id, deadline)
+    for payment in uow.escrow.payments_of(milestone_id):
+        if payment.pending_until <= now and uow.escrow.pending_remaining(payment.id) > 0:
+            uow.escrow.update_payment(payment.id, pending_until=now)
+            uow.escrow.schedule(PENDING_RELEASE, payment.id, now)
 
 
 def _balance(uow: UnitOfWork, code: str, currency: str) -> int:

@@ -236,6 +236,9 @@ def submit(uow: UnitOfWork, milestone_id: str) -> Milestone:
     """The freelancer submits work: the 14-day review clock starts (or restarts)."""
     milestone = uow.escrow.milestone(milestone_id, lock=True)
     require_transition(milestone_id, milestone.state, Event.SUBMIT)
+    if milestone.frozen_by is not None:  # a chargeback holds the clock; it starts when it closes
+        uow.escrow.update_milestone(milestone_id, state=MilestoneState.SUBMITTED.value, review_deadline=None)
+        return uow.escrow.milestone(milestone_id)
     deadline = uow.clock.now() + REVIEW_PERIOD
     uow.escrow.update_milestone(milestone_id, state=MilestoneState.SUBMITTED.value, review_deadline=deadline)
     uow.escrow.schedule(REVIEW_EXPIRY, milestone_id, deadline)

@@ -284,6 +284,7 @@ class Payout:
         state: in_transit until the gateway confirms (paid) or fails (failed, money back to
             available); a paid transfer reversed later is `reversed` (money back to available).
         gateway_reference: the provider's id of the transfer.
+        amount_reversed: what of a paid transfer the provider has reversed since.
     """
 
     id: str
@@ -295,6 +296,7 @@ class Payout:
     failure_reason: str | None
     created_at: datetime
     settled_at: datetime | None
+    amount_reversed: int = 0
 
 
 class DisputeOutcome(StrEnum):

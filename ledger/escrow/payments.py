@@ -241,6 +241,8 @@ def mature_payment(uow: UnitOfWork, payment_id: str, due: datetime) -> int:
     remaining = uow.escrow.pending_remaining(payment_id)
     if remaining == 0 or payment.pending_until != due:
         return 0
+    if uow.escrow.open_dispute_of(payment.milestone_id) is not None:
+        return 0  # a chargeback is open: the money stays pending until it closes (then it matures)
     contract = uow.escrow.contract(payment.contract_id)
     post_entry(
         uow,

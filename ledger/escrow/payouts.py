@@ -107,27 +107,39 @@ def settle_payout(
     return uow.escrow.payout(payout_id)
 
 
-def reverse_payout(uow: UnitOfWork, payout_id: str, *, psp_account: str, reference: str | None) -> Payout:
-    """The provider reversed the payout's transfer: the money is the freelancer's again.
+def reverse_payout(
+    uow: UnitOfWork, payout_id: str, *, amount_reversed: int, psp_account: str, reference: str | None
+) -> Payout:
+    """The provider has reversed `amount_reversed` (in all, so far) of the payout's transfer:
+    that much is the freelancer's again. Idempotent; a partial reversal books only the part.
 
-    In transit, it fails (in transit -> available); paid, it is reversed (PSP -> available).
-    Idempotent."""
+    In transit and wholly reversed, the payout fails (in transit -> available). Otherwise
+    it is paid, and what is reversed beyond what was booked before goes PSP -> available;
+    a payout wholly reversed after it was paid is `reversed`."""
     payout = uow.escrow.payout(payout_id, lock=True)
     if payout.state is PayoutState.IN_TRANSIT:
-        return settle_payout(
-            uow, payout_id, paid=False, psp_account=psp_account, reference=reference, reason="transfer reversed"
-        )
-    if payout.state is not PayoutState.PAID:
+        if amount_reversed >= payout.amount:
+            settle_payout(
+                uow, payout_id, paid=False, psp_account=psp_account, reference=reference, reason="transfer reversed"
+            )
+            uow.escrow.update_payout(payout_id, amount_reversed=payout.amount)
+            return uow.escrow.payout(payout_id)
+        payout = settle_payout(uow, payout_id, paid=True, psp_account=psp_account, reference=reference)
+    if payout.state is PayoutState.FAILED:
+        return payout
+    reversed_now = min(amount_reversed, payout.amount)
+    more = reversed_now - payout.amount_reversed
+    if more <= 0:
         return payout
     code = payout.currency
     post_entry(
         uow,
         EntryRequest(
-            idempotency_key=f"payout.reversed:{payout_id}",
+            idempotency_key=f"payout.reversed:{payout_id}:{reversed_now}",
             kind="payout.reversed",
             postings=(
-                debit(psp_account, payout.amount, code),
-                credit(available_account_code(payout.freelancer_id), payout.amount, code),
+                debit(psp_account, more, code),
+                credit(available_account_code(payout.freelancer_id), more, code),
             ),
             refs={
                 "payout": payout_id,
@@ -136,7 +148,11 @@ def reverse_payout(uow: UnitOfWork, payout_id: str, *, psp_account: str, referen
             },
         ),
     )
+    wholly = reversed_now == payout.amount
     uow.escrow.update_payout(
-        payout_id, state=PayoutState.REVERSED.value, failure_reason="transfer reversed", settled_at=uow.clock.now()
+        payout_id,
+        amount_reversed=reversed_now,
+        state=(PayoutState.REVERSED if wholly else PayoutState.PAID).value,
+        failure_reason="transfer reversed" if wholly else "transfer partly reversed",
     )
     return uow.escrow.payout(payout_id)

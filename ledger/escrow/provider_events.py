@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ledger.errors import LedgerError
+from ledger.errors import BelowFloor, LedgerError, RetriesExhausted
 from ledger.escrow.milestones import fail_funding
 from ledger.escrow.model import PayoutState
 from ledger.escrow.service import Escrow
@@ -27,9 +27,10 @@ from ledger.gateway.stripe_gateway import StripeGateway
 def handle_event(escrow: Escrow, gateway: StripeGateway, event: dict[str, Any]) -> str:
     """Record and act on one verified event; returns what was done (also stored).
 
-    If the provider cannot be asked how the object stands now (`GatewayUnavailable`),
-    the event stays unprocessed and the error propagates: the webhook answers 503 and
-    the provider delivers the event again later. A refusal (the ledger will not do
+    If the provider cannot be asked how the object stands now (`GatewayUnavailable`), or
+    the database keeps losing races (`RetriesExhausted`, a balance moved under a
+    chargeback's recovery), the event stays unprocessed and the error propagates: the
+    webhook answers 5xx and the provider delivers the event again later. A refusal (the ledger will not do
     what the event implies) is recorded as the outcome: a redelivery cannot change it."""
     book = escrow.book
     obj = (event.get("data") or {}).get("object") or {}
@@ -39,8 +40,8 @@ def handle_event(escrow: Escrow, gateway: StripeGateway, event: dict[str, Any]) 
         return "duplicate"
     try:
         outcome = _act(escrow, gateway, event_type, obj)
-    except GatewayUnavailable:
-        raise
+    except (GatewayUnavailable, RetriesExhausted, BelowFloor):
+        raise  # passing: unprocessed, the provider delivers it again
     except LedgerError as refusal:
         outcome = f"refused: {refusal}"
     book.transaction(lambda uow: uow.escrow.finish_event(event_id, outcome))
@@ -76,13 +77,14 @@ def _payment_intent(escrow: Escrow, gateway: StripeGateway, intent_id: str) -> s
 
 
 def _transfer(escrow: Escrow, gateway: StripeGateway, transfer_id: str) -> str:
-    stands, metadata = gateway.retrieve_transfer(transfer_id)
+    amount_reversed, metadata = gateway.retrieve_transfer(transfer_id)
     payout_id = metadata.get("payout")
     if not payout_id:
         return "ignored: not a payout"
     current = escrow.payout(payout_id)
-    if not stands:
-        return f"payout {payout_id} {escrow.reverse_payout(payout_id, reference=transfer_id).state.value}"
+    if amount_reversed:
+        settled = escrow.reverse_payout(payout_id, amount_reversed=amount_reversed, reference=transfer_id)
+        return f"payout {payout_id} {settled.state.value} ({settled.amount_reversed} reversed)"
     if current.state is not PayoutState.IN_TRANSIT:
         return f"payout {payout_id} already {current.state.value}"
     return f"payout {payout_id} {escrow.settle_payout(payout_id, paid=True, reference=transfer_id).state.value}"

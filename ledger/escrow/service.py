@@ -9,10 +9,10 @@ key, so a retried request repeats the same gateway call.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from ledger.db.unit_of_work import UnitOfWork
-from ledger.errors import InvalidRequest
+from ledger.errors import BelowFloor, InvalidRequest
 from ledger.escrow import milestones as use
 from ledger.escrow.chargebacks import apply_dispute
 from ledger.escrow.chart import available_account_code, pending_account_code
@@ -41,6 +41,11 @@ from ledger.gateway import (
 )
 from ledger.money import normalize_currency
 from ledger.service import Ledger
+
+#: How long after its creation a refund or payout the provider did not acknowledge is sent
+#: again by `ledger tick`: within the 24 hours the provider keeps idempotency keys, so a
+#: resend can never create a second transfer or refund. Older ones wait for an operator.
+RESEND_WINDOW = timedelta(hours=23)
 
 
 @dataclass(frozen=True)
@@ -315,26 +320,42 @@ class Escrow:
         return refund
 
     def dispatch_refunds(self) -> int:
-        """Send pending refund orders to the gateway; settle those it answers at once.
+        """Send refund orders the provider has not acknowledged; settle those it answers at
+        once; ask it how the acknowledged ones stand (a webhook may have been lost).
 
-        Returns how many are still pending (waiting for the provider, or for a
-        gateway to be configured). Safe to call any time: orders are sent with
-        their own id as the idempotency key."""
+        Returns how many are still pending. An order is sent with its own id as the
+        idempotency key, and only within `RESEND_WINDOW` of its creation (the provider
+        forgets keys after 24 hours; an older unacknowledged order is left to an operator)."""
         if self.gateway is None:
             return len(self.book.transaction(lambda uow: uow.escrow.pending_refund_orders(1000), read_only=True))
         gateway = self.gateway
         waiting = 0
+        retrieve = getattr(gateway, "retrieve_refund", None)
+        since = self.book.clock.now() - RESEND_WINDOW
         for order in self.book.transaction(lambda uow: uow.escrow.pending_refund_orders(1000), read_only=True):
             try:
-                result = gateway.refund(
-                    amount=int(order.amount),
-                    currency=order.currency,
-                    idempotency_key=order.id,
-                    charge_reference=order.charge_reference,
-                )
+                if order.gateway_reference is not None:
+                    if retrieve is None:
+                        waiting += 1
+                        continue
+                    status, reason, _ = retrieve(order.gateway_reference)
+                    outcome = {"succeeded": "succeeded", "failed": "failed", "canceled": "failed"}
+                    result = GatewayResult(
+                        outcome.get(status, "requires_action"), order.gateway_reference, failure_reason=reason
+                    )
+                elif order.created_at < since:
+                    waiting += 1
+                    continue
+                else:
+                    result = gateway.refund(
+                        amount=int(order.amount),
+                        currency=order.currency,
+                        idempotency_key=order.id,
+                        charge_reference=order.charge_reference,
+                    )
             except GatewayUnavailable:
                 # The refund is owed and booked in transit; the next dispatch (`ledger tick`)
-                # sends it again with the same key, so the provider refunds once.
+                # tries again with the same key, so the provider refunds once.
                 waiting += 1
                 continue
             except InvalidRequest as refused:
@@ -343,6 +364,11 @@ class Escrow:
                 self.settle_refund(order.id, succeeded=False, reference=None, reason=str(refused))
                 continue
             if result.status == "requires_action":
+                self.book.transaction(
+                    lambda uow, o=order, r=result: uow.escrow.update_refund_order(  # type: ignore[misc]
+                        o.id, gateway_reference=r.reference
+                    )
+                )
                 waiting += 1
                 continue
             self.book.transaction(
@@ -363,9 +389,17 @@ class Escrow:
     def apply_dispute(self, report: DisputeReport, milestone_id: str) -> Dispute:
         """Bring the ledger in line with a chargeback as the provider reports it now."""
         gateway = self._gateway()
-        return self.book.transaction(
-            lambda uow: apply_dispute(uow, report, milestone_id, psp_account=gateway.psp_account)
-        )
+        for attempt in range(3):
+            try:
+                return self.book.transaction(
+                    lambda uow: apply_dispute(uow, report, milestone_id, psp_account=gateway.psp_account)
+                )
+            except BelowFloor:
+                # Recovery reads the freelancer's balances, then posts; a payout committed
+                # in between makes the posting refuse. Run again on the balances as they are now.
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     def dispute(self, dispute_id: str) -> Dispute:
         def read(uow: UnitOfWork) -> Dispute:
@@ -450,18 +484,21 @@ class Escrow:
         if self.gateway is None:
             return 0
         sent = 0
-        for payout in self.book.transaction(lambda uow: uow.escrow.unsent_payouts(1000), read_only=True):
+        since = self.book.clock.now() - RESEND_WINDOW  # the provider forgets idempotency keys after 24 hours
+        for payout in self.book.transaction(lambda uow: uow.escrow.unsent_payouts(since, 1000), read_only=True):
             try:
                 sent += self._send_payout(payout).gateway_reference is not None
             except InvalidRequest:
                 continue  # failed back to available with the reason
         return sent
 
-    def reverse_payout(self, payout_id: str, *, reference: str | None) -> Payout:
-        """The provider reversed the payout's transfer (webhook)."""
+    def reverse_payout(self, payout_id: str, *, amount_reversed: int, reference: str | None) -> Payout:
+        """The provider has reversed `amount_reversed` (in all) of the payout's transfer (webhook)."""
         gateway = self._gateway()
         return self.book.transaction(
-            lambda uow: reverse_payout(uow, payout_id, psp_account=gateway.psp_account, reference=reference)
+            lambda uow: reverse_payout(
+                uow, payout_id, amount_reversed=amount_reversed, psp_account=gateway.psp_account, reference=reference
+            )
         )
 
     def settle_payout(self, payout_id: str, *, paid: bool, reference: str | None, reason: str | None = None) -> Payout:

@@ -156,11 +156,13 @@ class StripeGateway:
         intent = self._read(self.client.v1.payment_intents.retrieve, reference)
         return _result(intent), dict(intent.get("metadata") or {})
 
-    def retrieve_transfer(self, reference: str) -> tuple[bool, Mapping[str, str]]:
-        """Whether the transfer stands (False once it is reversed), and its metadata."""
+    def retrieve_transfer(self, reference: str) -> tuple[int, Mapping[str, str]]:
+        """How much of the transfer has been reversed (minor units, 0 if none), and its metadata."""
         transfer = self._read(self.client.v1.transfers.retrieve, reference)
-        reversed_ = bool(transfer.get("reversed")) or int(transfer.get("amount_reversed") or 0) > 0
-        return not reversed_, dict(transfer.get("metadata") or {})
+        reversed_amount = int(transfer.get("amount_reversed") or 0)
+        if transfer.get("reversed") and not reversed_amount:
+            reversed_amount = int(transfer["amount"])
+        return reversed_amount, dict(transfer.get("metadata") or {})
 
     def retrieve_refund(self, reference: str) -> tuple[str, str | None, Mapping[str, str]]:
         """A refund's status (succeeded, pending, failed, canceled), failure reason and metadata."""

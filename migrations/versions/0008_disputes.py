@@ -1,4 +1,5 @@
-"""Chargebacks: disputes opened by clients' banks against our payments.
+"""Chargebacks: disputes opened by clients' banks against our payments; and what of a
+payout's transfer the provider has reversed.
 
 An open dispute freezes the milestone its payment funded; the money the provider
 withdraws sits in `assets:psp:disputed` until the dispute is won (reinstated) or
@@ -51,8 +52,12 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_disputes")),
     )
     op.create_index(op.f("ix_disputes_milestone_id"), "disputes", ["milestone_id"], unique=False)
+    with op.batch_alter_table("payouts") as batch_op:
+        batch_op.add_column(sa.Column("amount_reversed", sa.BigInteger(), server_default="0", nullable=False))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("payouts") as batch_op:
+        batch_op.drop_column("amount_reversed")
     op.drop_index(op.f("ix_disputes_milestone_id"), table_name="disputes")
     op.drop_table("disputes")
