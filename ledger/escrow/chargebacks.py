@@ -167,10 +167,12 @@ def _close(uow: UnitOfWork, contract: Contract, milestone_id: str, report: Dispu
         # Every payment row first, in id order (as the maturity timer locks them), then
         # the balances their recovery posts to: no lock cycle with `mature_payment`.
         payments = [uow.escrow.payment(p.id, lock=True) for p in sorted(uow.escrow.payments_of(milestone_id), key=_id)]
-        for payment in sorted(payments, key=lambda p: (p.released_at, p.id), reverse=True):
+        # What is still pending of each payment: the freelancer's part comes out of it first.
+        pending = {p.id: uow.escrow.pending_remaining(p.id) for p in payments}
+        for payment in sorted(payments, key=lambda p: p.entry_id, reverse=True):  # newest first
             if left == 0:
                 break
-            taken, from_freelancer, fee_back = _recover_from_payment(uow, contract, payment, report.id, left)
+            taken, from_freelancer, fee_back = _recover_from_payment(uow, contract, payment, report.id, left, pending)
             left -= taken
             recovered_freelancer += from_freelancer
             fee_returned += fee_back
@@ -227,10 +229,15 @@ def _recover_from_escrow(uow: UnitOfWork, contract: Contract, milestone_id: str,
 
 
 def _recover_from_payment(
-    uow: UnitOfWork, contract: Contract, payment: Payment, dispute_id: str, wanted: int
+    uow: UnitOfWork, contract: Contract, payment: Payment, dispute_id: str, wanted: int, pending: dict[str, int]
 ) -> tuple[int, int, int]:
     """Take back up to `wanted` of a released payment (locked by the caller); returns
-    (taken, from the freelancer, fee returned)."""
+    (taken, from the freelancer, fee returned).
+
+    The freelancer's part comes out of what is still pending of this payment, then of the
+    milestone's other payments (`pending`, updated here: the fee rule rounds per payment,
+    so one payment's part may differ by a cent from what it left pending), then out of
+    their available balance."""
     locked = payment
     taken = min(locked.gross - locked.refunded, wanted)
     if taken <= 0:
@@ -248,8 +255,8 @@ def _recover_from_payment(
     )
     fee_back = fee_event.breakdown.fee
     owed = taken - fee_back
-    pending_remaining = uow.escrow.pending_remaining(payment.id)
-    from_pending = min(owed, pending_remaining, _balance(uow, pending_account_code(contract.freelancer_id), currency))
+    pending_balance = _balance(uow, pending_account_code(contract.freelancer_id), currency)
+    from_pending = min(owed, sum(pending.values()), pending_balance)
     from_available = min(owed - from_pending, _balance(uow, available_account_code(contract.freelancer_id), currency))
     lost = owed - from_pending - from_available
     postings: list[Posting] = [credit(DISPUTED, taken, currency)]
@@ -271,9 +278,14 @@ def _recover_from_payment(
             refs=entry_refs(contract, payment.milestone_id, payment=payment.id, dispute=dispute_id),
         ),
     )
-    uow.escrow.update_payment(
-        payment.id, refunded=locked.refunded + taken, pending_remaining=pending_remaining - from_pending
-    )
+    uow.escrow.update_payment(payment.id, refunded=locked.refunded + taken)
+    to_take = from_pending
+    for payment_id in [payment.id, *(p for p in pending if p != payment.id)]:
+        part = min(to_take, pending[payment_id])
+        if part:
+            pending[payment_id] -= part
+            to_take -= part
+            uow.escrow.update_payment(payment_id, pending_remaining=pending[payment_id])
     issue_refund_credit_notes(
         uow,
         contract=contract,

@@ -12,11 +12,11 @@
    assets + expenses = liabilities + equity + revenue (tested by normal side, so
    contra accounts count on the side they are kept on).
 
-Chargebacks, `chargebacks_accounted`: each dispute's withdrawn and reinstated
-amounts equal the entries that booked them; `assets:psp:disputed` holds exactly
-what open disputes have withdrawn and not reinstated; and a lost dispute's loss is
-fully accounted for (recovered from escrow + from the freelancer + fee returned +
-unrecovered).
+Chargebacks, `chargebacks_accounted`: each figure of a dispute (withdrawn,
+reinstated, recovered from escrow, from the freelancer, fee returned, unrecovered)
+equals the postings that booked it; `assets:psp:disputed` holds exactly what open
+disputes have withdrawn and not reinstated; and a closed dispute's loss is fully
+accounted for by its recovery entries.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from sqlalchemy import Connection, select, text
 
 from ledger.audit import Check, Problem, stream
 from ledger.db.schema import accounts, balances, disputes, entries, postings
-from ledger.escrow.chart import DISPUTED
+from ledger.escrow.chart import CHARGEBACKS, DISPUTED, SERVICE_FEES
 from ledger.escrow.model import HOLDING
 
 FLOWS = """
@@ -138,38 +138,59 @@ def accounting_equation(connection: Connection) -> Iterator[Problem]:
             }
 
 
+#: Where each figure of a dispute is booked: (entry kinds, account, side).
+DISPUTE_FIGURES = {
+    "withdrawn": (("dispute.funds_withdrawn",), DISPUTED, "debit"),
+    "reinstated": (("dispute.funds_reinstated",), DISPUTED, "credit"),
+    "recovered_from_escrow": (("escrow.chargeback",), "liabilities:escrow:", "debit"),
+    "recovered_from_freelancer": (("dispute.recovery",), "liabilities:freelancer:", "debit"),
+    "fee_returned": (("dispute.recovery",), SERVICE_FEES, "debit"),
+    "unrecovered": (("dispute.recovery", "dispute.lost"), CHARGEBACKS, "debit"),
+}
+
+
+def _figure_of(kind: str, code: str, side: str) -> str | None:
+    for figure, (kinds, account, figure_side) in DISPUTE_FIGURES.items():
+        matches = code.startswith(account) if account.endswith(":") else code == account
+        if kind in kinds and matches and side == figure_side:
+            return figure
+    return None
+
+
 def chargebacks_accounted(connection: Connection) -> Iterator[Problem]:
-    booked: dict[str, list[int]] = defaultdict(lambda: [0, 0])  # dispute -> [withdrawn, reinstated]
-    moves = (
-        select(entries.c.refs, postings.c.side, postings.c.amount)
+    kinds = sorted({kind for kinds, _, _ in DISPUTE_FIGURES.values() for kind in kinds})
+    booked: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(DISPUTE_FIGURES, 0))
+    legs = (
+        select(entries.c.kind, entries.c.refs, accounts.c.code, postings.c.side, postings.c.amount)
         .select_from(
             postings.join(entries, entries.c.id == postings.c.entry_id).join(
                 accounts, accounts.c.id == postings.c.account_id
             )
         )
-        .where(
-            entries.c.kind.in_(["dispute.funds_withdrawn", "dispute.funds_reinstated"]),
-            accounts.c.code == DISPUTED,
-        )
+        .where(entries.c.kind.in_(kinds))
     )
-    for refs, side, amount in stream(connection, moves):
-        booked[str(dict(refs).get("dispute"))][0 if side == "debit" else 1] += int(amount)
+    for kind, refs, code, side, amount in stream(connection, legs):
+        figure = _figure_of(kind, code, side)
+        if figure is not None:
+            booked[str(dict(refs).get("dispute"))][figure] += int(amount)
     outstanding: dict[str, int] = defaultdict(int)
     for row in stream(connection, select(disputes).order_by(disputes.c.id)):
-        withdrawn, reinstated = int(row.withdrawn), int(row.reinstated)
-        if booked.pop(row.id, [0, 0]) != [withdrawn, reinstated]:
-            yield {"dispute_id": row.id, "problem": "withdrawn or reinstated differ from the entries that booked them"}
+        journal = booked.pop(row.id, dict.fromkeys(DISPUTE_FIGURES, 0))
+        recorded = {figure: int(getattr(row, figure)) for figure in DISPUTE_FIGURES}
+        if journal != recorded:
+            yield {
+                "dispute_id": row.id,
+                "problem": "figures differ from the journal",
+                "recorded": recorded,
+                "journal": journal,
+            }
+        lost = journal["withdrawn"] - journal["reinstated"]
         if row.outcome is None:
-            outstanding[row.currency] += withdrawn - reinstated
-        elif row.outcome == "lost":
-            covered = (
-                int(row.recovered_from_escrow)
-                + int(row.recovered_from_freelancer)
-                + int(row.fee_returned)
-                + int(row.unrecovered)
-            )
-            if covered != withdrawn - reinstated:
-                yield {"dispute_id": row.id, "lost": withdrawn - reinstated, "accounted_for": covered}
+            outstanding[row.currency] += lost
+        else:
+            covered = sum(journal[f] for f in DISPUTE_FIGURES if f not in ("withdrawn", "reinstated"))
+            if covered != lost:  # a closed dispute leaves nothing in assets:psp:disputed
+                yield {"dispute_id": row.id, "lost": lost, "accounted_for": covered}
     for dispute_id in booked:
         yield {"dispute_id": dispute_id, "problem": "entries book a dispute that was never recorded"}
     held = (

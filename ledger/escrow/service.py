@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from ledger.db.unit_of_work import UnitOfWork
-from ledger.errors import BelowFloor, InvalidRequest
+from ledger.errors import BelowFloor, InvalidRequest, LedgerError
 from ledger.escrow import milestones as use
 from ledger.escrow.chargebacks import apply_dispute
 from ledger.escrow.chart import available_account_code, pending_account_code
@@ -243,6 +243,7 @@ class Escrow:
         with `payment_method` when the provider needs one)."""
         self._milestone_currency(milestone_id, currency)
         bonus: tuple[str, str, str] | None = None
+        extra = 0
         if amount is not None:
             milestone = self.milestone(milestone_id)
             # Only an active milestone can be approved: never charge a bonus that would be refused.
@@ -253,9 +254,26 @@ class Escrow:
                 and not isinstance(amount, bool)
                 and amount > milestone.held > 0
             ):
-                bonus = self._charge_bonus(milestone, amount - milestone.held, request_key, payment_method)
-        return self.book.transaction(
-            lambda uow: use.approve(uow, milestone_id, amount=amount, bonus=bonus, request_key=request_key)
+                extra = amount - milestone.held
+                bonus = self._charge_bonus(milestone, extra, request_key, payment_method)
+        try:
+            return self.book.transaction(
+                lambda uow: use.approve(uow, milestone_id, amount=amount, bonus=bonus, request_key=request_key)
+            )
+        except LedgerError:
+            if bonus is not None:
+                # Something changed between the charge and the approval (another approval, a
+                # chargeback): the bonus was never booked, so it goes back to the client.
+                self._void_bonus(bonus, extra, milestone_id)
+            raise
+
+    def _void_bonus(self, bonus: tuple[str, str, str], extra: int, milestone_id: str) -> None:
+        key, reference, _ = bonus
+        currency = self.book.transaction(
+            lambda uow: uow.escrow.currency_of(uow.escrow.milestone_contract_id(milestone_id)), read_only=True
+        )
+        self._gateway().refund(
+            amount=extra, currency=currency, idempotency_key=f"{key}:void", charge_reference=reference
         )
 
     def _charge_bonus(

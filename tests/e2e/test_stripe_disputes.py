@@ -248,3 +248,21 @@ def test_an_event_about_an_object_stripe_does_not_know_is_acknowledged_and_recor
     again = stripe_api.webhook(event("transfer.created", {"id": "tr_unknown", "object": "transfer"}))
     assert again.status_code == 200 and again.json()["outcome"] == "duplicate"
     assert stripe_api.entry_count() == 0
+
+
+def test_a_partial_transfer_reversal_returns_only_the_part_reversed(stripe_api: StripeApi) -> None:
+    api = stripe_api
+    payout, transfer = paid_out(api)
+    deliver(api, "transfer.created", transfer)
+    partly = api.stripe.reverse_transfer(transfer["id"], amount=300_00)
+    assert "paid (30000 reversed)" in deliver(api, "transfer.reversed", partly)
+    deliver(api, "transfer.updated", partly, "evt_again")  # another event, same state: nothing more
+    shown = api.client.get(f"/v1/payouts/{payout['id']}", headers=api.headers).json()
+    assert shown["state"] == "paid" and shown["amount_reversed"]["amount"] == "300.00"
+    freelancer = api.client.get("/v1/freelancers/fr_1/balance?currency=USD", headers=api.headers).json()
+    assert freelancer["available"]["amount"] == "350.00"  # 50.00 left + 300.00 back
+    rest = api.stripe.reverse_transfer(transfer["id"])
+    assert "reversed (80000 reversed)" in deliver(api, "transfer.reversed", rest, "evt_rest")
+    freelancer = api.client.get("/v1/freelancers/fr_1/balance?currency=USD", headers=api.headers).json()
+    assert freelancer["available"]["amount"] == "850.00"
+    audited(api)

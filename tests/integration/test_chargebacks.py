@@ -4,11 +4,13 @@ policy of a lost dispute (escrow, then the freelancer, then the platform), on bo
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
 from ledger import FixedClock, Ledger
 from ledger.escrow import DisputeOutcome, Escrow, MilestoneFrozen, MilestoneState
+from ledger.escrow.chargebacks import DisputeMismatch
 from ledger.escrow.chart import (
     CHARGEBACKS,
     DISPUTED,
@@ -18,7 +20,7 @@ from ledger.escrow.chart import (
     escrow_account_code,
     pending_account_code,
 )
-from ledger.gateway import BalanceMove, DisputeReport, SimulatedGateway
+from ledger.gateway import BalanceMove, DisputeReport, GatewayResult, GatewayUnavailable, SimulatedGateway
 from ledger.invoices.documents import DocumentKind
 from tests.integration.test_escrow import funded, journal_size, refused
 
@@ -181,3 +183,83 @@ def test_an_inquiry_that_closes_moves_no_money(escrow: Escrow, book: Ledger) -> 
     assert closed.outcome is DisputeOutcome.WARNING_CLOSED and closed.withdrawn == 0
     assert escrow.milestone(milestone_id).frozen_by is None and balance(book, DISPUTED) == 0
     assert book.audit().ok
+
+
+def test_pending_money_does_not_mature_while_a_chargeback_is_open(
+    escrow: Escrow, book: Ledger, clock: FixedClock
+) -> None:
+    milestone_id = funded(escrow)
+    escrow.approve(milestone_id)
+    escrow.apply_dispute(report("needs_response", WITHDRAWAL), milestone_id)
+    clock.advance(timedelta(days=6))
+    escrow.tick()
+    assert escrow.balance("fr_1", "USD").available == 0  # still pending: a lost dispute takes it first
+    escrow.apply_dispute(report("won", WITHDRAWAL, REINSTATEMENT), milestone_id)
+    escrow.tick()
+    assert escrow.balance("fr_1", "USD").available == 850 * D
+    assert book.audit().ok
+
+
+def test_a_won_report_without_its_reinstatement_waits_for_it(escrow: Escrow, book: Ledger) -> None:
+    milestone_id = funded(escrow)
+    early = escrow.apply_dispute(report("won", WITHDRAWAL), milestone_id)
+    assert early.is_open and escrow.milestone(milestone_id).held == 1_000 * D  # not taken for lost
+    won = escrow.apply_dispute(report("won", WITHDRAWAL, REINSTATEMENT), milestone_id)
+    assert won.outcome is DisputeOutcome.WON and balance(book, DISPUTED) == 0
+    assert book.audit().ok
+
+
+def test_a_dispute_settled_in_another_currency_is_refused_and_books_nothing(escrow: Escrow, book: Ledger) -> None:
+    milestone_id = funded(escrow)
+    in_euros = BalanceMove("txn_eur", -920 * D, 1400, "EUR")
+    refused(book, DisputeMismatch, escrow.apply_dispute, report("needs_response", in_euros), milestone_id)
+    assert escrow.milestone(milestone_id).frozen_by is None
+
+
+class DisputedDuringApproval(SimulatedGateway):
+    """A chargeback opens while the bonus is being charged: the race, made deterministic."""
+
+    escrow: Escrow
+    milestone_id: str
+
+    def charge(self, **request: Any) -> GatewayResult:
+        result = super().charge(**request)
+        if request["metadata"].get("bonus"):
+            self.escrow.apply_dispute(report("needs_response", WITHDRAWAL), self.milestone_id)
+        return result
+
+
+def test_a_bonus_charged_for_an_approval_that_is_then_refused_goes_back_to_the_client(book: Ledger) -> None:
+    gateway = DisputedDuringApproval()
+    escrow = Escrow(book, gateway)
+    gateway.escrow, gateway.milestone_id = escrow, funded(escrow)
+    with pytest.raises(MilestoneFrozen):
+        escrow.approve(gateway.milestone_id, amount=1_200 * D)
+    voids = [key for key in gateway.calls if key.endswith(":void")]
+    assert len(voids) == 1 and gateway.calls[voids[0]].succeeded  # refunded at the provider
+    assert escrow.payments(gateway.milestone_id) == [] and book.audit().ok  # never booked
+
+
+class UnreachablePayouts(SimulatedGateway):
+    def payout(self, **request: Any) -> GatewayResult:
+        self.payout_calls = getattr(self, "payout_calls", 0) + 1
+        raise GatewayUnavailable("the provider is down")
+
+
+def test_a_payout_the_provider_never_acknowledged_is_resent_only_within_23_hours(
+    book: Ledger, clock: FixedClock
+) -> None:
+    gateway = UnreachablePayouts()
+    escrow = Escrow(book, gateway)
+    escrow.approve(funded(escrow))
+    clock.advance(timedelta(days=5))
+    escrow.tick()
+    payout = escrow.request_payout("fr_1", amount=100 * D, currency="USD")
+    assert payout.gateway_reference is None and gateway.payout_calls == 1
+    clock.advance(timedelta(hours=22))
+    escrow.tick()
+    assert gateway.payout_calls == 2  # sent again, with the same key
+    clock.advance(timedelta(hours=2))
+    escrow.tick()
+    assert gateway.payout_calls == 2  # the provider forgets keys after 24 hours: an operator decides
+    assert escrow.payout(payout.id).state.value == "in_transit" and book.audit().ok

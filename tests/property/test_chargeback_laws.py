@@ -21,6 +21,7 @@ from ledger.escrow.chart import (
     CHARGEBACKS,
     DISPUTED,
     PSP_FEES,
+    SERVICE_FEES,
     available_account_code,
     escrow_account_code,
     pending_account_code,
@@ -38,12 +39,12 @@ BUDGET = {"ci": 40}
 @dataclass(frozen=True)
 class History:
     amount: int
-    released_percent: int  # of the milestone, 0 = nothing released
+    released_percents: tuple[int, ...]  # approvals, each a percent of the milestone (capped at what is held)
     matured: bool  # the 5-day security period has passed
     paid_out_percent: int  # of what is available
     disputed_percent: int  # of the milestone's amount, at least one minor unit
     won: bool
-    deliveries: tuple[int, ...]  # report 0 (open) and 1 (closed), in any order, repeated
+    deliveries: tuple[int, ...]  # reports 0 (open), 1 (closed), 2 (a "won" that lacks its reinstatement)
 
     def disputed(self) -> int:
         return max(1, self.amount * self.disputed_percent // 100)
@@ -52,12 +53,12 @@ class History:
 histories = st.builds(
     History,
     amount=st.integers(1, 30_000_00),
-    released_percent=st.sampled_from([0, 0, 30, 100, 100]),
+    released_percents=st.lists(st.sampled_from([20, 50, 100]), max_size=2).map(tuple),
     matured=st.booleans(),
     paid_out_percent=st.sampled_from([0, 50, 100]),
     disputed_percent=st.sampled_from([1, 50, 100, 100]),
     won=st.booleans(),
-    deliveries=st.lists(st.sampled_from([0, 1]), min_size=0, max_size=4).map(tuple),
+    deliveries=st.lists(st.sampled_from([0, 1, 2]), min_size=0, max_size=4).map(tuple),
 )
 
 
@@ -65,9 +66,10 @@ def play(escrow: Escrow, clock: FixedClock, history: History) -> tuple[str, list
     contract = escrow.open_contract(client_id="cl_1", freelancer_id="fr_1", currency="USD", title="t")
     milestone_id = escrow.add_milestone(contract.id, title="m", amount=history.amount).id
     escrow.fund(milestone_id)
-    released = history.amount * history.released_percent // 100
-    if released:
-        escrow.approve(milestone_id, amount=released)
+    for percent in history.released_percents:  # one payment or two, some or all of it
+        held = escrow.milestone(milestone_id).held
+        if released := min(held, history.amount * percent // 100):
+            escrow.approve(milestone_id, amount=released)
     if history.matured:
         clock.advance(timedelta(days=5))
         escrow.tick()
@@ -82,12 +84,13 @@ def play(escrow: Escrow, clock: FixedClock, history: History) -> tuple[str, list
     reports = [
         DisputeReport("dp_1", "pi_1", disputed, "USD", "needs_response", (withdrawal,)),
         DisputeReport("dp_1", "pi_1", disputed, "USD", "won" if history.won else "lost", closing),
+        DisputeReport("dp_1", "pi_1", disputed, "USD", "won" if history.won else "under_review", (withdrawal,)),
     ]
     return milestone_id, reports
 
 
 def money(book: Ledger, milestone_id: str) -> dict[str, int]:
-    codes = (PSP, PSP_FEES, DISPUTED, CHARGEBACKS, escrow_account_code(milestone_id))
+    codes = (PSP, PSP_FEES, DISPUTED, CHARGEBACKS, SERVICE_FEES, escrow_account_code(milestone_id))
     codes += (pending_account_code("fr_1"), available_account_code("fr_1"))
     found = {a.code for a in book.transaction(lambda uow: uow.accounts.all_with_codes(list(codes)), read_only=True)}
     return {code: book.balance(code, "USD") if code in found else 0 for code in codes}
@@ -115,10 +118,15 @@ def check(book: Ledger, escrow: Escrow, clock: FixedClock, history: History) -> 
         # only bears what no balance of the freelancer could cover.
         lost = history.disputed()
         assert dispute.outcome is DisputeOutcome.LOST
+        # Each figure is what the balances say moved, and together they cover the loss.
+        escrow_code = escrow_account_code(milestone_id)
+        freelancer = (pending_account_code("fr_1"), available_account_code("fr_1"))
+        assert before[escrow_code] - after[escrow_code] == dispute.recovered_from_escrow == min(held_before, lost)
+        assert sum(before[c] - after[c] for c in freelancer) == dispute.recovered_from_freelancer
+        assert before[SERVICE_FEES] - after[SERVICE_FEES] == dispute.fee_returned
+        assert after[CHARGEBACKS] - before[CHARGEBACKS] == dispute.unrecovered
         covered = dispute.recovered_from_escrow + dispute.recovered_from_freelancer + dispute.fee_returned
         assert covered + dispute.unrecovered == lost
-        assert dispute.recovered_from_escrow == min(held_before, lost)
-        assert after[CHARGEBACKS] == dispute.unrecovered
         if dispute.unrecovered:
             assert after[available_account_code("fr_1")] == 0 and after[pending_account_code("fr_1")] == 0
     report = book.audit()
