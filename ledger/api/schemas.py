@@ -186,6 +186,7 @@ class DisputeOut(Struct):
     withdrawn: Amount
     reinstated: Amount
     outcome: str | None
+    recovered_from_refunds: Amount
     recovered_from_escrow: Amount
     recovered_from_freelancer: Amount
     fee_returned: Amount

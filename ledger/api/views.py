@@ -70,6 +70,7 @@ def dispute_out(dispute: Dispute) -> DisputeOut:
         withdrawn=amount(dispute.withdrawn),
         reinstated=amount(dispute.reinstated),
         outcome=None if dispute.outcome is None else dispute.outcome.value,
+        recovered_from_refunds=amount(dispute.recovered_from_refunds),
         recovered_from_escrow=amount(dispute.recovered_from_escrow),
         recovered_from_freelancer=amount(dispute.recovered_from_freelancer),
         fee_returned=amount(dispute.fee_returned),

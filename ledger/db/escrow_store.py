@@ -87,6 +87,7 @@ def _dispute(row: Any) -> Dispute:
         outcome=None if row.outcome is None else DisputeOutcome(row.outcome),
         recovered_from_escrow=int(row.recovered_from_escrow),
         recovered_from_freelancer=int(row.recovered_from_freelancer),
+        recovered_from_refunds=int(row.recovered_from_refunds),
         fee_returned=int(row.fee_returned),
         unrecovered=int(row.unrecovered),
         opened_at=row.opened_at,
@@ -319,6 +320,15 @@ class EscrowStore:
         )
         return list(self._conn.execute(query))
 
+    def failed_refund_orders(self, milestone_id: str) -> list[Any]:
+        """Refunds the provider would not make: still owed to the client (in transit)."""
+        query = (
+            select(refund_orders)
+            .where(refund_orders.c.milestone_id == milestone_id, refund_orders.c.state == "failed")
+            .order_by(refund_orders.c.created_at, refund_orders.c.id)
+        )
+        return list(self._conn.execute(self._locked(query, True)))
+
     def update_refund_order(self, order_id: str, **values: Any) -> None:
         self._conn.execute(refund_orders.update().where(refund_orders.c.id == order_id).values(**values))
 
@@ -329,6 +339,7 @@ class EscrowStore:
             (
                 "withdrawn",
                 "reinstated",
+                "recovered_from_refunds",
                 "recovered_from_escrow",
                 "recovered_from_freelancer",
                 "fee_returned",

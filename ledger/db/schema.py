@@ -482,7 +482,8 @@ class RefundOrderRow(Base):
 
     __table_args__ = (
         CheckConstraint("amount > 0", name="amount_positive"),
-        CheckConstraint("state IN ('pending', 'succeeded', 'failed')", name="state"),
+        # charged_back: a failed refund the client got through their bank's chargeback instead.
+        CheckConstraint("state IN ('pending', 'succeeded', 'failed', 'charged_back')", name="state"),
     )
 
 
@@ -510,6 +511,7 @@ class DisputeRow(Base):
     outcome: Mapped[str | None] = mapped_column(String(20))
     recovered_from_escrow: Mapped[MinorUnits]
     recovered_from_freelancer: Mapped[MinorUnits]
+    recovered_from_refunds: Mapped[MinorUnits]
     fee_returned: Mapped[MinorUnits]
     unrecovered: Mapped[MinorUnits]
     opened_at: Mapped[Timestamp]

@@ -13,7 +13,10 @@ now (never with an event's copy), so it may run any number of times, in any orde
   policy below; one that closes won unfreezes the milestone and its clocks start
   again in full, and payments whose security period ended meanwhile mature.
 
-Recovery policy of a lost chargeback (DESIGN.md, "Chargebacks"), in this order:
+Recovery policy of a lost chargeback (README, "Chargebacks"), in this order:
+0. refunds of that milestone the provider refused to make (it will not refund a
+   disputed charge): the bank has paid the client instead, so they are settled
+   (refunds in transit -> disputed, the order `charged_back`);
 1. what the milestone still holds in escrow: the client's own money, which the bank
    has already given back (escrow -> disputed; the milestone is refunded once
    empty);
@@ -35,6 +38,7 @@ from ledger.escrow.chart import (
     CHARGEBACKS,
     DISPUTED,
     PSP_FEES,
+    REFUNDS_IN_TRANSIT,
     SERVICE_FEES,
     available_account_code,
     escrow_account_code,
@@ -160,10 +164,11 @@ def _book_move(
 
 
 def _close(uow: UnitOfWork, contract: Contract, milestone_id: str, report: DisputeReport, *, outstanding: int) -> None:
-    recovered_escrow = recovered_freelancer = fee_returned = unrecovered = 0
+    recovered_refunds = recovered_escrow = recovered_freelancer = fee_returned = unrecovered = 0
     if outstanding > 0:
-        recovered_escrow = _recover_from_escrow(uow, contract, milestone_id, report.id, outstanding)
-        left = outstanding - recovered_escrow
+        recovered_refunds = _settle_failed_refunds(uow, contract, milestone_id, report.id, outstanding)
+        recovered_escrow = _recover_from_escrow(uow, contract, milestone_id, report.id, outstanding - recovered_refunds)
+        left = outstanding - recovered_refunds - recovered_escrow
         # Every payment row first, in id order (as the maturity timer locks them), then
         # the balances their recovery posts to: no lock cycle with `mature_payment`.
         payments = [uow.escrow.payment(p.id, lock=True) for p in sorted(uow.escrow.payments_of(milestone_id), key=_id)]
@@ -183,6 +188,7 @@ def _close(uow: UnitOfWork, contract: Contract, milestone_id: str, report: Dispu
     uow.escrow.update_dispute(
         report.id,
         outcome=_outcome(report.status, outstanding).value,
+        recovered_from_refunds=recovered_refunds,
         recovered_from_escrow=recovered_escrow,
         recovered_from_freelancer=recovered_freelancer,
         fee_returned=fee_returned,
@@ -201,6 +207,32 @@ def _outcome(status: str, outstanding: int) -> DisputeOutcome:
 
 def _id(payment: Payment) -> str:
     return payment.id
+
+
+def _settle_failed_refunds(uow: UnitOfWork, contract: Contract, milestone_id: str, dispute_id: str, wanted: int) -> int:
+    """Refunds of this milestone the provider would not make (it refuses to refund a disputed
+    charge) are still owed to the client in transit: the bank has now paid the client, so
+    the chargeback settles them (refunds in transit -> disputed)."""
+    taken = 0
+    for order in uow.escrow.failed_refund_orders(milestone_id):
+        amount = int(order.amount)
+        if amount > wanted - taken:
+            break  # a refund is settled whole or not at all; what remains is owed as it was
+        post_entry(
+            uow,
+            EntryRequest(
+                idempotency_key=f"dispute.refund_settled:{dispute_id}:{order.id}",
+                kind="dispute.refund_settled",
+                postings=(
+                    debit(REFUNDS_IN_TRANSIT, amount, contract.currency),
+                    credit(DISPUTED, amount, contract.currency),
+                ),
+                refs=entry_refs(contract, milestone_id, dispute=dispute_id, refund_order=order.id),
+            ),
+        )
+        uow.escrow.update_refund_order(order.id, state="charged_back", settled_at=uow.clock.now())
+        taken += amount
+    return taken
 
 
 def _recover_from_escrow(uow: UnitOfWork, contract: Contract, milestone_id: str, dispute_id: str, wanted: int) -> int:

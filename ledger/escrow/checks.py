@@ -13,7 +13,7 @@
    contra accounts count on the side they are kept on).
 
 Chargebacks, `chargebacks_accounted`: each figure of a dispute (withdrawn,
-reinstated, recovered from escrow, from the freelancer, fee returned, unrecovered)
+reinstated, recovered from failed refunds, from escrow, from the freelancer, fee returned, unrecovered)
 equals the postings that booked it; `assets:psp:disputed` holds exactly what open
 disputes have withdrawn and not reinstated; and a closed dispute's loss is fully
 accounted for by its recovery entries.
@@ -28,7 +28,7 @@ from sqlalchemy import Connection, select, text
 
 from ledger.audit import Check, Problem, stream
 from ledger.db.schema import accounts, balances, disputes, entries, postings
-from ledger.escrow.chart import CHARGEBACKS, DISPUTED, SERVICE_FEES
+from ledger.escrow.chart import CHARGEBACKS, DISPUTED, REFUNDS_IN_TRANSIT, SERVICE_FEES
 from ledger.escrow.model import HOLDING
 
 FLOWS = """
@@ -142,6 +142,7 @@ def accounting_equation(connection: Connection) -> Iterator[Problem]:
 DISPUTE_FIGURES = {
     "withdrawn": (("dispute.funds_withdrawn",), DISPUTED, "debit"),
     "reinstated": (("dispute.funds_reinstated",), DISPUTED, "credit"),
+    "recovered_from_refunds": (("dispute.refund_settled",), REFUNDS_IN_TRANSIT, "debit"),
     "recovered_from_escrow": (("escrow.chargeback",), "liabilities:escrow:", "debit"),
     "recovered_from_freelancer": (("dispute.recovery",), "liabilities:freelancer:", "debit"),
     "fee_returned": (("dispute.recovery",), SERVICE_FEES, "debit"),

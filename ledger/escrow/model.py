@@ -316,8 +316,9 @@ class Dispute:
         withdrawn, reinstated: what the provider took from our balance and gave back
             (held meanwhile in `assets:psp:disputed`).
         outcome: None while open; won, lost or warning_closed.
-        recovered_from_escrow, recovered_from_freelancer, fee_returned, unrecovered:
-            how a lost dispute's loss was covered (DESIGN.md, "Chargebacks");
+        recovered_from_refunds, recovered_from_escrow, recovered_from_freelancer,
+            fee_returned, unrecovered: how a lost dispute's loss was covered (README,
+            "Chargebacks");
             unrecovered is the platform's loss, booked to `expenses:chargebacks`.
     """
 
@@ -332,6 +333,7 @@ class Dispute:
     outcome: DisputeOutcome | None
     recovered_from_escrow: int
     recovered_from_freelancer: int
+    recovered_from_refunds: int
     fee_returned: int
     unrecovered: int
     opened_at: datetime

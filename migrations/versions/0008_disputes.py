@@ -1,5 +1,6 @@
-"""Chargebacks: disputes opened by clients' banks against our payments; and what of a
-payout's transfer the provider has reversed.
+"""Chargebacks: disputes opened by clients' banks against our payments; refund orders a
+lost chargeback settled instead (`charged_back`); and what of a payout's transfer the
+provider has reversed.
 
 An open dispute freezes the milestone its payment funded; the money the provider
 withdraws sits in `assets:psp:disputed` until the dispute is won (reinstated) or
@@ -35,6 +36,7 @@ def upgrade() -> None:
         sa.Column("outcome", sa.String(length=20), nullable=True),
         sa.Column("recovered_from_escrow", sa.BigInteger(), nullable=False),
         sa.Column("recovered_from_freelancer", sa.BigInteger(), nullable=False),
+        sa.Column("recovered_from_refunds", sa.BigInteger(), nullable=False),
         sa.Column("fee_returned", sa.BigInteger(), nullable=False),
         sa.Column("unrecovered", sa.BigInteger(), nullable=False),
         sa.Column("opened_at", UTCDateTime(), nullable=False),
@@ -54,9 +56,17 @@ def upgrade() -> None:
     op.create_index(op.f("ix_disputes_milestone_id"), "disputes", ["milestone_id"], unique=False)
     with op.batch_alter_table("payouts") as batch_op:
         batch_op.add_column(sa.Column("amount_reversed", sa.BigInteger(), server_default="0", nullable=False))
+    with op.batch_alter_table("refund_orders") as batch_op:
+        batch_op.drop_constraint(op.f("ck_refund_orders_state"), type_="check")
+        batch_op.create_check_constraint(
+            op.f("ck_refund_orders_state"), "state IN ('pending', 'succeeded', 'failed', 'charged_back')"
+        )
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("refund_orders") as batch_op:
+        batch_op.drop_constraint(op.f("ck_refund_orders_state"), type_="check")
+        batch_op.create_check_constraint(op.f("ck_refund_orders_state"), "state IN ('pending', 'succeeded', 'failed')")
     with op.batch_alter_table("payouts") as batch_op:
         batch_op.drop_column("amount_reversed")
     op.drop_index(op.f("ix_disputes_milestone_id"), table_name="disputes")

@@ -263,3 +263,19 @@ def test_a_payout_the_provider_never_acknowledged_is_resent_only_within_23_hours
     escrow.tick()
     assert gateway.payout_calls == 2  # the provider forgets keys after 24 hours: an operator decides
     assert escrow.payout(payout.id).state.value == "in_transit" and book.audit().ok
+
+
+def test_a_lost_chargeback_settles_a_refund_the_provider_refused_instead_of_owing_it_twice(book: Ledger) -> None:
+    from ledger.db.schema import refund_orders
+    from tests.integration.test_escrow import RefusingRefunds
+
+    escrow = Escrow(book, RefusingRefunds())
+    milestone_id = funded(escrow)
+    escrow.end_contract(escrow.milestone(milestone_id).contract_id, ended_by="freelancer")  # refund refused
+    assert balance(book, "liabilities:refunds:in_transit") == 1_000 * D
+    lost = escrow.apply_dispute(report("lost", WITHDRAWAL), milestone_id)
+    assert (lost.recovered_from_refunds, lost.recovered_from_escrow, lost.unrecovered) == (1_000 * D, 0, 0)
+    assert balance(book, "liabilities:refunds:in_transit") == 0 and balance(book, CHARGEBACKS) == 0
+    [order] = book.transaction(lambda uow: list(uow.connection.execute(refund_orders.select())), read_only=True)
+    assert order.state == "charged_back"
+    assert book.audit().ok

@@ -126,6 +126,7 @@ def check(book: Ledger, escrow: Escrow, clock: FixedClock, history: History) -> 
         assert before[SERVICE_FEES] - after[SERVICE_FEES] == dispute.fee_returned
         assert after[CHARGEBACKS] - before[CHARGEBACKS] == dispute.unrecovered
         covered = dispute.recovered_from_escrow + dispute.recovered_from_freelancer + dispute.fee_returned
+        assert dispute.recovered_from_refunds == 0  # no refund was refused in these histories
         assert covered + dispute.unrecovered == lost
         if dispute.unrecovered:
             assert after[available_account_code("fr_1")] == 0 and after[pending_account_code("fr_1")] == 0
