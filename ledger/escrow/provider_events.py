@@ -103,10 +103,16 @@ def _refund(escrow: Escrow, gateway: StripeGateway, refund_id: str) -> str:
 
 def _dispute(escrow: Escrow, gateway: StripeGateway, dispute_id: str) -> str:
     report = gateway.retrieve_dispute(dispute_id)
+    if not report.charge_reference:
+        return "ignored: the dispute names no PaymentIntent of ours"
     _, metadata = gateway.retrieve_charge(report.charge_reference)
     milestone_id = metadata.get("milestone")
     if not milestone_id:
         return "ignored: not a milestone payment"
+    if metadata.get("funding_key"):
+        # The payment's own webhook may not have arrived yet: book the funding first, so the
+        # chargeback meets the money it disputes (a no-op once funded).
+        _payment_intent(escrow, gateway, report.charge_reference)
     dispute = escrow.apply_dispute(report, milestone_id)
     if dispute.is_open:
         return f"dispute {dispute.id} open ({dispute.status}): milestone {milestone_id} frozen"

@@ -266,3 +266,22 @@ def test_a_partial_transfer_reversal_returns_only_the_part_reversed(stripe_api: 
     freelancer = api.client.get("/v1/freelancers/fr_1/balance?currency=USD", headers=api.headers).json()
     assert freelancer["available"]["amount"] == "850.00"
     audited(api)
+
+
+def test_a_chargeback_that_arrives_before_the_payments_webhook_books_the_funding_first(stripe_api: StripeApi) -> None:
+    from tests.stripe_standin import NEEDS_ACTION
+
+    api = stripe_api
+    milestone_id = new_milestone(api)
+    api.post(f"/v1/milestones/{milestone_id}/fund", {"payment_method": NEEDS_ACTION})
+    intent = next(o for o in api.stripe.objects.values() if o["object"] == "payment_intent")
+    api.stripe.complete_action(intent["id"])  # paid, but its webhook is late
+    lost = api.stripe.close_dispute(api.stripe.open_dispute(intent["id"])["id"], won=False)
+    assert "lost" in deliver(api, "charge.dispute.closed", lost)
+    milestone = api.milestone(milestone_id)
+    assert milestone["state"] == "refunded" and milestone["held"]["amount"] == "0.00"
+    [shown] = disputes(api, milestone_id)
+    assert shown["recovered_from_escrow"]["amount"] == "1000.00" and shown["unrecovered"]["amount"] == "0.00"
+    deliver(api, "payment_intent.succeeded", intent)  # the late webhook changes nothing
+    assert api.milestone(milestone_id)["state"] == "refunded"
+    audited(api)
