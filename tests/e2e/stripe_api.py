@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 from litestar.testing import TestClient
@@ -73,7 +73,12 @@ def stripe_api(book: Ledger, clock: FixedClock) -> Iterator[StripeApi]:
     standin.close()
 
 
-def new_milestone(api: StripeApi, amount: str = "1000.00") -> str:
+class PostsToTheApi(Protocol):
+    def post(self, path: str, body: dict[str, Any] | None = None) -> Any: ...
+
+
+def new_milestone(api: PostsToTheApi, amount: str = "1000.00") -> str:
+    """A contract between cl_1 and fr_1 in USD with one milestone; its id."""
     contract = api.post(
         "/v1/contracts", {"client_id": "cl_1", "freelancer_id": "fr_1", "currency": "USD", "title": "t"}
     )
@@ -82,4 +87,5 @@ def new_milestone(api: StripeApi, amount: str = "1000.00") -> str:
         f"/v1/contracts/{contract.json()['id']}/milestones",
         {"title": "m", "amount": {"amount": amount, "currency": "USD"}},
     )
+    assert milestone.status_code == 201, milestone.text
     return str(milestone.json()["id"])

@@ -26,6 +26,7 @@ from ledger.api.keys import create_key
 from ledger.db.schema import entries, provider_events, refund_orders
 from ledger.gateway.stripe_gateway import StripeGateway
 from ledger.journal import Entry
+from tests.e2e.stripe_api import new_milestone
 from tests.localstripe_server import (
     DECLINED_AT_CHARGE,
     NEEDS_3DS,
@@ -125,19 +126,6 @@ def ls(book: Ledger, clock: FixedClock, localstripe: tuple[LocalStripe, WebhookR
             response = client.put(f"/v1/parties/{party}", json=body, headers=api.headers)
             assert response.status_code in (200, 201), response.text
         yield api
-
-
-def new_milestone(api: LocalApi, amount: str = "1000.00") -> str:
-    contract = api.post(
-        "/v1/contracts", {"client_id": "cl_1", "freelancer_id": "fr_1", "currency": "USD", "title": "t"}
-    )
-    assert contract.status_code == 201, contract.text
-    milestone = api.post(
-        f"/v1/contracts/{contract.json()['id']}/milestones",
-        {"title": "m", "amount": {"amount": amount, "currency": "USD"}},
-    )
-    assert milestone.status_code == 201, milestone.text
-    return str(milestone.json()["id"])
 
 
 def start_3ds_funding(api: LocalApi, milestone_id: str) -> tuple[str, str]:
