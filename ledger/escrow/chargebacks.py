@@ -171,7 +171,8 @@ def _close(uow: UnitOfWork, contract: Contract, milestone_id: str, report: Dispu
         left = outstanding - recovered_refunds - recovered_escrow
         # Every payment row first, in id order (as the maturity timer locks them), then
         # the balances their recovery posts to: no lock cycle with `mature_payment`.
-        payments = [uow.escrow.payment(p.id, lock=True) for p in sorted(uow.escrow.payments_of(milestone_id), key=_id)]
+        ids = sorted(p.id for p in uow.escrow.payments_of(milestone_id))
+        payments = [uow.escrow.payment(payment_id, lock=True) for payment_id in ids]
         # What is still pending of each payment: the freelancer's part comes out of it first.
         pending = {p.id: uow.escrow.pending_remaining(p.id) for p in payments}
         for payment in sorted(payments, key=lambda p: p.entry_id, reverse=True):  # newest first
@@ -203,10 +204,6 @@ def _outcome(status: str, outstanding: int) -> DisputeOutcome:
     if status == "lost" or outstanding > 0:
         return DisputeOutcome.LOST
     return DisputeOutcome.WARNING_CLOSED if status == "warning_closed" else DisputeOutcome.WON
-
-
-def _id(payment: Payment) -> str:
-    return payment.id
 
 
 def _settle_failed_refunds(uow: UnitOfWork, contract: Contract, milestone_id: str, dispute_id: str, wanted: int) -> int:
