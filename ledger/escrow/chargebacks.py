@@ -169,8 +169,9 @@ def _close(uow: UnitOfWork, contract: Contract, milestone_id: str, report: Dispu
         recovered_refunds = _settle_failed_refunds(uow, contract, milestone_id, report.id, outstanding)
         recovered_escrow = _recover_from_escrow(uow, contract, milestone_id, report.id, outstanding - recovered_refunds)
         left = outstanding - recovered_refunds - recovered_escrow
-        # Every payment row first, in id order (as the maturity timer locks them), then
-        # the balances their recovery posts to: no lock cycle with `mature_payment`.
+        # Lock every payment row (in id order) before posting to any balance: the maturity
+        # timer locks a payment row, then the balances, so taking them the same way round
+        # leaves no lock cycle.
         ids = sorted(p.id for p in uow.escrow.payments_of(milestone_id))
         payments = [uow.escrow.payment(payment_id, lock=True) for payment_id in ids]
         # What is still pending of each payment: the freelancer's part comes out of it first.

@@ -30,8 +30,9 @@ def handle_event(escrow: Escrow, gateway: StripeGateway, event: dict[str, Any]) 
     If the provider cannot be asked how the object stands now (`GatewayUnavailable`), or
     the database keeps losing races (`RetriesExhausted`, a balance moved under a
     chargeback's recovery), the event stays unprocessed and the error propagates: the
-    webhook answers 5xx and the provider delivers the event again later. A refusal (the ledger will not do
-    what the event implies) is recorded as the outcome: a redelivery cannot change it."""
+    webhook answers with an error and the provider delivers the event again later. A
+    refusal (the ledger will not do what the event implies) is recorded as the outcome:
+    a redelivery cannot change it."""
     book = escrow.book
     obj = (event.get("data") or {}).get("object") or {}
     event_id, event_type = str(event["id"]), str(event["type"])
@@ -91,13 +92,15 @@ def _transfer(escrow: Escrow, gateway: StripeGateway, transfer_id: str) -> str:
 
 
 def _refund(escrow: Escrow, gateway: StripeGateway, refund_id: str) -> str:
-    status, failure_reason, metadata = gateway.retrieve_refund(refund_id)
+    result, metadata = gateway.retrieve_refund(refund_id)
     order_id = metadata.get("refund_order")
     if not order_id:
         return "ignored: not a refund order"
-    if status not in ("succeeded", "failed", "canceled"):
+    if result.status == "requires_action":
         return f"refund order {order_id} pending"
-    state = escrow.settle_refund(order_id, succeeded=status == "succeeded", reference=refund_id, reason=failure_reason)
+    state = escrow.settle_refund(
+        order_id, succeeded=result.succeeded, reference=refund_id, reason=result.failure_reason
+    )
     return f"refund order {order_id} {state}"
 
 

@@ -356,11 +356,7 @@ class Escrow:
                     if retrieve is None:
                         waiting += 1
                         continue
-                    status, reason, _ = retrieve(order.gateway_reference)
-                    outcome = {"succeeded": "succeeded", "failed": "failed", "canceled": "failed"}
-                    result = GatewayResult(
-                        outcome.get(status, "requires_action"), order.gateway_reference, failure_reason=reason
-                    )
+                    result, _ = retrieve(order.gateway_reference)
                 elif order.created_at < since:
                     waiting += 1
                     continue
@@ -407,7 +403,8 @@ class Escrow:
     def apply_dispute(self, report: DisputeReport, milestone_id: str) -> Dispute:
         """Bring the ledger in line with a chargeback as the provider reports it now."""
         gateway = self._gateway()
-        for attempt in range(3):
+        attempts_left = 3
+        while True:
             try:
                 return self.book.transaction(
                     lambda uow: apply_dispute(uow, report, milestone_id, psp_account=gateway.psp_account)
@@ -415,9 +412,9 @@ class Escrow:
             except BelowFloor:
                 # Recovery reads the freelancer's balances, then posts; a payout committed
                 # in between makes the posting refuse. Run again on the balances as they are now.
-                if attempt == 2:
+                attempts_left -= 1
+                if not attempts_left:
                     raise
-        raise AssertionError("unreachable")
 
     def dispute(self, dispute_id: str) -> Dispute:
         def read(uow: UnitOfWork) -> Dispute:

@@ -53,6 +53,15 @@ def _result(obj: Any) -> GatewayResult:
     return GatewayResult("failed", intent["id"], failure_reason=reason)
 
 
+def _refund_result(refund: dict[str, Any]) -> GatewayResult:
+    """A Stripe refund: succeeded, failed (failed or canceled), or still pending ("requires_action")."""
+    status = refund["status"]
+    outcome = (
+        "succeeded" if status == "succeeded" else "failed" if status in ("failed", "canceled") else "requires_action"
+    )
+    return GatewayResult(outcome, str(refund["id"]), failure_reason=refund.get("failure_reason"))
+
+
 class StripeGateway:
     """Stripe through the official SDK.
 
@@ -164,10 +173,10 @@ class StripeGateway:
             reversed_amount = int(transfer["amount"])
         return reversed_amount, dict(transfer.get("metadata") or {})
 
-    def retrieve_refund(self, reference: str) -> tuple[str, str | None, Mapping[str, str]]:
-        """A refund's status (succeeded, pending, failed, canceled), failure reason and metadata."""
+    def retrieve_refund(self, reference: str) -> tuple[GatewayResult, Mapping[str, str]]:
+        """A refund as Stripe has it now, and its metadata."""
         refund = self._read(self.client.v1.refunds.retrieve, reference)
-        return str(refund.get("status")), refund.get("failure_reason"), dict(refund.get("metadata") or {})
+        return _refund_result(refund), dict(refund.get("metadata") or {})
 
     def retrieve_dispute(self, reference: str) -> DisputeReport:
         """A chargeback as Stripe has it now, with every balance transaction it caused."""
@@ -206,17 +215,7 @@ class StripeGateway:
             "payment_intent": charge_reference,
             "metadata": {"refund_order": idempotency_key},
         }
-        refund = _plain(self._call(self.client.v1.refunds.create, params, idempotency_key))
-        status = refund["status"]
-        return GatewayResult(
-            "succeeded"
-            if status == "succeeded"
-            else "failed"
-            if status in ("failed", "canceled")
-            else "requires_action",
-            refund["id"],
-            failure_reason=refund.get("failure_reason"),
-        )
+        return _refund_result(_plain(self._call(self.client.v1.refunds.create, params, idempotency_key)))
 
     def payout(
         self, *, amount: int, currency: str, idempotency_key: str, destination: str, metadata: Mapping[str, str]
