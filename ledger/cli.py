@@ -192,9 +192,10 @@ def run(argv: Sequence[str]) -> int:
 
             escrow = Escrow(book, gateway_from_settings(load_settings()))
             print(escrow.tick(args.now).summary())
-            waiting = escrow.dispatch_refunds()
-            if waiting:
-                print(f"{waiting} refunds wait for the payment provider (LEDGER_GATEWAY)")
+            if escrow.gateway is None:
+                waiting = book.transaction(lambda uow: len(uow.orders.open_orders()), read_only=True)
+                if waiting:
+                    print(f"{waiting} payment orders wait for the payment provider (LEDGER_GATEWAY)")
             return EXIT_OK
         if args.command == "fees":
             return run_fees(book, args)

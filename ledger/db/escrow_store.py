@@ -71,6 +71,7 @@ def _payment(row: Any) -> Payment:
         pending_until=row.pending_until,
         refunded=int(row.refunded),
         entry_id=int(row.entry_id),
+        charge_reference=row.charge_reference,
     )
 
 

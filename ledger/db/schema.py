@@ -277,6 +277,9 @@ class PaymentRow(Base):
     refunded: Mapped[MinorUnits]
     entry_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("entries.id", ondelete="RESTRICT"))
     request_key: Mapped[str | None] = mapped_column(String(255), unique=True)
+    # The provider charge this payment's money came in by (a bonus has its own): what a
+    # refund of this payment names at the provider.
+    charge_reference: Mapped[str | None] = mapped_column(String(255))
 
     __table_args__ = (
         CheckConstraint("gross > 0 AND fee >= 0 AND net >= 0 AND gross = fee + net", name="amounts"),
@@ -525,3 +528,76 @@ class DisputeRow(Base):
 
 
 disputes = cast(Table, DisputeRow.__table__)
+
+
+# --- the provider boundary ----------------------------------------------------------
+
+
+class PaymentOrderRow(Base):
+    """A call to the payment provider, written with the state change that needs it
+    (`ledger.escrow.orders`); a dispatcher sends it under a lease."""
+
+    __tablename__ = "payment_orders"
+
+    id: Mapped[TypedId]
+    kind: Mapped[str] = mapped_column(String(20))
+    state: Mapped[str] = mapped_column(String(20))
+    amount: Mapped[MinorUnits]
+    currency: Mapped[CurrencyCode]
+    provider_key: Mapped[str] = mapped_column(String(255), unique=True)
+    milestone_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    payout_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    refund_order_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    target_reference: Mapped[str | None] = mapped_column(String(255))
+    provider_reference: Mapped[str | None] = mapped_column(String(255))
+    failure_reason: Mapped[str | None] = mapped_column(String(500))
+    origin: Mapped[str | None] = mapped_column(String(80))
+    attempts: Mapped[int] = mapped_column(Integer)
+    next_attempt_at: Mapped[Timestamp]
+    lease_owner: Mapped[str | None] = mapped_column(String(80))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    first_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    resolved_by: Mapped[str | None] = mapped_column(String(80))
+    details: Mapped[JsonDocument]
+    created_at: Mapped[Timestamp]
+    updated_at: Mapped[Timestamp]
+
+    __table_args__ = (
+        CheckConstraint("amount >= 0", name="amount_not_negative"),
+        CheckConstraint("kind IN ('fund', 'bonus', 'cancel', 'refund', 'payout', 'processing_fee')", name="kind"),
+        CheckConstraint(
+            "state IN ('pending', 'sent', 'requires_action', 'succeeded', 'failed', 'cancelled')", name="state"
+        ),
+        CheckConstraint("attempts >= 0", name="attempts"),
+        Index("ix_payment_orders_due", "state", "next_attempt_at"),
+    )
+
+
+class RequestKeyRow(Base):
+    """A caller's request key bound to the request it was first used for: the same key
+    with another request is a conflict; with the same one it replays the result."""
+
+    __tablename__ = "request_keys"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    operation: Mapped[str] = mapped_column(String(40))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    result: Mapped[JsonDocument]
+    created_at: Mapped[Timestamp]
+
+
+class WorkerHeartbeatRow(Base):
+    """The last time each worker process reported in (`ledger worker`)."""
+
+    __tablename__ = "worker_heartbeats"
+
+    name: Mapped[str] = mapped_column(String(120), primary_key=True)
+    beat_at: Mapped[Timestamp]
+    started_at: Mapped[Timestamp]
+    summary: Mapped[str] = mapped_column(String(500))
+
+
+payment_orders = cast(Table, PaymentOrderRow.__table__)
+request_keys = cast(Table, RequestKeyRow.__table__)
+worker_heartbeats = cast(Table, WorkerHeartbeatRow.__table__)

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from ledger.db.escrow_store import EscrowStore
     from ledger.db.fee_store import FeeStore
     from ledger.db.journal_store import JournalStore
+    from ledger.db.order_store import OrderStore
 
 T = TypeVar("T")
 log = logging.getLogger("ledger.transactions")
@@ -61,6 +62,7 @@ class UnitOfWork:
         escrow: contracts, milestones, payments, payouts and timers.
         documents: parties, invoices and credit notes.
         api: API keys and idempotent HTTP requests.
+        orders: payment orders, request keys and worker heartbeats.
     """
 
     def __init__(self, connection: Connection, database: Database) -> None:
@@ -70,6 +72,7 @@ class UnitOfWork:
         from ledger.db.escrow_store import EscrowStore
         from ledger.db.fee_store import FeeStore
         from ledger.db.journal_store import JournalStore
+        from ledger.db.order_store import OrderStore
 
         self.connection = connection
         self.dialect = connection.dialect.name
@@ -81,6 +84,9 @@ class UnitOfWork:
         self.escrow: EscrowStore = EscrowStore(self)
         self.documents: DocumentStore = DocumentStore(self)
         self.api: ApiStore = ApiStore(self)
+        #: who is writing (a request's own id): the payment orders written carry it
+        self.origin: str | None = None
+        self.orders: OrderStore = OrderStore(self)
         self._after_commit: list[Callable[[], None]] = []
 
     def after_commit(self, callback: Callable[[], None]) -> None:

@@ -35,6 +35,7 @@ from ledger.escrow.model import (
     require_transition,
     require_unfrozen,
 )
+from ledger.escrow.orders import NewOrder, OrderKind, OrderState, PaymentOrder
 from ledger.escrow.payments import entry_refs, refund_from_escrow, release
 from ledger.fees.billing import schedule_in_force
 from ledger.fees.rule import client_processing_fee
@@ -55,7 +56,7 @@ def _title(value: object) -> str:
     return value.strip()
 
 
-def _positive(amount: object, field: str = "amount") -> int:
+def positive_amount(amount: object, field: str = "amount") -> int:
     if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
         raise InvalidRequest(f"{field} must be a positive integer of minor units, not {amount!r}", field=field)
     return amount
@@ -88,7 +89,7 @@ def add_milestone(
         id=milestone_id,
         contract_id=contract.id,
         title=_title(title),
-        amount=_positive(amount),
+        amount=positive_amount(amount),
         due_date=due_date,
         state=MilestoneState.DRAFT.value,
         created_at=now,
@@ -99,52 +100,105 @@ def add_milestone(
 
 
 @dataclass(frozen=True)
-class FundingRequest:
-    """What to ask the payment gateway for, to fund a milestone.
+class FundingStart:
+    """A funding requested: the milestone, and the payment order that charges the client
+    (a cancellation of the previous attempt's charge first, when one may still succeed).
 
     Attributes:
-        key: the gateway idempotency key of this funding attempt.
-        reference: the provider's payment, when this attempt already made one.
-        amount: the milestone's amount; client_fee: the client processing fee on top.
+        milestone: as it stands (`funding`).
+        order: the order written, or the open one of the attempt under way.
     """
 
     milestone: Milestone
-    contract: Contract
-    key: str
-    amount: int
-    client_fee: int
-    reference: str | None = None
-
-    @property
-    def total(self) -> int:
-        return self.amount + self.client_fee
+    order: PaymentOrder | None
 
 
-def start_funding(uow: UnitOfWork, milestone_id: str) -> FundingRequest:
-    """draft -> funding. A milestone already `funding` returns its pending attempt, so a
-    retried request repeats the same (idempotent) gateway call instead of a new one."""
+def start_funding(uow: UnitOfWork, milestone_id: str, *, payment_method: str | None = None) -> FundingStart:
+    """draft -> funding, with the order that charges the client.
+
+    A milestone already `funding` returns its attempt's open order, so a retried request
+    asks after the same charge instead of making another. The amount charged (the
+    milestone's amount and the client processing fee of the schedule in force now) is
+    fixed on the order: the booking takes it from there."""
     milestone = uow.escrow.milestone(milestone_id, lock=True)
     contract = uow.escrow.contract(milestone.contract_id)
-    key, _ = uow.escrow.funding(milestone_id)
-    reference = uow.escrow.funding_reference(milestone_id) if key is not None else None
-    if milestone.state is not MilestoneState.FUNDING or key is None:
-        reference = None
-        require_transition(milestone_id, milestone.state, Event.REQUEST_FUNDING)
-        if contract.ended_by is not None:
-            raise ContractEnded(f"contract {contract.id} has ended", contract_id=contract.id)
-        key = new_id("fund")
-        uow.escrow.update_milestone(
-            milestone_id, state=MilestoneState.FUNDING.value, funding_key=key, failure_reason=None
-        )
+    fund_orders = uow.orders.of_milestone(milestone_id, kinds=(OrderKind.FUND, OrderKind.CANCEL))
+    open_orders = [o for o in fund_orders if not o.state.is_final]
+    if milestone.state is MilestoneState.FUNDING:
+        return FundingStart(milestone, open_orders[-1] if open_orders else None)
+    require_transition(milestone_id, milestone.state, Event.REQUEST_FUNDING)
+    if contract.ended_by is not None:
+        raise ContractEnded(f"contract {contract.id} has ended", contract_id=contract.id)
     schedule = schedule_in_force(uow, uow.clock.now()).schedule
-    return FundingRequest(
-        uow.escrow.milestone(milestone_id),
-        contract,
-        key,
-        milestone.amount,
-        client_processing_fee(schedule, milestone.amount),
-        reference,
+    client_fee = client_processing_fee(schedule, milestone.amount)
+    key = new_id("fund")
+    details = {
+        "funding_key": key,
+        "amount": str(milestone.amount),
+        "client_fee": str(client_fee),
+        "party": contract.client_id,
+        "contract": contract.id,
+        "milestone": milestone_id,
+    }
+    if payment_method:
+        details["payment_method"] = payment_method
+    unfinished = [o for o in open_orders if o.kind is OrderKind.FUND and o.provider_reference]
+    if unfinished:
+        # The previous attempt's charge is not over at the provider (it failed authentication
+        # but could still be completed): cancel it first; the new charge follows the cancellation.
+        previous = unfinished[-1]
+        order = uow.orders.add(
+            NewOrder(
+                kind=OrderKind.CANCEL,
+                amount=previous.amount,
+                currency=contract.currency,
+                provider_key=f"cancel:{previous.id}",
+                milestone_id=milestone_id,
+                target_reference=previous.provider_reference,
+                details={
+                    **{k: v for k, v in details.items() if k != "funding_key"},
+                    "funding_key": previous.details.get("funding_key", previous.provider_key),
+                    "next_funding_key": key,
+                    "reason": "superseded by a new funding attempt",
+                },
+            )
+        )
+        uow.escrow.update_milestone(
+            milestone_id,
+            state=MilestoneState.FUNDING.value,
+            funding_key=previous.details.get("funding_key", previous.provider_key),
+            failure_reason=None,
+        )
+        return FundingStart(uow.escrow.milestone(milestone_id), order)
+    order = _order_charge(uow, milestone_id, contract.currency, details)
+    uow.escrow.update_milestone(milestone_id, state=MilestoneState.FUNDING.value, funding_key=key, failure_reason=None)
+    return FundingStart(uow.escrow.milestone(milestone_id), order)
+
+
+def _order_charge(uow: UnitOfWork, milestone_id: str, currency: str, details: dict[str, str]) -> PaymentOrder:
+    return uow.orders.add(
+        NewOrder(
+            kind=OrderKind.FUND,
+            amount=int(details["amount"]) + int(details["client_fee"]),
+            currency=currency,
+            provider_key=details["funding_key"],
+            milestone_id=milestone_id,
+            details=details,
+        )
     )
+
+
+def start_next_attempt(uow: UnitOfWork, cancellation: PaymentOrder) -> None:
+    """The previous attempt's charge is cancelled: make the new one."""
+    milestone_id = cancellation.milestone_id or ""
+    milestone = uow.escrow.milestone(milestone_id, lock=True)
+    key, _ = uow.escrow.funding(milestone_id)
+    if milestone.state is not MilestoneState.FUNDING or key != cancellation.details.get("funding_key"):
+        return  # the milestone moved on (the old charge was booked, or the contract ended)
+    details = {k: v for k, v in cancellation.details.items() if k not in ("next_funding_key", "reason", "funding_key")}
+    details["funding_key"] = cancellation.details["next_funding_key"]
+    _order_charge(uow, milestone_id, cancellation.currency, details)
+    uow.escrow.update_milestone(milestone_id, funding_key=details["funding_key"])
 
 
 def await_funding(uow: UnitOfWork, milestone_id: str, *, funding_key: str, reference: str) -> Milestone:
@@ -158,35 +212,55 @@ def await_funding(uow: UnitOfWork, milestone_id: str, *, funding_key: str, refer
 def confirm_funding(
     uow: UnitOfWork, milestone_id: str, *, funding_key: str, reference: str, psp_account: str
 ) -> Milestone:
-    """funding -> funded, posting psp -> escrow (and the client processing fee).
+    """funding -> funded, posting psp -> escrow (and the client processing fee), with the
+    amounts on the attempt's order.
 
     Idempotent: the provider's webhook and our own retrieval may both confirm; the
-    second finds the milestone funded by this attempt and changes nothing."""
+    second finds the attempt booked and changes nothing. A success of an attempt that is
+    no longer the milestone's (superseded, failed, expired, or the milestone funded
+    otherwise) is booked and refunded at once: the client paid, nothing holds it."""
     milestone = uow.escrow.milestone(milestone_id, lock=True)
-    key, _ = uow.escrow.funding(milestone_id)
-    if key != funding_key:
-        raise InvalidTransition(
-            f"funding attempt {funding_key} is not milestone {milestone_id}'s current one",
-            milestone_id=milestone_id,
-        )
-    if milestone.state is not MilestoneState.FUNDING:
-        return milestone  # already confirmed by this attempt
-    require_transition(milestone_id, milestone.state, Event.PAYMENT_CONFIRMED)
+    if uow.journal.find_by_keys([f"escrow.fund:{funding_key}"]):
+        return milestone  # this attempt is booked already
     contract = uow.escrow.contract(milestone.contract_id)
-    schedule = schedule_in_force(uow, uow.clock.now()).schedule
-    client_fee = client_processing_fee(schedule, milestone.amount)
-    _post_funding(uow, contract, milestone_id, milestone.amount, client_fee, psp_account, funding_key, reference)
+    order = uow.orders.by_provider_key(funding_key)
+    if order is not None:
+        amount, client_fee = int(order.details["amount"]), int(order.details["client_fee"])
+    else:  # an attempt started before payment orders existed
+        schedule = schedule_in_force(uow, uow.clock.now()).schedule
+        amount, client_fee = milestone.amount, client_processing_fee(schedule, milestone.amount)
+    key, _ = uow.escrow.funding(milestone_id)
+    if key != funding_key or milestone.state is not MilestoneState.FUNDING:
+        post_funding(uow, contract, milestone_id, amount + client_fee, 0, psp_account, funding_key, reference)
+        refund_from_escrow(
+            uow,
+            contract,
+            milestone_id,
+            amount + client_fee,
+            reason="superseded_attempt",
+            charge_reference=reference,
+            psp_account=psp_account,
+        )
+        if order is not None:
+            uow.orders.finish(
+                order.id, OrderState.SUCCEEDED, reference=reference, reason="refunded: superseded attempt"
+            )
+        return uow.escrow.milestone(milestone_id)
+    require_transition(milestone_id, milestone.state, Event.PAYMENT_CONFIRMED)
+    post_funding(uow, contract, milestone_id, amount, client_fee, psp_account, funding_key, reference)
     uow.escrow.update_milestone(
         milestone_id, state=MilestoneState.FUNDED.value, funding_reference=reference, psp_account=psp_account
     )
+    if order is not None:
+        uow.orders.finish(order.id, OrderState.SUCCEEDED, reference=reference)
     if contract.ended_by is not None:
         # The payment landed after the contract ended: the money goes straight back.
-        refund_from_escrow(uow, contract, milestone_id, milestone.amount, reason="contract_ended")
+        refund_from_escrow(uow, contract, milestone_id, amount, reason="contract_ended")
         uow.escrow.update_milestone(milestone_id, state=MilestoneState.REFUNDED.value)
     return uow.escrow.milestone(milestone_id)
 
 
-def _post_funding(
+def post_funding(
     uow: UnitOfWork,
     contract: Contract,
     milestone_id: str,
@@ -221,14 +295,16 @@ def fail_funding(uow: UnitOfWork, milestone_id: str, *, funding_key: str, reason
     """funding -> draft, keeping the provider's reason; no money moved."""
     milestone = uow.escrow.milestone(milestone_id, lock=True)
     key, _ = uow.escrow.funding(milestone_id)
-    if milestone.state is MilestoneState.DRAFT and milestone.failure_reason == reason:
-        return milestone  # the failure was already recorded
+    if milestone.state is not MilestoneState.FUNDING and key == funding_key:
+        return milestone  # the failure was already recorded (or the attempt was booked meanwhile)
     if key != funding_key:
         raise InvalidTransition(f"funding attempt {funding_key} is not current", milestone_id=milestone_id)
     require_transition(milestone_id, milestone.state, Event.PAYMENT_FAILED)
-    uow.escrow.update_milestone(
-        milestone_id, state=MilestoneState.DRAFT.value, funding_key=None, failure_reason=reason[:500]
-    )
+    order = uow.orders.by_provider_key(funding_key)
+    if order is not None and order.state is OrderState.PENDING:
+        uow.orders.finish(order.id, OrderState.FAILED, reason=reason)
+    # The key stays: a later success of this attempt is recognised (booked and refunded).
+    uow.escrow.update_milestone(milestone_id, state=MilestoneState.DRAFT.value, failure_reason=reason[:500])
     return uow.escrow.milestone(milestone_id)
 
 
@@ -251,52 +327,6 @@ def request_changes(uow: UnitOfWork, milestone_id: str) -> Milestone:
     require_transition(milestone_id, milestone.state, Event.REQUEST_CHANGES)
     uow.escrow.update_milestone(milestone_id, state=MilestoneState.CHANGES_REQUESTED.value, review_deadline=None)
     return uow.escrow.milestone(milestone_id)
-
-
-def approve(
-    uow: UnitOfWork,
-    milestone_id: str,
-    *,
-    amount: int | None = None,
-    bonus: tuple[str, str, str] | None = None,
-    request_key: str | None = None,
-) -> list[Payment]:
-    """The client approves all that is held, a part of it, or more.
-
-    Part (x < held): x is released, the milestone stays as it is with held - x.
-    All: released. More than held: all is released and the extra is a bonus,
-    funded (`bonus` = the confirmed gateway charge: key, reference, psp account)
-    and released as its own payment. Returns the payments made.
-    """
-    if request_key is not None:
-        keys = (request_key, f"{request_key}#bonus")
-        earlier = [p for p in (uow.escrow.payment_by_request_key(k) for k in keys) if p is not None]
-        if earlier:
-            return earlier  # a retried approval: the money already moved
-    milestone = uow.escrow.milestone(milestone_id, lock=True)
-    require_transition(milestone_id, milestone.state, Event.APPROVE)
-    require_unfrozen(milestone, Event.APPROVE)
-    contract = uow.escrow.contract(milestone.contract_id)
-    held = milestone.held
-    wanted = held if amount is None else _positive(amount)
-    now = uow.clock.now()
-    if wanted < held:
-        return [release(uow, contract, milestone_id, wanted, effective_at=now, request_key=request_key)]
-    payments = [release(uow, contract, milestone_id, held, effective_at=now, request_key=request_key)]
-    uow.escrow.update_milestone(milestone_id, state=MilestoneState.RELEASED.value, review_deadline=None)
-    extra = wanted - held
-    if extra:
-        if bonus is None:
-            raise InvalidRequest(
-                f"approving {wanted} of {held} held needs a bonus payment of {extra} from the client", field="amount"
-            )
-        key, reference, psp_account = bonus
-        _post_funding(uow, contract, milestone_id, extra, 0, psp_account, key, reference, kind="escrow.fund_bonus")
-        bonus_key = None if request_key is None else f"{request_key}#bonus"
-        payments.append(
-            release(uow, contract, milestone_id, extra, effective_at=now, kind="bonus", request_key=bonus_key)
-        )
-    return payments
 
 
 def expire_review(uow: UnitOfWork, milestone_id: str, deadline: datetime) -> list[Payment]:

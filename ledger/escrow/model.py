@@ -96,6 +96,7 @@ class MilestoneState(StrEnum):
     FUNDED = "funded"
     SUBMITTED = "submitted"
     CHANGES_REQUESTED = "changes_requested"
+    APPROVAL_PENDING = "approval_pending"
     REFUND_REQUESTED = "refund_requested"
     DISPUTED = "disputed"
     RELEASED = "released"
@@ -113,7 +114,7 @@ class MilestoneState(StrEnum):
 
 
 ACTIVE = frozenset({MilestoneState.FUNDED, MilestoneState.SUBMITTED, MilestoneState.CHANGES_REQUESTED})
-HOLDING = ACTIVE | {MilestoneState.REFUND_REQUESTED, MilestoneState.DISPUTED}
+HOLDING = ACTIVE | {MilestoneState.APPROVAL_PENDING, MilestoneState.REFUND_REQUESTED, MilestoneState.DISPUTED}
 FINAL = frozenset({MilestoneState.RELEASED, MilestoneState.REFUNDED, MilestoneState.SETTLED})
 
 
@@ -124,6 +125,8 @@ class Event(StrEnum):
     SUBMIT = "submit"
     REQUEST_CHANGES = "request_changes"
     APPROVE = "approve"
+    BONUS_CONFIRMED = "bonus_confirmed"
+    BONUS_WITHDRAWN = "bonus_withdrawn"
     REVIEW_EXPIRED = "review_expired"
     CLIENT_ENDS = "client_ends"
     FREELANCER_ENDS = "freelancer_ends"
@@ -146,7 +149,10 @@ TRANSITIONS: dict[tuple[MilestoneState, Event], frozenset[MilestoneState]] = {
     (S.FUNDED, E.SUBMIT): frozenset({S.SUBMITTED}),
     (S.CHANGES_REQUESTED, E.SUBMIT): frozenset({S.SUBMITTED}),
     (S.SUBMITTED, E.REQUEST_CHANGES): frozenset({S.CHANGES_REQUESTED}),
-    **{(state, E.APPROVE): frozenset({state, S.RELEASED}) for state in ACTIVE},
+    # Approving more than held writes the bonus charge's order and waits for it.
+    **{(state, E.APPROVE): frozenset({state, S.RELEASED, S.APPROVAL_PENDING}) for state in ACTIVE},
+    (S.APPROVAL_PENDING, E.BONUS_CONFIRMED): frozenset({S.RELEASED}),
+    (S.APPROVAL_PENDING, E.BONUS_WITHDRAWN): ACTIVE,
     (S.SUBMITTED, E.REVIEW_EXPIRED): frozenset({S.RELEASED}),
     **{(state, E.CLIENT_ENDS): frozenset({S.REFUND_REQUESTED}) for state in ACTIVE},
     **{(state, E.FREELANCER_ENDS): frozenset({S.REFUNDED}) for state in ACTIVE},
@@ -253,6 +259,7 @@ class Payment:
         pending_until: when its net becomes available (5 days after release).
         refunded: what the freelancer has refunded of it so far (gross, minor units).
         entry_id: the release's journal entry.
+        charge_reference: the provider charge its money came in by (a bonus has its own).
     """
 
     id: str
@@ -266,6 +273,7 @@ class Payment:
     pending_until: datetime
     refunded: int
     entry_id: int
+    charge_reference: str | None = None
 
 
 class PayoutState(StrEnum):

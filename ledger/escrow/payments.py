@@ -9,7 +9,7 @@ net becomes available 5 days later (`mature_payment`, fired by `ledger tick`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -33,6 +33,7 @@ from ledger.escrow.model import (
     RefundNotAllowed,
     new_id,
 )
+from ledger.escrow.orders import NewOrder, OrderKind, OrderState
 from ledger.fees.billing import charge_fee, refund_fee
 from ledger.invoices.issuing import issue_refund_credit_notes, issue_release_documents
 from ledger.journal import EntryRequest, Posting, credit, debit, post_entry
@@ -63,8 +64,12 @@ def release(
     effective_at: datetime,
     kind: str = "release",
     request_key: str | None = None,
+    charge_reference: str | None = None,
 ) -> Payment:
-    """Release `amount` from the milestone's escrow to the freelancer, less the fee."""
+    """Release `amount` from the milestone's escrow to the freelancer, less the fee.
+
+    `charge_reference` is the provider charge the money came in by (default: the
+    milestone's funding): a refund of this payment is made against that charge."""
     if amount <= 0:
         raise InvalidRequest("nothing to release: the amount must be positive", field="amount")
     payment_id = new_id("py")
@@ -112,6 +117,7 @@ def release(
         refunded=0,
         entry_id=entry.id,
         request_key=request_key,
+        charge_reference=charge_reference or uow.escrow.funding_reference(milestone_id),
     )
     uow.escrow.schedule(PENDING_RELEASE, payment_id, pending_until)
     issue_release_documents(
@@ -136,12 +142,23 @@ def refund_from_escrow(
     *,
     reason: str,
     effective_at: datetime | None = None,
+    charge_reference: str | None = None,
+    psp_account: str | None = None,
 ) -> None:
     """Return `amount` held for the milestone to the client: escrow -> refunds in transit,
-    and a refund order for the payment provider (settled into the PSP account)."""
+    and a refund order with its payment order for the provider (settled into the PSP
+    account), against `charge_reference` (default: the milestone's funding charge)."""
     if amount <= 0:
         return
-    order = _order_refund(uow, contract, milestone_id, amount, payment_id=None)
+    order = _order_refund(
+        uow,
+        contract,
+        milestone_id,
+        amount,
+        payment_id=None,
+        charge_reference=charge_reference,
+        psp_account=psp_account,
+    )
     post_entry(
         uow,
         EntryRequest(
@@ -159,12 +176,22 @@ def refund_from_escrow(
 
 
 def _order_refund(
-    uow: UnitOfWork, contract: Contract, milestone_id: str, amount: int, *, payment_id: str | None
+    uow: UnitOfWork,
+    contract: Contract,
+    milestone_id: str,
+    amount: int,
+    *,
+    payment_id: str | None,
+    charge_reference: str | None = None,
+    psp_account: str | None = None,
 ) -> str:
-    _, psp_account = uow.escrow.funding(milestone_id)
+    """A refund order (what is owed to the client) and its payment order (the call that
+    refunds the named charge at the provider)."""
+    psp_account = psp_account or uow.escrow.funding(milestone_id)[1]
     assert psp_account is not None, "money to refund was funded through a PSP account"
     open_platform_accounts(uow, contract.currency, psp_account)
     order_id = new_id("rfo")
+    charge = charge_reference or uow.escrow.funding_reference(milestone_id)
     uow.escrow.add_refund_order(
         id=order_id,
         milestone_id=milestone_id,
@@ -172,9 +199,21 @@ def _order_refund(
         currency=contract.currency,
         amount=amount,
         psp_account=psp_account,
-        charge_reference=uow.escrow.funding_reference(milestone_id),
+        charge_reference=charge,
         state="pending",
         created_at=uow.clock.now(),
+    )
+    uow.orders.add(
+        NewOrder(
+            kind=OrderKind.REFUND,
+            amount=amount,
+            currency=contract.currency,
+            provider_key=order_id,
+            milestone_id=milestone_id,
+            refund_order_id=order_id,
+            target_reference=charge,
+            details={"psp_account": psp_account},
+        )
     )
     return order_id
 
@@ -225,6 +264,14 @@ def settle_refund(
             ),
         )
     state = "succeeded" if succeeded else "failed"
+    payment_order = uow.orders.of_refund_order(order_id)
+    if payment_order is not None and not payment_order.state.is_final:
+        uow.orders.finish(
+            payment_order.id,
+            OrderState.SUCCEEDED if succeeded else OrderState.FAILED,
+            reference=reference,
+            reason=None if succeeded else (reason or "failed"),
+        )
     uow.escrow.update_refund_order(
         order_id,
         state=state,
@@ -275,6 +322,15 @@ class PaymentRefund:
     amount: int
     fee_returned: int
     entry_id: int
+    status: str = "pending"
+
+
+def refund_status(uow: UnitOfWork, refund: PaymentRefund) -> PaymentRefund:
+    """The refund with how its provider refund stands now: pending, succeeded or failed."""
+    order_id = uow.journal.get(refund.entry_id).refs.get("refund_order")
+    if order_id is None:
+        return refund
+    return replace(refund, status=str(uow.escrow.refund_order(order_id).state))
 
 
 def refund_payment(uow: UnitOfWork, payment_id: str, amount: int, *, request_key: str | None = None) -> PaymentRefund:
@@ -284,14 +340,15 @@ def refund_payment(uow: UnitOfWork, payment_id: str, amount: int, *, request_key
     pair's lifetime billings go down. The freelancer's part comes out of what is
     still pending of this payment first, then out of their available balance;
     floors refuse a refund larger than those balances."""
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+        raise InvalidRequest("amount must be a positive integer of minor units", field="amount")
     if request_key is not None:
-        earlier = uow.escrow.refund_by_request_key(request_key)
-        if earlier is not None:
+        stored = uow.orders.bind_request_key(request_key, "refund_payment", {"payment": payment_id, "amount": amount})
+        if stored is not None:
+            earlier = uow.escrow.refund_by_request_key(request_key)
             return PaymentRefund(
                 earlier.id, earlier.payment_id, int(earlier.amount), int(earlier.fee_returned), int(earlier.entry_id)
             )
-    if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
-        raise InvalidRequest("amount must be a positive integer of minor units", field="amount")
     payment = uow.escrow.payment(payment_id)
     # The milestone's lock first (as chargebacks take it), so a refund and a chargeback take turns.
     frozen_by = uow.escrow.milestone(payment.milestone_id, lock=True).frozen_by
@@ -329,7 +386,9 @@ def refund_payment(uow: UnitOfWork, payment_id: str, amount: int, *, request_key
     from_pending = min(remaining, freelancer_part)
     from_available = freelancer_part - from_pending
     currency = contract.currency
-    order = _order_refund(uow, contract, payment.milestone_id, amount, payment_id=payment_id)
+    order = _order_refund(
+        uow, contract, payment.milestone_id, amount, payment_id=payment_id, charge_reference=payment.charge_reference
+    )
     postings: list[Posting] = [credit(REFUNDS_IN_TRANSIT, amount, currency)]
     if from_pending:
         postings.append(debit(pending_account_code(contract.freelancer_id), from_pending, currency))

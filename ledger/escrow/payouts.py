@@ -18,6 +18,7 @@ from ledger.escrow.chart import (
     open_platform_accounts,
 )
 from ledger.escrow.model import InvalidTransition, Payout, PayoutState, new_id, party_id
+from ledger.escrow.orders import NewOrder, OrderKind, OrderState
 from ledger.journal import EntryRequest, credit, debit, post_entry
 from ledger.money import normalize_currency
 
@@ -40,9 +41,11 @@ def request_payout(
     if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
         raise InvalidRequest("amount must be a positive integer of minor units", field="amount")
     if request_key is not None:
-        earlier = uow.escrow.payout_by_request_key(request_key)
-        if earlier is not None:
-            return earlier
+        stored = uow.orders.bind_request_key(
+            request_key, "payout", {"freelancer": freelancer, "amount": amount, "currency": code}
+        )
+        if stored is not None:
+            return uow.escrow.payout(str(stored["payout"]))
     open_freelancer_accounts(uow, freelancer, code)
     open_platform_accounts(uow, code, psp_account)
     payout_id = new_id("po")
@@ -67,6 +70,18 @@ def request_payout(
         created_at=uow.clock.now(),
         request_key=request_key,
     )
+    uow.orders.add(
+        NewOrder(
+            kind=OrderKind.PAYOUT,
+            amount=amount,
+            currency=code,
+            provider_key=payout_id,
+            payout_id=payout_id,
+            details={"party": freelancer},
+        )
+    )
+    if request_key is not None:
+        uow.orders.store_result(request_key, {"payout": payout_id})
     return uow.escrow.payout(payout_id)
 
 
@@ -104,6 +119,14 @@ def settle_payout(
         failure_reason=None if paid else (reason or "failed")[:500],
         settled_at=uow.clock.now(),
     )
+    order = uow.orders.of_payout(payout_id)
+    if order is not None and not order.state.is_final:
+        uow.orders.finish(
+            order.id,
+            OrderState.SUCCEEDED if paid else OrderState.FAILED,
+            reference=reference,
+            reason=None if paid else (reason or "failed"),
+        )
     return uow.escrow.payout(payout_id)
 
 

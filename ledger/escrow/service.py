@@ -1,51 +1,62 @@
 """`Escrow`: the escrow use cases as the API, the CLI and other modules call them.
 
-Each method runs one use case in its own retryable transaction. Calls to the
-payment gateway happen between transactions, never inside one (a transaction
-may be retried; a charge must not be), with the funding attempt's idempotency
-key, so a retried request repeats the same gateway call.
+Each method runs one use case in its own retryable transaction. A use case that
+needs the payment provider writes a payment order in that transaction; after it
+commits, the method sends the orders it wrote itself (and only those) through
+the dispatcher, so a fast provider still answers within the request. Whatever
+goes wrong after the commit (the provider down, a refusal) is recorded on the
+order and never turns into the caller's error: the answer says what was
+committed, e.g. a refund `pending`. `ledger tick` and `ledger worker` send
+everything else that is due.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import date, datetime
+from typing import TypeVar
 
 from ledger.db.unit_of_work import UnitOfWork
-from ledger.errors import BelowFloor, InvalidRequest, LedgerError
+from ledger.errors import BelowFloor, LedgerError
+from ledger.escrow import approvals
 from ledger.escrow import milestones as use
 from ledger.escrow.chargebacks import apply_dispute
 from ledger.escrow.chart import available_account_code, pending_account_code
+from ledger.escrow.dispatcher import Dispatcher, DispatchReport
 from ledger.escrow.model import (
     Contract,
     Dispute,
     Milestone,
+    MilestoneFrozen,
+    MilestoneState,
     Payment,
     Payout,
-    PayoutState,
     UnknownDispute,
     new_id,
     party_id,
 )
-from ledger.escrow.payments import PaymentRefund, book_processing_fee, refund_payment, settle_refund
+from ledger.escrow.order_results import apply_result
+from ledger.escrow.orders import OrderKind, OrderState, PaymentOrder
+from ledger.escrow.payments import PaymentRefund, refund_payment, refund_status, settle_refund
 from ledger.escrow.payouts import request_payout, reverse_payout, settle_payout
 from ledger.escrow.reconciliation import ReconciliationLine, reconcile
 from ledger.escrow.timers import TickReport, tick
 from ledger.gateway import (
+    ChargeRetrieval,
     DisputeReport,
     GatewayNotConfigured,
     GatewayResult,
-    GatewayUnavailable,
     PaymentFailed,
     PaymentGateway,
+    ProcessingFees,
 )
 from ledger.money import normalize_currency
 from ledger.service import Ledger
 
-#: How long after its creation a refund or payout the provider did not acknowledge is sent
-#: again by `ledger tick`: within the 24 hours the provider keeps idempotency keys, so a
-#: resend can never create a second transfer or refund. Older ones wait for an operator.
-RESEND_WINDOW = timedelta(hours=23)
+T = TypeVar("T")
+log = logging.getLogger("ledger.escrow")
 
 
 @dataclass(frozen=True)
@@ -156,71 +167,99 @@ class Escrow:
 
     # --- money in ------------------------------------------------------------------
 
-    def fund(self, milestone_id: str, *, payment_method: str | None = None) -> FundingOutcome:
-        """Charge the client through the gateway and, once it succeeds, hold the money in escrow."""
-        gateway = self._gateway()
-        request = self.book.transaction(lambda uow: use.start_funding(uow, milestone_id))
-        retrieve = getattr(gateway, "retrieve_charge", None)
-        if request.reference is not None and retrieve is not None:
-            # A payment already under way (the customer had to act): ask the provider how it stands.
-            current, _ = retrieve(request.reference)
-            return self._settle_funding(milestone_id, request.key, current)
-        result = gateway.charge(
-            amount=request.total,
-            currency=request.contract.currency,
-            idempotency_key=request.key,
-            customer=self._provider_id(request.contract.client_id),
-            metadata={"contract": request.contract.id, "milestone": milestone_id, "funding_key": request.key},
-            payment_method=payment_method,
-        )
-        return self._settle_funding(milestone_id, request.key, result)
+    def _write(self, work: Callable[[UnitOfWork], T]) -> T:
+        """Run a use case; then send the payment orders it wrote (never another request's)."""
+        origin = new_id("req")
 
-    def _settle_funding(self, milestone_id: str, key: str, result: GatewayResult) -> FundingOutcome:
+        def run(uow: UnitOfWork) -> tuple[T, list[str]]:
+            uow.origin = origin
+            return work(uow), list(uow.orders.written)
+
+        result, written = self.book.transaction(run)
+        if written:
+            self._dispatch_own(written)
+        return result
+
+    def _dispatch_own(self, order_ids: list[str]) -> None:
+        if self.gateway is None:
+            return
+        try:
+            Dispatcher(self.book, self.gateway).run(order_ids)
+        except Exception:
+            log.exception("sending payment orders %s after commit failed; they stay due", order_ids)
+
+    def dispatcher(self) -> Dispatcher:
+        return Dispatcher(self.book, self._gateway())
+
+    def fund(self, milestone_id: str, *, payment_method: str | None = None) -> FundingOutcome:
+        """Charge the client through a payment order; the milestone is funded once it succeeds."""
         gateway = self._gateway()
-        if result.succeeded:
-            milestone = self.book.transaction(
-                lambda uow: use.confirm_funding(
-                    uow, milestone_id, funding_key=key, reference=result.reference, psp_account=gateway.psp_account
+        start = self._write(lambda uow: use.start_funding(uow, milestone_id, payment_method=payment_method))
+        order = start.order
+        if order is not None and order.state is OrderState.REQUIRES_ACTION and isinstance(gateway, ChargeRetrieval):
+            # A payment already under way (the customer had to act): ask the provider how it stands.
+            try:
+                current, _ = gateway.retrieve_charge(order.provider_reference or "")
+            except LedgerError as error:
+                log.warning("funding %s: the provider could not be asked: %s", order.id, error)
+            else:
+                self.book.transaction(
+                    lambda uow: apply_result(
+                        uow,
+                        order.id,
+                        current,
+                        psp_account=gateway.psp_account,
+                        fees=isinstance(gateway, ProcessingFees),
+                    )
                 )
-            )
-            self.book_processing_fee(milestone_id, result.reference)
-            self.dispatch_refunds()  # a payment that landed after its contract ended goes back
-        elif result.failed:
-            reason = result.failure_reason or "payment failed"
-            milestone = self.book.transaction(
-                lambda uow: use.fail_funding(uow, milestone_id, funding_key=key, reason=reason)
-            )
-        else:
-            milestone = self.book.transaction(
-                lambda uow: use.await_funding(uow, milestone_id, funding_key=key, reference=result.reference)
-            )
-        return FundingOutcome(milestone, result.status, result.client_secret, result.failure_reason)
+                self._dispatch_own(
+                    self.book.transaction(
+                        lambda uow: [
+                            o.id
+                            for o in uow.orders.of_milestone(milestone_id)
+                            if o.kind is OrderKind.PROCESSING_FEE and not o.state.is_final
+                        ],
+                        read_only=True,
+                    )
+                )
+        return self._funding_outcome(milestone_id)
+
+    def _funding_outcome(self, milestone_id: str) -> FundingOutcome:
+        def read(uow: UnitOfWork) -> FundingOutcome:
+            milestone = uow.escrow.milestone(milestone_id)
+            charges = uow.orders.of_milestone(milestone_id, kinds=(OrderKind.FUND,))
+            order = charges[-1] if charges else None
+            if milestone.state is MilestoneState.FUNDING:
+                status = "requires_action" if order is not None and order.provider_reference else "pending"
+            elif milestone.state is MilestoneState.DRAFT:
+                status = "failed"
+            else:
+                status = "succeeded"
+            secret = None if order is None else order.details.get("client_secret")
+            reason = milestone.failure_reason if status == "failed" else None
+            return FundingOutcome(milestone, status, secret, reason)
+
+        return self.book.transaction(read, read_only=True)
 
     def confirm_funding(self, milestone_id: str, *, funding_key: str, reference: str) -> Milestone:
         """The provider told us (webhook) that a funding payment succeeded."""
         gateway = self._gateway()
-        milestone = self.book.transaction(
-            lambda uow: use.confirm_funding(
+
+        def work(uow: UnitOfWork) -> Milestone:
+            order = uow.orders.by_provider_key(funding_key)
+            if order is not None and order.kind is OrderKind.FUND:
+                result = GatewayResult("succeeded", reference)
+                apply_result(uow, order.id, result, psp_account=gateway.psp_account, fees=self._fees)
+                return uow.escrow.milestone(milestone_id)
+            return use.confirm_funding(
                 uow, milestone_id, funding_key=funding_key, reference=reference, psp_account=gateway.psp_account
             )
-        )
-        self.book_processing_fee(milestone_id, reference)
-        self.dispatch_refunds()
-        return milestone
 
-    def book_processing_fee(self, milestone_id: str, reference: str) -> None:
-        """Book the provider's processing fee on a payment, when the gateway reports one."""
-        gateway = self._gateway()
-        fee_of = getattr(gateway, "processing_fee", None)
-        found = fee_of(reference) if fee_of is not None else None
-        if found is None:
-            return
-        fee, currency = found
-        self.book.transaction(
-            lambda uow: book_processing_fee(
-                uow, milestone_id, reference=reference, fee=fee, currency=currency, psp_account=gateway.psp_account
-            )
-        )
+        return self._write(work)
+
+    @property
+    def _fees(self) -> bool:
+        return isinstance(self.gateway, ProcessingFees)
 
     # --- work and approval -----------------------------------------------------------
 
@@ -239,158 +278,143 @@ class Escrow:
         payment_method: str | None = None,
         request_key: str | None = None,
     ) -> list[Payment]:
-        """Approve all held (default), part of it, or more (the extra is charged as a bonus first,
-        with `payment_method` when the provider needs one)."""
+        """Approve all held (default), part of it, or more (the extra is charged as a bonus
+        through a payment order, with `payment_method` when the provider needs one).
+
+        Returns the payments released. An approval whose bonus charge is still in flight
+        returns none (the milestone is `approval_pending`); a declined bonus raises
+        `PaymentFailed` (the milestone is back in its state)."""
         self._milestone_currency(milestone_id, currency)
-        bonus: tuple[str, str, str] | None = None
-        extra = 0
-        if amount is not None:
-            milestone = self.milestone(milestone_id)
-            # Only an active milestone can be approved: never charge a bonus that would be refused.
-            if (
-                milestone.state.is_active
-                and milestone.frozen_by is None
-                and isinstance(amount, int)
-                and not isinstance(amount, bool)
-                and amount > milestone.held > 0
-            ):
-                extra = amount - milestone.held
-                bonus = self._charge_bonus(milestone, extra, request_key, payment_method)
-        try:
-            return self.book.transaction(
-                lambda uow: use.approve(uow, milestone_id, amount=amount, bonus=bonus, request_key=request_key)
+        if amount is not None and self.gateway is None:
+            held = self.milestone(milestone_id).held
+            if isinstance(amount, int) and amount > held > 0:
+                self._gateway()  # a bonus needs the provider
+        approval = self._write(
+            lambda uow: approvals.approve(
+                uow, milestone_id, amount=amount, request_key=request_key, payment_method=payment_method
             )
-        except LedgerError:
-            if bonus is not None:
-                # Something changed between the charge and the approval (another approval, a
-                # chargeback): the bonus was never booked, so it goes back to the client.
-                self._void_bonus(bonus, extra, milestone_id)
-            raise
+        )
+        if approval.order is None:
+            return list(approval.payments)
+        order_id = approval.order.id
 
-    def _void_bonus(self, bonus: tuple[str, str, str], extra: int, milestone_id: str) -> None:
-        key, reference, _ = bonus
-        currency = self.book.transaction(
-            lambda uow: uow.escrow.currency_of(uow.escrow.milestone_contract_id(milestone_id)), read_only=True
-        )
-        self._gateway().refund(
-            amount=extra, currency=currency, idempotency_key=f"{key}:void", charge_reference=reference
-        )
+        def read(uow: UnitOfWork) -> tuple[PaymentOrder, list[Payment]]:
+            order = uow.orders.get(order_id)
+            ids = order.details.get("payments", "")
+            return order, [uow.escrow.payment(p) for p in ids.split(",") if p]
 
-    def _charge_bonus(
-        self, milestone: Milestone, extra: int, request_key: str | None, payment_method: str | None
-    ) -> tuple[str, str, str]:
-        gateway = self._gateway()
-        contract = self.contract(milestone.contract_id)
-        # With a request key, a retried request repeats the same charge; without one,
-        # each call is a new attempt (a declined card may be retried with another).
-        key = f"bonus:{milestone.id}:{request_key}" if request_key else new_id("bonus")
-        result = gateway.charge(
-            amount=extra,
-            currency=contract.currency,
-            idempotency_key=key,
-            customer=self._provider_id(contract.client_id),
-            metadata={"contract": contract.id, "milestone": milestone.id, "bonus": "true"},
-            payment_method=payment_method,
-        )
-        if not result.succeeded:
+        order, payments = self.book.transaction(read, read_only=True)
+        if order.state in (OrderState.FAILED, OrderState.CANCELLED):
             raise PaymentFailed(
-                f"the bonus payment of {extra} was not completed: {result.failure_reason or result.status}",
-                status=result.status,
+                f"the bonus payment of {order.amount} was not completed: {order.failure_reason or order.state.value}",
+                status="failed",
+                order_id=order.id,
             )
-        return key, result.reference, gateway.psp_account
+        milestone = self.milestone(milestone_id)
+        if order.state is OrderState.SUCCEEDED and not payments and milestone.frozen_by is not None:
+            raise MilestoneFrozen(
+                f"milestone {milestone_id} was frozen by chargeback {milestone.frozen_by} during the bonus charge: "
+                "the bonus is refunded and nothing was released",
+                milestone_id=milestone_id,
+                dispute_id=milestone.frozen_by,
+            )
+        return payments
 
     # --- ending, refunds, disputes -----------------------------------------------------
 
-    def end_contract(self, contract_id: str, *, ended_by: str) -> Contract:
-        contract = self.book.transaction(lambda uow: use.end_contract(uow, contract_id, ended_by=ended_by))
-        self.dispatch_refunds()
-        return contract
+    def end_contract(self, contract_id: str, *, ended_by: str, request_key: str | None = None) -> Contract:
+        def work(uow: UnitOfWork) -> Contract:
+            if (
+                request_key is not None
+                and uow.orders.bind_request_key(
+                    request_key, "end_contract", {"contract": contract_id, "ended_by": ended_by}
+                )
+                is not None
+            ):
+                return uow.escrow.contract(contract_id)
+            return use.end_contract(uow, contract_id, ended_by=ended_by)
 
-    def accept_refund_request(self, milestone_id: str) -> Milestone:
-        milestone = self.book.transaction(lambda uow: use.accept_refund_request(uow, milestone_id))
-        self.dispatch_refunds()
-        return milestone
+        return self._write(work)
 
-    def dispute_refund_request(self, milestone_id: str) -> Milestone:
-        return self.book.transaction(lambda uow: use.dispute_refund_request(uow, milestone_id))
+    def accept_refund_request(self, milestone_id: str, *, request_key: str | None = None) -> Milestone:
+        return self._write(
+            self._once(
+                request_key,
+                "accept_refund_request",
+                {"milestone": milestone_id},
+                milestone_id,
+                lambda uow: use.accept_refund_request(uow, milestone_id),
+            )
+        )
+
+    def dispute_refund_request(self, milestone_id: str, *, request_key: str | None = None) -> Milestone:
+        return self._write(
+            self._once(
+                request_key,
+                "dispute_refund_request",
+                {"milestone": milestone_id},
+                milestone_id,
+                lambda uow: use.dispute_refund_request(uow, milestone_id),
+            )
+        )
+
+    @staticmethod
+    def _once(
+        request_key: str | None,
+        operation: str,
+        request: dict[str, object],
+        milestone_id: str,
+        work: Callable[[UnitOfWork], Milestone],
+    ) -> Callable[[UnitOfWork], Milestone]:
+        """`work` bound to a request key: the same request again returns the milestone as it is."""
+
+        def run(uow: UnitOfWork) -> Milestone:
+            if request_key is not None and uow.orders.bind_request_key(request_key, operation, request) is not None:
+                return uow.escrow.milestone(milestone_id)
+            return work(uow)
+
+        return run
 
     def resolve_dispute(
-        self, milestone_id: str, *, release: int, refund: int, currency: str | None = None
+        self,
+        milestone_id: str,
+        *,
+        release: int,
+        refund: int,
+        currency: str | None = None,
+        request_key: str | None = None,
     ) -> Milestone:
         self._milestone_currency(milestone_id, currency)
-        milestone = self.book.transaction(
-            lambda uow: use.resolve_dispute(uow, milestone_id, release_amount=release, refund_amount=refund)
+        return self._write(
+            self._once(
+                request_key,
+                "resolve_dispute",
+                {"milestone": milestone_id, "release": release, "refund": refund},
+                milestone_id,
+                lambda uow: use.resolve_dispute(uow, milestone_id, release_amount=release, refund_amount=refund),
+            )
         )
-        self.dispatch_refunds()
-        return milestone
 
     def refund_payment(
         self, payment_id: str, amount: int, *, currency: str | None = None, request_key: str | None = None
     ) -> PaymentRefund:
-        """The freelancer refunds (part of) a released payment to the client."""
+        """The freelancer refunds (part of) a released payment to the client. The refund's
+        `status` says how its provider refund stands when the call returns."""
 
         def work(uow: UnitOfWork) -> PaymentRefund:
             self._check_currency(uow, uow.escrow.payment(payment_id).contract_id, currency)
             return refund_payment(uow, payment_id, amount, request_key=request_key)
 
-        refund = self.book.transaction(work)
-        self.dispatch_refunds()
-        return refund
+        refund = self._write(work)
+        return self.book.transaction(lambda uow: refund_status(uow, refund), read_only=True)
 
-    def dispatch_refunds(self) -> int:
-        """Send refund orders the provider has not acknowledged; settle those it answers at
-        once; ask it how the acknowledged ones stand (a webhook may have been lost).
-
-        Returns how many are still pending. An order is sent with its own id as the
-        idempotency key, and only within `RESEND_WINDOW` of its creation (the provider
-        forgets keys after 24 hours; an older unacknowledged order is left to an operator)."""
+    def dispatch(self) -> DispatchReport:
+        """Send every payment order that is due (what `ledger tick` and the worker run)."""
         if self.gateway is None:
-            return len(self.book.transaction(lambda uow: uow.escrow.pending_refund_orders(1000), read_only=True))
-        gateway = self.gateway
-        waiting = 0
-        retrieve = getattr(gateway, "retrieve_refund", None)
-        since = self.book.clock.now() - RESEND_WINDOW
-        for order in self.book.transaction(lambda uow: uow.escrow.pending_refund_orders(1000), read_only=True):
-            try:
-                if order.gateway_reference is not None:
-                    if retrieve is None:
-                        waiting += 1
-                        continue
-                    result, _ = retrieve(order.gateway_reference)
-                elif order.created_at < since:
-                    waiting += 1
-                    continue
-                else:
-                    result = gateway.refund(
-                        amount=int(order.amount),
-                        currency=order.currency,
-                        idempotency_key=order.id,
-                        charge_reference=order.charge_reference,
-                    )
-            except GatewayUnavailable:
-                # The refund is owed and booked in transit; the next dispatch (`ledger tick`)
-                # tries again with the same key, so the provider refunds once.
-                waiting += 1
-                continue
-            except InvalidRequest as refused:
-                # The provider will not take this refund as asked: it stays owed (in transit),
-                # marked failed with the reason, for an operator; other orders go on.
-                self.settle_refund(order.id, succeeded=False, reference=None, reason=str(refused))
-                continue
-            if result.status == "requires_action":
-                self.book.transaction(
-                    lambda uow, o=order, r=result: uow.escrow.update_refund_order(  # type: ignore[misc]
-                        o.id, gateway_reference=r.reference
-                    )
-                )
-                waiting += 1
-                continue
-            self.book.transaction(
-                lambda uow, o=order, r=result: settle_refund(  # type: ignore[misc]
-                    uow, o.id, succeeded=r.succeeded, reference=r.reference, reason=r.failure_reason
-                )
-            )
-        return waiting
+            return DispatchReport()
+        dispatcher = Dispatcher(self.book, self.gateway)
+        dispatcher.expire_waiting()
+        return dispatcher.run()
 
     def settle_refund(self, order_id: str, *, succeeded: bool, reference: str | None, reason: str | None = None) -> str:
         """The provider reported on a refund (webhook)."""
@@ -450,9 +474,10 @@ class Escrow:
     def request_payout(
         self, freelancer_id: str, *, amount: int, currency: str, request_key: str | None = None
     ) -> Payout:
-        """Withdraw available money: in transit at once, paid when the gateway confirms."""
+        """Withdraw available money: in transit at once (with its payment order), paid when
+        the provider confirms. The payout returned is as it stands after its own order was sent."""
         gateway = self._gateway()
-        payout = self.book.transaction(
+        payout = self._write(
             lambda uow: request_payout(
                 uow,
                 freelancer_id=freelancer_id,
@@ -462,50 +487,7 @@ class Escrow:
                 request_key=request_key,
             )
         )
-        if payout.state is not PayoutState.IN_TRANSIT:
-            return payout  # a replay of a payout already settled
-        return self._send_payout(payout)
-
-    def _send_payout(self, payout: Payout) -> Payout:
-        """Ask the provider to pay a payout in transit; its id is the idempotency key, so
-        sending it again (a retry, `ledger tick`) never pays twice."""
-        gateway = self._gateway()
-        try:
-            result = gateway.payout(
-                amount=payout.amount,
-                currency=payout.currency,
-                idempotency_key=payout.id,
-                destination=self._provider_id(payout.freelancer_id),
-                metadata={"payout": payout.id},
-            )
-        except GatewayUnavailable:
-            # The money stays reserved in transit (never spendable twice); `ledger tick`
-            # sends the payout again with the same key.
-            return payout
-        except InvalidRequest as refused:
-            # Refused before anything was created (e.g. no connected account): the money
-            # goes back to available and the caller hears why.
-            self.settle_payout(payout.id, paid=False, reference=None, reason=str(refused))
-            raise
-        if result.status == "requires_action":
-            self.book.transaction(lambda uow: uow.escrow.update_payout(payout.id, gateway_reference=result.reference))
-            return self.payout(payout.id)
-        return self.settle_payout(
-            payout.id, paid=result.succeeded, reference=result.reference, reason=result.failure_reason
-        )
-
-    def dispatch_payouts(self) -> int:
-        """Send payouts whose provider call failed or whose answer was lost; returns how many were sent."""
-        if self.gateway is None:
-            return 0
-        sent = 0
-        since = self.book.clock.now() - RESEND_WINDOW  # the provider forgets idempotency keys after 24 hours
-        for payout in self.book.transaction(lambda uow: uow.escrow.unsent_payouts(since, 1000), read_only=True):
-            try:
-                sent += self._send_payout(payout).gateway_reference is not None
-            except InvalidRequest:
-                continue  # failed back to available with the reason
-        return sent
+        return self.payout(payout.id)
 
     def reverse_payout(self, payout_id: str, *, amount_reversed: int, reference: str | None) -> Payout:
         """The provider has reversed `amount_reversed` (in all) of the payout's transfer (webhook)."""
@@ -537,8 +519,8 @@ class Escrow:
     # --- time ------------------------------------------------------------------------------
 
     def tick(self, now: datetime | None = None) -> TickReport:
-        """Fire due timers, then send the refunds they ordered and any payout not yet sent."""
+        """Fire due timers, then send every payment order that is due (the timers' refunds,
+        retries, re-sends); one failing order never stops the others."""
         report = tick(self.book, now)
-        self.dispatch_refunds()
-        self.dispatch_payouts()
-        return report
+        orders = self.dispatch()
+        return replace(report, orders=orders.summary() if orders.sent else "")

@@ -32,14 +32,17 @@ class TickReport:
     Attributes:
         fired: timers fired, by kind, that moved money (auto-releases, refunds, maturities).
         stale: timers that were no longer relevant (the client acted first).
+        orders: what the dispatch after the timers did with the payment orders due.
     """
 
     fired: Counter[str] = field(default_factory=Counter)
     stale: int = 0
+    orders: str = ""
 
     def summary(self) -> str:
         parts = [f"{n} {kind}" for kind, n in sorted(self.fired.items())] or ["nothing due"]
-        return ", ".join(parts) + (f" ({self.stale} stale timers closed)" if self.stale else "")
+        text = ", ".join(parts) + (f" ({self.stale} stale timers closed)" if self.stale else "")
+        return f"{text}; {self.orders}" if self.orders else text
 
 
 def fire(uow: UnitOfWork, timer_id: int, kind: str, subject_id: str, due_at: datetime) -> bool:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from ledger.errors import ConfigurationError, Conflict, LedgerError, NotFound
 
@@ -55,12 +55,15 @@ class GatewayResult:
         reference: the provider's id of the object.
         failure_reason: why it failed, in the provider's words.
         client_secret: for the frontend to complete a customer action.
+        final: False when the provider may still change its answer (a PaymentIntent that
+            failed authentication waits for another payment method: it can still succeed).
     """
 
     status: str
     reference: str
     failure_reason: str | None = None
     client_secret: str | None = None
+    final: bool = True
 
     @property
     def succeeded(self) -> bool:
@@ -153,6 +156,45 @@ class PaymentGateway(Protocol):
     def payout(
         self, *, amount: int, currency: str, idempotency_key: str, destination: str, metadata: Mapping[str, str]
     ) -> GatewayResult: ...
+
+
+@runtime_checkable
+class ChargeRetrieval(Protocol):
+    """A provider that can say how a charge stands now (and its metadata)."""
+
+    def retrieve_charge(self, reference: str) -> tuple[GatewayResult, Mapping[str, str]]: ...
+
+
+@runtime_checkable
+class ChargeCancellation(Protocol):
+    """A provider that can cancel a charge still waiting for the payer.
+
+    Answers "cancelled", or the charge's own result when it can no longer be
+    cancelled (it succeeded meanwhile)."""
+
+    def cancel_charge(self, *, reference: str, idempotency_key: str) -> GatewayResult: ...
+
+
+@runtime_checkable
+class RefundRetrieval(Protocol):
+    """A provider that can say how a refund stands now (and its metadata)."""
+
+    def retrieve_refund(self, reference: str) -> tuple[GatewayResult, Mapping[str, str]]: ...
+
+
+@runtime_checkable
+class ProcessingFees(Protocol):
+    """A provider that reports what it kept of a payment: (fee, currency), or None."""
+
+    def processing_fee(self, reference: str) -> tuple[int, str] | None: ...
+
+
+@runtime_checkable
+class ObjectLookup(Protocol):
+    """A provider that can find an object by our payment order id in its metadata
+    (`metadata["order"]`): kind is "charge", "refund" or "transfer"."""
+
+    def find(self, kind: str, order_id: str) -> GatewayResult | None: ...
 
 
 @dataclass

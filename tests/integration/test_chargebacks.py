@@ -21,6 +21,7 @@ from ledger.escrow.chart import (
     pending_account_code,
 )
 from ledger.gateway import BalanceMove, DisputeReport, GatewayResult, GatewayUnavailable, SimulatedGateway
+from ledger.db.schema import refund_orders
 from ledger.invoices.documents import DocumentKind
 from tests.integration.test_escrow import funded, journal_size, refused
 
@@ -235,9 +236,15 @@ def test_a_bonus_charged_for_an_approval_that_is_then_refused_goes_back_to_the_c
     gateway.escrow, gateway.milestone_id = escrow, funded(escrow)
     with pytest.raises(MilestoneFrozen):
         escrow.approve(gateway.milestone_id, amount=1_200 * D)
-    voids = [key for key in gateway.calls if key.endswith(":void")]
-    assert len(voids) == 1 and gateway.calls[voids[0]].succeeded  # refunded at the provider
-    assert escrow.payments(gateway.milestone_id) == [] and book.audit().ok  # never booked
+    # The bonus the provider collected is booked and refunded against the bonus's own charge.
+    bonus_charge = next(r for k, r in gateway.calls.items() if k.startswith("bonus:"))
+    refunds = book.transaction(lambda uow: list(uow.connection.execute(refund_orders.select())), read_only=True)
+    assert [(r.amount, r.charge_reference, r.state) for r in refunds] == [
+        (200 * D, bonus_charge.reference, "succeeded")
+    ]
+    milestone = escrow.milestone(gateway.milestone_id)
+    assert milestone.state is S.FUNDED and milestone.held == 1_000 * D  # back as it was, frozen
+    assert escrow.payments(gateway.milestone_id) == [] and book.audit().ok  # nothing released
 
 
 class UnreachablePayouts(SimulatedGateway):

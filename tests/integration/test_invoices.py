@@ -222,7 +222,7 @@ def test_documents_are_issued_in_the_release_transaction(escrow: Escrow, book: L
     escrow.fund(milestone.id)
 
     def approve_then_fail(uow: UnitOfWork) -> None:
-        from ledger.escrow.milestones import approve
+        from ledger.escrow.approvals import approve
 
         approve(uow, milestone.id)
         raise RuntimeError("the transaction fails after the release")

@@ -1,0 +1,221 @@
+"""Approvals: the client releases all that is held, a part of it, or more.
+
+Part (x < held): x is released, the milestone stays as it is with held - x.
+All: released. More than held: the extra is a bonus the client pays on top. The
+bonus is computed once, here, under the milestone's lock, and written on a
+payment order; the milestone is `approval_pending` until the provider answers,
+so nothing else can change what is held under the charge (other approvals,
+ending and refunds are refused; the review clock waits). When the charge
+succeeds, all held and the bonus are released, each as its own payment, with
+the order's amount; when it fails or is not completed within 24 hours, the
+milestone returns to the state it was in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from ledger.errors import InvalidRequest
+from ledger.escrow.milestones import REVIEW_EXPIRY, positive_amount, post_funding
+from ledger.escrow.model import (
+    Event,
+    Milestone,
+    MilestoneState,
+    Payment,
+    new_id,
+    require_transition,
+    require_unfrozen,
+)
+from ledger.escrow.orders import NewOrder, OrderKind, OrderState, PaymentOrder
+from ledger.escrow.payments import refund_from_escrow, release
+
+if TYPE_CHECKING:
+    from ledger.db.unit_of_work import UnitOfWork
+
+
+@dataclass(frozen=True)
+class Approval:
+    """What an approval did.
+
+    Attributes:
+        payments: the payments released (none yet while a bonus charge is in flight).
+        order: the bonus charge's payment order, when the approval asked for more than held.
+        milestone: the milestone as it stands after the approval.
+    """
+
+    milestone: Milestone
+    payments: tuple[Payment, ...] = ()
+    order: PaymentOrder | None = None
+
+
+def approve(
+    uow: UnitOfWork,
+    milestone_id: str,
+    *,
+    amount: int | None = None,
+    request_key: str | None = None,
+    payment_method: str | None = None,
+) -> Approval:
+    """Approve all held (default), part of it, or more (a bonus order for the extra)."""
+    if amount is not None:
+        positive_amount(amount)
+    if request_key is not None:
+        earlier = uow.orders.bind_request_key(request_key, "approve", {"milestone": milestone_id, "amount": amount})
+        if earlier is not None:
+            return replay_approval(uow, milestone_id, earlier)
+    milestone = uow.escrow.milestone(milestone_id, lock=True)
+    require_transition(milestone_id, milestone.state, Event.APPROVE)
+    require_unfrozen(milestone, Event.APPROVE)
+    contract = uow.escrow.contract(milestone.contract_id)
+    held = milestone.held
+    wanted = held if amount is None else amount
+    now = uow.clock.now()
+    if wanted > held and held > 0:
+        order = _order_bonus(uow, milestone, wanted - held, request_key, payment_method, now)
+        uow.escrow.update_milestone(milestone_id, state=MilestoneState.APPROVAL_PENDING.value)
+        outcome = Approval(uow.escrow.milestone(milestone_id), (), order)
+    else:
+        if wanted > held:
+            raise InvalidRequest(f"nothing is held to approve (held {held})", field="amount", held=held)
+        payment = release(uow, contract, milestone_id, wanted, effective_at=now)
+        if wanted == held:
+            uow.escrow.update_milestone(milestone_id, state=MilestoneState.RELEASED.value, review_deadline=None)
+        outcome = Approval(uow.escrow.milestone(milestone_id), (payment,))
+    if request_key is not None:
+        uow.orders.store_result(request_key, _result_of(outcome))
+    return outcome
+
+
+def _order_bonus(
+    uow: UnitOfWork,
+    milestone: Milestone,
+    extra: int,
+    request_key: str | None,
+    payment_method: str | None,
+    now: datetime,
+) -> PaymentOrder:
+    contract = uow.escrow.contract(milestone.contract_id)
+    details = {
+        "held": str(milestone.held),
+        "prior_state": milestone.state.value,
+        "pending_since": now.isoformat(),
+        "party": contract.client_id,
+        "contract": contract.id,
+        "milestone": milestone.id,
+    }
+    if request_key is not None:
+        details["request_key"] = request_key
+    if payment_method:
+        details["payment_method"] = payment_method
+    order_id = new_id("ord")
+    return uow.orders.add(
+        NewOrder(
+            id=order_id,
+            kind=OrderKind.BONUS,
+            amount=extra,
+            currency=contract.currency,
+            # With a request key a retried request is the same charge; without one each
+            # approval is a new attempt (a declined card may be retried with another).
+            provider_key=f"bonus:{milestone.id}:{request_key}" if request_key else f"bonus:{order_id}",
+            milestone_id=milestone.id,
+            details=details,
+        )
+    )
+
+
+def _result_of(outcome: Approval) -> dict[str, object]:
+    return {
+        "payments": [p.id for p in outcome.payments],
+        "order": None if outcome.order is None else outcome.order.id,
+    }
+
+
+def replay_approval(uow: UnitOfWork, milestone_id: str, stored: dict[str, object]) -> Approval:
+    """The same approval again: what it did the first time, as it stands now."""
+    payments = stored.get("payments") or []
+    order_id = stored.get("order")
+    assert isinstance(payments, list)
+    order = uow.orders.get(str(order_id)) if order_id else None
+    found = tuple(uow.escrow.payment(str(p)) for p in payments)
+    return Approval(uow.escrow.milestone(milestone_id), found, order)
+
+
+def complete_bonus_approval(uow: UnitOfWork, order: PaymentOrder, *, reference: str, psp_account: str) -> None:
+    """The bonus charge succeeded: release all held and the bonus, with the order's amounts.
+
+    A charge that succeeds after its approval was withdrawn (declined, expired, or a
+    chargeback froze the milestone) is booked and refunded to the client at once."""
+    milestone_id = order.milestone_id or ""
+    milestone = uow.escrow.milestone(milestone_id, lock=True)
+    order = uow.orders.get(order.id, lock=True)
+    contract = uow.escrow.contract(milestone.contract_id)
+    if uow.journal.find_by_keys([f"escrow.fund_bonus:{order.provider_key}"]):
+        return  # booked already
+    live = (
+        not order.state.is_final and milestone.state is MilestoneState.APPROVAL_PENDING and milestone.frozen_by is None
+    )
+    post_funding(
+        uow,
+        contract,
+        milestone_id,
+        order.amount,
+        0,
+        psp_account,
+        order.provider_key,
+        reference,
+        kind="escrow.fund_bonus",
+    )
+    if not live:
+        refund_from_escrow(
+            uow, contract, milestone_id, order.amount, reason="bonus_after_withdrawal", charge_reference=reference
+        )
+        if not order.state.is_final:
+            why = "a chargeback froze the milestone" if milestone.frozen_by else "the approval was withdrawn"
+            withdraw_bonus_approval(
+                uow, order, state=OrderState.SUCCEEDED, reason=f"refunded: {why}", reference=reference
+            )
+        return
+    require_transition(milestone_id, milestone.state, Event.BONUS_CONFIRMED)
+    now = uow.clock.now()
+    held = int(order.details["held"])
+    request_key = order.details.get("request_key")
+    payments = [release(uow, contract, milestone_id, held, effective_at=now, request_key=request_key)]
+    payments.append(
+        release(
+            uow,
+            contract,
+            milestone_id,
+            order.amount,
+            effective_at=now,
+            kind="bonus",
+            request_key=None if request_key is None else f"{request_key}#bonus",
+            charge_reference=reference,
+        )
+    )
+    uow.escrow.update_milestone(milestone_id, state=MilestoneState.RELEASED.value, review_deadline=None)
+    uow.orders.finish(order.id, OrderState.SUCCEEDED, reference=reference)
+    uow.orders.note(order.id, payments=",".join(p.id for p in payments))
+    if request_key is not None:
+        uow.orders.store_result(request_key, {"payments": [p.id for p in payments], "order": order.id})
+
+
+def withdraw_bonus_approval(
+    uow: UnitOfWork, order: PaymentOrder, *, state: OrderState, reason: str, reference: str | None = None
+) -> None:
+    """The bonus charge failed or was not completed: the milestone returns to its state,
+    its review clock moved on by the time the approval was pending."""
+    milestone_id = order.milestone_id or ""
+    milestone = uow.escrow.milestone(milestone_id, lock=True)
+    uow.orders.finish(order.id, state, reference=reference or None, reason=reason)
+    if milestone.state is not MilestoneState.APPROVAL_PENDING:
+        return
+    prior = MilestoneState(order.details.get("prior_state", MilestoneState.FUNDED.value))
+    require_transition(milestone_id, milestone.state, Event.BONUS_WITHDRAWN)
+    deadline = milestone.review_deadline
+    if deadline is not None and prior is MilestoneState.SUBMITTED and milestone.frozen_by is None:
+        waited = uow.clock.now() - datetime.fromisoformat(order.details["pending_since"])
+        deadline = deadline + waited
+        uow.escrow.schedule(REVIEW_EXPIRY, milestone_id, deadline)
+    uow.escrow.update_milestone(milestone_id, state=prior.value, review_deadline=deadline)
