@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from decimal import Decimal
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from ledger import Ledger
-from ledger.fees import CLASSIC, fee_for_payment, fee_for_refund
+from ledger.fees import CLASSIC, FeeSchedule, fee_for_payment, fee_for_refund
 from ledger.fees.rule import cumulative_fee, round_minor
 
 # One currency of each minor unit: 2 decimals (USD), 0 (JPY), 3 (BHD).
@@ -19,8 +20,18 @@ amounts = st.integers(min_value=1, max_value=10**10)
 lifetimes = st.integers(min_value=0, max_value=10**10)
 
 
-def total_fee(currency: str, lifetime: int) -> int:
-    return round_minor(cumulative_fee(CLASSIC.tiers_for(currency), lifetime))
+def total_fee(currency: str, lifetime: int, schedule: FeeSchedule = CLASSIC) -> int:
+    """R(F(L)): what the schedule charges on lifetime billings L in all."""
+    return round_minor(cumulative_fee(schedule.tiers_for(currency), lifetime))
+
+
+@dataclass
+class Charge:
+    """The model of a fee charge: its key, the schedule it was charged under, what is left to refund."""
+
+    key: str
+    schedule: str
+    refundable: int
 
 
 @given(currencies, lifetimes, amounts)
@@ -103,15 +114,19 @@ def test_recorded_fees_follow_net_lifetime_billings_in_the_database(
     freelancer = f"fr_{uuid.uuid4().hex[:12]}"  # a fresh pair per example; the database is shared
     pair = {"freelancer_id": freelancer, "client_id": "cl_1", "currency": currency}
     net_fees = 0
+    charges: list[Charge] = []
     for n, (is_refund, amount) in enumerate(events):
-        billed = book.lifetime_billings(freelancer, "cl_1", currency)
+        key = f"{freelancer}-{n}"
         if is_refund:
-            amount = min(amount, billed)
-            if amount == 0:
+            refunded = next((c for c in reversed(charges) if c.refundable), None)
+            if refunded is None:
                 continue
-            net_fees -= book.refund_fee(idempotency_key=f"{freelancer}-{n}", amount=amount, **pair).fee
+            amount = min(amount, refunded.refundable)
+            refunded.refundable -= amount
+            net_fees -= book.refund_fee(idempotency_key=key, amount=amount, refunds=refunded.key, **pair).fee
         else:
-            net_fees += book.charge_fee(idempotency_key=f"{freelancer}-{n}", amount=amount, **pair).fee
+            charges.append(Charge(key, "classic", amount))
+            net_fees += book.charge_fee(idempotency_key=key, amount=amount, **pair).fee
     assert net_fees == total_fee(currency, book.lifetime_billings(freelancer, "cl_1", currency))
     report = book.audit()
     assert report.ok, report.to_json()
