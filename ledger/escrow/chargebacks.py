@@ -281,6 +281,7 @@ def _recover_from_payment(
         client_id=contract.client_id,
         amount=taken,
         currency=currency,
+        refunds=payment.id,  # release() keys the payment's fee charge by the payment id
         effective_at=now,
     )
     fee_back = fee_event.breakdown.fee

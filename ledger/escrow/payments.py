@@ -378,6 +378,7 @@ def refund_payment(uow: UnitOfWork, payment_id: str, amount: int, *, request_key
         client_id=contract.client_id,
         amount=amount,
         currency=contract.currency,
+        refunds=payment_id,  # release() keys the payment's fee charge by the payment id
         effective_at=now,
     )
     fee_back = fee_event.breakdown.fee

@@ -6,9 +6,11 @@ tiered schedule (`schedule.py`, the classic 20/10/5 in force by default). The
 arithmetic is exact and path-independent (`rule.py`); the use cases (`billing.py`)
 keep lifetime billings per pair and record every charge and refund as a fee event
 with its lifetime before and after and its schedule, so an auditor can recompute
-each one. Invariants:
+each one. A charge uses the schedule in force at its time; a refund names the
+charge it refunds and uses that charge's schedule. Invariants:
 - a pair's fee events form an unbroken chain of lifetime billings;
-- each event's fee is R(F(after)) - R(F(before)) under the schedule it names;
+- each event's fee is R(F(after)) - R(F(before)) under the schedule it names, so a
+  pair billed under one schedule has paid R(F(net lifetime billings)) in all;
 - two concurrent payments for one pair never read the same lifetime total (the
   pair's row is locked for the rest of the transaction).
 """
@@ -16,6 +18,7 @@ each one. Invariants:
 from ledger.fees.billing import (
     FeeEvent,
     ScheduleInForce,
+    UnknownCharge,
     activate_schedule,
     charge_fee,
     lifetime_billings,
@@ -36,6 +39,7 @@ __all__ = [
     "FeeSchedule",
     "ScheduleInForce",
     "Tier",
+    "UnknownCharge",
     "activate_schedule",
     "charge_fee",
     "client_processing_fee",

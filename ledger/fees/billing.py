@@ -5,8 +5,10 @@ can charge its fee and post its journal entry atomically. A charge or refund:
 1. locks the pair's lifetime billings row (created at 0 on first use);
 2. replays the original event if its idempotency key was used with the same
    request (`IdempotencyConflict` if with another);
-3. computes the fee under the schedule in force at `effective_at`;
-4. records the fee event and moves the pair's lifetime billings.
+3. computes the fee: a charge under the schedule in force at its `effective_at`, a
+   refund under the schedule of the charge it refunds (so a schedule change between
+   the two never turns into money);
+4. records the fee event, with that schedule, and moves the pair's lifetime billings.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from ledger.clock import require_utc
-from ledger.errors import Conflict, IdempotencyConflict, InvalidRequest
+from ledger.errors import Conflict, IdempotencyConflict, InvalidRequest, NotFound
 from ledger.fees.rule import FeeBreakdown, fee_for_payment, fee_for_refund
 from ledger.fees.schedule import FeeSchedule, shipped_schedule
 from ledger.money import normalize_currency
@@ -33,6 +35,12 @@ class RefundExceedsBillings(Conflict):
     """A refund is larger than what the freelancer has billed the client."""
 
     code = "refund-exceeds-billings"
+
+
+class UnknownCharge(NotFound):
+    """A refund names a fee charge that the pair has not been charged in that currency."""
+
+    code = "unknown-charge"
 
 
 class ScheduleNotInFuture(Conflict):
@@ -107,8 +115,12 @@ def _utc(at: datetime | None, uow: UnitOfWork) -> datetime:
         raise InvalidRequest(str(error), field="effective_at") from None
 
 
-def _fingerprint(kind: str, freelancer: str, client: str, currency: str, amount: int, at: datetime | None) -> str:
-    body = [kind, freelancer, client, currency, amount, None if at is None else at.isoformat()]
+def _fingerprint(
+    kind: str, freelancer: str, client: str, currency: str, amount: int, at: datetime | None, refunds: str | None
+) -> str:
+    body: list[object] = [kind, freelancer, client, currency, amount, None if at is None else at.isoformat()]
+    if refunds is not None:  # appended, so a charge's fingerprint is what it always was
+        body.append(refunds)
     return hashlib.sha256(json.dumps(body).encode()).hexdigest()
 
 
@@ -163,8 +175,9 @@ def charge_fee(
     currency: str,
     effective_at: datetime | None = None,
 ) -> FeeEvent:
-    """Charge the fee on a payment of `amount` and add it to the pair's lifetime billings."""
-    return _record(uow, "charge", idempotency_key, freelancer_id, client_id, amount, currency, effective_at)
+    """Charge the fee on a payment of `amount` under the schedule in force at `effective_at`
+    (now by default) and add it to the pair's lifetime billings."""
+    return _record(uow, "charge", idempotency_key, freelancer_id, client_id, amount, currency, effective_at, None)
 
 
 def refund_fee(
@@ -175,10 +188,16 @@ def refund_fee(
     client_id: str,
     amount: int,
     currency: str,
+    refunds: str,
     effective_at: datetime | None = None,
 ) -> FeeEvent:
-    """Return the fee on a refund of `amount`: the most recently billed tier first."""
-    return _record(uow, "refund", idempotency_key, freelancer_id, client_id, amount, currency, effective_at)
+    """Return the fee on a refund of `amount` of the charge whose idempotency key is
+    `refunds` (a release's payment id): R(F_s(L)) - R(F_s(L - amount)) at the pair's
+    lifetime billings L, the most recently billed tier first, where s is the schedule
+    that charge was made under, whatever schedule is in force now."""
+    if not isinstance(refunds, str) or not refunds.strip():
+        raise InvalidRequest("a refund names the idempotency key of the charge it refunds", field="refunds")
+    return _record(uow, "refund", idempotency_key, freelancer_id, client_id, amount, currency, effective_at, refunds)
 
 
 def _record(
@@ -190,6 +209,7 @@ def _record(
     amount: int,
     currency: str,
     effective_at: datetime | None,
+    refunds: str | None,
 ) -> FeeEvent:
     if not isinstance(key, str) or not key.strip() or len(key) > 255:
         raise InvalidRequest(
@@ -200,7 +220,7 @@ def _record(
     code = normalize_currency(currency)
     minor = _amount(amount)
     requested_at = None if effective_at is None else _utc(effective_at, uow)
-    request_hash = _fingerprint(kind, freelancer, client, code, minor, requested_at)
+    request_hash = _fingerprint(kind, freelancer, client, code, minor, requested_at, refunds)
 
     billed = uow.fees.lock_pair(freelancer, client, code)  # serializes the pair's fee events
     existing = uow.fees.event_by_key(key)
@@ -213,17 +233,18 @@ def _record(
             )
         return event
     moment = requested_at or uow.clock.now()
-    in_force = uow.fees.schedule_at(moment)
-    if kind == "charge":
-        breakdown = fee_for_payment(in_force.schedule, code, billed, minor)
+    if refunds is None:
+        schedule = uow.fees.schedule_at(moment)
+        breakdown = fee_for_payment(schedule.schedule, code, billed, minor)
     else:
+        schedule = _schedule_charged(uow, refunds, freelancer, client, code)
         if minor > billed:
             raise RefundExceedsBillings(
                 f"a refund of {minor} exceeds the {billed} that {freelancer} has billed {client} in {code} (minor units)",
                 amount=minor,
                 billed=billed,
             )
-        breakdown = fee_for_refund(in_force.schedule, code, billed, minor)
+        breakdown = fee_for_refund(schedule.schedule, code, billed, minor)
     return uow.fees.add_event(
         key=key,
         request_hash=request_hash,
@@ -231,7 +252,20 @@ def _record(
         freelancer_id=freelancer,
         client_id=client,
         breakdown=breakdown,
-        schedule_id=in_force.id,
+        schedule_id=schedule.id,
         effective_at=moment,
         recorded_at=uow.clock.now(),
     )
+
+
+def _schedule_charged(uow: UnitOfWork, charge_key: str, freelancer: str, client: str, currency: str) -> ScheduleInForce:
+    """The schedule the pair's charge `charge_key` was made under (its fee event records it)."""
+    found = uow.fees.event_by_key(charge_key)
+    charge = None if found is None else found[0]
+    pair = (freelancer, client, currency)
+    if charge is None or charge.kind != "charge" or (charge.freelancer_id, charge.client_id, charge.currency) != pair:
+        raise UnknownCharge(
+            f"{freelancer} has no fee charge {charge_key!r} with {client} in {currency} to refund",
+            refunds=charge_key,
+        )
+    return uow.fees.schedule_by_id(charge.schedule_id)

@@ -2,7 +2,10 @@
 
 `fee_chain`: each freelancer-client pair's fee events form an unbroken chain of
 lifetime billings from 0 to the pair's stored total, and each event's fee
-recomputes as R(F(after)) - R(F(before)) under the schedule it names.
+recomputes as R(F(after)) - R(F(before)) under the schedule it names (a charge's,
+the one in force at its time; a refund's, the one of the charge it refunds). For a
+pair billed under one schedule the fees then telescope to R(F(net lifetime
+billings)); a pair billed under several owes no such total, so none is checked.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -190,6 +191,25 @@ def test_a_broken_fee_chain_is_named(sqlite_book: Ledger) -> None:
     problems = failed(sqlite_book)["fee_chain"]
     assert {"fee_event_id": 2, "fee": 30_01, "recomputed": 30_00} in problems
     assert {"pair": ["fr_1", "cl_1", "USD"], "lifetime_billings": 600_05, "last_event_after": 600_00} in problems
+
+
+def test_a_fee_event_is_recomputed_under_the_schedule_it_names(sqlite_book: Ledger) -> None:
+    switch = datetime.now(UTC) + timedelta(days=1)
+    flat = sqlite_book.activate_fee_schedule("flat-10", switch)
+    pair = {"freelancer_id": "fr_1", "client_id": "cl_1", "currency": "USD"}
+    sqlite_book.charge_fee(idempotency_key="p1", amount=400_00, effective_at=switch, **pair)  # flat-10: 40.00
+    sqlite_book.charge_fee(idempotency_key="p2", amount=200_00, **pair)  # classic, now: 30.00
+    assert sqlite_book.audit().ok  # each event agrees with its own schedule
+    classic = sqlite_book.fee_schedules()[0]
+    corrupt(
+        sqlite_book,
+        "DROP TRIGGER fee_events_refuse_update",
+        f"UPDATE fee_events SET schedule_id = {classic.id} WHERE idempotency_key = 'p1'",
+        f"UPDATE fee_events SET schedule_id = {flat.id} WHERE idempotency_key = 'p2'",
+    )
+    problems = failed(sqlite_book)["fee_chain"]
+    assert {"fee_event_id": 1, "fee": 40_00, "recomputed": 80_00} in problems
+    assert {"fee_event_id": 2, "fee": 30_00, "recomputed": 20_00} in problems
 
 
 def test_a_gap_in_a_fee_chain_is_named(sqlite_book: Ledger) -> None:

@@ -24,6 +24,7 @@ from ledger.gateway import BalanceMove, DisputeReport, GatewayResult, GatewayUna
 from ledger.db.schema import refund_orders
 from ledger.invoices.documents import DocumentKind
 from tests.integration.test_escrow import funded, journal_size, refused
+from tests.integration.test_fees import put_in_force
 
 D = 100
 S = MilestoneState
@@ -129,6 +130,19 @@ def test_a_chargeback_still_pending_after_release_is_taken_from_the_pending_bala
     lost = escrow.apply_dispute(report("lost", WITHDRAWAL), milestone_id)
     assert (lost.recovered_from_freelancer, lost.fee_returned, lost.unrecovered) == (850 * D, 150 * D, 0)
     assert balance(book, pending_account_code("fr_1")) == 0 and balance(book, CHARGEBACKS) == 0
+    assert book.audit().ok
+
+
+def test_a_lost_chargeback_returns_the_fee_of_the_schedule_the_payment_was_charged_under(
+    escrow: Escrow, book: Ledger, clock: FixedClock
+) -> None:
+    put_in_force(book, clock, "flat-10")
+    milestone_id = funded(escrow)
+    escrow.approve(milestone_id)  # flat-10: 100.00 fee, 900.00 pending
+    put_in_force(book, clock, "classic")  # classic would return 150.00 on the pair's first 1,000.00
+    lost = escrow.apply_dispute(report("lost", WITHDRAWAL), milestone_id)
+    assert (lost.recovered_from_freelancer, lost.fee_returned, lost.unrecovered) == (900 * D, 100 * D, 0)
+    assert balance(book, SERVICE_FEES) == 0 and book.lifetime_billings("fr_1", "cl_1", "USD") == 0
     assert book.audit().ok
 
 

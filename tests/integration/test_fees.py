@@ -10,9 +10,12 @@ import pytest
 
 from ledger import FixedClock, Ledger
 from ledger.errors import IdempotencyConflict, InvalidRequest
-from ledger.fees.billing import RefundExceedsBillings, ScheduleNotInFuture
+from ledger.escrow import Escrow
+from ledger.escrow.chart import SERVICE_FEES
+from ledger.fees.billing import RefundExceedsBillings, ScheduleNotInFuture, UnknownCharge
 from ledger.fees.rule import cumulative_fee, round_minor
 from ledger.fees.schedule import CLASSIC, FeeScheduleError
+from ledger.gateway import SimulatedGateway
 from tests.conftest import CONCURRENCY_REPORT
 
 D = 100
@@ -64,13 +67,20 @@ def test_a_refund_returns_fee_by_the_refund_rule_and_lowers_billings(book: Ledge
     charge(book, "p1", 500 * D)
     charge(book, "p2", 20_000 * D)
     refund = book.refund_fee(
-        idempotency_key="r1", freelancer_id="fr_1", client_id="cl_1", amount=500 * D, currency="USD"
+        idempotency_key="r1", freelancer_id="fr_1", client_id="cl_1", amount=500 * D, currency="USD", refunds="p1"
     )
     assert refund.kind == "refund"
     assert refund.fee == 25 * D
     assert book.lifetime_billings("fr_1", "cl_1", "USD") == 20_000 * D
     with pytest.raises(RefundExceedsBillings):
-        book.refund_fee(idempotency_key="r2", freelancer_id="fr_1", client_id="cl_1", amount=20_001 * D, currency="USD")
+        book.refund_fee(
+            idempotency_key="r2",
+            freelancer_id="fr_1",
+            client_id="cl_1",
+            amount=20_001 * D,
+            currency="USD",
+            refunds="p2",
+        )
     assert book.audit().ok
 
 
@@ -133,3 +143,83 @@ def test_concurrent_payments_for_one_pair_never_read_the_same_lifetime(book: Led
     )
     assert events_fee == round_minor(cumulative_fee(CLASSIC.tiers["USD"], total))
     CONCURRENCY_REPORT.append(f"fees: {threads} threads x {per_thread} payments for one pair, chain unbroken")
+
+
+# --- refunds across schedules (DESIGN.md, "Fees across schedules") ---------------------------
+
+
+def put_in_force(book: Ledger, clock: FixedClock, name: str) -> None:
+    """Put `name` in force from a moment ahead (the only way a schedule can start), then reach it."""
+    book.activate_fee_schedule(name, clock.now() + timedelta(days=1))
+    clock.advance(timedelta(days=1))
+
+
+def released(book: Ledger, amount: int) -> str:
+    """Fund and approve a milestone of `amount` between fr_1 and cl_1; the payment's id."""
+    escrow = Escrow(book, SimulatedGateway())
+    contract = escrow.open_contract(client_id="cl_1", freelancer_id="fr_1", currency="USD", title="Logo design")
+    milestone = escrow.add_milestone(contract.id, title="First draft", amount=amount)
+    escrow.fund(milestone.id)
+    [payment] = escrow.approve(milestone.id)
+    return payment.id
+
+
+def test_a_refund_returns_the_fee_of_the_schedule_its_payment_was_charged_under(
+    book: Ledger, clock: FixedClock
+) -> None:
+    put_in_force(book, clock, "flat-10")
+    payment_id = released(book, 500 * D)
+    assert book.balance(SERVICE_FEES, "USD") == 50 * D  # 10% flat
+    put_in_force(book, clock, "classic")  # classic would have charged 100.00 on a first 500.00
+    refund = Escrow(book, SimulatedGateway()).refund_payment(payment_id, 500 * D)
+    assert refund.fee_returned == 50 * D
+    assert book.lifetime_billings("fr_1", "cl_1", "USD") == 0
+    assert book.balance(SERVICE_FEES, "USD") == 0  # no revenue on no net billings
+    [charged, returned] = book.transaction(lambda uow: uow.fees.events_of_pair("fr_1", "cl_1", "USD"), read_only=True)
+    assert returned.schedule_id == charged.schedule_id and returned.breakdown.schedule == "flat-10"
+    report = book.audit()
+    assert report.ok, report.to_json()
+
+
+def test_a_refund_after_a_switch_to_a_cheaper_schedule_returns_the_whole_fee_charged(
+    book: Ledger, clock: FixedClock
+) -> None:
+    payment_id = released(book, 500 * D)  # classic: 20% of a first 500.00
+    assert book.balance(SERVICE_FEES, "USD") == 100 * D
+    put_in_force(book, clock, "flat-10")
+    refund = Escrow(book, SimulatedGateway()).refund_payment(payment_id, 500 * D)
+    assert refund.fee_returned == 100 * D
+    assert book.lifetime_billings("fr_1", "cl_1", "USD") == 0
+    assert book.balance(SERVICE_FEES, "USD") == 0
+    report = book.audit()
+    assert report.ok, report.to_json()
+
+
+def test_a_fee_refund_names_the_charge_it_refunds_and_uses_its_schedule(book: Ledger, clock: FixedClock) -> None:
+    charge(book, "p1", 300 * D)  # classic: 60.00
+    put_in_force(book, clock, "flat-10")
+    charge(book, "p2", 300 * D)  # flat-10: 30.00
+    put_in_force(book, clock, "classic")
+    refund = {"freelancer_id": "fr_1", "client_id": "cl_1", "currency": "USD"}
+    # From lifetime 600.00, flat-10 returns 30.00 (classic would return R(F(600)) - R(F(300)) = 50.00).
+    assert book.refund_fee(idempotency_key="r1", amount=300 * D, refunds="p2", **refund).fee == 30 * D
+    assert book.refund_fee(idempotency_key="r2", amount=200 * D, refunds="p1", **refund).fee == 40 * D
+    assert book.refund_fee(idempotency_key="r2", amount=200 * D, refunds="p1", **refund).fee == 40 * D  # a replay
+    with pytest.raises(IdempotencyConflict):
+        book.refund_fee(idempotency_key="r2", amount=200 * D, refunds="p2", **refund)
+    events = book.transaction(lambda uow: uow.fees.events_of_pair("fr_1", "cl_1", "USD"), read_only=True)
+    assert [e.breakdown.schedule for e in events] == ["classic", "flat-10", "flat-10", "classic"]
+    assert sum(e.fee if e.kind == "charge" else -e.fee for e in events) == 20 * D  # R(F(100.00)), classic
+    report = book.audit()
+    assert report.ok, report.to_json()
+
+
+@pytest.mark.parametrize("refunds", ["nothing", "r1", "other-pair"])
+def test_a_fee_refund_of_no_charge_of_the_pair_is_refused(book: Ledger, refunds: str) -> None:
+    charge(book, "p1", 1_000 * D)
+    charge(book, "other-pair", 1_000 * D, client="cl_2")
+    request = {"freelancer_id": "fr_1", "client_id": "cl_1", "currency": "USD", "amount": 100 * D}
+    book.refund_fee(idempotency_key="r1", refunds="p1", **request)
+    with pytest.raises(UnknownCharge):
+        book.refund_fee(idempotency_key="r2", refunds=refunds, **request)
+    assert book.lifetime_billings("fr_1", "cl_1", "USD") == 900 * D
