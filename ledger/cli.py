@@ -277,7 +277,12 @@ def run_serve(book: Ledger, args: argparse.Namespace) -> int:
     from ledger.gateway import gateway_from_settings
 
     settings = load_settings()
-    app = create_app(book, gateway_from_settings(settings), stripe_webhook_secret=settings.stripe_webhook_secret)
+    app = create_app(
+        book,
+        gateway_from_settings(settings),
+        stripe_webhook_secret=settings.stripe_webhook_secret,
+        request_timeout_seconds=settings.request_timeout_seconds,
+    )
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     return EXIT_OK
 
