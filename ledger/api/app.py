@@ -17,6 +17,7 @@ from ledger.api.audit import AuditController
 from ledger.api.context import Services, require_role, services
 from ledger.api.escrow import ContractController, MilestoneController, PaymentController
 from ledger.api.finance import FeeController, FinanceController, PartyController
+from ledger.api.idempotency import claim_lease
 from ledger.api.money_out import FreelancerController, PayoutController
 from ledger.api.problems import EXCEPTION_HANDLERS
 from ledger.api.timeout import RequestTimeout
@@ -81,6 +82,7 @@ def create_app(
             {
                 "services": svc,
                 "stripe_webhook_secret": stripe_webhook_secret,
+                "idempotency_lease": claim_lease(request_timeout_seconds),
             }
         ),
         openapi_config=OpenAPIConfig(
