@@ -10,10 +10,10 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from ledger.config import load_settings
+from ledger.config import load_settings, parse_duration
 from ledger.db.engine import current_revision, head_revision, make_engine, upgrade
 from ledger.errors import LedgerError
 from ledger.fees.rule import FeeBreakdown
@@ -44,6 +44,13 @@ def parse_time(text: str) -> datetime:
     if moment.tzinfo is None:
         raise UsageError(f"{text!r} has no UTC offset; add Z or +00:00")
     return moment
+
+
+def parse_duration_argument(text: str) -> timedelta:
+    try:
+        return parse_duration(text)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
 
 
 def entry_json(entry: Entry) -> dict[str, Any]:
@@ -142,6 +149,18 @@ def build_parser() -> argparse.ArgumentParser:
     key_commands.add_parser("list", help="ids, roles and creation times")
     key_commands.add_parser("revoke").add_argument("key_id")
 
+    idempotency = commands.add_parser("idempotency", help="the API's recorded Idempotency-Keys")
+    idempotency_commands = idempotency.add_subparsers(dest="idempotency_command", required=True, parser_class=_Parser)
+    prune = idempotency_commands.add_parser(
+        "prune", help="remove finished keys and abandoned claims older than the retention"
+    )
+    prune.add_argument(
+        "--older-than",
+        type=parse_duration_argument,
+        help="the retention: 7d, 24h, 90m, 30s (default: LEDGER_IDEMPOTENCY_RETENTION, 7d)",
+    )
+    prune.add_argument("--now", type=parse_time, help="ISO 8601 with an offset (default: now)")
+
     serve = commands.add_parser("serve", help="serve the HTTP API")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
@@ -216,6 +235,8 @@ def run(argv: Sequence[str]) -> int:
             return EXIT_OK if all(line.status == "matched" for line in lines) else EXIT_AUDIT_FAILED
         if args.command == "keys":
             return run_keys(book, args)
+        if args.command == "idempotency":
+            return run_idempotency(book, args)
         if args.command == "serve":
             return run_serve(book, args)
         if args.command == "demo":
@@ -271,6 +292,23 @@ def run_keys(book: Ledger, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def run_idempotency(book: Ledger, args: argparse.Namespace) -> int:
+    from ledger.api.idempotency import prune_idempotency_keys
+
+    settings = load_settings()
+    pruned = prune_idempotency_keys(
+        book,
+        args.now,
+        retention=args.older_than or settings.idempotency_retention,
+        request_timeout_seconds=settings.request_timeout_seconds,
+    )
+    print(
+        f"removed {pruned.total} idempotency keys last used before {pruned.before.isoformat()}"
+        f" ({pruned.finished} finished, {pruned.abandoned} abandoned in progress)"
+    )
+    return EXIT_OK
+
+
 def run_serve(book: Ledger, args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -278,7 +316,12 @@ def run_serve(book: Ledger, args: argparse.Namespace) -> int:
     from ledger.gateway import gateway_from_settings
 
     settings = load_settings()
-    app = create_app(book, gateway_from_settings(settings), stripe_webhook_secret=settings.stripe_webhook_secret)
+    app = create_app(
+        book,
+        gateway_from_settings(settings),
+        stripe_webhook_secret=settings.stripe_webhook_secret,
+        request_timeout_seconds=settings.request_timeout_seconds,
+    )
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     return EXIT_OK
 

@@ -9,15 +9,29 @@ never taken in without a deliberate choice.
 (lines separated by `|`), `LEDGER_PLATFORM_COUNTRY`, `LEDGER_PLATFORM_TAX_ID`: the
 platform's own details, printed on the invoices it issues.
 `STRIPE_API_KEY`, `STRIPE_WEBHOOK_SECRET`, `STRIPE_API_BASE` (tests only): Stripe.
+`LEDGER_REQUEST_TIMEOUT_SECONDS`: how long the API works on a request before it
+answers 503 (default 30).
+`LEDGER_IDEMPOTENCY_RETENTION`: how long a finished Idempotency-Key is kept, as a
+duration (`7d`, `24h`, `90m`, `3600s`; default 7 days); `ledger idempotency prune`
+removes older ones.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
+from ledger.errors import ConfigurationError
+
 DEFAULT_SQLITE_FILE = "ledger.sqlite3"
+DEFAULT_REQUEST_TIMEOUT_SECONDS = 30.0
+#: Stripe keeps keys 24 hours; a week also covers a client that retries after a weekend.
+DEFAULT_IDEMPOTENCY_RETENTION = timedelta(days=7)
+_DURATION = re.compile(r"(\d+)([dhms])")
+_UNITS = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
 
 
 @dataclass(frozen=True)
@@ -41,6 +55,9 @@ class Settings:
         stripe_api_key, stripe_webhook_secret: STRIPE_API_KEY, STRIPE_WEBHOOK_SECRET.
         stripe_api_base: STRIPE_API_BASE, to point the SDK at a local stand-in (tests).
         platform: the platform's name and legal details for invoices.
+        request_timeout_seconds: LEDGER_REQUEST_TIMEOUT_SECONDS, the API's request timeout.
+        idempotency_retention: LEDGER_IDEMPOTENCY_RETENTION, how long finished
+            Idempotency-Keys are kept.
     """
 
     database_url: str
@@ -49,6 +66,42 @@ class Settings:
     stripe_api_key: str | None = None
     stripe_webhook_secret: str | None = None
     stripe_api_base: str | None = None
+    request_timeout_seconds: float = DEFAULT_REQUEST_TIMEOUT_SECONDS
+    idempotency_retention: timedelta = DEFAULT_IDEMPOTENCY_RETENTION
+
+
+def parse_duration(text: str) -> timedelta:
+    """A positive whole number of days, hours, minutes or seconds: `7d`, `24h`, `90m`, `30s`."""
+    found = _DURATION.fullmatch(text.strip())
+    if found is None or int(found.group(1)) == 0:
+        raise ValueError(f"{text!r} is not a duration such as 7d, 24h, 90m or 30s")
+    return timedelta(**{_UNITS[found.group(2)]: int(found.group(1))})
+
+
+def _request_timeout(text: str | None) -> float:
+    if not text:
+        return DEFAULT_REQUEST_TIMEOUT_SECONDS
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds < float("inf"):
+        raise ConfigurationError(
+            f"LEDGER_REQUEST_TIMEOUT_SECONDS must be a positive number of seconds, not {text!r}",
+            setting="LEDGER_REQUEST_TIMEOUT_SECONDS",
+        )
+    return seconds
+
+
+def _retention(text: str | None) -> timedelta:
+    if not text:
+        return DEFAULT_IDEMPOTENCY_RETENTION
+    try:
+        return parse_duration(text)
+    except ValueError as error:
+        raise ConfigurationError(
+            f"LEDGER_IDEMPOTENCY_RETENTION: {error}", setting="LEDGER_IDEMPOTENCY_RETENTION"
+        ) from None
 
 
 def normalize_database_url(url: str) -> str:
@@ -77,4 +130,6 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         stripe_api_key=env.get("STRIPE_API_KEY") or None,
         stripe_webhook_secret=env.get("STRIPE_WEBHOOK_SECRET") or None,
         stripe_api_base=env.get("STRIPE_API_BASE") or None,
+        request_timeout_seconds=_request_timeout(env.get("LEDGER_REQUEST_TIMEOUT_SECONDS")),
+        idempotency_retention=_retention(env.get("LEDGER_IDEMPOTENCY_RETENTION")),
     )

@@ -137,6 +137,13 @@ class RetriesExhausted(LedgerError):
     code = "retries-exhausted"
 
 
+class RequestTimedOut(LedgerError):
+    """The server did not answer the request within its time limit; retry it with the
+    same Idempotency-Key."""
+
+    code = "request-timed-out"
+
+
 class ConfigurationError(LedgerError):
     """A setting is missing or malformed."""
 

@@ -17,9 +17,12 @@ from ledger.api.audit import AuditController
 from ledger.api.context import Services, require_role, services
 from ledger.api.escrow import ContractController, MilestoneController, PaymentController
 from ledger.api.finance import FeeController, FinanceController, PartyController
+from ledger.api.idempotency import claim_lease
 from ledger.api.money_out import FreelancerController, PayoutController
 from ledger.api.problems import EXCEPTION_HANDLERS
+from ledger.api.timeout import RequestTimeout
 from ledger.api.webhooks import stripe_webhook
+from ledger.config import DEFAULT_REQUEST_TIMEOUT_SECONDS
 from ledger.escrow import Escrow
 from ledger.gateway import PaymentGateway
 from ledger.invoices.service import Finance
@@ -51,9 +54,11 @@ def create_app(
     gateway: PaymentGateway | None,
     *,
     stripe_webhook_secret: str | None = None,
+    request_timeout_seconds: float = DEFAULT_REQUEST_TIMEOUT_SECONDS,
     debug: bool = False,
 ) -> Litestar:
-    """The API over one ledger and payment gateway."""
+    """The API over one ledger and payment gateway; a request not answered within
+    `request_timeout_seconds` gets a 503 (`ledger.api.timeout`)."""
     svc = Services(book=book, escrow=Escrow(book, gateway), finance=Finance(book))
     return Litestar(
         route_handlers=[
@@ -71,8 +76,15 @@ def create_app(
             stripe_webhook,
         ],
         guards=[require_role],
+        middleware=[RequestTimeout(request_timeout_seconds)],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
-        state=State({"services": svc, "stripe_webhook_secret": stripe_webhook_secret}),
+        state=State(
+            {
+                "services": svc,
+                "stripe_webhook_secret": stripe_webhook_secret,
+                "idempotency_lease": claim_lease(request_timeout_seconds),
+            }
+        ),
         openapi_config=OpenAPIConfig(
             title="ledger",
             version="1.0.0",

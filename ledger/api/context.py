@@ -4,7 +4,8 @@ Authentication: `Authorization: Bearer <api key>`; each route names the roles th
 may use it in its `opt["roles"]` (admin may use every route); routes without
 roles are open. Idempotency: a POST with an `Idempotency-Key` header is recorded
 with the response it got; a replay with the same body gets that response again
-and changes nothing, the same key with another body is a 409.
+and changes nothing, the same key with another body is a 409. How long a claim and
+a record last is `ledger.api.idempotency`'s.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import msgspec
@@ -88,8 +90,18 @@ def request_key(request: Request[Any, Any, Any]) -> str | None:
     return scoped if len(scoped) <= 120 else f"{api_key.id}:sha256:{hashlib.sha256(key.encode()).hexdigest()}"
 
 
+def request_fingerprint(body: object, path: str) -> str:
+    """What makes two requests with one Idempotency-Key the same request: body and path."""
+    return hashlib.sha256(msgspec.json.encode(body) + b"|" + path.encode()).hexdigest()
+
+
 def idempotent(request: Request[Any, Any, Any], body: object, run: Callable[[], tuple[int, object]]) -> Response[bytes]:
-    """Run a POST once per Idempotency-Key; replay its recorded response to retries."""
+    """Run a POST once per Idempotency-Key; replay its recorded response to retries.
+
+    The claim on the key has a lease (`ledger.api.idempotency`): a claim left in
+    progress past it, by a server that died, is taken over by a retry of the same
+    request, which runs it again. A run whose claim was taken over records nothing.
+    """
     key = request.headers.get("idempotency-key")
     if key is None:
         status, payload = run()
@@ -98,9 +110,13 @@ def idempotent(request: Request[Any, Any, Any], body: object, run: Callable[[], 
         raise InvalidRequest("Idempotency-Key is 1-255 characters", field="Idempotency-Key")
     api_key: ApiKey = request.state.api_key
     book = services(request).book
+    lease: timedelta = request.app.state.idempotency_lease
     path = request.url.path
-    body_hash = hashlib.sha256(msgspec.json.encode(body) + b"|" + path.encode()).hexdigest()
-    earlier = book.transaction(lambda uow: uow.api.claim_request(key, api_key.id, request.method, path, body_hash))
+    body_hash = request_fingerprint(body, path)
+    claimed_at = book.clock.now()
+    earlier = book.transaction(
+        lambda uow: uow.api.claim_request(key, api_key.id, request.method, path, body_hash, now=claimed_at, lease=lease)
+    )
     if earlier is not None:
         if earlier.body_hash != body_hash or earlier.path != path:
             raise IdempotencyConflict(
@@ -109,6 +125,10 @@ def idempotent(request: Request[Any, Any, Any], body: object, run: Callable[[], 
         if earlier.status is None:
             raise RequestInProgress(f"a request with Idempotency-Key {key!r} is in progress; retry later")
         return Response(content=earlier.response.encode(), status_code=earlier.status, media_type=earlier.media_type)
+
+    def release() -> None:
+        book.transaction(lambda uow: uow.api.release_request(key, api_key.id, claimed_at))
+
     try:
         status, payload = run()
         content, media_type = msgspec.json.encode(payload), JSON
@@ -118,11 +138,13 @@ def idempotent(request: Request[Any, Any, Any], body: object, run: Callable[[], 
         # key is released so that the retry runs again.
         problem = problem_body(error, path)
         if problem["status"] >= 500:
-            book.transaction(lambda uow: uow.api.release_request(key, api_key.id))
+            release()
             raise
         status, content, media_type = problem["status"], msgspec.json.encode(problem), "application/problem+json"
     except BaseException:
-        book.transaction(lambda uow: uow.api.release_request(key, api_key.id))
+        release()
         raise
-    book.transaction(lambda uow: uow.api.finish_request(key, api_key.id, status, media_type, content.decode()))
+    book.transaction(
+        lambda uow: uow.api.finish_request(key, api_key.id, claimed_at, status, media_type, content.decode())
+    )
     return Response(content=content, status_code=status, media_type=media_type)

@@ -22,6 +22,7 @@ from ledger.errors import (
     InvalidRequest,
     LedgerError,
     NotFound,
+    RequestTimedOut,
     RetriesExhausted,
 )
 from ledger.gateway import GatewayUnavailable, PaymentFailed
@@ -38,6 +39,7 @@ STATUS_BY_ERROR: list[tuple[type[LedgerError], int]] = [
     (ConfigurationError, 503),
     (DatabaseNotMigrated, 503),
     (RetriesExhausted, 503),
+    (RequestTimedOut, 503),
     (GatewayUnavailable, 503),
 ]
 

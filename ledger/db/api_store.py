@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import ColumnElement, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ledger.db.schema import api_keys, idempotent_requests
@@ -39,8 +40,16 @@ class ApiStore:
         )
         return bool(result.rowcount)
 
-    def claim_request(self, key: str, api_key_id: str, method: str, path: str, body_hash: str) -> Any:
-        """Record a new idempotent request; return the earlier one if the key was used."""
+    def claim_request(
+        self, key: str, api_key_id: str, method: str, path: str, body_hash: str, *, now: datetime, lease: timedelta
+    ) -> Any:
+        """Claim the key for a request at `now`; return the earlier record if the key is
+        held (in progress and within its lease, or finished) or was used for another request.
+
+        A claim older than `lease` that never finished is taken over by the same request
+        (same path and body hash) in one conditional UPDATE, so of two retries racing
+        for it only one wins; the other finds it claimed again.
+        """
         insert = postgresql.insert if self._uow.dialect == "postgresql" else sqlite.insert
         claimed = self._conn.execute(
             insert(idempotent_requests)
@@ -50,29 +59,70 @@ class ApiStore:
                 method=method,
                 path=path,
                 body_hash=body_hash,
-                created_at=self._uow.clock.now(),
+                created_at=now,
+                claimed_at=now,
             )
             .on_conflict_do_nothing()
             .returning(idempotent_requests.c.key)
         ).first()
         if claimed is not None:
             return None
-        return self._conn.execute(
-            select(idempotent_requests).where(
-                idempotent_requests.c.key == key, idempotent_requests.c.api_key_id == api_key_id
-            )
-        ).one()
-
-    def finish_request(self, key: str, api_key_id: str, status: int, media_type: str, response: str) -> None:
-        self._conn.execute(
+        taken_over = self._conn.execute(
             idempotent_requests.update()
-            .where(idempotent_requests.c.key == key, idempotent_requests.c.api_key_id == api_key_id)
+            .where(
+                *self._same_key(key, api_key_id),
+                idempotent_requests.c.status.is_(None),
+                idempotent_requests.c.claimed_at < now - lease,
+                idempotent_requests.c.path == path,
+                idempotent_requests.c.body_hash == body_hash,
+            )
+            .values(claimed_at=now)
+            .returning(idempotent_requests.c.key)
+        ).first()
+        if taken_over is not None:
+            return None
+        return self._conn.execute(select(idempotent_requests).where(*self._same_key(key, api_key_id))).one()
+
+    def finish_request(
+        self, key: str, api_key_id: str, claimed_at: datetime, status: int, media_type: str, response: str
+    ) -> bool:
+        """Record the response of the claim made at `claimed_at`; False if that claim was
+        taken over meanwhile (the newer claim records its own response)."""
+        result = self._conn.execute(
+            idempotent_requests.update()
+            .where(*self._own_claim(key, api_key_id, claimed_at))
             .values(status=status, media_type=media_type, response=response)
         )
+        return bool(result.rowcount)
 
-    def release_request(self, key: str, api_key_id: str) -> None:
-        self._conn.execute(
+    def release_request(self, key: str, api_key_id: str, claimed_at: datetime) -> bool:
+        """Forget the claim made at `claimed_at` (the request failed in passing), unless it was taken over."""
+        result = self._conn.execute(delete(idempotent_requests).where(*self._own_claim(key, api_key_id, claimed_at)))
+        return bool(result.rowcount)
+
+    def prune_requests(self, *, finished_before: datetime, abandoned_before: datetime) -> tuple[int, int]:
+        """Delete finished records last claimed before `finished_before` and claims still
+        in progress made before `abandoned_before`; return how many of each."""
+        finished = self._conn.execute(
             delete(idempotent_requests).where(
-                idempotent_requests.c.key == key, idempotent_requests.c.api_key_id == api_key_id
+                idempotent_requests.c.status.is_not(None), idempotent_requests.c.claimed_at < finished_before
             )
+        )
+        abandoned = self._conn.execute(
+            delete(idempotent_requests).where(
+                idempotent_requests.c.status.is_(None), idempotent_requests.c.claimed_at < abandoned_before
+            )
+        )
+        return finished.rowcount, abandoned.rowcount
+
+    @staticmethod
+    def _same_key(key: str, api_key_id: str) -> tuple[ColumnElement[bool], ...]:
+        return idempotent_requests.c.key == key, idempotent_requests.c.api_key_id == api_key_id
+
+    @classmethod
+    def _own_claim(cls, key: str, api_key_id: str, claimed_at: datetime) -> tuple[ColumnElement[bool], ...]:
+        return (
+            *cls._same_key(key, api_key_id),
+            idempotent_requests.c.status.is_(None),
+            idempotent_requests.c.claimed_at == claimed_at,
         )

@@ -426,7 +426,12 @@ class ApiKeyRow(Base):
 
 
 class IdempotentRequestRow(Base):
-    """A POST made with an Idempotency-Key, and the response it got (replayed to retries)."""
+    """A POST made with an Idempotency-Key, and the response it got (replayed to retries).
+
+    `status` is NULL while the request is in progress: the claim holds the key from
+    `claimed_at` for a lease, after which a retry of the same request may claim it
+    again (`ledger.api.idempotency`). `created_at` is when the key was first used.
+    """
 
     __tablename__ = "idempotent_requests"
 
@@ -439,6 +444,7 @@ class IdempotentRequestRow(Base):
     media_type: Mapped[str | None] = mapped_column(String(100))
     response: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[Timestamp]
+    claimed_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
 
 
 api_keys = cast(Table, ApiKeyRow.__table__)

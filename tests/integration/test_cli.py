@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from ledger import AccountSpec, AccountType, EntryRequest, Ledger, credit, debit
+from ledger.api.idempotency import claim_lease
 from ledger.cli import main
+from ledger.db.unit_of_work import UnitOfWork
 
 
 def ledger_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -78,3 +82,59 @@ def test_balance_and_journal_read_the_ledger(
         "amount": "1234.56",
         "currency": "USD",
     }
+
+
+def test_idempotency_prune_removes_keys_older_than_the_retention_and_says_how_many(
+    fresh_database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    book = Ledger.connect(fresh_database_url)
+    lease = claim_lease(30)
+    for key, age, finished in [
+        ("finished 8 days ago", timedelta(days=8), True),
+        ("finished 2 days ago", timedelta(days=2), True),
+        ("abandoned 9 days ago", timedelta(days=9), False),
+        ("in progress for 10 s", timedelta(seconds=10), False),
+    ]:
+
+        def record(uow: UnitOfWork, key: str = key, at: datetime = now - age, finished: bool = finished) -> None:
+            uow.api.claim_request(key, "key_1", "POST", "/v1/contracts", "h", now=at, lease=lease)
+            if finished:
+                uow.api.finish_request(key, "key_1", at, 201, "application/json", "{}")
+
+        book.transaction(record)
+    monkeypatch.setenv("LEDGER_DATABASE_URL", fresh_database_url)
+
+    assert main(["idempotency", "prune", "--now", "2026-03-01T12:00:00Z"]) == 0
+    assert capsys.readouterr().out == (
+        "removed 2 idempotency keys last used before 2026-02-22T12:00:00+00:00 (1 finished, 1 abandoned in progress)\n"
+    )
+    assert main(["idempotency", "prune", "--now", "2026-03-01T12:00:00Z"]) == 0
+    assert capsys.readouterr().out.startswith("removed 0 idempotency keys")
+
+    monkeypatch.setenv("LEDGER_IDEMPOTENCY_RETENTION", "1d")
+    assert main(["idempotency", "prune", "--now", "2026-03-01T12:00:00Z"]) == 0
+    assert "(1 finished, 0 abandoned in progress)" in capsys.readouterr().out
+    assert main(["idempotency", "prune", "--now", "2026-03-01T12:00:00Z", "--older-than", "1s"]) == 0
+    assert capsys.readouterr().out.startswith("removed 0 idempotency keys")  # the young claim holds its lease
+    remaining = book.transaction(lambda uow: uow.connection.execute(text("SELECT key FROM idempotent_requests")).all())
+    assert [row.key for row in remaining] == ["in progress for 10 s"]
+    book.close()
+
+
+def test_idempotency_prune_refuses_bad_input_with_one_line_and_exit_2(
+    fresh_database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("LEDGER_DATABASE_URL", fresh_database_url)
+    for args, message in [
+        (["idempotency", "prune", "--older-than", "soon"], "is not a duration"),
+        (["idempotency", "prune", "--older-than", "0d"], "is not a duration"),
+        (["idempotency", "prune", "--now", "2026-03-01T12:00:00"], "no UTC offset"),
+        (["idempotency"], "required"),
+    ]:
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("ledger: error: ") and message in err and err.count("\n") == 1
+    monkeypatch.setenv("LEDGER_IDEMPOTENCY_RETENTION", "a week")
+    assert main(["idempotency", "prune"]) == 2
+    assert "LEDGER_IDEMPOTENCY_RETENTION" in capsys.readouterr().err
