@@ -172,6 +172,27 @@ def build_parser() -> argparse.ArgumentParser:
     reconcile.add_argument("--from", dest="period_from", type=parse_time, required=True)
     reconcile.add_argument("--to", dest="period_to", type=parse_time, required=True)
 
+    orders = commands.add_parser("orders", help="payment orders: every call to the payment provider")
+    order_commands = orders.add_subparsers(dest="orders_command", required=True, parser_class=_Parser)
+    order_list = order_commands.add_parser("list", help="orders with their state and age, and the workers' heartbeats")
+    order_list.add_argument(
+        "--state",
+        help="pending, sent, requires_action, succeeded, failed, cancelled, or stuck (sent, unacknowledged)",
+    )
+    order_list.add_argument("--json", action="store_true")
+    order_commands.add_parser(
+        "retry", help="send a refund or payout order again (the provider is searched first)"
+    ).add_argument("order_id")
+    resolve = order_commands.add_parser("resolve", help="settle an order by hand (recorded and audited)")
+    resolve.add_argument("order_id")
+    resolve.add_argument("--as", dest="outcome", required=True, choices=("succeeded", "failed"))
+    resolve.add_argument("--reference", help="the provider's id of the object (required with --as succeeded)")
+    resolve.add_argument("--reason", help="why it failed (required with --as failed)")
+
+    worker = commands.add_parser("worker", help="run the dispatcher and the timers continuously")
+    worker.add_argument("--interval", type=float, default=5.0, help="seconds between rounds (default 5)")
+    worker.add_argument("--rounds", type=int, help="stop after this many rounds (default: run until stopped)")
+
     journal = commands.add_parser("journal", help="print journal entries as JSON lines, in order")
     journal.add_argument("--after", type=int, help="start after this entry id")
     journal.add_argument("--limit", type=int, default=100)
@@ -237,6 +258,10 @@ def run(argv: Sequence[str]) -> int:
             return run_keys(book, args)
         if args.command == "idempotency":
             return run_idempotency(book, args)
+        if args.command == "orders":
+            return run_orders(book, args)
+        if args.command == "worker":
+            return run_worker_command(book, args)
         if args.command == "serve":
             return run_serve(book, args)
         if args.command == "demo":
@@ -306,6 +331,97 @@ def run_idempotency(book: Ledger, args: argparse.Namespace) -> int:
         f"removed {pruned.total} idempotency keys last used before {pruned.before.isoformat()}"
         f" ({pruned.finished} finished, {pruned.abandoned} abandoned in progress)"
     )
+    return EXIT_OK
+
+
+def _escrow(book: Ledger) -> Any:
+    from ledger.escrow import Escrow
+    from ledger.gateway import gateway_from_settings
+
+    return Escrow(book, gateway_from_settings(load_settings()))
+
+
+def run_orders(book: Ledger, args: argparse.Namespace) -> int:
+    from ledger.escrow.operations import list_orders, resolve_order, retry_order
+
+    if args.orders_command == "list":
+        listing = list_orders(book, state=args.state)
+        beats = book.transaction(lambda uow: uow.orders.heartbeats(), read_only=True)
+        if args.json:
+            print(
+                json.dumps(
+                    {
+                        "orders": [
+                            {
+                                "id": o.id,
+                                "kind": o.kind.value,
+                                "state": o.state.value,
+                                "amount": format_amount(o.amount, o.currency),
+                                "currency": o.currency,
+                                "provider_reference": o.provider_reference,
+                                "failure_reason": o.failure_reason,
+                                "attempts": o.attempts,
+                                "age_seconds": int(o.age(listing.now).total_seconds()),
+                                "stuck": o.is_stuck(listing.now),
+                            }
+                            for o in listing.orders
+                        ],
+                        "workers": [
+                            {"name": name, "beat_at": at.isoformat(), "summary": summary} for name, at, summary in beats
+                        ],
+                    },
+                    sort_keys=True,
+                )
+            )
+            return EXIT_OK
+        for o in listing.orders:
+            age = int(o.age(listing.now).total_seconds())
+            stuck = " STUCK" if o.is_stuck(listing.now) else ""
+            reason = f"  {o.failure_reason}" if o.failure_reason else ""
+            print(
+                f"{o.id}  {o.kind.value:<14} {o.state.value:<15} {format_amount(o.amount, o.currency):>12} "
+                f"{o.currency}  age {age}s  attempts {o.attempts}{stuck}{reason}"
+            )
+        if not listing.orders:
+            print("no payment orders" + (f" in state {args.state}" if args.state else ""))
+        for name, at, summary in beats:
+            print(f"worker {name}: last heartbeat {at.isoformat()} ({summary})")
+        if not beats:
+            print("no worker has reported (run `ledger worker`)")
+        return EXIT_OK
+    escrow = _escrow(book)
+    gateway = escrow._gateway()
+    if args.orders_command == "retry":
+        order = retry_order(book, gateway, args.order_id)
+    else:
+        order = resolve_order(
+            book, gateway, args.order_id, outcome=args.outcome, reference=args.reference, reason=args.reason
+        )
+    print(f"{order.id} {order.state.value}" + (f": {order.failure_reason}" if order.failure_reason else ""))
+    return EXIT_OK
+
+
+def run_worker_command(book: Ledger, args: argparse.Namespace) -> int:
+    import logging
+
+    from ledger.api.idempotency import prune_idempotency_keys
+    from ledger.escrow.worker import run_worker
+
+    if args.interval <= 0 or (args.rounds is not None and args.rounds <= 0):
+        raise UsageError("--interval and --rounds must be positive")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    settings = load_settings()
+
+    def housekeeping() -> str:
+        pruned = prune_idempotency_keys(
+            book, retention=settings.idempotency_retention, request_timeout_seconds=settings.request_timeout_seconds
+        )
+        return f"{pruned.total} idempotency keys pruned" if pruned.total else ""
+
+    try:
+        run_worker(_escrow(book), interval=args.interval, rounds=args.rounds, housekeeping=housekeeping)
+    except KeyboardInterrupt:
+        return EXIT_OK
     return EXIT_OK
 
 

@@ -11,7 +11,6 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from msgspec import Struct
-from sqlalchemy import text
 
 from ledger.api.audit import AuditController
 from ledger.api.context import Services, require_role, services
@@ -31,6 +30,7 @@ from ledger.service import Ledger
 
 class Health(Struct):
     status: str
+    worker: str | None = None  # the newest worker heartbeat (readiness only)
 
 
 @get("/health/live", operation_id="live", tags=["health"], sync_to_thread=False)
@@ -41,12 +41,15 @@ def live() -> Health:
 
 @get("/health/ready", operation_id="ready", tags=["health"], sync_to_thread=True)
 def ready(request: Request[Any, Any, Any]) -> Health:
-    """The database answers and is migrated."""
+    """The database answers; and the newest worker heartbeat (`ledger worker`), if any."""
     try:
-        services(request).book.transaction(lambda uow: uow.connection.execute(text("SELECT 1")), read_only=True)
-    except Exception as error:
-        raise ServiceUnavailableException(f"the database does not answer: {error}") from None
-    return Health("ok")
+        beats = services(request).book.transaction(lambda uow: uow.orders.heartbeats(), read_only=True)
+    except Exception:
+        raise ServiceUnavailableException("the database does not answer") from None
+    if not beats:
+        return Health("ok", worker="none has reported")
+    name, at, _ = beats[0]
+    return Health("ok", worker=f"{name} at {at.isoformat()}")
 
 
 def create_app(

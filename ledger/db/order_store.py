@@ -164,6 +164,9 @@ class OrderStore:
             values["resolved_by"] = resolved_by
         self._update(order_id, **values)
 
+    def mark_resolved(self, order_id: str, *, actor: str, note: str) -> None:
+        self._update(order_id, resolved_by=actor[:80], details={**self.get(order_id).details, "resolution": note})
+
     def reopen(self, order_id: str, *, at: datetime) -> None:
         """An operator's retry: due now, with a fresh count of attempts."""
         self._update(

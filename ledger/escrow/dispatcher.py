@@ -103,12 +103,8 @@ class Dispatcher:
         while report.sent < limit:
             now = self.book.clock.now()
             claimed = self.book.transaction(
-                lambda uow: uow.orders.claim(
-                    owner=self.owner,
-                    now=now,
-                    lease_until=now + LEASE,
-                    ids=wanted,
-                    limit=BATCH,  # noqa: B023
+                lambda uow, now=now, wanted=wanted: uow.orders.claim(  # type: ignore[misc]
+                    owner=self.owner, now=now, lease_until=now + LEASE, ids=wanted, limit=BATCH
                 )
             )
             if not claimed:
@@ -212,13 +208,16 @@ class Dispatcher:
             if status is not None:
                 return status
         now = self.book.clock.now()
-        if order.first_sent_at is not None and now - order.first_sent_at > RESEND_WINDOW:
-            # The provider has forgotten the key: look for the object before sending again.
-            if not isinstance(gateway, ObjectLookup):
+        forgotten = order.first_sent_at is not None and now - order.first_sent_at > RESEND_WINDOW
+        if forgotten or order.details.get("lookup_first"):
+            # The provider has forgotten the key (or an operator retries): look for the
+            # object by our order id before sending again.
+            if isinstance(gateway, ObjectLookup):
+                found = gateway.find(_lookup_kind(order.kind), order.id)
+                if found is not None:
+                    return found
+            elif forgotten:
                 return None
-            found = gateway.find(_lookup_kind(order.kind), order.id)
-            if found is not None:
-                return found
         first = order.first_sent_at or now
         self.book.transaction(lambda uow: uow.orders.mark_sent(order.id, first_sent_at=first))
         details = order.details

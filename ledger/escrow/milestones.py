@@ -363,6 +363,12 @@ def end_contract(uow: UnitOfWork, contract_id: str, *, ended_by: str) -> Contrac
     now = uow.clock.now()
     event = Event.CLIENT_ENDS if ended_by == "client" else Event.FREELANCER_ENDS
     for milestone in uow.escrow.milestones_of(contract_id, lock=True):
+        if milestone.state is MilestoneState.APPROVAL_PENDING:
+            raise InvalidTransition(
+                f"milestone {milestone.id} waits for its approval's bonus charge: end the contract after it",
+                milestone_id=milestone.id,
+                state=milestone.state.value,
+            )
         if not milestone.state.is_active:
             continue
         require_transition(milestone.id, milestone.state, event)

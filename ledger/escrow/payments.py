@@ -244,7 +244,10 @@ def settle_refund(
     account; failed leaves it in transit, owed to the client, for an operator to act on.
     Idempotent; returns the order's state."""
     order = uow.escrow.refund_order(order_id, lock=True)
-    if order.state != "pending":
+    # A refund marked failed stays owed: an operator's retry or resolution may still settle it.
+    if order.state == "succeeded" or (order.state == "failed" and not succeeded):
+        return str(order.state)
+    if order.state not in ("pending", "failed"):
         return str(order.state)
     if succeeded:
         post_entry(

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from ledger import FixedClock, Ledger
+from ledger.db.schema import refund_orders
 from ledger.escrow import DisputeOutcome, Escrow, MilestoneFrozen, MilestoneState
 from ledger.escrow.chargebacks import DisputeMismatch
 from ledger.escrow.chart import (
@@ -21,7 +22,6 @@ from ledger.escrow.chart import (
     pending_account_code,
 )
 from ledger.gateway import BalanceMove, DisputeReport, GatewayResult, GatewayUnavailable, SimulatedGateway
-from ledger.db.schema import refund_orders
 from ledger.invoices.documents import DocumentKind
 from tests.integration.test_escrow import funded, journal_size, refused
 from tests.integration.test_fees import put_in_force

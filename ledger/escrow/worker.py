@@ -1,0 +1,70 @@
+"""`ledger worker`: the dispatcher and the timers, continuously, for a deployment.
+
+Each round fires the due timers, cancels charges the payer left incomplete for
+24 hours, sends every due payment order, prunes expired Idempotency-Keys, and
+records a heartbeat (`/health/ready` and `ledger orders list` show it). Several
+workers may run at once: timers are claimed row by row and orders under a lease.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from ledger.escrow.dispatcher import dispatcher_name
+from ledger.escrow.service import Escrow
+
+log = logging.getLogger("ledger.worker")
+
+#: A worker whose last heartbeat is older than this is reported as down.
+HEARTBEAT_STALE = timedelta(minutes=2)
+
+
+@dataclass(frozen=True)
+class WorkerRound:
+    """What one round did, in words (also the heartbeat's summary)."""
+
+    summary: str
+
+
+def run_round(
+    escrow: Escrow, *, name: str, started_at: datetime, housekeeping: Callable[[], str] | None = None
+) -> WorkerRound:
+    """One round: timers, expired charges, due orders, housekeeping, heartbeat."""
+    report = escrow.tick()
+    parts = [report.summary()]
+    if housekeeping is not None:
+        try:
+            parts.append(housekeeping())
+        except Exception:
+            log.exception("worker housekeeping failed")
+    summary = "; ".join(p for p in parts if p)
+    escrow.book.transaction(lambda uow: uow.orders.heartbeat(name, started_at=started_at, summary=summary))
+    return WorkerRound(summary)
+
+
+def run_worker(
+    escrow: Escrow,
+    *,
+    interval: float,
+    rounds: int | None = None,
+    housekeeping: Callable[[], str] | None = None,
+    name: str | None = None,
+) -> int:
+    """Run rounds every `interval` seconds (`rounds` of them, or until interrupted)."""
+    worker = name or f"worker:{dispatcher_name()}"
+    started = escrow.book.clock.now()
+    done = 0
+    while rounds is None or done < rounds:
+        try:
+            result = run_round(escrow, name=worker, started_at=started, housekeeping=housekeeping)
+            log.info("worker round: %s", result.summary)
+        except Exception:
+            log.exception("worker round failed")
+        done += 1
+        if rounds is None or done < rounds:
+            time.sleep(interval)
+    return done

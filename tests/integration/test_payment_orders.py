@@ -1,0 +1,369 @@
+"""Payment orders at the provider boundary: each test states a rule that keeps money
+from being created, lost or doubled where the ledger meets the provider. Both databases."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from ledger import FixedClock, Ledger
+from ledger.db.schema import payment_orders, refund_orders
+from ledger.errors import IdempotencyConflict
+from ledger.escrow import Escrow, InvalidTransition, MilestoneState
+from ledger.escrow.operations import list_orders, resolve_order, retry_order
+from ledger.escrow.orders import OrderKind, OrderNotResolvable, OrderState
+from ledger.gateway import GatewayResult, GatewayUnavailable, SimulatedGateway
+from tests.integration.test_escrow import funded, new_milestone
+
+D = 100
+S = MilestoneState
+PSP = "assets:psp:simulated"
+
+
+def orders(book: Ledger) -> list[Any]:
+    return book.transaction(
+        lambda uow: list(uow.connection.execute(select(payment_orders).order_by(payment_orders.c.created_at))),
+        read_only=True,
+    )
+
+
+class Recording(SimulatedGateway):
+    """Remembers every charge, refund and payout the provider made, with its amount."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.moved: list[tuple[str, int, str | None]] = []
+
+    def charge(self, **request: Any) -> GatewayResult:
+        fresh = request["idempotency_key"] not in self.calls
+        result = super().charge(**request)
+        if fresh and result.succeeded:
+            self.moved.append(("charge", request["amount"], result.reference))
+        return result
+
+    def refund(self, **request: Any) -> GatewayResult:
+        fresh = request["idempotency_key"] not in self.calls
+        result = super().refund(**request)
+        if fresh and result.succeeded:
+            self.moved.append(("refund", request["amount"], request["charge_reference"]))
+        return result
+
+    def payout(self, **request: Any) -> GatewayResult:
+        fresh = request["idempotency_key"] not in self.calls
+        result = super().payout(**request)
+        if fresh and result.succeeded:
+            self.moved.append(("payout", request["amount"], None))
+        return result
+
+    def net(self) -> int:
+        sign = {"charge": 1, "refund": -1, "payout": -1}
+        return sum(sign[kind] * amount for kind, amount, _ in self.moved)
+
+
+# --- a bonus cannot race a partial approval ---------------------------------------------
+
+
+class PartialApprovalDuringBonus(Recording):
+    """A second approval arrives while the bonus is being charged: the race, made deterministic."""
+
+    escrow: Escrow
+    milestone_id: str
+    outcome: object = None
+
+    def charge(self, **request: Any) -> GatewayResult:
+        result = super().charge(**request)
+        if request["metadata"].get("bonus"):
+            try:
+                self.outcome = self.escrow.approve(self.milestone_id, amount=300 * D)
+            except InvalidTransition as refused:
+                self.outcome = refused
+        return result
+
+
+def test_a_bonus_is_fixed_under_the_lock_so_a_racing_approval_cannot_create_money(book: Ledger) -> None:
+    gateway = PartialApprovalDuringBonus()
+    escrow = Escrow(book, gateway)
+    gateway.escrow, gateway.milestone_id = escrow, funded(escrow)
+    payments = escrow.approve(gateway.milestone_id, amount=1_500 * D)
+    assert isinstance(gateway.outcome, InvalidTransition)  # approval_pending refuses the second approval
+    assert [(p.kind, p.gross) for p in payments] == [("release", 1_000 * D), ("bonus", 500 * D)]
+    assert gateway.moved == [("charge", 1_000 * D, gateway.moved[0][2]), ("charge", 500 * D, gateway.moved[1][2])]
+    assert book.balance(PSP, "USD") == gateway.net() == 1_500 * D  # booked = what the provider moved
+    assert escrow.milestone(gateway.milestone_id).state is S.RELEASED
+    assert book.audit().ok
+
+
+def test_while_a_bonus_is_in_flight_the_milestone_refuses_approvals_ending_and_the_clock(
+    book: Ledger, clock: FixedClock
+) -> None:
+    gateway = Recording()
+    gateway.require_action_next()  # the bonus waits for the payer (3-D Secure)
+    gateway.require_action_next()
+    escrow = Escrow(book, gateway)
+    milestone_id = new_milestone(escrow)
+    gateway._requires_action = 0
+    escrow.fund(milestone_id)
+    escrow.submit(milestone_id)
+    gateway._requires_action = 1
+    assert escrow.approve(milestone_id, amount=1_200 * D) == []
+    milestone = escrow.milestone(milestone_id)
+    assert milestone.state is S.APPROVAL_PENDING and milestone.held == 1_000 * D
+    with pytest.raises(InvalidTransition):
+        escrow.approve(milestone_id, amount=100 * D)
+    with pytest.raises(InvalidTransition):
+        escrow.end_contract(milestone.contract_id, ended_by="freelancer")
+    clock.advance(timedelta(days=15))  # past the review deadline: the clock waits for the charge
+    escrow.tick()
+    assert escrow.milestone(milestone_id).state is S.APPROVAL_PENDING
+    clock.advance(timedelta(hours=10))  # 24 hours without the payer: the order is cancelled, the milestone back
+    escrow.tick()
+    after = escrow.milestone(milestone_id)
+    assert after.state is S.SUBMITTED and after.held == 1_000 * D and escrow.payments(milestone_id) == []
+    [bonus] = [o for o in orders(book) if o.kind == "bonus"]
+    assert bonus.state == "cancelled" and bonus.failure_reason == "not completed within 24 hours"
+    assert book.balance(PSP, "USD") == gateway.net() and book.audit().ok
+
+
+# --- a refund names the charge it returns --------------------------------------------------
+
+
+def test_a_refund_of_a_bonus_payment_is_made_against_the_bonus_charge(book: Ledger) -> None:
+    gateway = Recording()
+    escrow = Escrow(book, gateway)
+    milestone_id = funded(escrow)
+    release, bonus = escrow.approve(milestone_id, amount=1_200 * D)
+    funding_charge, bonus_charge = gateway.moved[0][2], gateway.moved[1][2]
+    assert bonus.charge_reference == bonus_charge != funding_charge
+    escrow.refund_payment(bonus.id, 50 * D)
+    escrow.refund_payment(release.id, 10 * D)
+    assert gateway.moved[2:] == [("refund", 50 * D, bonus_charge), ("refund", 10 * D, funding_charge)]
+    assert book.balance(PSP, "USD") == gateway.net() and book.audit().ok
+
+
+# --- a request sends only its own orders; nothing after its commit changes its answer ----
+
+
+class BrokenRefunds(Recording):
+    """Refunds of one charge fail in every way a provider can fail; everything else works."""
+
+    broken: set[str]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.broken = set()
+        self.refund_calls: list[str] = []
+
+    def refund(self, **request: Any) -> GatewayResult:
+        self.refund_calls.append(request["idempotency_key"])
+        if request["charge_reference"] in self.broken:
+            raise GatewayUnavailable("the provider times out")
+        return super().refund(**request)
+
+
+def test_a_request_sends_only_its_own_orders_and_its_answer_is_what_it_committed(book: Ledger) -> None:
+    gateway = BrokenRefunds()
+    escrow = Escrow(book, gateway)
+    stuck_milestone = funded(escrow, client="cl_a", freelancer="fr_a")
+    gateway.broken.add(gateway.moved[0][2] or "")
+    escrow.end_contract(escrow.milestone(stuck_milestone).contract_id, ended_by="freelancer")
+    [stuck_refund] = gateway.refund_calls
+    other = funded(escrow, client="cl_b", freelancer="fr_b")
+    contract = escrow.end_contract(escrow.milestone(other).contract_id, ended_by="freelancer")
+    assert contract.ended_by == "freelancer"  # the other refund's trouble is not this answer
+    assert gateway.refund_calls.count(stuck_refund) == 1  # this request never sent another's order
+    refund = escrow.refund_payment(escrow.approve(funded(escrow))[0].id, 5 * D)
+    assert refund.status == "succeeded"
+    by_state = {o.refund_order_id: o.state for o in orders(book) if o.kind == "refund"}
+    assert sorted(by_state.values()) == ["pending", "succeeded", "succeeded"]
+
+
+def test_tick_goes_on_past_an_order_that_fails_and_sends_the_rest(book: Ledger, clock: FixedClock) -> None:
+    gateway = BrokenRefunds()
+    escrow = Escrow(book, gateway)
+    milestone_id = funded(escrow)
+    gateway.broken.add(gateway.moved[0][2] or "")
+    escrow.end_contract(escrow.milestone(milestone_id).contract_id, ended_by="freelancer")
+    paid = funded(escrow, client="cl_2", freelancer="fr_2")
+    escrow.approve(paid)
+    clock.advance(timedelta(days=6))
+    escrow.tick()
+    gateway.payout = lambda **request: (_ for _ in ()).throw(GatewayUnavailable("down"))  # type: ignore[method-assign]
+    payout = escrow.request_payout("fr_2", amount=100 * D, currency="USD")
+    assert payout.state.value == "in_transit"  # committed; the provider's trouble is not the answer
+    del gateway.payout
+    clock.advance(timedelta(minutes=5))
+    escrow.tick()
+    assert escrow.payout(payout.id).state.value == "paid"
+    assert book.balance(PSP, "USD") == gateway.net() and book.audit().ok
+
+
+class SlowFees(Recording):
+    def processing_fee(self, reference: str) -> tuple[int, str] | None:
+        if getattr(self, "down", True):
+            raise GatewayUnavailable("the balance transaction lookup timed out")
+        return 320, "USD"
+
+
+def test_a_processing_fee_lookup_that_times_out_does_not_change_the_funding_answer(
+    book: Ledger, clock: FixedClock
+) -> None:
+    gateway = SlowFees()
+    escrow = Escrow(book, gateway)
+    milestone_id = new_milestone(escrow)
+    outcome = escrow.fund(milestone_id)
+    assert outcome.status == "succeeded" and outcome.milestone.state is S.FUNDED
+    assert book.balance("expenses:psp_fees", "USD") == 0
+    gateway.down = False  # type: ignore[attr-defined]
+    clock.advance(timedelta(minutes=5))
+    escrow.tick()
+    assert book.balance("expenses:psp_fees", "USD") == 320 and book.audit().ok
+
+
+# --- request keys are bound to their request -------------------------------------------------
+
+
+def test_a_request_key_used_for_another_request_is_a_conflict(book: Ledger, clock: FixedClock) -> None:
+    escrow = Escrow(book, Recording())
+    first, second = funded(escrow), funded(escrow, client="cl_2", freelancer="fr_2")
+    [payment] = escrow.approve(first, amount=100 * D, request_key="k1")
+    assert escrow.approve(first, amount=100 * D, request_key="k1") == [payment]  # a replay
+    with pytest.raises(IdempotencyConflict):
+        escrow.approve(second, amount=900 * D, request_key="k1")
+    assert escrow.milestone(second).held == 1_000 * D
+    escrow.approve(second)
+    escrow.book.clock.advance(timedelta(days=6))  # type: ignore[attr-defined]
+    escrow.tick()
+    payout = escrow.request_payout("fr_2", amount=10 * D, currency="USD", request_key="k2")
+    assert escrow.request_payout("fr_2", amount=10 * D, currency="USD", request_key="k2").id == payout.id
+    with pytest.raises(IdempotencyConflict):
+        escrow.request_payout("fr_2", amount=500 * D, currency="EUR", request_key="k2")
+    assert book.audit().ok
+
+
+def test_concurrent_duplicates_of_one_request_get_one_result(book: Ledger) -> None:
+    escrow = Escrow(book, Recording())
+    milestone_id = funded(escrow)
+    results: list[object] = []
+
+    def approve() -> None:
+        try:
+            results.append(tuple(p.id for p in escrow.approve(milestone_id, amount=100 * D, request_key="dup")))
+        except Exception as error:
+            results.append(error)
+
+    threads = [threading.Thread(target=approve) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(set(results)) == 1 and isinstance(results[0], tuple), results
+    assert escrow.milestone(milestone_id).held == 900 * D and book.audit().ok
+
+
+# --- funding attempts -----------------------------------------------------------------------
+
+
+class ThreeDSecure(Recording):
+    """Charges fail authentication without being final; they can be completed or cancelled later."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.intents: dict[str, tuple[int, str]] = {}  # reference -> amount, status
+        self.cancelled: list[str] = []
+
+    def charge(self, **request: Any) -> GatewayResult:
+        key = request["idempotency_key"]
+        if key in self.calls:
+            return self.calls[key]
+        reference = f"pi_3ds_{len(self.intents) + 1}"
+        self.intents[reference] = (request["amount"], "requires_payment_method")
+        result = GatewayResult("failed", reference, failure_reason="authentication failed", final=False)
+        self.calls[key] = result
+        return result
+
+    def complete(self, reference: str) -> None:
+        amount, _ = self.intents[reference]
+        self.intents[reference] = (amount, "succeeded")
+        self.moved.append(("charge", amount, reference))
+
+    def cancel_charge(self, *, reference: str, idempotency_key: str) -> GatewayResult:
+        amount, status = self.intents[reference]
+        if status == "succeeded":
+            return GatewayResult("succeeded", reference)
+        self.intents[reference] = (amount, "canceled")
+        self.cancelled.append(reference)
+        return GatewayResult("cancelled", reference)
+
+    def retrieve_charge(self, reference: str) -> tuple[GatewayResult, Mapping[str, str]]:
+        _, status = self.intents[reference]
+        return GatewayResult("succeeded" if status == "succeeded" else "failed", reference, final=False), {}
+
+
+def test_a_failed_authentication_is_not_final_and_a_new_attempt_cancels_the_old_charge(book: Ledger) -> None:
+    gateway = ThreeDSecure()
+    escrow = Escrow(book, gateway)
+    milestone_id = new_milestone(escrow)
+    first = escrow.fund(milestone_id)
+    assert first.status == "failed" and first.milestone.state is S.DRAFT
+    [order] = orders(book)
+    assert order.state == "requires_action"  # not final at the provider
+    escrow.fund(milestone_id, payment_method="pm_other")
+    assert gateway.cancelled == ["pi_3ds_1"]  # cancelled before the new charge
+    assert [o.kind for o in orders(book)] == ["fund", "cancel", "fund"]
+    assert book.balance(PSP, "USD") == gateway.net() == 0 and book.audit().ok
+
+
+def test_a_success_reported_for_a_failed_attempt_is_booked_and_refunded(book: Ledger) -> None:
+    gateway = ThreeDSecure()
+    escrow = Escrow(book, gateway)
+    milestone_id = new_milestone(escrow)
+    escrow.fund(milestone_id)
+    funding_key = orders(book)[0].provider_key
+    gateway.complete("pi_3ds_1")  # the payer finished 3-D Secure after all
+    escrow.confirm_funding(milestone_id, funding_key=funding_key, reference="pi_3ds_1")
+    assert escrow.milestone(milestone_id).state is S.DRAFT  # the attempt had failed: nothing is held
+    refunds = book.transaction(lambda uow: list(uow.connection.execute(refund_orders.select())), read_only=True)
+    assert [(r.amount, r.charge_reference, r.state) for r in refunds] == [(1_000 * D, "pi_3ds_1", "succeeded")]
+    assert book.balance(PSP, "USD") == gateway.net() == 0 and book.audit().ok
+
+
+def test_a_cancellation_that_finds_the_old_charge_succeeded_books_it_as_the_funding(book: Ledger) -> None:
+    gateway = ThreeDSecure()
+    escrow = Escrow(book, gateway)
+    milestone_id = new_milestone(escrow)
+    escrow.fund(milestone_id)
+    gateway.complete("pi_3ds_1")
+    outcome = escrow.fund(milestone_id, payment_method="pm_other")
+    assert outcome.milestone.state is S.FUNDED and outcome.milestone.held == 1_000 * D
+    assert [o.kind for o in orders(book)] == ["fund", "cancel"]  # no second charge
+    assert book.balance(PSP, "USD") == gateway.net() == 1_000 * D and book.audit().ok
+
+
+# --- operators -----------------------------------------------------------------------------
+
+
+def test_operators_list_retry_and_resolve_orders(book: Ledger, clock: FixedClock) -> None:
+    gateway = BrokenRefunds()
+    escrow = Escrow(book, gateway)
+    milestone_id = funded(escrow)
+    charge = gateway.moved[0][2] or ""
+    gateway.broken.add(charge)
+    escrow.end_contract(escrow.milestone(milestone_id).contract_id, ended_by="freelancer")
+    for _ in range(8):  # the provider stays down: the order is given up, visible
+        clock.advance(timedelta(hours=2))
+        escrow.tick()
+    [failed] = list_orders(book, state="failed").orders
+    assert failed.kind is OrderKind.REFUND and failed.failure_reason.startswith("gave up")  # type: ignore[union-attr]
+    assert book.balance("liabilities:refunds:in_transit", "USD") == 1_000 * D  # still owed
+    with pytest.raises(OrderNotResolvable):
+        resolve_order(book, gateway, failed.id, outcome="succeeded", reference="re_made_up")
+    gateway.broken.clear()
+    retried = retry_order(book, gateway, failed.id)
+    assert retried.state is OrderState.SUCCEEDED
+    assert book.balance("liabilities:refunds:in_transit", "USD") == 0
+    assert book.balance(PSP, "USD") == gateway.net() == 0 and book.audit().ok
