@@ -15,8 +15,13 @@ computed by the database). Checks (numbers from DESIGN.md, "Invariants"):
    reversed twice.
 
 The fee engine (`ledger.fees.checks`, invariant 6) and escrow
-(`ledger.escrow.checks`, invariants 4 and 5) add their own checks; `Ledger.audit`
+(`ledger.escrow.checks`, invariants 4 and 5; `ledger.escrow.provider_checks`,
+invariant 10, given the provider's books) add their own checks; `Ledger.audit`
 runs them all.
+
+A check may also report a `Note`: a finding worth reading that is not a violation
+(money the provider moved that the ledger has not booked yet; a check that does
+not apply). Notes are listed apart and never fail the check.
 """
 
 from __future__ import annotations
@@ -35,6 +40,11 @@ STREAM_ROWS = 1000
 
 Problem = dict[str, Any]
 Check = Callable[[Connection], Iterator[Problem]]
+
+
+class Note(dict[str, Any]):
+    """A finding a check reports without failing: listed under `notes`, not `problems`."""
+
 
 _debit = case((postings.c.side == "debit", postings.c.amount), else_=0)
 _credit = case((postings.c.side == "credit", postings.c.amount), else_=0)
@@ -193,11 +203,13 @@ class CheckResult:
         name: the check's stable name.
         problems: the first `MAX_PROBLEMS` problems found, as plain data.
         omitted: how many further problems were found and not listed.
+        notes: findings that do not fail the check (the first `MAX_PROBLEMS`).
     """
 
     name: str
     problems: list[Problem] = field(default_factory=list)
     omitted: int = 0
+    notes: list[Problem] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -207,7 +219,10 @@ class CheckResult:
         problems = list(self.problems)
         if self.omitted:
             problems.append({"omitted": self.omitted, "problem": f"{self.omitted} more problems not listed"})
-        return {"name": self.name, "ok": self.ok, "problems": problems}
+        found: dict[str, Any] = {"name": self.name, "ok": self.ok, "problems": problems}
+        if self.notes:
+            found["notes"] = [dict(note) for note in self.notes]
+        return found
 
 
 @dataclass(frozen=True)
@@ -235,6 +250,8 @@ class AuditReport:
             )
             for problem in check.problems[:10]:
                 lines.append("        " + ", ".join(f"{k}={v}" for k, v in problem.items()))
+            for note in check.notes[:10]:
+                lines.append("        note: " + ", ".join(f"{k}={v}" for k, v in note.items()))
             if found > 10:
                 lines.append(f"        ... and {found - 10} more (use --json for up to {MAX_PROBLEMS})")
         lines.append("audit: " + ("all invariants hold" if self.ok else "INVARIANTS VIOLATED"))
@@ -245,11 +262,15 @@ def run_checks(connection: Connection, checks: list[tuple[str, Check]] | None = 
     results = []
     for name, check in CORE_CHECKS if checks is None else checks:
         problems: list[Problem] = []
+        notes: list[Problem] = []
         omitted = 0
         for problem in check(connection):
-            if len(problems) < MAX_PROBLEMS:
+            if isinstance(problem, Note):
+                if len(notes) < MAX_PROBLEMS:
+                    notes.append(problem)
+            elif len(problems) < MAX_PROBLEMS:
                 problems.append(problem)
             else:
                 omitted += 1
-        results.append(CheckResult(name, problems, omitted))
+        results.append(CheckResult(name, problems, omitted, notes))
     return AuditReport(results)

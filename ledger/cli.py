@@ -219,7 +219,9 @@ def run(argv: Sequence[str]) -> int:
     book = Ledger.connect(url)
     try:
         if args.command == "audit":
-            report = book.audit()
+            from ledger.gateway import provider_books_from_settings
+
+            report = book.audit(provider=provider_books_from_settings(load_settings()))
             print(report.to_json() if args.json else report.summary())
             return EXIT_OK if report.ok else EXIT_AUDIT_FAILED
         if args.command == "balance":

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ledger import fees
 from ledger.accounts import Account, AccountSpec, open_account
@@ -24,6 +24,9 @@ from ledger.errors import InvalidRequest
 from ledger.fees.rule import FeeBreakdown
 from ledger.journal import Entry, EntryRequest, post_entries, post_entry, reverse_entry
 from ledger.money import normalize_currency
+
+if TYPE_CHECKING:
+    from ledger.gateway.books import ProviderBooks
 
 T = TypeVar("T")
 
@@ -172,15 +175,17 @@ class Ledger:
 
     # --- audit -----------------------------------------------------------------------
 
-    def audit(self) -> AuditReport:
+    def audit(self, *, provider: ProviderBooks | None = None) -> AuditReport:
         """Check the ledger's invariants over the whole database: the core's (`ledger.audit`),
-        the fee engine's, escrow's and the documents'."""
+        the fee engine's, escrow's and the documents'; and, given the payment provider's own
+        books (`provider`), that its account in the ledger matches them (invariant 10)."""
         # Imported here: this is where the modules' checks are put together.
         from ledger.escrow.checks import ESCROW_CHECKS
+        from ledger.escrow.provider_checks import provider_checks
         from ledger.fees.checks import FEE_CHECKS
         from ledger.invoices.checks import INVOICE_CHECKS
 
-        checks = CORE_CHECKS + FEE_CHECKS + ESCROW_CHECKS + INVOICE_CHECKS
+        checks = CORE_CHECKS + FEE_CHECKS + ESCROW_CHECKS + INVOICE_CHECKS + provider_checks(provider)
         return self.transaction(lambda uow: run_checks(uow.connection, checks), read_only=True)
 
     def close(self) -> None:

@@ -536,6 +536,47 @@ class DisputeRow(Base):
 disputes = cast(Table, DisputeRow.__table__)
 
 
+class ProviderBookRow(Base):
+    """An object at the simulated payment provider: its own books, kept apart from the ledger.
+
+    Written by the simulated gateway on its own connection and committed on its own,
+    as a real provider's books would be: a ledger transaction that rolls back does not
+    erase what the provider did. It is also the provider's idempotency memory (the
+    first answer to a key is kept in `answered`). The audit compares the money these
+    objects moved with the ledger's provider account (invariant 10).
+    """
+
+    __tablename__ = "provider_books"
+
+    id: Mapped[Id]
+    provider: Mapped[str] = mapped_column(String(40))
+    kind: Mapped[str] = mapped_column(String(10))
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    currency: Mapped[CurrencyCode]
+    amount: Mapped[MinorUnits]
+    fee: Mapped[MinorUnits]
+    status: Mapped[str] = mapped_column(String(20))
+    answered: Mapped[str] = mapped_column(String(20))
+    failure_reason: Mapped[str | None] = mapped_column(String(500))
+    party: Mapped[str | None] = mapped_column(String(255))
+    charge_reference: Mapped[str | None] = mapped_column(String(255), index=True)
+    order_id: Mapped[str | None] = mapped_column(String(255))
+    metadata_: Mapped[JsonDocument] = mapped_column("metadata")
+    reinstated: Mapped[MinorUnits]
+    created_at: Mapped[Timestamp]
+    updated_at: Mapped[Timestamp]
+
+    __table_args__ = (
+        UniqueConstraint("provider", "idempotency_key"),
+        CheckConstraint("kind IN ('charge', 'refund', 'transfer', 'dispute')", name="kind"),
+        CheckConstraint("amount > 0 AND fee >= 0 AND reinstated >= 0 AND reinstated <= amount", name="amounts"),
+        Index("ix_provider_books_order", "provider", "kind", "order_id"),
+    )
+
+
+provider_books = cast(Table, ProviderBookRow.__table__)
+
+
 # --- the provider boundary ----------------------------------------------------------
 
 

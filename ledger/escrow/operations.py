@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from ledger.errors import InvalidRequest
+from ledger.errors import InvalidRequest, NotFound
 from ledger.escrow.dispatcher import Dispatcher
 from ledger.escrow.model import PayoutState
 from ledger.escrow.order_results import apply_result
@@ -129,6 +129,13 @@ def resolve_order(
 
 def _confirmed(gateway: PaymentGateway, order: PaymentOrder, reference: str) -> bool:
     """Does the provider have `reference` as this order's succeeded object?"""
+    try:
+        return _provider_confirms(gateway, order, reference)
+    except NotFound:
+        return False
+
+
+def _provider_confirms(gateway: PaymentGateway, order: PaymentOrder, reference: str) -> bool:
     if isinstance(gateway, ObjectLookup):
         kind = {OrderKind.REFUND: "refund", OrderKind.PAYOUT: "transfer"}.get(order.kind, "charge")
         found = gateway.find(kind, order.id)

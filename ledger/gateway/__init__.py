@@ -3,15 +3,17 @@
 Escrow calls a `PaymentGateway` outside its database transactions (a network call
 must not be repeated by a transaction retry), with an idempotency key, so a
 repeated call is answered from the provider's memory instead of charging twice.
-Implementations: `simulated` (confirms at once; development and tests) and
-`stripe` (`stripe_gateway.py`, the only importer of the stripe SDK). The gateway is chosen by LEDGER_GATEWAY; there is no default, so a lost
-setting can never mark milestones funded without money.
+Implementations: `simulated` (`simulated.py`: answers at once and keeps its own
+books, as a provider would; development and tests) and `stripe`
+(`stripe_gateway.py`, the only importer of the stripe SDK). The gateway is chosen
+by LEDGER_GATEWAY; there is no default, so a lost setting can never mark
+milestones funded without money.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -51,7 +53,7 @@ class GatewayResult:
 
     Attributes:
         status: "succeeded", "requires_action" (the customer must act; wait for a
-            webhook) or "failed".
+            webhook), "failed", or "cancelled" (a charge withdrawn before it took effect).
         reference: the provider's id of the object.
         failure_reason: why it failed, in the provider's words.
         client_secret: for the frontend to complete a customer action.
@@ -197,71 +199,52 @@ class ObjectLookup(Protocol):
     def find(self, kind: str, order_id: str) -> GatewayResult | None: ...
 
 
-@dataclass
-class SimulatedGateway:
-    """A provider that answers at once: succeeds, unless told to decline.
-
-    `decline_next(reason)` makes the next charge or payout fail, for tests and
-    demonstrations. Calls are remembered by idempotency key, like a real provider.
-    """
-
-    psp_account: str = "assets:psp:simulated"
-    calls: dict[str, GatewayResult] = field(default_factory=dict)
-    _declines: list[str] = field(default_factory=list)
-    _requires_action: int = 0
-
-    def decline_next(self, reason: str = "card_declined") -> None:
-        self._declines.append(reason)
-
-    def require_action_next(self) -> None:
-        self._requires_action += 1
-
-    def _answer(self, key: str, prefix: str) -> GatewayResult:
-        if key in self.calls:
-            return self.calls[key]
-        reference = f"{prefix}_sim_{len(self.calls) + 1}"
-        if self._declines:
-            result = GatewayResult("failed", reference, failure_reason=self._declines.pop(0))
-        elif self._requires_action and prefix == "pi":
-            self._requires_action -= 1
-            result = GatewayResult("requires_action", reference, client_secret=f"{reference}_secret")
-        else:
-            result = GatewayResult("succeeded", reference, client_secret=f"{reference}_secret")
-        self.calls[key] = result
-        return result
-
-    def charge(
-        self,
-        *,
-        amount: int,
-        currency: str,
-        idempotency_key: str,
-        customer: str,
-        metadata: Mapping[str, str],
-        payment_method: str | None = None,
-    ) -> GatewayResult:
-        return self._answer(idempotency_key, "pi")
-
-    def refund(
-        self, *, amount: int, currency: str, idempotency_key: str, charge_reference: str | None
-    ) -> GatewayResult:
-        return self._answer(idempotency_key, "re")
-
-    def payout(
-        self, *, amount: int, currency: str, idempotency_key: str, destination: str, metadata: Mapping[str, str]
-    ) -> GatewayResult:
-        return self._answer(idempotency_key, "tr")
-
-
 def gateway_from_settings(settings: Settings) -> PaymentGateway | None:
     """The gateway LEDGER_GATEWAY names; None when unset (money-in is then refused)."""
     name = settings.gateway
     if not name:
         return None
     if name == "simulated":
-        return SimulatedGateway()
+        return SimulatedGateway(settings.database_url)
     if name == "stripe":
         from ledger.gateway.stripe_gateway import StripeGateway
 
         return StripeGateway(settings.stripe_api_key or "", api_base=settings.stripe_api_base)
     raise GatewayNotConfigured(f"LEDGER_GATEWAY={name!r} is not a gateway (use simulated or stripe)")
+
+
+def provider_books_from_settings(settings: Settings) -> ProviderBooks | None:
+    """The books of the provider LEDGER_GATEWAY names, for the audit; None when it keeps
+    none the ledger can read (Stripe is reconciled over a period instead, or no gateway)."""
+    if settings.gateway == "simulated":
+        return SimulatedGateway(settings.database_url)
+    return None
+
+
+def provider_books_of(gateway: PaymentGateway | None) -> ProviderBooks | None:
+    """The gateway's own books, when it keeps them (the simulated one does)."""
+    return gateway if isinstance(gateway, ProviderBooks) else None
+
+
+# The simulated provider uses the interface above; imported last, re-exported here.
+from ledger.gateway.books import ProviderBooks, ProviderMovement  # noqa: E402
+from ledger.gateway.simulated import SimulatedGateway  # noqa: E402
+
+__all__ = [
+    "DISPUTE_CLOSED",
+    "BalanceMove",
+    "DisputeReport",
+    "GatewayNotConfigured",
+    "GatewayResult",
+    "GatewayUnavailable",
+    "PaymentFailed",
+    "PaymentGateway",
+    "ProviderBooks",
+    "ProviderMovement",
+    "ProviderObject",
+    "SimulatedGateway",
+    "UnknownProviderObject",
+    "gateway_from_settings",
+    "provider_books_from_settings",
+    "provider_books_of",
+]

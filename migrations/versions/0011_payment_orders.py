@@ -7,7 +7,7 @@ in transit gets a payment order carrying the idempotency key it was sent with
 before (its own id), so a re-send is still answered from the provider's memory.
 
 Revision ID: 0011
-Revises: 0009
+Revises: 0010
 Create Date: 2026-12-01
 """
 
@@ -20,7 +20,7 @@ from sqlalchemy.dialects import postgresql
 from ledger.db.schema import UTCDateTime
 
 revision = "0011"
-down_revision = "0009"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 

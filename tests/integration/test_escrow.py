@@ -102,11 +102,12 @@ def test_a_payment_awaiting_customer_action_stays_funding_until_confirmed(
     outcome = escrow.fund(milestone_id)
     assert outcome.status == "requires_action" and outcome.client_secret
     assert outcome.milestone.state is S.FUNDING and outcome.milestone.held == 0
-    key = next(iter(gateway.calls))
-    confirmed = escrow.confirm_funding(milestone_id, funding_key=key, reference="pi_1")
+    key, answer = next(iter(gateway.calls.items()))
+    assert gateway.complete_action(answer.reference, succeed=True).succeeded  # the payer passes 3-D Secure
+    confirmed = escrow.confirm_funding(milestone_id, funding_key=key, reference=answer.reference)
     assert confirmed.state is S.FUNDED and confirmed.held == 1_000 * D
     # The webhook and our own retrieval may both confirm: the second is a no-op.
-    assert escrow.confirm_funding(milestone_id, funding_key=key, reference="pi_1").held == 1_000 * D
+    assert escrow.confirm_funding(milestone_id, funding_key=key, reference=answer.reference).held == 1_000 * D
 
 
 def test_a_retried_fund_request_repeats_the_same_gateway_call(escrow: Escrow, gateway: SimulatedGateway) -> None:
