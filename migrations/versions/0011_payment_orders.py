@@ -152,8 +152,10 @@ def _move_in_flight_work() -> None:
                 "updated_at": payout.created_at,
             }
         )
+    # One shape for every row (an executemany takes the columns of its first row).
+    blank = dict.fromkeys(("milestone_id", "payout_id", "refund_order_id", "target_reference", "provider_reference"))
     if rows:
-        bind.execute(orders.insert(), rows)
+        bind.execute(orders.insert(), [{**blank, **row} for row in rows])
 
 
 def downgrade() -> None:
