@@ -28,7 +28,7 @@ from ledger.invoices.service import Finance
 from ledger.service import Ledger
 
 
-class Health(Struct):
+class Health(Struct, omit_defaults=True):
     status: str
     worker: str | None = None  # the newest worker heartbeat (readiness only)
 

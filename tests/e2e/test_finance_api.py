@@ -472,7 +472,12 @@ def test_the_journal_filters_by_effective_time_from(api: Api) -> None:
 
 def test_health_live_and_ready_answer_without_a_key(api: Api) -> None:
     assert ok(api.client.get("/health/live")) == {"status": "ok"}
-    assert ok(api.client.get("/health/ready")) == {"status": "ok"}
+    assert ok(api.client.get("/health/ready")) == {"status": "ok", "worker": "none has reported"}
+    api.book.transaction(
+        lambda uow: uow.orders.heartbeat("worker:test", started_at=uow.clock.now(), summary="nothing due")
+    )
+    ready = ok(api.client.get("/health/ready"))
+    assert ready["worker"].startswith("worker:test at ")  # the newest heartbeat
 
 
 #: Every endpoint of issue 6, as the frontend calls it.

@@ -231,19 +231,25 @@ def test_reconciliation_matches_provider_objects_to_ledger_entries(stripe_api: S
     assert by_reference[refund["id"]]["provider_amount"]["amount"] == "400.01"
 
 
-def test_a_create_that_still_fails_answers_503_and_the_same_key_runs_it_again(stripe_api: StripeApi) -> None:
+def test_a_charge_that_still_fails_is_committed_pending_and_sent_once_by_tick(stripe_api: StripeApi) -> None:
     milestone_id = new_milestone(stripe_api)
     for _ in range(3):  # the first try and both SDK retries
         stripe_api.stripe.fail_next("500")
     headers = {**stripe_api.headers, "Idempotency-Key": "fund-once"}
     body = {"payment_method": "pm_card_visa"}
-    failed = stripe_api.client.post(f"/v1/milestones/{milestone_id}/fund", json=body, headers=headers)
-    assert failed.status_code == 503 and failed.json()["type"] == "urn:ledger:problem:gateway-unavailable"
+    first = stripe_api.client.post(f"/v1/milestones/{milestone_id}/fund", json=body, headers=headers)
+    # The funding was committed with its payment order: the provider's failure is not the answer.
+    assert first.status_code == 200, first.text
+    assert first.json()["status"] == "pending" and first.json()["milestone"]["state"] == "funding"
     assert stripe_api.entry_count() == 0 and stripe_api.stripe.created["payment_intent"] == 0
-    retried = stripe_api.client.post(f"/v1/milestones/{milestone_id}/fund", json=body, headers=headers)
-    assert retried.status_code == 200, retried.text
-    assert retried.json()["milestone"]["state"] == "funded"
+    replayed = stripe_api.client.post(f"/v1/milestones/{milestone_id}/fund", json=body, headers=headers)
+    assert replayed.json() == first.json()
+    stripe_api.clock.advance(timedelta(minutes=1))  # past the order's backoff
+    stripe_api.escrow.tick()
+    assert stripe_api.milestone(milestone_id)["state"] == "funded"
     assert stripe_api.stripe.created["payment_intent"] == 1
+    stripe_api.escrow.tick()
+    assert stripe_api.stripe.created["payment_intent"] == 1 and stripe_api.book.audit().ok
 
 
 def test_a_bonus_is_a_payment_intent_with_the_payment_method_passed(stripe_api: StripeApi) -> None:

@@ -214,6 +214,7 @@ def test_a_payout_whose_transfer_call_fails_stays_reserved_and_is_sent_once_by_t
     assert created.json()["gateway_reference"] is None and api.stripe.created["transfer"] == 0
     freelancer = api.client.get("/v1/freelancers/fr_1/balance?currency=USD", headers=api.headers).json()
     assert freelancer["available"]["amount"] == "50.00"  # reserved: it cannot be paid out twice
+    api.clock.advance(timedelta(minutes=1))  # past the order's backoff
     api.escrow.tick()
     api.escrow.tick()
     assert api.stripe.created["transfer"] == 1
@@ -232,6 +233,7 @@ def test_a_refund_whose_create_call_fails_is_owed_and_sent_once_by_tick(stripe_a
     assert ended.status_code == 200, ended.text
     assert api.milestone(milestone_id)["state"] == "refunded"
     assert balance(api, "liabilities:refunds:in_transit") == 1_000_00 and api.stripe.created["refund"] == 0
+    api.clock.advance(timedelta(minutes=1))  # past the order's backoff
     api.escrow.tick()
     api.escrow.tick()
     assert api.stripe.created["refund"] == 1 and balance(api, "liabilities:refunds:in_transit") == 0

@@ -262,12 +262,18 @@ def test_a_bonus_charged_for_an_approval_that_is_then_refused_goes_back_to_the_c
 
 
 class UnreachablePayouts(SimulatedGateway):
+    lookups = 0
+
+    def find(self, kind: str, order_id: str) -> GatewayResult | None:
+        self.lookups += 1
+        return super().find(kind, order_id)
+
     def payout(self, **request: Any) -> GatewayResult:
         self.payout_calls = getattr(self, "payout_calls", 0) + 1
         raise GatewayUnavailable("the provider is down")
 
 
-def test_a_payout_the_provider_never_acknowledged_is_resent_only_within_23_hours(
+def test_a_payout_the_provider_never_acknowledged_is_looked_up_before_a_resend_after_23_hours(
     book: Ledger, clock: FixedClock
 ) -> None:
     gateway = UnreachablePayouts()
@@ -282,7 +288,9 @@ def test_a_payout_the_provider_never_acknowledged_is_resent_only_within_23_hours
     assert gateway.payout_calls == 2  # sent again, with the same key
     clock.advance(timedelta(hours=2))
     escrow.tick()
-    assert gateway.payout_calls == 2  # the provider forgets keys after 24 hours: an operator decides
+    # The provider forgets keys after 24 hours: it is searched for the transfer by our order
+    # id first; it has none (no call ever reached it), so sending again cannot pay twice.
+    assert gateway.lookups == 1 and gateway.payout_calls == 3
     assert escrow.payout(payout.id).state.value == "in_transit" and book.audit().ok
 
 
