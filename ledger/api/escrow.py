@@ -61,7 +61,11 @@ class ContractController(Controller):
 
         def run() -> tuple[int, object]:
             contract = svc.escrow.open_contract(
-                client_id=data.client_id, freelancer_id=data.freelancer_id, currency=data.currency, title=data.title
+                client_id=data.client_id,
+                freelancer_id=data.freelancer_id,
+                currency=data.currency,
+                title=data.title,
+                request_key=request_key(request),
             )
             return 201, contract_out(contract, [])
 
@@ -82,7 +86,11 @@ class ContractController(Controller):
         def run() -> tuple[int, object]:
             currency = svc.escrow.contract(contract_id).currency
             milestone = svc.escrow.add_milestone(
-                contract_id, title=data.title, amount=data.amount.minor(currency), due_date=data.due_date
+                contract_id,
+                title=data.title,
+                amount=data.amount.minor(currency),
+                due_date=data.due_date,
+                request_key=request_key(request),
             )
             return 201, milestone_out(milestone, currency, [])
 
@@ -94,7 +102,7 @@ class ContractController(Controller):
         svc = services(request)
 
         def run() -> tuple[int, object]:
-            svc.escrow.end_contract(contract_id, ended_by=data.ended_by)
+            svc.escrow.end_contract(contract_id, ended_by=data.ended_by, request_key=request_key(request))
             return 200, contract_view(svc, contract_id)
 
         return idempotent(request, data, run)  # type: ignore[return-value]
@@ -124,7 +132,9 @@ class MilestoneController(Controller):
         body = data or FundRequest()
 
         def run() -> tuple[int, object]:
-            outcome = svc.escrow.fund(milestone_id, payment_method=body.payment_method)
+            outcome = svc.escrow.fund(
+                milestone_id, payment_method=body.payment_method, request_key=request_key(request)
+            )
             return 200, funding_out(outcome, milestone_view(svc, milestone_id))
 
         return idempotent(request, body, run)  # type: ignore[return-value]
@@ -133,7 +143,7 @@ class MilestoneController(Controller):
         svc = services(request)
 
         def run() -> tuple[int, object]:
-            getattr(svc.escrow, action)(milestone_id)
+            getattr(svc.escrow, action)(milestone_id, request_key=request_key(request))
             return 200, milestone_view(svc, milestone_id)
 
         return idempotent(request, None, run)  # type: ignore[return-value]
@@ -205,6 +215,7 @@ class MilestoneController(Controller):
                 milestone_id,
                 release=data.release.minor(currency, field="release"),
                 refund=data.refund.minor(currency, field="refund"),
+                request_key=request_key(request),
             )
             return 200, milestone_view(svc, milestone_id)
 

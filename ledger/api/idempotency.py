@@ -14,12 +14,10 @@ Lifecycle of a key (per API key):
   that died (or to a request stuck past its timeout; a thread cannot be stopped). A
   retry with the same path and body takes it over and runs the request again; only
   one of several concurrent retries wins (one conditional UPDATE). That is safe
-  because the use cases are idempotent by their own keys where money moves:
-  approvals, refunds and payouts remember the request's key with the money and
-  return their first result; funding repeats the same charge with its attempt's key,
-  and the gateway charges once; a state transition that did happen is refused the
-  second time (the retry answers 409 `invalid-transition`). Creating a contract or a
-  milestone has no key of its own: run again, it creates a second record (no money).
+  because every POST's use case binds the request's key to the request's
+  fingerprint (`request_keys`) and returns its first result when run again:
+  creating a contract or a milestone, funding, the transitions, approvals, refunds,
+  payouts, ending and resolving.
   The stale run, if it ever finishes, records nothing: the newer claim owns the key.
 - pruned: finished keys last claimed longer ago than the retention
   (`LEDGER_IDEMPOTENCY_RETENTION`, default 7 days) and abandoned claims as old are

@@ -112,21 +112,47 @@ class Escrow:
 
     # --- contracts and milestones ------------------------------------------------
 
-    def open_contract(self, *, client_id: str, freelancer_id: str, currency: str, title: str) -> Contract:
-        return self.book.transaction(
-            lambda uow: use.open_contract(
+    def open_contract(
+        self, *, client_id: str, freelancer_id: str, currency: str, title: str, request_key: str | None = None
+    ) -> Contract:
+        def work(uow: UnitOfWork) -> Contract:
+            if request_key is not None:
+                request = {"client": client_id, "freelancer": freelancer_id, "currency": currency, "title": title}
+                stored = uow.orders.bind_request_key(request_key, "open_contract", request)
+                if stored is not None:
+                    return uow.escrow.contract(str(stored["contract"]))
+            contract = use.open_contract(
                 uow, client_id=client_id, freelancer_id=freelancer_id, currency=currency, title=title
             )
-        )
+            if request_key is not None:
+                uow.orders.store_result(request_key, {"contract": contract.id})
+            return contract
+
+        return self.book.transaction(work)
 
     def add_milestone(
-        self, contract_id: str, *, title: str, amount: int, due_date: date | None = None, currency: str | None = None
+        self,
+        contract_id: str,
+        *,
+        title: str,
+        amount: int,
+        due_date: date | None = None,
+        currency: str | None = None,
+        request_key: str | None = None,
     ) -> Milestone:
         """Add a milestone; `currency`, when given, must be the contract's."""
 
         def work(uow: UnitOfWork) -> Milestone:
             self._check_currency(uow, contract_id, currency)
-            return use.add_milestone(uow, contract_id, title=title, amount=amount, due_date=due_date)
+            if request_key is not None:
+                request = {"contract": contract_id, "title": title, "amount": amount, "due_date": due_date}
+                stored = uow.orders.bind_request_key(request_key, "add_milestone", request)
+                if stored is not None:
+                    return uow.escrow.milestone(str(stored["milestone"]))
+            milestone = use.add_milestone(uow, contract_id, title=title, amount=amount, due_date=due_date)
+            if request_key is not None:
+                uow.orders.store_result(request_key, {"milestone": milestone.id})
+            return milestone
 
         return self.book.transaction(work)
 
@@ -191,11 +217,22 @@ class Escrow:
     def dispatcher(self) -> Dispatcher:
         return Dispatcher(self.book, self._gateway())
 
-    def fund(self, milestone_id: str, *, payment_method: str | None = None) -> FundingOutcome:
-        """Charge the client through a payment order; the milestone is funded once it succeeds."""
+    def fund(
+        self, milestone_id: str, *, payment_method: str | None = None, request_key: str | None = None
+    ) -> FundingOutcome:
+        """Charge the client through a payment order; the milestone is funded once it succeeds.
+        The same request key again reports the attempt it started, as it stands now."""
         gateway = self._gateway()
-        start = self._write(lambda uow: use.start_funding(uow, milestone_id, payment_method=payment_method))
-        order = start.order
+
+        def work(uow: UnitOfWork) -> use.FundingStart | None:
+            if request_key is not None:
+                request = {"milestone": milestone_id, "payment_method": payment_method}
+                if uow.orders.bind_request_key(request_key, "fund", request) is not None:
+                    return None
+            return use.start_funding(uow, milestone_id, payment_method=payment_method)
+
+        start = self._write(work)
+        order = None if start is None else start.order
         if order is not None and order.state is OrderState.REQUIRES_ACTION and isinstance(gateway, ChargeRetrieval):
             # A payment already under way (the customer had to act): ask the provider how it stands.
             try:
@@ -263,11 +300,27 @@ class Escrow:
 
     # --- work and approval -----------------------------------------------------------
 
-    def submit(self, milestone_id: str) -> Milestone:
-        return self.book.transaction(lambda uow: use.submit(uow, milestone_id))
+    def submit(self, milestone_id: str, *, request_key: str | None = None) -> Milestone:
+        return self.book.transaction(
+            self._once(
+                request_key,
+                "submit",
+                {"milestone": milestone_id},
+                milestone_id,
+                lambda uow: use.submit(uow, milestone_id),
+            )
+        )
 
-    def request_changes(self, milestone_id: str) -> Milestone:
-        return self.book.transaction(lambda uow: use.request_changes(uow, milestone_id))
+    def request_changes(self, milestone_id: str, *, request_key: str | None = None) -> Milestone:
+        return self.book.transaction(
+            self._once(
+                request_key,
+                "request_changes",
+                {"milestone": milestone_id},
+                milestone_id,
+                lambda uow: use.request_changes(uow, milestone_id),
+            )
+        )
 
     def approve(
         self,

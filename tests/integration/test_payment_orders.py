@@ -379,3 +379,22 @@ def test_operators_list_retry_and_resolve_orders(book: Ledger, clock: FixedClock
     assert retried.state is OrderState.SUCCEEDED
     assert book.balance("liabilities:refunds:in_transit", "USD") == 0
     assert psp(book) == gateway.net() == 0 and book.audit().ok
+
+
+def test_creating_with_a_request_key_twice_creates_once_and_another_request_is_a_conflict(book: Ledger) -> None:
+    escrow = Escrow(book, Recording())
+    contract = escrow.open_contract(client_id="cl_1", freelancer_id="fr_1", currency="USD", title="t", request_key="c")
+    again = escrow.open_contract(client_id="cl_1", freelancer_id="fr_1", currency="USD", title="t", request_key="c")
+    assert again.id == contract.id
+    with pytest.raises(IdempotencyConflict):
+        escrow.open_contract(client_id="cl_1", freelancer_id="fr_1", currency="USD", title="other", request_key="c")
+    milestone = escrow.add_milestone(contract.id, title="m", amount=100 * D, request_key="m")
+    assert escrow.add_milestone(contract.id, title="m", amount=100 * D, request_key="m").id == milestone.id
+    with pytest.raises(IdempotencyConflict):
+        escrow.add_milestone(contract.id, title="m", amount=200 * D, request_key="m")
+    assert [m.id for m in escrow.milestones(contract.id)] == [milestone.id]
+    funded_once = escrow.fund(milestone.id, request_key="f")
+    assert escrow.fund(milestone.id, request_key="f").milestone.state is funded_once.milestone.state is S.FUNDED
+    escrow.submit(milestone.id, request_key="s")
+    assert escrow.submit(milestone.id, request_key="s").state is S.SUBMITTED  # a replay, not a refusal
+    assert len([o for o in orders(book) if o.kind == "fund"]) == 1
