@@ -255,11 +255,12 @@ class OrderStore:
         return self.listing(states=OPEN_STATES, limit=limit)
 
     def waiting_for_payer(self, before: datetime, limit: int = 1000) -> list[PaymentOrder]:
-        """Charges the payer has not completed since before `before`."""
+        """Charges waiting for the payer (3-D Secure) since before `before`. Orders still
+        waiting for the provider itself are not the payer's: they are sent until answered."""
         query = (
             select(payment_orders)
             .where(
-                payment_orders.c.state.in_([s.value for s in OPEN_STATES]),
+                payment_orders.c.state == OrderState.REQUIRES_ACTION.value,
                 payment_orders.c.kind.in_([OrderKind.FUND.value, OrderKind.BONUS.value]),
                 payment_orders.c.created_at < before,
             )

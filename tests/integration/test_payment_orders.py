@@ -398,3 +398,22 @@ def test_creating_with_a_request_key_twice_creates_once_and_another_request_is_a
     escrow.submit(milestone.id, request_key="s")
     assert escrow.submit(milestone.id, request_key="s").state is S.SUBMITTED  # a replay, not a refusal
     assert len([o for o in orders(book) if o.kind == "fund"]) == 1
+
+
+def test_a_charge_whose_answer_was_lost_is_booked_even_days_later_never_expired(
+    book: Ledger, clock: FixedClock
+) -> None:
+    """Only a charge waiting for the payer expires after 24 hours; one waiting for the
+    provider's answer is looked up and booked (found by the property law of the boundary)."""
+    from tests.faulty_gateway import AFTER, FaultyGateway
+
+    provider = Recording()
+    gateway = FaultyGateway(provider)
+    escrow = Escrow(book, gateway)  # type: ignore[arg-type]
+    milestone_id = new_milestone(escrow)
+    gateway.script("charge", AFTER)  # the provider charges; its answer is lost
+    assert escrow.fund(milestone_id).status == "pending"
+    clock.advance(timedelta(days=6))
+    escrow.tick()
+    assert escrow.milestone(milestone_id).state is S.FUNDED
+    assert psp(book) == provider.net() == 1_000 * D and book.audit(provider=provider).ok
