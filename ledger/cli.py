@@ -450,7 +450,13 @@ def run_demo(book: Ledger, args: argparse.Namespace) -> int:
     if args.if_empty and not demo.is_empty(book):
         print("the database already has data: no demo added (create a key with `ledger keys create --role admin`)")
         return EXIT_OK
-    key = demo.fill(book)
+    from ledger.gateway import SimulatedGateway
+
+    provider = SimulatedGateway(load_settings().database_url)
+    try:
+        key = demo.fill(book, provider)
+    finally:
+        provider.close()
     print("demo marketplace added: 2 clients, 2 freelancers, 2 contracts, 5 milestones, invoices and a payout")
     print(f"admin API key (shown once): {key}")
     print(f"try: curl -s -H 'Authorization: Bearer {key}' http://127.0.0.1:8000/v1/audit")

@@ -36,11 +36,15 @@ def is_empty(book: Ledger) -> bool:
     return book.transaction(count, read_only=True) == 0
 
 
-def fill(book: Ledger) -> str:
-    """Fill an empty database; return a new admin API key."""
+def fill(book: Ledger, gateway: SimulatedGateway | None = None) -> str:
+    """Fill an empty database; return a new admin API key.
+
+    `gateway` is the simulated provider the server will use (keeping its books in the
+    same database), so that the provider's record of the demo's money is there for the
+    audit to compare; without one, the provider's books are kept in memory only."""
     if not is_empty(book):
         raise DatabaseNotEmpty("the database already has data; the demo only fills an empty one")
-    escrow = Escrow(book, SimulatedGateway())
+    escrow = Escrow(book, gateway or SimulatedGateway())
     finance = Finance(book)
     finance.set_party(
         "acme",

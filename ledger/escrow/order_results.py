@@ -130,6 +130,8 @@ def _payout(uow: UnitOfWork, order: PaymentOrder, result: GatewayResult, psp_acc
 
 
 def _order_processing_fee(uow: UnitOfWork, charge: PaymentOrder, reference: str) -> None:
+    if uow.orders.by_provider_key(f"fee:{reference}") is not None:
+        return  # asked for already (the charge's success was reported twice)
     uow.orders.add(
         NewOrder(
             kind=OrderKind.PROCESSING_FEE,

@@ -138,3 +138,22 @@ def test_idempotency_prune_refuses_bad_input_with_one_line_and_exit_2(
     monkeypatch.setenv("LEDGER_IDEMPOTENCY_RETENTION", "a week")
     assert main(["idempotency", "prune"]) == 2
     assert "LEDGER_IDEMPOTENCY_RETENTION" in capsys.readouterr().err
+
+
+def test_the_demo_on_the_simulated_provider_passes_the_audit_against_the_provider_books(tmp_path: Path) -> None:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "LEDGER_DATABASE_URL"} | {"LEDGER_GATEWAY": "simulated"}
+    assert ledger_cli(["db", "upgrade"], tmp_path, env).returncode == 0
+    assert ledger_cli(["demo", "--if-empty"], tmp_path, env).returncode == 0
+    audited = ledger_cli(["audit", "--json"], tmp_path, env)
+    assert audited.returncode == 0, audited.stdout
+    [books] = [c for c in json.loads(audited.stdout)["checks"] if c["name"] == "provider_matches_ledger"]
+    assert books["ok"] and "notes" not in books  # it applied, and everything the provider moved is booked
+    worker = ledger_cli(["worker", "--rounds", "1", "--interval", "0.1"], tmp_path, env)
+    assert worker.returncode == 0, worker.stderr
+    listed = json.loads(ledger_cli(["orders", "list", "--json"], tmp_path, env).stdout)
+    assert {o["state"] for o in listed["orders"]} == {"succeeded"}
+    assert [w["summary"] for w in listed["workers"]] == ["nothing due"]
+    refused = ledger_cli(["orders", "list", "--state", "bogus"], tmp_path, env)
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1
