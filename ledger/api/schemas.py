@@ -165,6 +165,7 @@ class RefundOut(Struct):
     amount: Amount
     fee_returned: Amount
     entry_id: int
+    status: str = "pending"  # the provider refund: pending, succeeded or failed (as the answer was given)
 
 
 class BalanceOut(Struct):

@@ -105,6 +105,7 @@ def refund_out(refund: PaymentRefund, currency: str) -> RefundOut:
         Amount.of(refund.amount, currency),
         Amount.of(refund.fee_returned, currency),
         refund.entry_id,
+        refund.status,
     )
 
 

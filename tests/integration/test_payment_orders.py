@@ -417,3 +417,17 @@ def test_a_charge_whose_answer_was_lost_is_booked_even_days_later_never_expired(
     escrow.tick()
     assert escrow.milestone(milestone_id).state is S.FUNDED
     assert psp(book) == provider.net() == 1_000 * D and book.audit(provider=provider).ok
+
+
+def test_a_refund_whose_provider_is_down_answers_pending_and_is_sent_later(book: Ledger, clock: FixedClock) -> None:
+    gateway = BrokenRefunds()
+    escrow = Escrow(book, gateway)
+    [payment] = escrow.approve(funded(escrow))
+    gateway.broken.add(payment.charge_reference or "")
+    refund = escrow.refund_payment(payment.id, 50 * D)
+    assert refund.status == "pending"  # committed and owed; the provider's trouble is not the answer
+    gateway.broken.clear()
+    clock.advance(timedelta(minutes=1))
+    escrow.tick()
+    assert book.balance("liabilities:refunds:in_transit", "USD") == 0
+    assert psp(book) == gateway.net() and book.audit().ok
