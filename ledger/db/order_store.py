@@ -164,6 +164,13 @@ class OrderStore:
             values["resolved_by"] = resolved_by
         self._update(order_id, **values)
 
+    def settle(self, order: PaymentOrder | None, *, succeeded: bool, reference: str | None, reason: str | None) -> None:
+        """Finish the order behind a settled refund or payout (a webhook may settle it first)."""
+        if order is None or order.state.is_final:
+            return
+        state = OrderState.SUCCEEDED if succeeded else OrderState.FAILED
+        self.finish(order.id, state, reference=reference, reason=None if succeeded else (reason or "failed"))
+
     def mark_resolved(self, order_id: str, *, actor: str, note: str) -> None:
         self._update(order_id, resolved_by=actor[:80], details={**self.get(order_id).details, "resolution": note})
 

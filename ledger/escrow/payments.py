@@ -33,7 +33,7 @@ from ledger.escrow.model import (
     RefundNotAllowed,
     new_id,
 )
-from ledger.escrow.orders import NewOrder, OrderKind, OrderState
+from ledger.escrow.orders import NewOrder, OrderKind
 from ledger.fees.billing import charge_fee, refund_fee
 from ledger.invoices.issuing import issue_refund_credit_notes, issue_release_documents
 from ledger.journal import EntryRequest, Posting, credit, debit, post_entry
@@ -267,14 +267,7 @@ def settle_refund(
             ),
         )
     state = "succeeded" if succeeded else "failed"
-    payment_order = uow.orders.of_refund_order(order_id)
-    if payment_order is not None and not payment_order.state.is_final:
-        uow.orders.finish(
-            payment_order.id,
-            OrderState.SUCCEEDED if succeeded else OrderState.FAILED,
-            reference=reference,
-            reason=None if succeeded else (reason or "failed"),
-        )
+    uow.orders.settle(uow.orders.of_refund_order(order_id), succeeded=succeeded, reference=reference, reason=reason)
     uow.escrow.update_refund_order(
         order_id,
         state=state,

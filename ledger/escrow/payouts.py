@@ -18,7 +18,7 @@ from ledger.escrow.chart import (
     open_platform_accounts,
 )
 from ledger.escrow.model import InvalidTransition, Payout, PayoutState, new_id, party_id
-from ledger.escrow.orders import NewOrder, OrderKind, OrderState
+from ledger.escrow.orders import NewOrder, OrderKind
 from ledger.journal import EntryRequest, credit, debit, post_entry
 from ledger.money import normalize_currency
 
@@ -119,14 +119,7 @@ def settle_payout(
         failure_reason=None if paid else (reason or "failed")[:500],
         settled_at=uow.clock.now(),
     )
-    order = uow.orders.of_payout(payout_id)
-    if order is not None and not order.state.is_final:
-        uow.orders.finish(
-            order.id,
-            OrderState.SUCCEEDED if paid else OrderState.FAILED,
-            reference=reference,
-            reason=None if paid else (reason or "failed"),
-        )
+    uow.orders.settle(uow.orders.of_payout(payout_id), succeeded=paid, reference=reference, reason=reason)
     return uow.escrow.payout(payout_id)
 
 
