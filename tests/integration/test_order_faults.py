@@ -240,3 +240,39 @@ def subject_of(kind: str, escrow: Escrow, order_id: str) -> str:
         return str(order.milestone_id)
 
     return escrow.book.transaction(read, read_only=True)
+
+
+def test_an_order_whose_answer_cannot_be_booked_does_not_hold_up_the_others(
+    escrow: Escrow,
+    faulty: FaultyGateway,
+    provider: SimulatedGateway,
+    clock: FixedClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import ledger.escrow.dispatcher as dispatcher
+
+    milestones = [new_milestone(escrow) for _ in range(3)]
+    faulty.script("charge", BEFORE, BEFORE, BEFORE)
+    for milestone_id in milestones:
+        escrow.fund(milestone_id)  # the provider is down: three charges due in 30 s
+    apply = dispatcher.apply_result
+    failed: list[str] = []
+
+    def fail_once(uow: Any, order_id: str, result: GatewayResult, **options: Any) -> tuple[str, list[str]]:
+        if not failed:
+            failed.append(order_id)
+            raise RuntimeError("the booking hit a bug")
+        return apply(uow, order_id, result, **options)
+
+    monkeypatch.setattr(dispatcher, "apply_result", fail_once)
+    clock.advance(PAST_BACKOFF)
+    escrow.tick()
+    states = [escrow.milestone(m).state for m in milestones]
+    assert sorted(states) == sorted([S.FUNDED, S.FUNDED, S.FUNDING])  # the other two went on
+    clock.advance(LEASE + timedelta(seconds=1))
+    escrow.tick()  # its lease expired: sent again with its key, the provider's first answer is booked
+    assert [escrow.milestone(m).state for m in milestones] == [S.FUNDED] * 3
+    assert Counter(r.kind for r in provider.records()) == {"charge": 3}
+    check = provider_check(escrow.book, provider)
+    assert check.ok and check.notes == [], check.to_dict()
+    assert open_orders(escrow.book) == [] and escrow.book.audit(provider=provider).ok
