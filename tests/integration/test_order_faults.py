@@ -18,6 +18,7 @@ from sqlalchemy import select
 from ledger import FixedClock, Ledger
 from ledger.db.schema import refund_orders
 from ledger.escrow import Escrow, MilestoneState, PayoutState
+from ledger.escrow.dispatcher import Dispatcher
 from ledger.escrow.orders import LEASE, OrderKind, OrderState, PaymentOrder
 from ledger.gateway import GatewayResult, SimulatedGateway
 from tests.faulty_gateway import AFTER, BEFORE, TIMEOUT, TWICE, FaultyGateway
@@ -276,3 +277,44 @@ def test_an_order_whose_answer_cannot_be_booked_does_not_hold_up_the_others(
     check = provider_check(escrow.book, provider)
     assert check.ok and check.notes == [], check.to_dict()
     assert open_orders(escrow.book) == [] and escrow.book.audit(provider=provider).ok
+
+
+# --- 2. a lease taken over ---------------------------------------------------------------
+
+
+def test_an_order_leased_by_a_crashed_sender_is_sent_by_no_one_before_its_lease_expires_and_once_after(
+    book: Ledger, escrow: Escrow, faulty: FaultyGateway, provider: SimulatedGateway, clock: FixedClock
+) -> None:
+    milestone_id = new_milestone(escrow)
+    escrow.fund(milestone_id)
+    faulty.script("refund", BEFORE)
+    escrow.end_contract(escrow.milestone(milestone_id).contract_id, ended_by="freelancer")  # the refund waits 30 s
+    clock.advance(PAST_BACKOFF)
+    now = clock.now()
+    [order] = book.transaction(
+        lambda uow: uow.orders.claim(owner="crashed", now=now, lease_until=now + LEASE, ids=None, limit=10)
+    )
+    assert order.kind is OrderKind.REFUND
+    # The crashed sender had called the provider; it died before the answer was stored.
+    book.transaction(lambda uow: uow.orders.mark_sent(order.id, first_sent_at=now))
+    provider.refund(
+        amount=order.amount,
+        currency=order.currency,
+        idempotency_key=order.provider_key,
+        charge_reference=order.target_reference,
+    )
+    moved, calls = provider.records(), len(faulty.sent)
+    survivor = Dispatcher(book, faulty, owner="survivor")  # type: ignore[arg-type]
+    clock.advance(LEASE - timedelta(seconds=1))
+    assert survivor.run().sent == 0
+    escrow.tick()
+    assert len(faulty.sent) == calls and escrow.milestone(milestone_id).state is S.REFUNDED
+    assert book.balance(REFUNDS_IN_TRANSIT, "USD") == 1_000 * D  # still owed: nothing booked
+    clock.advance(timedelta(seconds=2))  # the lease has expired
+    report = survivor.run()
+    assert (report.sent, report.outcomes) == (1, {"succeeded": 1})
+    assert faulty.sent[calls:] == [("refund", order.provider_key)]  # sent once more, with its key
+    assert provider.records() == moved  # the provider's first answer: no second refund
+    assert survivor.run().sent == 0
+    assert_ended_where_it_should("refund from escrow", escrow, milestone_id)
+    assert_moved_once_and_booked("refund from escrow", book, provider)
