@@ -26,7 +26,7 @@ from ledger.gateway import GatewayResult, SimulatedGateway
 from ledger.gateway.books import ProviderRecord
 from tests.conftest import CONCURRENCY_REPORT
 from tests.faulty_gateway import BEFORE, FaultyGateway
-from tests.integration.test_provider_audit import provider_check
+from tests.integration.test_order_faults import assert_books_agree
 
 D = 100
 S = MilestoneState
@@ -74,11 +74,7 @@ def assert_booked_as_moved(book: Ledger, provider: SimulatedGateway) -> None:
     records = provider.records()
     assert all(r.status == "succeeded" for r in records), records
     assert len({r.idempotency_key for r in records}) == len(records), records
-    check = provider_check(book, provider)
-    assert check.ok and check.notes == [], check.to_dict()
-    assert book.transaction(lambda uow: uow.orders.open_orders(), read_only=True) == []
-    report = book.audit(provider=provider)
-    assert report.ok, report.to_json()
+    assert_books_agree(book, provider)
 
 
 def charges_of(records: list[ProviderRecord], milestone_id: str) -> list[ProviderRecord]:
