@@ -134,7 +134,14 @@ class EscrowStore:
         )
 
     def contract(self, contract_id: str, *, lock: bool = False) -> Contract:
-        row = self._conn.execute(self._locked(select(contracts).where(contracts.c.id == contract_id), lock)).first()
+        query = select(contracts).where(contracts.c.id == contract_id)
+        if lock and self._uow.dialect == "postgresql":
+            # FOR NO KEY UPDATE: rows inserted for the contract (a payment's foreign key takes
+            # KEY SHARE on it) do not wait for this lock. Ending a contract locks it and then
+            # its milestones; an approval locks its milestone and then inserts a payment: with
+            # FOR UPDATE the two deadlocked.
+            query = query.with_for_update(key_share=True)
+        row = self._conn.execute(query).first()
         if row is None:
             raise UnknownContract(f"no contract {contract_id}", contract_id=contract_id)
         return _contract(row)

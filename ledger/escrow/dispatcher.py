@@ -112,7 +112,15 @@ class Dispatcher:
             spawned: list[str] = []
             for order in claimed:
                 report.sent += 1
-                spawned.extend(self._send(order, report))
+                try:
+                    spawned.extend(self._send(order, report))
+                except Exception as error:
+                    # An answer that cannot be booked for an unforeseen reason (a bug, the
+                    # database lost): the order keeps its lease and is taken over when it
+                    # expires, as a crashed sender's would be; the other orders go on.
+                    log.exception("payment order %s could not be completed; it waits for its lease", order.id)
+                    report.errors.append(f"{order.id}: {type(error).__name__}: {error}")
+                    report.count("error")
             if wanted is not None:
                 wanted = spawned  # only what this request's own orders led to
         return report
