@@ -316,12 +316,20 @@ class StripeGateway:
         return int(transaction["fee"]), str(transaction.get("currency") or intent["currency"]).upper()
 
     def refund(
-        self, *, amount: int, currency: str, idempotency_key: str, charge_reference: str | None
+        self,
+        *,
+        amount: int,
+        currency: str,
+        idempotency_key: str,
+        charge_reference: str | None,
+        metadata: Mapping[str, str] | None = None,
     ) -> GatewayResult:
+        """Refund (part of) a PaymentIntent. Its metadata links the refund order (the key,
+        `refund_order`) and whatever the caller adds (the payment order, `order`, for `find`)."""
         params: dict[str, Any] = {
             "amount": amount,
             "payment_intent": charge_reference,
-            "metadata": {"refund_order": idempotency_key},
+            "metadata": {**(metadata or {}), "refund_order": idempotency_key},
         }
         return _refund_result(_plain(self._call(self.client.v1.refunds.create, params, idempotency_key)))
 
