@@ -6,9 +6,13 @@ objects with Stripe's field names, card errors as 402, unknown ids as 404
 response). It serves:
 
 - PaymentIntents: POST /v1/payment_intents (confirmed at once; `DECLINED` is declined
-  with a 402, `NEEDS_ACTION` waits for 3-D Secure), GET /v1/payment_intents/{id} (with
-  `expand`, a succeeded one carries its charge and the charge's balance transaction:
-  a fee of 2.9% + 30 cents), GET /v1/payment_intents;
+  with a 402 and left in requires_payment_method, `NEEDS_ACTION` waits for 3-D Secure),
+  GET /v1/payment_intents/{id} (with `expand`, a succeeded one carries its charge and the
+  charge's balance transaction: a fee of 2.9% + 30 cents), GET /v1/payment_intents,
+  POST /v1/payment_intents/{id}/cancel (only from requires_payment_method,
+  requires_confirmation, requires_action, requires_capture or processing; otherwise a 400
+  `payment_intent_unexpected_state`), GET /v1/payment_intents/search (Stripe's search
+  query language: clauses `field:'value'` and `metadata['key']:'value'` joined by AND);
 - refunds: POST /v1/refunds, GET /v1/refunds/{id}, GET /v1/refunds;
 - Connect transfers: POST /v1/transfers, GET /v1/transfers/{id}, GET /v1/transfers,
   POST and GET /v1/transfers/{id}/reversals (a reversal defaults to what is left);
@@ -17,12 +21,16 @@ response). It serves:
 - balance transactions (card payments, dispute withdrawals and reinstatements):
   GET /v1/balance_transactions/{id}, GET /v1/balance_transactions.
 
-Lists return every object of their kind. What Stripe does on its own, tests do with
-Python methods: `complete_action` (3-D Secure), `settle_refund`, `reverse_transfer`,
-`open_dispute` and `close_dispute`. Tests can inject faults on the next POST with
-`fail_next`: a 500, a response lost after the object was created, or a response that
-comes after the client's read timeout. `signed` signs webhook payloads as Stripe does,
-and `event` wraps an object in an event.
+Lists are newest first, filtered by `created[gte|gt|lte|lt]` and paged by `limit`
+(default 10) and `starting_after`, with `has_more`. Objects are stamped `created` by the
+stand-in's clock (the test's clock when given, so a test moving time moves Stripe's too).
+What Stripe does on its own, tests do with Python methods: `complete_action` (3-D Secure,
+or the payer finishing with another payment method), `settle_refund`, `reverse_transfer`,
+`open_dispute`, `close_dispute`, and `forget_keys` (Stripe keeps an idempotency key for
+24 hours). Tests can inject faults on the next POST with `fail_next`: a 500, a response
+lost after the object was created, or a response that comes after the client's read
+timeout, or (`"lost"`) a request lost on the way, replay or not, that Stripe never sees.
+`signed` signs webhook payloads as Stripe does, and `event` wraps an object in an event.
 """
 
 from __future__ import annotations
@@ -31,9 +39,12 @@ import hashlib
 import hmac
 import itertools
 import json
+import re
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl
@@ -50,6 +61,10 @@ RESOURCES = {
     "balance_transactions": "balance_transaction",
 }
 REFUND_STATUSES = ("pending", "requires_action", "succeeded", "failed", "canceled")
+#: The PaymentIntent statuses Stripe lets a cancellation act on.
+CANCELABLE = ("requires_payment_method", "requires_confirmation", "requires_action", "requires_capture", "processing")
+#: One clause of Stripe's search query language: `status:'succeeded'`, `metadata['order']:'ord_1'`.
+SEARCH_CLAUSE = re.compile(r"^(?:metadata\['(?P<key>[^']+)'\]|(?P<field>[a-z_]+)):'(?P<value>(?:[^'\\]|\\.)*)'$")
 CLOSED_DISPUTES = ("won", "lost", "warning_closed")
 
 
@@ -76,7 +91,8 @@ def _invalid(message: str, *, param: str | None = None, code: str | None = None)
 
 
 class StripeStandIn:
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], datetime] | None = None) -> None:
+        self.clock = clock
         self.objects: dict[str, dict[str, Any]] = {}
         self.requests: list[tuple[str, str, dict[str, Any], str | None]] = []
         self.replays: dict[str, tuple[int, bytes]] = {}
@@ -110,13 +126,23 @@ class StripeStandIn:
         self.server.server_close()
 
     def fail_next(self, fault: str) -> None:
-        """Break the next POST that is not a replay.
+        """Break the next POST that is not a replay (faults queue up, one per POST).
 
         `"500"`: answer it with a server error, creating nothing; `"drop"`: create, then lose
         the response; `"timeout"`: create, then answer only after `timeout_delay` seconds, so a
-        client with a shorter read timeout gives up and retries (its retry gets the replay).
+        client with a shorter read timeout gives up and retries (its retry gets the replay);
+        `"lost"`: the next POST, a replay or not, is lost on the way and never reaches Stripe.
         """
         self.faults.append(fault)
+
+    def forget_keys(self) -> None:
+        """Stripe forgets idempotency keys 24 hours after first use: the same key creates anew."""
+        with self._lock:
+            self.replays.clear()
+
+    def now(self) -> int:
+        """Stripe's time, as it stamps `created`."""
+        return int(self.clock().timestamp()) if self.clock is not None else int(time.time())
 
     def new_id(self, prefix: str) -> str:
         return f"{prefix}_standin{next(self._ids)}"
@@ -125,6 +151,11 @@ class StripeStandIn:
         params = parse_form(body)
         key = handler.headers.get("Idempotency-Key")
         with self._lock:
+            if method == "POST" and self.faults and self.faults[0] == "lost":
+                self.faults.pop(0)
+                handler.close_connection = True
+                handler.connection.close()  # lost on the way: nothing reached Stripe
+                return
             path, _, self.last_query = handler.path.partition("?")
             self.requests.append((method, path, params, key))
             if method == "POST" and key and key in self.replays:
@@ -166,6 +197,10 @@ class StripeStandIn:
         parts = path.strip("/").split("/")
         if method == "POST" and path == "/v1/payment_intents":
             return self._create_intent(params)
+        if method == "GET" and path == "/v1/payment_intents/search":
+            return self._search("payment_intent", parse_form(self.last_query))
+        if method == "POST" and len(parts) == 4 and parts[:2] == ["v1", "payment_intents"] and parts[3] == "cancel":
+            return self._cancel_intent(parts[2], params)
         if method == "GET" and len(parts) == 3 and parts[0] == "v1" and parts[1] in RESOURCES:
             found = self._find(parts[1], parts[2])
             if found is None:
@@ -181,14 +216,12 @@ class StripeStandIn:
                 }
             return 200, intent
         if method == "GET" and len(parts) == 2 and parts[1] in RESOURCES:
-            kind = RESOURCES[parts[1]]
-            data = [o for o in self.objects.values() if o["object"] == kind]
-            return 200, {"object": "list", "url": path, "has_more": False, "data": data}
+            return self._page(path, RESOURCES[parts[1]], parse_form(self.last_query))
         if method == "POST" and path == "/v1/refunds":
             refund = {
                 "id": self.new_id("re"),
                 "object": "refund",
-                "created": int(time.time()),
+                "created": self.now(),
                 "status": self.refund_status,
                 "amount": int(params["amount"]),
                 "currency": self.objects.get(params.get("payment_intent") or "", {}).get("currency", "usd"),
@@ -202,7 +235,7 @@ class StripeStandIn:
             transfer = {
                 "id": self.new_id("tr"),
                 "object": "transfer",
-                "created": int(time.time()),
+                "created": self.now(),
                 "amount": int(params["amount"]),
                 "amount_reversed": 0,
                 "currency": params["currency"],
@@ -249,7 +282,7 @@ class StripeStandIn:
             "transfer_group": params.get("transfer_group"),
             "capture_method": params.get("capture_method"),
             "status": "requires_payment_method",
-            "created": int(time.time()),
+            "created": self.now(),
             "client_secret": None,
             "last_payment_error": None,
         }
@@ -271,6 +304,79 @@ class StripeStandIn:
             self._charge_transaction(intent)
         return 200, intent
 
+    def _page(self, url: str, kind: str, query: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """A list, as Stripe pages it: newest first, after `starting_after`, `limit` at a time."""
+        created = query.get("created")
+        if created is not None and not isinstance(created, dict):
+            created = {"eq": created}
+        bounds = {op: int(v) for op, v in (created or {}).items()}
+        tests = {
+            "eq": lambda c, v: c == v,
+            "gte": lambda c, v: c >= v,
+            "gt": lambda c, v: c > v,
+            "lte": lambda c, v: c <= v,
+            "lt": lambda c, v: c < v,
+        }
+        if any(op not in tests for op in bounds):
+            return 400, _invalid(f"Invalid created filter: {sorted(bounds)}", param="created")
+        newest_first = [o for o in reversed(list(self.objects.values())) if o["object"] == kind]
+        data = [o for o in newest_first if all(tests[op](int(o.get("created") or 0), v) for op, v in bounds.items())]
+        after = query.get("starting_after")
+        if after:
+            ids = [o["id"] for o in data]
+            if after not in ids:
+                return 400, _invalid(f"No such {kind}: '{after}'", param="starting_after", code="resource_missing")
+            data = data[ids.index(after) + 1 :]
+        limit = int(query.get("limit") or 10)
+        if not 1 <= limit <= 100:
+            return 400, _invalid("limit must be between 1 and 100", param="limit")
+        page = self._list(url, data[:limit])
+        page["has_more"] = len(data) > limit
+        del page["total_count"]
+        return 200, page
+
+    def _search(self, kind: str, query: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """Stripe's Search API over one kind: every clause must hold (AND), exact matches only."""
+        text = str(query.get("query") or "").strip()
+        clauses = [c.strip() for c in re.split(r"\s+AND\s+", text)] if text else []
+        matchers = [SEARCH_CLAUSE.match(c) for c in clauses]
+        if not clauses or not all(matchers):
+            return 400, _invalid(f"Invalid search query: {text!r}", param="query", code="parameter_invalid_string")
+
+        def holds(obj: dict[str, Any]) -> bool:
+            for found in matchers:
+                assert found is not None
+                value = re.sub(r"\\(.)", r"\1", found["value"])
+                have = (obj.get("metadata") or {}).get(found["key"]) if found["key"] else obj.get(found["field"])
+                if str(have) != value:
+                    return False
+            return True
+
+        data = [o for o in reversed(list(self.objects.values())) if o["object"] == kind and holds(o)]
+        limit = int(query.get("limit") or 10)
+        url = "/v1/payment_intents/search"
+        result = {"object": "search_result", "url": url, "has_more": len(data) > limit, "data": data[:limit]}
+        result["next_page"] = None  # one page is all a test needs; Stripe pages with `page`
+        return 200, result
+
+    def _cancel_intent(self, intent_id: str, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        intent = self._find("payment_intents", intent_id)
+        if intent is None:
+            return self._missing("payment_intents", intent_id)
+        if intent["status"] not in CANCELABLE:
+            message = (
+                f"You cannot cancel this PaymentIntent because it has a status of {intent['status']}. "
+                f"Only a PaymentIntent with one of the following statuses may be canceled: {', '.join(CANCELABLE)}."
+            )
+            body = _invalid(message, code="payment_intent_unexpected_state")
+            body["error"]["payment_intent"] = dict(intent)
+            return 400, body
+        intent["status"] = "canceled"
+        intent["canceled_at"] = self.now()
+        intent["cancellation_reason"] = params.get("cancellation_reason")
+        self.created["payment_intent_cancellation"] += 1
+        return 200, intent
+
     def _transaction(
         self, amount: int, fee: int, currency: str, kind: str, category: str, source: str, txn_id: str | None = None
     ) -> dict[str, Any]:
@@ -285,7 +391,7 @@ class StripeStandIn:
             "type": kind,
             "reporting_category": category,
             "source": source,
-            "created": int(time.time()),
+            "created": self.now(),
         }
         self.objects[transaction["id"]] = transaction
         self.created["balance_transaction"] += 1
@@ -318,7 +424,7 @@ class StripeStandIn:
             "amount": amount,
             "currency": transfer["currency"],
             "transfer": transfer["id"],
-            "created": int(time.time()),
+            "created": self.now(),
             "metadata": metadata,
         }
         self.objects[reversal["id"]] = reversal
@@ -331,9 +437,13 @@ class StripeStandIn:
         return 200, reversal
 
     def complete_action(self, intent_id: str, *, succeed: bool = True) -> dict[str, Any]:
-        """The customer finished (or failed) 3-D Secure."""
+        """The customer finished (or failed) 3-D Secure, or, after a failed attempt, confirmed
+        the PaymentIntent with another payment method. ValueError if it was cancelled (Stripe
+        refuses to confirm it)."""
         with self._lock:
             intent = self.objects[intent_id]
+            if intent["status"] == "canceled":
+                raise ValueError(f"PaymentIntent {intent_id} is canceled: it cannot be confirmed")
             intent["status"] = "succeeded" if succeed else "requires_payment_method"
             if succeed:
                 self._charge_transaction(intent)
@@ -386,7 +496,7 @@ class StripeStandIn:
                 "payment_intent": intent_id,
                 "status": "warning_needs_response" if inquiry else "needs_response",
                 "reason": "fraudulent",
-                "created": int(time.time()),
+                "created": self.now(),
                 "metadata": {},
                 "balance_transactions": [],
             }

@@ -247,6 +247,7 @@ class Dispatcher:
                 currency=order.currency,
                 idempotency_key=order.provider_key,
                 charge_reference=order.target_reference,
+                metadata={"order": order.id},
             )
         if order.kind is OrderKind.PAYOUT:
             return gateway.payout(

@@ -152,7 +152,13 @@ class PaymentGateway(Protocol):
     ) -> GatewayResult: ...
 
     def refund(
-        self, *, amount: int, currency: str, idempotency_key: str, charge_reference: str | None
+        self,
+        *,
+        amount: int,
+        currency: str,
+        idempotency_key: str,
+        charge_reference: str | None,
+        metadata: Mapping[str, str] | None = None,
     ) -> GatewayResult: ...
 
     def payout(

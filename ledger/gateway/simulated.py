@@ -283,11 +283,19 @@ class SimulatedGateway:
     # --- money out --------------------------------------------------------------------
 
     def refund(
-        self, *, amount: int, currency: str, idempotency_key: str, charge_reference: str | None
+        self,
+        *,
+        amount: int,
+        currency: str,
+        idempotency_key: str,
+        charge_reference: str | None,
+        metadata: Mapping[str, str] | None = None,
     ) -> GatewayResult:
         """Refund (part of) the named charge; refused (InvalidRequest, as a 400) for an unknown
-        charge, one that has not succeeded, or more than is left unrefunded of it."""
+        charge, one that has not succeeded, or more than is left unrefunded of it. The refund
+        is found by `metadata["order"]` (the key when none is given)."""
         self._positive(amount)
+        order_id = (metadata or {}).get("order") or idempotency_key
 
         def work(view: BookView) -> ProviderRecord:
             found = self._replay(view, idempotency_key, "refund", amount, currency)
@@ -317,8 +325,8 @@ class SimulatedGateway:
                 status="succeeded",
                 answered="succeeded",
                 charge_reference=charge.reference,
-                order_id=idempotency_key,
-                metadata={"order": idempotency_key},
+                order_id=order_id,
+                metadata={"order": order_id},
             )
 
         refund = self._books.atomically(work)

@@ -12,16 +12,23 @@ the frontend passes, confirmed and captured at once (a card hold would lapse aft
 freelancer's connected account; they stay in transit until Stripe confirms them.
 Webhook events are acted on by what the `retrieve_*` methods say of the object
 now, never by the event's copy, so events arriving out of order change nothing.
+
+Stripe forgets an idempotency key after 24 hours, so an order re-sent later is first
+looked up by our order id in the objects' metadata (`find`): PaymentIntents through
+Stripe's Search API, refunds and transfers (which have no search) by listing the
+recent ones.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import stripe
 
+from ledger.clock import Clock, SystemClock
 from ledger.errors import ConfigurationError, InvalidRequest
 from ledger.gateway import (
     BalanceMove,
@@ -34,6 +41,12 @@ from ledger.gateway import (
 
 PSP_ACCOUNT = "assets:psp:stripe"
 PENDING = {"requires_action", "requires_confirmation", "processing", "requires_capture"}
+#: How far back `find` lists refunds and transfers (they have no search): an order is looked
+#: up 23 hours after its first send, or when an operator retries it.
+LOOKUP_WINDOW = timedelta(days=7)
+#: At most this many listed objects are read by one `find`; past it the answer would be a
+#: guess, so the lookup fails (the order waits) rather than answering "not there".
+LOOKUP_LIMIT = 5_000
 
 
 def _plain(obj: Any) -> dict[str, Any]:
@@ -50,7 +63,31 @@ def _result(obj: Any) -> GatewayResult:
         return GatewayResult("requires_action", intent["id"], client_secret=intent.get("client_secret"))
     error = intent.get("last_payment_error") or {}
     reason = error.get("message") or error.get("code") or status
+    if status == "requires_payment_method" and error:
+        # A confirmation failed (3-D Secure not completed): Stripe keeps the PaymentIntent
+        # open for another payment method, and the payer, who holds its client secret, can
+        # still complete it. Not final: a new attempt cancels it first. (A decline answered
+        # to our own creating call is judged in `charge`.)
+        client_secret = intent.get("client_secret")
+        return GatewayResult("failed", intent["id"], failure_reason=reason, client_secret=client_secret, final=False)
     return GatewayResult("failed", intent["id"], failure_reason=reason)
+
+
+def _cancel_result(intent: dict[str, Any]) -> GatewayResult:
+    """A PaymentIntent after a cancellation: "cancelled", or its own result when it succeeded."""
+    if intent["status"] == "canceled":
+        return GatewayResult("cancelled", str(intent["id"]))
+    result = _result(intent)
+    if result.succeeded:
+        return result
+    # Stripe refused to cancel a PaymentIntent that has not finished (it is processing):
+    # nothing is decided yet, so the cancellation is asked again later.
+    raise GatewayUnavailable(f"Stripe cannot cancel {intent['id']} while it is {intent['status']}; retry later")
+
+
+def _search_value(value: str) -> str:
+    """A value quoted for Stripe's search query language."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def _refund_result(refund: dict[str, Any]) -> GatewayResult:
@@ -73,7 +110,13 @@ class StripeGateway:
     psp_account = PSP_ACCOUNT
 
     def __init__(
-        self, api_key: str, *, api_base: str | None = None, max_network_retries: int = 3, timeout: float = 30.0
+        self,
+        api_key: str,
+        *,
+        api_base: str | None = None,
+        max_network_retries: int = 3,
+        timeout: float = 30.0,
+        clock: Clock | None = None,
     ) -> None:
         if not api_key:
             raise ConfigurationError("LEDGER_GATEWAY=stripe needs STRIPE_API_KEY")
@@ -86,6 +129,8 @@ class StripeGateway:
         )
         #: PaymentIntents carry a transfer group per contract where the server accepts one.
         self.transfer_groups = True
+        #: Stripe's time, for how far back `find` lists (Stripe stamps objects with it).
+        self.clock: Clock = clock or SystemClock()
 
     def _read(self, method: Any, reference: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         """Retrieve an object as Stripe has it now."""
@@ -105,9 +150,8 @@ class StripeGateway:
             body = error.json_body if isinstance(error.json_body, dict) else {}
             raise _Declined(error.user_message or str(error), body) from None
         except stripe.InvalidRequestError as error:
-            raise InvalidRequest(
-                f"Stripe refused the request: {error.user_message or error}", field=error.param
-            ) from None
+            refusal = _UnexpectedState if error.code == "payment_intent_unexpected_state" else InvalidRequest
+            raise refusal(f"Stripe refused the request: {error.user_message or error}", field=error.param) from None
         except (stripe.APIConnectionError, stripe.RateLimitError, stripe.APIError) as error:
             raise GatewayUnavailable(f"Stripe is unavailable: {error.user_message or error}") from None
         except stripe.AuthenticationError:
@@ -143,6 +187,14 @@ class StripeGateway:
         try:
             intent = self._create_intent(params, idempotency_key)
         except _Declined as declined:
+            # Stripe leaves a PaymentIntent declined at creation in requires_payment_method
+            # (its last_payment_error says why), open for another payment method. It is still
+            # final here: each funding attempt is a new PaymentIntent with its own key, we never
+            # confirm this one again, and its client secret reaches nobody (a decline answers
+            # none), so nobody can complete it; a declined bonus thus withdraws its approval at
+            # once instead of holding the milestone for 24 hours. Should it succeed all the same,
+            # the success of a failed attempt is booked and refunded. A failed 3-D Secure is
+            # different: the payer holds the client secret and can still finish (see `_result`).
             intent_id = (declined.body.get("error") or {}).get("payment_intent", {}).get("id", idempotency_key)
             return GatewayResult("failed", intent_id, failure_reason=declined.reason)
         return _result(intent)
@@ -159,6 +211,62 @@ class StripeGateway:
         return self._call(
             self.client.v1.payment_intents.create, {k: v for k, v in params.items() if k != "transfer_group"}, key
         )
+
+    def cancel_charge(self, *, reference: str, idempotency_key: str) -> GatewayResult:
+        """Cancel a PaymentIntent still waiting for the payer: "cancelled", or, when Stripe can
+        no longer cancel it (400 payment_intent_unexpected_state: it succeeded meanwhile, or
+        was cancelled already), the PaymentIntent's own result as Stripe has it now."""
+        cancel = partial(self.client.v1.payment_intents.cancel, reference)
+        try:
+            intent = _plain(self._call(cancel, {}, idempotency_key))
+        except _UnexpectedState:
+            intent = self._read(self.client.v1.payment_intents.retrieve, reference)
+        return _cancel_result(intent)
+
+    def find(self, kind: str, order_id: str) -> GatewayResult | None:
+        """The object of `kind` ("charge", "refund" or "transfer") that our payment order
+        `order_id` made, found by its metadata as Stripe has it now; None when there is none.
+
+        PaymentIntents are searched (`metadata['order']`); a succeeded one is preferred, as
+        that is money taken. Refunds and transfers are listed, newest first, back to
+        `LOOKUP_WINDOW`; a refund is ours by `metadata["order"]` or, for a refund sent with
+        only its refund order's key, `metadata["refund_order"]`."""
+        if kind == "charge":
+            query = f"metadata['order']:{_search_value(order_id)}"
+            search = partial(self.client.v1.payment_intents.search, params={"query": query, "limit": 100})
+            found = sorted(self._scan(search), key=lambda i: int(i.get("created") or 0), reverse=True)
+            best = next((i for i in found if i.get("status") == "succeeded"), found[0] if found else None)
+            return None if best is None else _result(best)
+        if kind == "refund":
+            refund = self._recent(self.client.v1.refunds, order_id, ("order", "refund_order"))
+            return None if refund is None else _refund_result(refund)
+        if kind == "transfer":
+            transfer = self._recent(self.client.v1.transfers, order_id, ("order",))
+            # As `payout` answers: in transit until Stripe confirms it.
+            return None if transfer is None else GatewayResult("requires_action", str(transfer["id"]))
+        raise InvalidRequest(f"kind is charge, refund or transfer, not {kind!r}", field="kind")
+
+    def _recent(self, service: Any, order_id: str, keys: tuple[str, ...]) -> dict[str, Any] | None:
+        """The newest object listed since `LOOKUP_WINDOW` whose metadata names `order_id` under one of `keys`."""
+        since = int((self.clock.now() - LOOKUP_WINDOW).timestamp())
+        listing = partial(service.list, params={"created": {"gte": since}, "limit": 100})
+        for item in self._scan(listing):
+            metadata = item.get("metadata") or {}
+            if any(metadata.get(key) == order_id for key in keys):
+                return item
+        return None
+
+    def _scan(self, first_page: Callable[[], Any], *, limit: int = LOOKUP_LIMIT) -> Iterator[dict[str, Any]]:
+        """Every object of a list or search, page after page; GatewayUnavailable past `limit`."""
+        seen = 0
+        try:
+            for obj in first_page().auto_paging_iter():
+                seen += 1
+                if seen > limit:
+                    raise GatewayUnavailable(f"more than {limit} objects to look through; an operator decides")
+                yield _plain(obj)
+        except stripe.StripeError as error:
+            raise GatewayUnavailable(f"Stripe is unavailable: {error.user_message or error}") from None
 
     def retrieve_charge(self, reference: str) -> tuple[GatewayResult, Mapping[str, str]]:
         """The PaymentIntent as Stripe has it now, and its metadata."""
@@ -208,12 +316,20 @@ class StripeGateway:
         return int(transaction["fee"]), str(transaction.get("currency") or intent["currency"]).upper()
 
     def refund(
-        self, *, amount: int, currency: str, idempotency_key: str, charge_reference: str | None
+        self,
+        *,
+        amount: int,
+        currency: str,
+        idempotency_key: str,
+        charge_reference: str | None,
+        metadata: Mapping[str, str] | None = None,
     ) -> GatewayResult:
+        """Refund (part of) a PaymentIntent. Its metadata links the refund order (the key,
+        `refund_order`) and whatever the caller adds (the payment order, `order`, for `find`)."""
         params: dict[str, Any] = {
             "amount": amount,
             "payment_intent": charge_reference,
-            "metadata": {"refund_order": idempotency_key},
+            "metadata": {**(metadata or {}), "refund_order": idempotency_key},
         }
         return _refund_result(_plain(self._call(self.client.v1.refunds.create, params, idempotency_key)))
 
@@ -274,6 +390,11 @@ class StripeGateway:
             return stripe.Webhook.construct_event(payload, signature, secret, tolerance=300)
         except (stripe.SignatureVerificationError, ValueError) as error:
             raise ValueError(str(error)) from None
+
+
+class _UnexpectedState(InvalidRequest):
+    """Stripe refused an action the PaymentIntent's status no longer allows
+    (`payment_intent_unexpected_state`); elsewhere it is a refusal like any other."""
 
 
 class _Declined(Exception):

@@ -58,9 +58,9 @@ class StripeApi:
 
 @pytest.fixture
 def stripe_api(book: Ledger, clock: FixedClock) -> Iterator[StripeApi]:
-    standin = StripeStandIn()
+    standin = StripeStandIn(clock=clock.now)  # Stripe's time moves with the test's
     # A short read timeout, so the stand-in's "timeout" fault (a 2 s late answer) times out.
-    gateway = StripeGateway("sk_test_standin", api_base=standin.url, max_network_retries=2, timeout=1.0)
+    gateway = StripeGateway("sk_test_standin", api_base=standin.url, max_network_retries=2, timeout=1.0, clock=clock)
     _, key = book.transaction(lambda uow: create_key(uow, "marketplace"))
     app = create_app(book, gateway, stripe_webhook_secret=SECRET)
     with TestClient(app) as client:

@@ -24,6 +24,7 @@ from ledger import FixedClock, Ledger
 from ledger.api.app import create_app
 from ledger.api.keys import create_key
 from ledger.db.schema import entries, provider_events, refund_orders
+from ledger.escrow.orders import OrderKind
 from ledger.gateway.stripe_gateway import StripeGateway
 from ledger.journal import Entry
 from tests.e2e.stripe_api import new_milestone
@@ -262,7 +263,8 @@ def test_a_refund_from_escrow_is_a_localstripe_refund_of_the_original_payment_in
     assert refund["payment_intent"] == intent_id
     assert refund["amount"] == 100000 and refund["currency"] == "usd" and refund["status"] == "succeeded"
     [order] = ls.book.transaction(lambda uow: [row._asdict() for row in uow.connection.execute(select(refund_orders))])
-    assert refund["metadata"] == {"refund_order": order["id"]}
+    [payment_order] = ls.book.transaction(lambda uow: uow.orders.of_milestone(milestone_id, kinds=(OrderKind.REFUND,)))
+    assert refund["metadata"] == {"refund_order": order["id"], "order": payment_order.id}
     assert order["state"] == "succeeded" and order["gateway_reference"] == refund["id"]
     assert order["charge_reference"] == intent_id and order["amount"] == 100000
 
