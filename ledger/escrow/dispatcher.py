@@ -33,6 +33,7 @@ from ledger.errors import InvalidRequest, LedgerError, NotFound
 from ledger.escrow.order_results import apply_processing_fee, apply_result, expire_waiting_charge, give_up
 from ledger.escrow.orders import (
     LEASE,
+    LOOKUP_LIMIT,
     MAX_ATTEMPTS,
     RESEND_WINDOW,
     OrderKind,
@@ -160,7 +161,9 @@ class Dispatcher:
             log.exception("payment order %s: unexpected error from the provider", order.id)
             return self._later(order, f"{type(error).__name__}: {error}", report)
         if result is None:
-            return self._later(order, "waiting for an operator: not acknowledged within 23 hours", report, park=True)
+            return self._later(
+                order, "waiting for an operator: the provider cannot be searched for it", report, park=True
+            )
         try:
             state, written = self.book.transaction(
                 lambda uow: apply_result(uow, order.id, result, psp_account=self.gateway.psp_account, fees=self._fees)
@@ -217,6 +220,8 @@ class Dispatcher:
                 return status
         now = self.book.clock.now()
         forgotten = order.first_sent_at is not None and now - order.first_sent_at > RESEND_WINDOW
+        if order.first_sent_at is not None and now - order.first_sent_at > LOOKUP_LIMIT:
+            return None  # beyond what the provider can be searched for: an operator decides
         if forgotten or order.details.get("lookup_first"):
             # The provider has forgotten the key (or an operator retries): look for the
             # object by our order id before sending again.

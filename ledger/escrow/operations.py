@@ -23,7 +23,7 @@ from ledger.errors import InvalidRequest, NotFound
 from ledger.escrow.dispatcher import Dispatcher
 from ledger.escrow.model import PayoutState
 from ledger.escrow.order_results import apply_result
-from ledger.escrow.orders import OrderKind, OrderNotResolvable, OrderState, PaymentOrder
+from ledger.escrow.orders import LOOKUP_LIMIT, OrderKind, OrderNotResolvable, OrderState, PaymentOrder
 from ledger.gateway import ChargeRetrieval, GatewayResult, ObjectLookup, PaymentGateway, RefundRetrieval
 
 if TYPE_CHECKING:
@@ -77,6 +77,11 @@ def retry_order(book: Ledger, gateway: PaymentGateway, order_id: str, *, actor: 
             and uow.escrow.payout(order.payout_id).state is not PayoutState.IN_TRANSIT
         ):
             raise OrderNotResolvable(f"payout {order.payout_id} is no longer in transit: nothing to retry")
+        if order.first_sent_at is not None and uow.clock.now() - order.first_sent_at > LOOKUP_LIMIT:
+            raise OrderNotResolvable(
+                f"payment order {order_id} was first sent more than {LOOKUP_LIMIT.days} days ago: the provider "
+                "cannot be searched that far back; check it there and use `ledger orders resolve`"
+            )
         uow.orders.reopen(order_id, at=uow.clock.now())
         uow.orders.note(order_id, lookup_first="true", retried_by=actor)
 

@@ -32,6 +32,12 @@ LEASE = timedelta(minutes=5)
 #: provider by our order id in the object's metadata.
 RESEND_WINDOW = timedelta(hours=23)
 
+#: How far back the provider is searched for an order's object (Stripe's gateway lists
+#: refunds and transfers this far back). An order first sent longer ago than this is
+#: never sent again on its own or by a retry: an operator checks the provider and
+#: resolves it (`ledger orders resolve`), so it can never be made twice.
+LOOKUP_LIMIT = timedelta(days=7)
+
 #: Sends that end in "provider unavailable" before the order is given up as failed
 #: (it then stays visible to operators: `ledger orders list --state failed`).
 MAX_ATTEMPTS = 8

@@ -431,3 +431,25 @@ def test_a_refund_whose_provider_is_down_answers_pending_and_is_sent_later(book:
     escrow.tick()
     assert book.balance("liabilities:refunds:in_transit", "USD") == 0
     assert psp(book) == gateway.net() and book.audit().ok
+
+
+def test_an_order_first_sent_beyond_the_lookup_limit_is_never_sent_again_but_resolved_by_hand(
+    book: Ledger, clock: FixedClock
+) -> None:
+    gateway = BrokenRefunds()
+    escrow = Escrow(book, gateway)
+    [payment] = escrow.approve(funded(escrow))
+    gateway.broken.add(payment.charge_reference or "")
+    refund = escrow.refund_payment(payment.id, 50 * D)
+    assert refund.status == "pending" and len(gateway.refund_calls) == 1
+    gateway.broken.clear()
+    clock.advance(timedelta(days=8))  # the provider could have made it; it cannot be searched that far back
+    escrow.tick()
+    assert len(gateway.refund_calls) == 1  # not sent again on its own
+    [order] = [o for o in list_orders(book).orders if o.kind is OrderKind.REFUND]
+    with pytest.raises(OrderNotResolvable, match="more than 7 days"):
+        retry_order(book, gateway, order.id)
+    resolved = resolve_order(book, gateway, order.id, outcome="failed", reason="no refund at the provider")
+    assert resolved.state is OrderState.FAILED and resolved.resolved_by == "cli"
+    assert book.balance("liabilities:refunds:in_transit", "USD") == 50 * D  # still owed to the client
+    assert book.audit().ok
