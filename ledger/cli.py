@@ -328,6 +328,7 @@ def run_idempotency(book: Ledger, args: argparse.Namespace) -> int:
         args.now,
         retention=args.older_than or settings.idempotency_retention,
         request_timeout_seconds=settings.request_timeout_seconds,
+        lease_margin=settings.idempotency_lease_margin,
     )
     print(
         f"removed {pruned.total} idempotency keys last used before {pruned.before.isoformat()}"
@@ -416,7 +417,10 @@ def run_worker_command(book: Ledger, args: argparse.Namespace) -> int:
 
     def housekeeping() -> str:
         pruned = prune_idempotency_keys(
-            book, retention=settings.idempotency_retention, request_timeout_seconds=settings.request_timeout_seconds
+            book,
+            retention=settings.idempotency_retention,
+            request_timeout_seconds=settings.request_timeout_seconds,
+            lease_margin=settings.idempotency_lease_margin,
         )
         return f"{pruned.total} idempotency keys pruned" if pruned.total else ""
 
@@ -439,6 +443,7 @@ def run_serve(book: Ledger, args: argparse.Namespace) -> int:
         gateway_from_settings(settings),
         stripe_webhook_secret=settings.stripe_webhook_secret,
         request_timeout_seconds=settings.request_timeout_seconds,
+        idempotency_lease_margin=settings.idempotency_lease_margin,
     )
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     return EXIT_OK

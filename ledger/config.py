@@ -14,6 +14,10 @@ answers 503 (default 30).
 `LEDGER_IDEMPOTENCY_RETENTION`: how long a finished Idempotency-Key is kept, as a
 duration (`7d`, `24h`, `90m`, `3600s`; default 7 days); `ledger idempotency prune`
 removes older ones.
+`LEDGER_IDEMPOTENCY_LEASE_MARGIN`: how long, beyond the request timeout, a claim
+left in progress holds its Idempotency-Key before a retry may take it over, as a
+duration (default `30s`; shorter only where requests are known to finish quickly,
+such as tests).
 """
 
 from __future__ import annotations
@@ -30,6 +34,9 @@ DEFAULT_SQLITE_FILE = "ledger.sqlite3"
 DEFAULT_REQUEST_TIMEOUT_SECONDS = 30.0
 #: Stripe keeps keys 24 hours; a week also covers a client that retries after a weekend.
 DEFAULT_IDEMPOTENCY_RETENTION = timedelta(days=7)
+#: Beyond the request timeout: the time a request past its timeout still has to record
+#: its response (and clock skew between servers) before a retry may take its key over.
+DEFAULT_IDEMPOTENCY_LEASE_MARGIN = timedelta(seconds=30)
 _DURATION = re.compile(r"(\d+)([dhms])")
 _UNITS = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
 
@@ -58,6 +65,8 @@ class Settings:
         request_timeout_seconds: LEDGER_REQUEST_TIMEOUT_SECONDS, the API's request timeout.
         idempotency_retention: LEDGER_IDEMPOTENCY_RETENTION, how long finished
             Idempotency-Keys are kept.
+        idempotency_lease_margin: LEDGER_IDEMPOTENCY_LEASE_MARGIN, how long beyond the
+            request timeout a claim in progress holds its key.
     """
 
     database_url: str
@@ -68,6 +77,7 @@ class Settings:
     stripe_api_base: str | None = None
     request_timeout_seconds: float = DEFAULT_REQUEST_TIMEOUT_SECONDS
     idempotency_retention: timedelta = DEFAULT_IDEMPOTENCY_RETENTION
+    idempotency_lease_margin: timedelta = DEFAULT_IDEMPOTENCY_LEASE_MARGIN
 
 
 def parse_duration(text: str) -> timedelta:
@@ -93,15 +103,13 @@ def _request_timeout(text: str | None) -> float:
     return seconds
 
 
-def _retention(text: str | None) -> timedelta:
+def _duration(setting: str, text: str | None, default: timedelta) -> timedelta:
     if not text:
-        return DEFAULT_IDEMPOTENCY_RETENTION
+        return default
     try:
         return parse_duration(text)
     except ValueError as error:
-        raise ConfigurationError(
-            f"LEDGER_IDEMPOTENCY_RETENTION: {error}", setting="LEDGER_IDEMPOTENCY_RETENTION"
-        ) from None
+        raise ConfigurationError(f"{setting}: {error}", setting=setting) from None
 
 
 def normalize_database_url(url: str) -> str:
@@ -131,5 +139,12 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         stripe_webhook_secret=env.get("STRIPE_WEBHOOK_SECRET") or None,
         stripe_api_base=env.get("STRIPE_API_BASE") or None,
         request_timeout_seconds=_request_timeout(env.get("LEDGER_REQUEST_TIMEOUT_SECONDS")),
-        idempotency_retention=_retention(env.get("LEDGER_IDEMPOTENCY_RETENTION")),
+        idempotency_retention=_duration(
+            "LEDGER_IDEMPOTENCY_RETENTION", env.get("LEDGER_IDEMPOTENCY_RETENTION"), DEFAULT_IDEMPOTENCY_RETENTION
+        ),
+        idempotency_lease_margin=_duration(
+            "LEDGER_IDEMPOTENCY_LEASE_MARGIN",
+            env.get("LEDGER_IDEMPOTENCY_LEASE_MARGIN"),
+            DEFAULT_IDEMPOTENCY_LEASE_MARGIN,
+        ),
     )

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
 from ledger.clock import FixedClock
@@ -52,9 +52,10 @@ def database_names() -> list[str]:
     return ["sqlite", "postgresql"]
 
 
-@pytest.fixture(scope="session")
-def postgres_database() -> Iterator[str]:
-    """A fresh, migrated PostgreSQL database for this test session; dropped at the end."""
+def postgres_admin() -> Engine:
+    """An AUTOCOMMIT engine on the PostgreSQL server of LEDGER_TEST_POSTGRES_URL, to create
+    and drop databases. An unreachable server skips the test with the reason, or fails it
+    when LEDGER_TEST_REQUIRE_POSTGRES is set."""
     admin_url = make_url(POSTGRES_URL)
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5})
     try:
@@ -66,6 +67,14 @@ def postgres_database() -> Iterator[str]:
         if REQUIRE_POSTGRES:
             pytest.fail(f"LEDGER_TEST_REQUIRE_POSTGRES is set and {reason}", pytrace=False)
         pytest.skip(reason)
+    return admin
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database for this test session; dropped at the end."""
+    admin = postgres_admin()
+    admin_url = admin.url
     name = f"ledger_test_{uuid.uuid4().hex[:12]}"
     with admin.connect() as connection:
         connection.execute(text(f'CREATE DATABASE "{name}"'))

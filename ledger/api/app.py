@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from litestar import Litestar, Request, get
@@ -16,7 +17,7 @@ from ledger.api.audit import AuditController
 from ledger.api.context import Services, require_role, services
 from ledger.api.escrow import ContractController, MilestoneController, PaymentController
 from ledger.api.finance import FeeController, FinanceController, PartyController
-from ledger.api.idempotency import claim_lease
+from ledger.api.idempotency import LEASE_MARGIN, claim_lease
 from ledger.api.money_out import FreelancerController, PayoutController
 from ledger.api.problems import EXCEPTION_HANDLERS
 from ledger.api.timeout import RequestTimeout
@@ -58,10 +59,12 @@ def create_app(
     *,
     stripe_webhook_secret: str | None = None,
     request_timeout_seconds: float = DEFAULT_REQUEST_TIMEOUT_SECONDS,
+    idempotency_lease_margin: timedelta = LEASE_MARGIN,
     debug: bool = False,
 ) -> Litestar:
     """The API over one ledger and payment gateway; a request not answered within
-    `request_timeout_seconds` gets a 503 (`ledger.api.timeout`)."""
+    `request_timeout_seconds` gets a 503 (`ledger.api.timeout`). An Idempotency-Key
+    claim left in progress holds its key for the timeout plus `idempotency_lease_margin`."""
     svc = Services(book=book, escrow=Escrow(book, gateway), finance=Finance(book))
     return Litestar(
         route_handlers=[
@@ -85,7 +88,7 @@ def create_app(
             {
                 "services": svc,
                 "stripe_webhook_secret": stripe_webhook_secret,
-                "idempotency_lease": claim_lease(request_timeout_seconds),
+                "idempotency_lease": claim_lease(request_timeout_seconds, idempotency_lease_margin),
             }
         ),
         openapi_config=OpenAPIConfig(

@@ -5,8 +5,8 @@ that `ledger idempotency prune` and a background worker can call it.
 Lifecycle of a key (per API key):
 
 - claimed: the first request with the key records it as in progress and runs. Its
-  claim holds the key for a lease of the request timeout plus `LEASE_MARGIN`; a
-  retry meanwhile answers 409 `request-in-progress`.
+  claim holds the key for a lease of the request timeout plus `LEASE_MARGIN` (30 s,
+  `LEDGER_IDEMPOTENCY_LEASE_MARGIN`); a retry meanwhile answers 409 `request-in-progress`.
 - finished: the response (a 2xx, or a 4xx refusal) is recorded and replayed to every
   retry with the same body; another body is 409 `idempotency-conflict`. A 5xx is not
   recorded: the key is released and a retry runs again.
@@ -32,7 +32,11 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from ledger.clock import require_utc
-from ledger.config import DEFAULT_IDEMPOTENCY_RETENTION, DEFAULT_REQUEST_TIMEOUT_SECONDS
+from ledger.config import (
+    DEFAULT_IDEMPOTENCY_LEASE_MARGIN,
+    DEFAULT_IDEMPOTENCY_RETENTION,
+    DEFAULT_REQUEST_TIMEOUT_SECONDS,
+)
 from ledger.errors import InvalidRequest
 
 if TYPE_CHECKING:
@@ -40,12 +44,15 @@ if TYPE_CHECKING:
 
 #: Beyond the request timeout: the time a request past its timeout still has to record
 #: its response (and clock skew between servers) before a retry may take its key over.
-LEASE_MARGIN = timedelta(seconds=30)
+#: A server reads its own from LEDGER_IDEMPOTENCY_LEASE_MARGIN.
+LEASE_MARGIN = DEFAULT_IDEMPOTENCY_LEASE_MARGIN
 
 
-def claim_lease(request_timeout_seconds: float = DEFAULT_REQUEST_TIMEOUT_SECONDS) -> timedelta:
+def claim_lease(
+    request_timeout_seconds: float = DEFAULT_REQUEST_TIMEOUT_SECONDS, margin: timedelta = LEASE_MARGIN
+) -> timedelta:
     """How long a claim in progress holds its key against a retry of the same request."""
-    return timedelta(seconds=request_timeout_seconds) + LEASE_MARGIN
+    return timedelta(seconds=request_timeout_seconds) + margin
 
 
 @dataclass(frozen=True)
@@ -73,6 +80,7 @@ def prune_idempotency_keys(
     *,
     retention: timedelta = DEFAULT_IDEMPOTENCY_RETENTION,
     request_timeout_seconds: float = DEFAULT_REQUEST_TIMEOUT_SECONDS,
+    lease_margin: timedelta = LEASE_MARGIN,
 ) -> PrunedKeys:
     """Delete finished keys and abandoned claims last claimed more than `retention`
     before `now` (default: the ledger's clock). A claim still within its lease is kept
@@ -81,7 +89,7 @@ def prune_idempotency_keys(
     if retention <= timedelta(0):
         raise InvalidRequest("the retention must be positive", field="retention")
     before = moment - retention
-    abandoned_before = min(before, moment - claim_lease(request_timeout_seconds))
+    abandoned_before = min(before, moment - claim_lease(request_timeout_seconds, lease_margin))
     finished, abandoned = book.transaction(
         lambda uow: uow.api.prune_requests(finished_before=before, abandoned_before=abandoned_before)
     )

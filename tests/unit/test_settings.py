@@ -1,4 +1,4 @@
-"""Settings of the API's request timeout and of Idempotency-Key retention."""
+"""Settings of the API's request timeout, of Idempotency-Key retention and of the claim lease margin."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 
+from ledger.api.idempotency import claim_lease
 from ledger.config import load_settings, parse_duration
 from ledger.errors import ConfigurationError
 
@@ -14,12 +15,20 @@ def test_the_request_timeout_is_30_s_and_keys_are_kept_7_days_by_default() -> No
     settings = load_settings({})
     assert settings.request_timeout_seconds == 30
     assert settings.idempotency_retention == timedelta(days=7)
+    assert claim_lease(settings.request_timeout_seconds, settings.idempotency_lease_margin) == timedelta(seconds=60)
 
 
 def test_the_request_timeout_and_the_retention_are_read_from_the_environment() -> None:
-    settings = load_settings({"LEDGER_REQUEST_TIMEOUT_SECONDS": "2.5", "LEDGER_IDEMPOTENCY_RETENTION": "24h"})
+    settings = load_settings(
+        {
+            "LEDGER_REQUEST_TIMEOUT_SECONDS": "2.5",
+            "LEDGER_IDEMPOTENCY_RETENTION": "24h",
+            "LEDGER_IDEMPOTENCY_LEASE_MARGIN": "1s",
+        }
+    )
     assert settings.request_timeout_seconds == 2.5
     assert settings.idempotency_retention == timedelta(hours=24)
+    assert claim_lease(settings.request_timeout_seconds, settings.idempotency_lease_margin) == timedelta(seconds=3.5)
 
 
 @pytest.mark.parametrize(
@@ -32,6 +41,8 @@ def test_the_request_timeout_and_the_retention_are_read_from_the_environment() -
         {"LEDGER_IDEMPOTENCY_RETENTION": "7"},
         {"LEDGER_IDEMPOTENCY_RETENTION": "0d"},
         {"LEDGER_IDEMPOTENCY_RETENTION": "1w"},
+        {"LEDGER_IDEMPOTENCY_LEASE_MARGIN": "0s"},
+        {"LEDGER_IDEMPOTENCY_LEASE_MARGIN": "soon"},
     ],
 )
 def test_a_malformed_setting_is_a_configuration_error_naming_it(environ: dict[str, str]) -> None:
