@@ -28,7 +28,9 @@ from ledger.escrow.model import (
     REFUND_WINDOW,
     SECURITY_PERIOD,
     Contract,
+    InvalidTransition,
     MilestoneFrozen,
+    MilestoneState,
     Payment,
     RefundNotAllowed,
     new_id,
@@ -347,7 +349,14 @@ def refund_payment(uow: UnitOfWork, payment_id: str, amount: int, *, request_key
             )
     payment = uow.escrow.payment(payment_id)
     # The milestone's lock first (as chargebacks take it), so a refund and a chargeback take turns.
-    frozen_by = uow.escrow.milestone(payment.milestone_id, lock=True).frozen_by
+    milestone = uow.escrow.milestone(payment.milestone_id, lock=True)
+    if milestone.state is MilestoneState.APPROVAL_PENDING:
+        raise InvalidTransition(
+            f"milestone {milestone.id} waits for its approval's bonus charge: refund payment {payment_id} after it",
+            milestone_id=milestone.id,
+            state=milestone.state.value,
+        )
+    frozen_by = milestone.frozen_by
     if frozen_by is not None:
         raise MilestoneFrozen(
             f"payment {payment_id} is under chargeback {frozen_by}: it cannot be refunded until the dispute closes",

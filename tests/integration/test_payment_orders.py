@@ -106,29 +106,32 @@ def test_a_bonus_is_fixed_under_the_lock_so_a_racing_approval_cannot_create_mone
     assert book.audit().ok
 
 
-def test_while_a_bonus_is_in_flight_the_milestone_refuses_approvals_ending_and_the_clock(
+def test_while_a_bonus_is_in_flight_the_milestone_refuses_approvals_ending_refunds_and_the_clock(
     book: Ledger, clock: FixedClock
 ) -> None:
     gateway = Recording()
     escrow = Escrow(book, gateway)
     milestone_id = funded(escrow)
+    [earlier] = escrow.approve(milestone_id, amount=100 * D)
     escrow.submit(milestone_id)
     clock.advance(timedelta(days=13, hours=12))
     gateway.require_action_next()  # the bonus waits for the payer (3-D Secure)
-    assert escrow.approve(milestone_id, amount=1_200 * D) == []
+    assert escrow.approve(milestone_id, amount=1_100 * D) == []
     milestone = escrow.milestone(milestone_id)
-    assert milestone.state is S.APPROVAL_PENDING and milestone.held == 1_000 * D
+    assert milestone.state is S.APPROVAL_PENDING and milestone.held == 900 * D
     with pytest.raises(InvalidTransition):
         escrow.approve(milestone_id, amount=100 * D)
     with pytest.raises(InvalidTransition):
         escrow.end_contract(milestone.contract_id, ended_by="freelancer")
+    with pytest.raises(InvalidTransition):
+        escrow.refund_payment(earlier.id, 10 * D)
     clock.advance(timedelta(hours=13))  # past the review deadline: the clock waits for the charge
     escrow.tick()
     assert escrow.milestone(milestone_id).state is S.APPROVAL_PENDING
     clock.advance(timedelta(hours=12))  # 24 hours without the payer: the order is cancelled, the milestone back
     escrow.tick()
     after = escrow.milestone(milestone_id)
-    assert after.state is S.SUBMITTED and after.held == 1_000 * D and escrow.payments(milestone_id) == []
+    assert after.state is S.SUBMITTED and after.held == 900 * D and escrow.payments(milestone_id) == [earlier]
     assert after.review_deadline == milestone.review_deadline + timedelta(hours=25)  # the clock waited
     [bonus] = [o for o in orders(book) if o.kind == "bonus"]
     assert bonus.state == "cancelled" and bonus.failure_reason == "not completed within 24 hours"
