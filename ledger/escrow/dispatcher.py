@@ -32,6 +32,7 @@ from datetime import timedelta
 from ledger.errors import InvalidRequest, LedgerError, NotFound
 from ledger.escrow.order_results import apply_processing_fee, apply_result, expire_waiting_charge, give_up
 from ledger.escrow.orders import (
+    ACTION_TIMEOUT,
     LEASE,
     LOOKUP_LIMIT,
     MAX_ATTEMPTS,
@@ -50,15 +51,13 @@ from ledger.gateway import (
     PaymentGateway,
     ProcessingFees,
     RefundRetrieval,
+    TransferRetrieval,
 )
 from ledger.service import Ledger
 
 log = logging.getLogger("ledger.dispatcher")
 
 BATCH = 100
-#: How long to wait before asking the provider again about an order it acknowledged
-#: but has not finished (a refund pending at the bank, a transfer in transit).
-STATUS_POLL = timedelta(minutes=10)
 
 
 def dispatcher_name() -> str:
@@ -128,8 +127,6 @@ class Dispatcher:
 
     def expire_waiting(self) -> int:
         """Cancel charges the payer has not completed within 24 hours (3-D Secure abandoned)."""
-        from ledger.escrow.orders import ACTION_TIMEOUT
-
         cutoff = self.book.clock.now() - ACTION_TIMEOUT
         waiting = self.book.transaction(lambda uow: uow.orders.waiting_for_payer(cutoff), read_only=True)
         expired = 0
@@ -275,13 +272,11 @@ class Dispatcher:
             return gateway.retrieve_refund(reference)[0]
         if order.kind in (OrderKind.FUND, OrderKind.BONUS) and isinstance(gateway, ChargeRetrieval):
             return gateway.retrieve_charge(reference)[0]
-        if order.kind is OrderKind.PAYOUT:
-            retrieve = getattr(gateway, "retrieve_transfer", None)
-            if retrieve is not None:
-                reversed_amount, _ = retrieve(reference)
-                if reversed_amount:
-                    return None  # a reversal: the provider's webhook books it
-                return GatewayResult("succeeded", reference)
+        if order.kind is OrderKind.PAYOUT and isinstance(gateway, TransferRetrieval):
+            reversed_amount, _ = gateway.retrieve_transfer(reference)
+            if reversed_amount:
+                return None  # a reversal: the provider's webhook books it
+            return GatewayResult("succeeded", reference)
         return None
 
     def _provider_id(self, party: str) -> str:

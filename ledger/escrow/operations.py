@@ -24,7 +24,14 @@ from ledger.escrow.dispatcher import Dispatcher
 from ledger.escrow.model import PayoutState
 from ledger.escrow.order_results import apply_result
 from ledger.escrow.orders import LOOKUP_LIMIT, OrderKind, OrderNotResolvable, OrderState, PaymentOrder
-from ledger.gateway import ChargeRetrieval, GatewayResult, ObjectLookup, PaymentGateway, RefundRetrieval
+from ledger.gateway import (
+    ChargeRetrieval,
+    GatewayResult,
+    ObjectLookup,
+    PaymentGateway,
+    RefundRetrieval,
+    TransferRetrieval,
+)
 
 if TYPE_CHECKING:
     from ledger.db.unit_of_work import UnitOfWork
@@ -150,9 +157,7 @@ def _provider_confirms(gateway: PaymentGateway, order: PaymentOrder, reference: 
         return gateway.retrieve_refund(reference)[0].succeeded
     if order.kind in (OrderKind.FUND, OrderKind.BONUS) and isinstance(gateway, ChargeRetrieval):
         return gateway.retrieve_charge(reference)[0].succeeded
-    if order.kind is OrderKind.PAYOUT:
-        retrieve = getattr(gateway, "retrieve_transfer", None)
-        if retrieve is not None:
-            reversed_amount, metadata = retrieve(reference)
-            return not reversed_amount and metadata.get("payout") == order.payout_id
+    if order.kind is OrderKind.PAYOUT and isinstance(gateway, TransferRetrieval):
+        reversed_amount, metadata = gateway.retrieve_transfer(reference)
+        return not reversed_amount and metadata.get("payout") == order.payout_id
     return False

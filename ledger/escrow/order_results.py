@@ -11,16 +11,13 @@ from typing import TYPE_CHECKING
 
 from ledger.escrow import approvals
 from ledger.escrow.milestones import await_funding, confirm_funding, fail_funding, start_next_attempt
-from ledger.escrow.orders import NewOrder, OrderKind, OrderState, PaymentOrder
+from ledger.escrow.orders import STATUS_POLL, NewOrder, OrderKind, OrderState, PaymentOrder
 from ledger.escrow.payments import book_processing_fee, settle_refund
 from ledger.escrow.payouts import settle_payout
 from ledger.gateway import GatewayResult
 
 if TYPE_CHECKING:
     from ledger.db.unit_of_work import UnitOfWork
-
-#: how long before the dispatcher asks the provider again about an acknowledged order
-_POLL_MINUTES = 10
 
 
 def apply_result(
@@ -39,9 +36,7 @@ def _pending_at_provider(uow: UnitOfWork, order: PaymentOrder, result: GatewayRe
     """The provider took the order but has not finished it: ask again later."""
     if result.status != "requires_action":
         return False
-    from datetime import timedelta
-
-    uow.orders.acknowledged(order.id, result.reference, retry_at=uow.clock.now() + timedelta(minutes=_POLL_MINUTES))
+    uow.orders.acknowledged(order.id, result.reference, retry_at=uow.clock.now() + STATUS_POLL)
     return True
 
 

@@ -46,6 +46,10 @@ MAX_ATTEMPTS = 8
 #: within this time is cancelled; the milestone returns to its state.
 ACTION_TIMEOUT = timedelta(hours=24)
 
+#: How long before the provider is asked again about an order it acknowledged but has
+#: not finished (a refund pending at the bank, a transfer in transit).
+STATUS_POLL = timedelta(minutes=10)
+
 #: A sent order not acknowledged for this long is "stuck" (`ledger orders list --state stuck`).
 STUCK_AFTER = timedelta(minutes=15)
 

@@ -240,25 +240,10 @@ class Escrow:
             except LedgerError as error:
                 log.warning("funding %s: the provider could not be asked: %s", order.id, error)
             else:
-                self.book.transaction(
-                    lambda uow: apply_result(
-                        uow,
-                        order.id,
-                        current,
-                        psp_account=gateway.psp_account,
-                        fees=isinstance(gateway, ProcessingFees),
-                    )
+                _, written = self.book.transaction(
+                    lambda uow: apply_result(uow, order.id, current, psp_account=gateway.psp_account, fees=self._fees)
                 )
-                self._dispatch_own(
-                    self.book.transaction(
-                        lambda uow: [
-                            o.id
-                            for o in uow.orders.of_milestone(milestone_id)
-                            if o.kind is OrderKind.PROCESSING_FEE and not o.state.is_final
-                        ],
-                        read_only=True,
-                    )
-                )
+                self._dispatch_own(written)  # the processing-fee lookup its success ordered
         return self._funding_outcome(milestone_id)
 
     def _funding_outcome(self, milestone_id: str) -> FundingOutcome:

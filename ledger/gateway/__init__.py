@@ -191,6 +191,13 @@ class RefundRetrieval(Protocol):
 
 
 @runtime_checkable
+class TransferRetrieval(Protocol):
+    """A provider that can say how much of a transfer it has reversed (and its metadata)."""
+
+    def retrieve_transfer(self, reference: str) -> tuple[int, Mapping[str, str]]: ...
+
+
+@runtime_checkable
 class ProcessingFees(Protocol):
     """A provider that reports what it kept of a payment: (fee, currency), or None."""
 
@@ -239,16 +246,22 @@ from ledger.gateway.simulated import SimulatedGateway  # noqa: E402
 __all__ = [
     "DISPUTE_CLOSED",
     "BalanceMove",
+    "ChargeCancellation",
+    "ChargeRetrieval",
     "DisputeReport",
     "GatewayNotConfigured",
     "GatewayResult",
     "GatewayUnavailable",
+    "ObjectLookup",
     "PaymentFailed",
     "PaymentGateway",
+    "ProcessingFees",
     "ProviderBooks",
     "ProviderMovement",
     "ProviderObject",
+    "RefundRetrieval",
     "SimulatedGateway",
+    "TransferRetrieval",
     "UnknownProviderObject",
     "gateway_from_settings",
     "provider_books_from_settings",
