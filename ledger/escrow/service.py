@@ -214,9 +214,6 @@ class Escrow:
         except Exception:
             log.exception("sending payment orders %s after commit failed; they stay due", order_ids)
 
-    def dispatcher(self) -> Dispatcher:
-        return Dispatcher(self.book, self._gateway())
-
     def fund(
         self, milestone_id: str, *, payment_method: str | None = None, request_key: str | None = None
     ) -> FundingOutcome:

@@ -11,29 +11,16 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from ledger.escrow.dispatcher import dispatcher_name
 from ledger.escrow.service import Escrow
 
 log = logging.getLogger("ledger.worker")
 
-#: A worker whose last heartbeat is older than this is reported as down.
-HEARTBEAT_STALE = timedelta(minutes=2)
 
-
-@dataclass(frozen=True)
-class WorkerRound:
-    """What one round did, in words (also the heartbeat's summary)."""
-
-    summary: str
-
-
-def run_round(
-    escrow: Escrow, *, name: str, started_at: datetime, housekeeping: Callable[[], str] | None = None
-) -> WorkerRound:
-    """One round: timers, expired charges, due orders, housekeeping, heartbeat."""
+def run_round(escrow: Escrow, *, name: str, started_at: datetime, housekeeping: Callable[[], str] | None = None) -> str:
+    """One round: timers, expired charges, due orders, housekeeping, heartbeat; what it did, in words."""
     report = escrow.tick()
     parts = [report.summary()]
     if housekeeping is not None:
@@ -43,7 +30,7 @@ def run_round(
             log.exception("worker housekeeping failed")
     summary = "; ".join(p for p in parts if p)
     escrow.book.transaction(lambda uow: uow.orders.heartbeat(name, started_at=started_at, summary=summary))
-    return WorkerRound(summary)
+    return summary
 
 
 def run_worker(
@@ -60,8 +47,7 @@ def run_worker(
     done = 0
     while rounds is None or done < rounds:
         try:
-            result = run_round(escrow, name=worker, started_at=started, housekeeping=housekeeping)
-            log.info("worker round: %s", result.summary)
+            log.info("worker round: %s", run_round(escrow, name=worker, started_at=started, housekeeping=housekeeping))
         except Exception:
             log.exception("worker round failed")
         done += 1
