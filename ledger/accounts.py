@@ -18,13 +18,10 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ledger.errors import InvalidRequest
-from ledger.money import MAX_MINOR_UNITS, normalize_currency
-
-if TYPE_CHECKING:
-    from ledger.db.unit_of_work import UnitOfWork
+from ledger.money import MAX_MINOR_UNITS, normalize_currency, require_json_without_floats
 
 #: Most slots one account may spread its balance over.
 MAX_SLOTS = 64
@@ -122,8 +119,6 @@ def validate_account_code(code: object) -> str:
 
 def normalize_spec(spec: AccountSpec) -> AccountSpec:
     """Validate a spec and fill in its defaults."""
-    from ledger.journal import require_json_without_floats
-
     validate_account_code(spec.code)
     account_type = AccountType(spec.type)
     currency = normalize_currency(spec.currency)
@@ -149,11 +144,3 @@ def normalize_spec(spec: AccountSpec) -> AccountSpec:
         normal_side=Side(spec.normal_side) if spec.normal_side else account_type.normal_side,
         metadata=dict(spec.metadata),
     )
-
-
-def open_account(uow: UnitOfWork, spec: AccountSpec) -> Account:
-    """Open an account, or return it if it exists with the same attributes.
-
-    Raises `AccountConflict` when it exists with other attributes.
-    """
-    return uow.accounts.open(normalize_spec(spec))

@@ -219,7 +219,7 @@ def run(argv: Sequence[str]) -> int:
     book = Ledger.connect(url)
     try:
         if args.command == "audit":
-            from ledger.gateway import provider_books_from_settings
+            from ledger.bootstrap import provider_books_from_settings
 
             report = book.audit(provider=provider_books_from_settings(load_settings()))
             print(report.to_json() if args.json else report.summary())
@@ -229,8 +229,8 @@ def run(argv: Sequence[str]) -> int:
             print(f"{format_amount(amount, args.currency.upper())} {args.currency.upper()}")
             return EXIT_OK
         if args.command == "tick":
-            from ledger.escrow import Escrow
-            from ledger.gateway import gateway_from_settings
+            from ledger.bootstrap import gateway_from_settings
+            from ledger.escrow.service import Escrow
 
             escrow = Escrow(book, gateway_from_settings(load_settings()))
             print(escrow.tick(args.now).summary())
@@ -242,8 +242,8 @@ def run(argv: Sequence[str]) -> int:
         if args.command == "fees":
             return run_fees(book, args)
         if args.command == "reconcile":
-            from ledger.escrow import Escrow
-            from ledger.gateway import gateway_from_settings
+            from ledger.bootstrap import gateway_from_settings
+            from ledger.escrow.service import Escrow
 
             lines = Escrow(book, gateway_from_settings(load_settings())).reconcile(args.period_from, args.period_to)
             print("status,kind,reference,currency,provider_amount,ledger_amount,entry_id")
@@ -338,8 +338,8 @@ def run_idempotency(book: Ledger, args: argparse.Namespace) -> int:
 
 
 def _escrow(book: Ledger) -> Any:
-    from ledger.escrow import Escrow
-    from ledger.gateway import gateway_from_settings
+    from ledger.bootstrap import gateway_from_settings
+    from ledger.escrow.service import Escrow
 
     return Escrow(book, gateway_from_settings(load_settings()))
 
@@ -435,7 +435,7 @@ def run_serve(book: Ledger, args: argparse.Namespace) -> int:
     import uvicorn
 
     from ledger.api.app import create_app
-    from ledger.gateway import gateway_from_settings
+    from ledger.bootstrap import gateway_from_settings
 
     settings = load_settings()
     app = create_app(
@@ -455,7 +455,7 @@ def run_demo(book: Ledger, args: argparse.Namespace) -> int:
     if args.if_empty and not demo.is_empty(book):
         print("the database already has data: no demo added (create a key with `ledger keys create --role admin`)")
         return EXIT_OK
-    from ledger.gateway import SimulatedGateway
+    from ledger.gateway.simulated import SimulatedGateway
 
     provider = SimulatedGateway(load_settings().database_url)
     try:

@@ -15,8 +15,8 @@ from ledger.api.keys import create_key
 from ledger.db.schema import contracts, entries
 from ledger.db.unit_of_work import UnitOfWork
 from ledger.errors import Conflict
-from ledger.escrow import Escrow
-from ledger.gateway import SimulatedGateway
+from ledger.escrow.service import Escrow
+from ledger.gateway.simulated import SimulatedGateway
 from ledger.invoices.service import Finance
 from ledger.service import Ledger
 

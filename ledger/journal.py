@@ -22,21 +22,17 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ledger.accounts import Side
 from ledger.clock import require_utc
 from ledger.errors import (
-    CannotReverseReversal,
     IdempotencyConflict,
     InvalidAmount,
     InvalidRequest,
     UnbalancedEntry,
 )
-from ledger.money import MAX_MINOR_UNITS, normalize_currency
-
-if TYPE_CHECKING:
-    from ledger.db.unit_of_work import UnitOfWork
+from ledger.money import MAX_MINOR_UNITS, normalize_currency, require_json_without_floats
 
 MAX_KEY_LENGTH = 255
 MAX_KIND_LENGTH = 100
@@ -133,22 +129,6 @@ class Entry:
     reverses_entry_id: int | None = None
 
 
-def require_json_without_floats(value: object, where: str) -> None:
-    """Refuse floats (money is never a float, not even in metadata) and non-JSON values."""
-    if isinstance(value, float):
-        raise InvalidRequest(f"{where} may not contain floats; use strings or integers", field=where)
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise InvalidRequest(f"{where} keys must be strings", field=where)
-            require_json_without_floats(item, f"{where}.{key}")
-    elif isinstance(value, list | tuple):
-        for item in value:
-            require_json_without_floats(item, where)
-    elif not (value is None or isinstance(value, str | int | bool)):
-        raise InvalidRequest(f"{where} holds a {type(value).__name__}, which is not JSON", field=where)
-
-
 def normalize_request(request: EntryRequest) -> EntryRequest:
     """Validate an entry request and return it with currencies and time normalized.
 
@@ -241,58 +221,3 @@ def dedupe_batch(requests: Sequence[EntryRequest]) -> list[EntryRequest]:
                 idempotency_key=request.idempotency_key,
             )
     return unique
-
-
-# --- use cases -------------------------------------------------------------------
-
-
-def post_entries(uow: UnitOfWork, requests: Sequence[EntryRequest]) -> list[Entry]:
-    """Post many entries in the unit of work's transaction: all or nothing.
-
-    Returns one entry per request, in request order; a replayed key returns the
-    original entry. The write is a handful of statements whatever the batch size.
-    """
-    if len(requests) > MAX_BATCH:
-        raise InvalidRequest(f"a batch holds at most {MAX_BATCH} entries", field="entries")
-    normalized = [normalize_request(r) for r in requests]
-    unique = dedupe_batch(normalized)
-    written = {e.idempotency_key: e for e in uow.journal.write(unique, recorded_at=uow.clock.now())}
-    return [written[r.idempotency_key] for r in normalized]
-
-
-def post_entry(uow: UnitOfWork, request: EntryRequest) -> Entry:
-    """Post one entry; see `post_entries`."""
-    return post_entries(uow, [request])[0]
-
-
-def reverse_entry(
-    uow: UnitOfWork,
-    entry_id: int,
-    *,
-    idempotency_key: str,
-    effective_at: datetime | None = None,
-    metadata: Mapping[str, Any] | None = None,
-) -> Entry:
-    """Post the entry that undoes `entry_id`: the same postings on the opposite sides.
-
-    An entry is reversed at most once (`EntryAlreadyReversed`); a reversal cannot
-    itself be reversed (`CannotReverseReversal`). Floors still apply: money that has
-    moved on cannot be pulled back by a reversal.
-    """
-    original = uow.journal.get(entry_id)
-    if original.reverses_entry_id is not None:
-        raise CannotReverseReversal(
-            f"entry {entry_id} is itself a reversal of entry {original.reverses_entry_id}; post a new entry instead",
-            entry_id=entry_id,
-        )
-    opposite = {Side.DEBIT: Side.CREDIT, Side.CREDIT: Side.DEBIT}
-    request = EntryRequest(
-        idempotency_key=idempotency_key,
-        kind=f"{original.kind}.reversal",
-        postings=tuple(Posting(p.account, p.currency, opposite[p.side], p.amount) for p in original.postings),
-        effective_at=effective_at,
-        refs=dict(original.refs),
-        metadata=dict(metadata or {}),
-        reverses_entry_id=entry_id,
-    )
-    return post_entry(uow, request)

@@ -12,11 +12,12 @@ the check happens here before one can reach it).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 
 import moneyed
 
-from ledger.errors import InvalidAmount, UnknownCurrency
+from ledger.errors import InvalidAmount, InvalidRequest, UnknownCurrency
 
 #: The largest magnitude a BIGINT column holds; no amount may exceed it.
 MAX_MINOR_UNITS = 2**63 - 1
@@ -132,3 +133,19 @@ def format_amount(minor: int, currency: str) -> str:
 def to_money(minor: int, currency: str) -> moneyed.Money:
     """Minor units as a py-moneyed `Money`, for the edges (invoices, statements, API)."""
     return moneyed.Money(to_decimal(minor, currency), normalize_currency(currency))
+
+
+def require_json_without_floats(value: object, where: str) -> None:
+    """Refuse floats (money is never a float, not even in metadata) and non-JSON values."""
+    if isinstance(value, float):
+        raise InvalidRequest(f"{where} may not contain floats; use strings or integers", field=where)
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise InvalidRequest(f"{where} keys must be strings", field=where)
+            require_json_without_floats(item, f"{where}.{key}")
+    elif isinstance(value, list | tuple):
+        for item in value:
+            require_json_without_floats(item, where)
+    elif not (value is None or isinstance(value, str | int | bool)):
+        raise InvalidRequest(f"{where} holds a {type(value).__name__}, which is not JSON", field=where)

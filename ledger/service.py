@@ -13,16 +13,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ledger import fees
-from ledger.accounts import Account, AccountSpec, open_account
+from ledger.accounts import Account, AccountSpec
 from ledger.audit import CORE_CHECKS, AuditReport, run_checks
+from ledger.bookkeeping import open_account, post_entries, post_entry, reverse_entry
 from ledger.clock import Clock, require_utc
 from ledger.config import load_settings
 from ledger.db.engine import require_migrated, upgrade
 from ledger.db.unit_of_work import Database, UnitOfWork
 from ledger.errors import InvalidRequest
+from ledger.fees import billing as fees
 from ledger.fees.rule import FeeBreakdown
-from ledger.journal import Entry, EntryRequest, post_entries, post_entry, reverse_entry
+from ledger.journal import Entry, EntryRequest
 from ledger.money import normalize_currency
 
 if TYPE_CHECKING:

@@ -18,7 +18,8 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from ledger.gateway import GatewayResult, GatewayUnavailable, SimulatedGateway
+from ledger.gateway import GatewayResult, GatewayUnavailable
+from ledger.gateway.simulated import SimulatedGateway
 
 BEFORE, AFTER, TIMEOUT, TWICE = "before", "after", "timeout", "twice"
 

@@ -23,7 +23,7 @@ from ledger.api.problems import EXCEPTION_HANDLERS
 from ledger.api.timeout import RequestTimeout
 from ledger.api.webhooks import stripe_webhook
 from ledger.config import DEFAULT_REQUEST_TIMEOUT_SECONDS
-from ledger.escrow import Escrow
+from ledger.escrow.service import Escrow
 from ledger.gateway import PaymentGateway
 from ledger.invoices.service import Finance
 from ledger.service import Ledger

@@ -13,7 +13,7 @@ from ledger.api.finance import OptionalPeriodStart, _utc
 from ledger.api.money_out import Limit, parse_cursor
 from ledger.api.schemas import EntryList
 from ledger.api.views import entry_out
-from ledger.gateway import provider_books_of
+from ledger.gateway.books import provider_books_of
 
 
 class CheckOut(Struct):

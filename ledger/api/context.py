@@ -25,7 +25,7 @@ from litestar.handlers.base import BaseRouteHandler
 from ledger.api.keys import ApiKey, authenticate
 from ledger.api.problems import problem_body
 from ledger.errors import Conflict, IdempotencyConflict, InvalidRequest, LedgerError
-from ledger.escrow import Escrow
+from ledger.escrow.service import Escrow
 from ledger.invoices.service import Finance
 from ledger.service import Ledger
 

@@ -17,8 +17,9 @@ from ledger.api.schemas import (
     PostingOut,
     RefundOut,
 )
-from ledger.escrow import Contract, Dispute, FreelancerBalance, FundingOutcome, Milestone, Payment, Payout
+from ledger.escrow.model import Contract, Dispute, Milestone, Payment, Payout
 from ledger.escrow.payments import PaymentRefund
+from ledger.escrow.service import FreelancerBalance, FundingOutcome
 from ledger.fees.rule import FeeBreakdown
 from ledger.journal import Entry
 

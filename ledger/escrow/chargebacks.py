@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ledger.bookkeeping import post_entry
 from ledger.errors import Conflict
 from ledger.escrow.chart import (
     CHARGEBACKS,
@@ -61,7 +62,7 @@ from ledger.escrow.payments import PENDING_RELEASE, entry_refs
 from ledger.fees.billing import refund_fee
 from ledger.gateway import BalanceMove, DisputeReport
 from ledger.invoices.issuing import issue_refund_credit_notes
-from ledger.journal import EntryRequest, Posting, credit, debit, post_entry
+from ledger.journal import EntryRequest, Posting, credit, debit
 
 if TYPE_CHECKING:
     from ledger.db.unit_of_work import UnitOfWork

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ledger.accounts import AccountSpec, AccountType, open_account
+from ledger.accounts import AccountSpec, AccountType
+from ledger.bookkeeping import open_account
 
 if TYPE_CHECKING:
     from ledger.db.unit_of_work import UnitOfWork

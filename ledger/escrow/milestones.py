@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING
 
+from ledger.bookkeeping import post_entry
 from ledger.errors import CurrencyMismatch, InvalidRequest
 from ledger.escrow.chart import (
     CLIENT_PROCESSING_FEES,
@@ -39,7 +40,7 @@ from ledger.escrow.orders import NewOrder, OrderKind, OrderState, PaymentOrder
 from ledger.escrow.payments import entry_refs, refund_from_escrow, release
 from ledger.fees.billing import schedule_in_force
 from ledger.fees.rule import client_processing_fee
-from ledger.journal import EntryRequest, credit, debit, post_entry
+from ledger.journal import EntryRequest, credit, debit
 from ledger.money import normalize_currency
 
 if TYPE_CHECKING:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from ledger.bookkeeping import post_entry
 from ledger.errors import InvalidRequest
 from ledger.escrow.chart import (
     PSP_FEES,
@@ -38,7 +39,7 @@ from ledger.escrow.model import (
 from ledger.escrow.orders import NewOrder, OrderKind
 from ledger.fees.billing import charge_fee, refund_fee
 from ledger.invoices.issuing import issue_refund_credit_notes, issue_release_documents
-from ledger.journal import EntryRequest, Posting, credit, debit, post_entry
+from ledger.journal import EntryRequest, Posting, credit, debit
 
 if TYPE_CHECKING:
     from ledger.db.unit_of_work import UnitOfWork

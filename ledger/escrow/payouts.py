@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ledger.bookkeeping import post_entry
 from ledger.errors import InvalidRequest
 from ledger.escrow.chart import (
     PAYOUTS_IN_TRANSIT,
@@ -19,7 +20,7 @@ from ledger.escrow.chart import (
 )
 from ledger.escrow.model import InvalidTransition, Payout, PayoutState, new_id, party_id
 from ledger.escrow.orders import NewOrder, OrderKind
-from ledger.journal import EntryRequest, credit, debit, post_entry
+from ledger.journal import EntryRequest, credit, debit
 from ledger.money import normalize_currency
 
 if TYPE_CHECKING:

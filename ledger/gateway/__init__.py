@@ -15,12 +15,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from ledger.errors import ConfigurationError, Conflict, LedgerError, NotFound
-
-if TYPE_CHECKING:
-    from ledger.config import Settings
 
 
 class GatewayNotConfigured(ConfigurationError):
@@ -212,37 +209,6 @@ class ObjectLookup(Protocol):
     def find(self, kind: str, order_id: str) -> GatewayResult | None: ...
 
 
-def gateway_from_settings(settings: Settings) -> PaymentGateway | None:
-    """The gateway LEDGER_GATEWAY names; None when unset (money-in is then refused)."""
-    name = settings.gateway
-    if not name:
-        return None
-    if name == "simulated":
-        return SimulatedGateway(settings.database_url)
-    if name == "stripe":
-        from ledger.gateway.stripe_gateway import StripeGateway
-
-        return StripeGateway(settings.stripe_api_key or "", api_base=settings.stripe_api_base)
-    raise GatewayNotConfigured(f"LEDGER_GATEWAY={name!r} is not a gateway (use simulated or stripe)")
-
-
-def provider_books_from_settings(settings: Settings) -> ProviderBooks | None:
-    """The books of the provider LEDGER_GATEWAY names, for the audit; None when it keeps
-    none the ledger can read (Stripe is reconciled over a period instead, or no gateway)."""
-    if settings.gateway == "simulated":
-        return SimulatedGateway(settings.database_url)
-    return None
-
-
-def provider_books_of(gateway: PaymentGateway | None) -> ProviderBooks | None:
-    """The gateway's own books, when it keeps them (the simulated one does)."""
-    return gateway if isinstance(gateway, ProviderBooks) else None
-
-
-# The simulated provider uses the interface above; imported last, re-exported here.
-from ledger.gateway.books import ProviderBooks, ProviderMovement  # noqa: E402
-from ledger.gateway.simulated import SimulatedGateway  # noqa: E402
-
 __all__ = [
     "DISPUTE_CLOSED",
     "BalanceMove",
@@ -256,14 +222,8 @@ __all__ = [
     "PaymentFailed",
     "PaymentGateway",
     "ProcessingFees",
-    "ProviderBooks",
-    "ProviderMovement",
     "ProviderObject",
     "RefundRetrieval",
-    "SimulatedGateway",
     "TransferRetrieval",
     "UnknownProviderObject",
-    "gateway_from_settings",
-    "provider_books_from_settings",
-    "provider_books_of",
 ]

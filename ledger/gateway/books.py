@@ -113,3 +113,8 @@ class ProviderBooks(Protocol):
     psp_account: str
 
     def movements(self) -> list[ProviderMovement]: ...
+
+
+def provider_books_of(gateway: object) -> ProviderBooks | None:
+    """The gateway's own books, when it keeps them (the simulated one does)."""
+    return gateway if isinstance(gateway, ProviderBooks) else None

@@ -11,7 +11,7 @@ from litestar.testing import TestClient
 from ledger import FixedClock, Ledger
 from ledger.api.app import create_app
 from ledger.api.keys import ROLES, create_key
-from ledger.gateway import SimulatedGateway
+from ledger.gateway.simulated import SimulatedGateway
 
 
 @dataclass

@@ -15,7 +15,7 @@ from ledger import FixedClock, Ledger
 from ledger.api.app import create_app
 from ledger.api.keys import create_key
 from ledger.db.schema import entries
-from ledger.escrow import Escrow
+from ledger.escrow.service import Escrow
 from ledger.gateway.stripe_gateway import StripeGateway
 from tests.stripe_standin import StripeStandIn, signed
 

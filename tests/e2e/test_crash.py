@@ -43,7 +43,7 @@ import pytest
 from sqlalchemy import text
 
 from ledger.api.keys import create_key
-from ledger.gateway import SimulatedGateway
+from ledger.gateway.simulated import SimulatedGateway
 from ledger.service import Ledger
 from tests.conftest import CONCURRENCY_REPORT, postgres_admin
 

@@ -228,8 +228,8 @@ def test_a_gap_in_a_fee_chain_is_named(sqlite_book: Ledger) -> None:
 
 
 def released_with_documents(book: Ledger) -> None:
-    from ledger.escrow import Escrow
-    from ledger.gateway import SimulatedGateway
+    from ledger.escrow.service import Escrow
+    from ledger.gateway.simulated import SimulatedGateway
 
     escrow = Escrow(book, SimulatedGateway())
     for amount in (100_00, 200_00):
@@ -276,8 +276,9 @@ def test_the_accounting_equation_holds_with_expenses_and_contra_accounts(sqlite_
 
 
 def test_a_dispute_whose_figures_differ_from_its_entries_is_named(sqlite_book: Ledger) -> None:
-    from ledger.escrow import Escrow
-    from ledger.gateway import BalanceMove, DisputeReport, SimulatedGateway
+    from ledger.escrow.service import Escrow
+    from ledger.gateway import BalanceMove, DisputeReport
+    from ledger.gateway.simulated import SimulatedGateway
 
     escrow = Escrow(sqlite_book, SimulatedGateway())
     contract = escrow.open_contract(client_id="cl_1", freelancer_id="fr_1", currency="USD", title="t")

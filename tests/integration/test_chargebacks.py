@@ -10,7 +10,6 @@ import pytest
 
 from ledger import FixedClock, Ledger
 from ledger.db.schema import refund_orders
-from ledger.escrow import DisputeOutcome, Escrow, MilestoneFrozen, MilestoneState
 from ledger.escrow.chargebacks import DisputeMismatch
 from ledger.escrow.chart import (
     CHARGEBACKS,
@@ -21,7 +20,10 @@ from ledger.escrow.chart import (
     escrow_account_code,
     pending_account_code,
 )
-from ledger.gateway import BalanceMove, DisputeReport, GatewayResult, GatewayUnavailable, SimulatedGateway
+from ledger.escrow.model import DisputeOutcome, MilestoneFrozen, MilestoneState
+from ledger.escrow.service import Escrow
+from ledger.gateway import BalanceMove, DisputeReport, GatewayResult, GatewayUnavailable
+from ledger.gateway.simulated import SimulatedGateway
 from ledger.invoices.documents import DocumentKind
 from tests.integration.test_escrow import funded, journal_size, refused
 from tests.integration.test_fees import put_in_force

@@ -10,9 +10,11 @@ from sqlalchemy import func, select
 from ledger import FixedClock, Ledger
 from ledger.db.schema import entries, milestones, refund_orders
 from ledger.errors import BelowFloor, CurrencyMismatch, InvalidRequest
-from ledger.escrow import ContractEnded, Escrow, InvalidTransition, MilestoneState, PayoutState, RefundNotAllowed
 from ledger.escrow.chart import SERVICE_FEES, escrow_account_code
-from ledger.gateway import GatewayNotConfigured, GatewayResult, PaymentFailed, SimulatedGateway
+from ledger.escrow.model import ContractEnded, InvalidTransition, MilestoneState, PayoutState, RefundNotAllowed
+from ledger.escrow.service import Escrow
+from ledger.gateway import GatewayNotConfigured, GatewayResult, PaymentFailed
+from ledger.gateway.simulated import SimulatedGateway
 
 D = 100
 S = MilestoneState

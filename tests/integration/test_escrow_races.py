@@ -11,8 +11,9 @@ from datetime import timedelta
 import pytest
 
 from ledger import FixedClock, Ledger, LedgerError
-from ledger.escrow import Escrow, MilestoneState
-from ledger.gateway import SimulatedGateway
+from ledger.escrow.model import MilestoneState
+from ledger.escrow.service import Escrow
+from ledger.gateway.simulated import SimulatedGateway
 from tests.conftest import CONCURRENCY_REPORT
 
 pytestmark = pytest.mark.postgresql_only

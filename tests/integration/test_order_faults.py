@@ -17,10 +17,12 @@ from sqlalchemy import select
 
 from ledger import FixedClock, Ledger
 from ledger.db.schema import refund_orders
-from ledger.escrow import Escrow, MilestoneState, PayoutState
 from ledger.escrow.dispatcher import Dispatcher
+from ledger.escrow.model import MilestoneState, PayoutState
 from ledger.escrow.orders import LEASE, OrderKind, OrderState, PaymentOrder
-from ledger.gateway import GatewayResult, SimulatedGateway
+from ledger.escrow.service import Escrow
+from ledger.gateway import GatewayResult
+from ledger.gateway.simulated import SimulatedGateway
 from tests.faulty_gateway import AFTER, BEFORE, TIMEOUT, TWICE, FaultyGateway
 
 D = 100

@@ -20,10 +20,12 @@ from typing import Any
 import pytest
 
 from ledger import FixedClock, Ledger, LedgerError
-from ledger.escrow import Escrow, MilestoneState
 from ledger.escrow.dispatcher import Dispatcher
-from ledger.gateway import GatewayResult, SimulatedGateway
+from ledger.escrow.model import MilestoneState
+from ledger.escrow.service import Escrow
+from ledger.gateway import GatewayResult
 from ledger.gateway.books import ProviderRecord
+from ledger.gateway.simulated import SimulatedGateway
 from tests.conftest import CONCURRENCY_REPORT
 from tests.faulty_gateway import BEFORE, FaultyGateway
 from tests.integration.test_order_faults import assert_books_agree

@@ -14,10 +14,12 @@ from sqlalchemy import select
 from ledger import FixedClock, Ledger
 from ledger.db.schema import payment_orders, refund_orders
 from ledger.errors import IdempotencyConflict, UnknownAccount
-from ledger.escrow import Escrow, InvalidTransition, MilestoneState
+from ledger.escrow.model import InvalidTransition, MilestoneState
 from ledger.escrow.operations import list_orders, resolve_order, retry_order
 from ledger.escrow.orders import OrderKind, OrderNotResolvable, OrderState
-from ledger.gateway import GatewayResult, GatewayUnavailable, SimulatedGateway
+from ledger.escrow.service import Escrow
+from ledger.gateway import GatewayResult, GatewayUnavailable
+from ledger.gateway.simulated import SimulatedGateway
 from tests.integration.test_escrow import funded, new_milestone
 
 D = 100

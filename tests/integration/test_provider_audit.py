@@ -11,9 +11,11 @@ import pytest
 
 from ledger import EntryRequest, FixedClock, Ledger, credit, debit
 from ledger.audit import CheckResult
-from ledger.escrow import Escrow, InvalidTransition, MilestoneState
-from ledger.gateway import GatewayResult, SimulatedGateway
+from ledger.escrow.model import InvalidTransition, MilestoneState
+from ledger.escrow.service import Escrow
+from ledger.gateway import GatewayResult
 from ledger.gateway.books import ProviderBooks
+from ledger.gateway.simulated import SimulatedGateway
 from tests.faulty_gateway import AFTER, FaultyGateway
 
 D = 100

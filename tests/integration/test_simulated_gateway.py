@@ -8,8 +8,9 @@ import pytest
 
 from ledger import Ledger
 from ledger.errors import InvalidRequest
-from ledger.gateway import GatewayUnavailable, SimulatedGateway, UnknownProviderObject
+from ledger.gateway import GatewayUnavailable, UnknownProviderObject
 from ledger.gateway.books import ProviderMovement
+from ledger.gateway.simulated import SimulatedGateway
 from tests.faulty_gateway import AFTER, BEFORE, TIMEOUT, TWICE, FaultyGateway
 
 META = {"order": "ord_1"}

@@ -16,7 +16,6 @@ from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
 from ledger.clock import FixedClock
-from ledger.escrow import DisputeOutcome, Escrow
 from ledger.escrow.chart import (
     CHARGEBACKS,
     DISPUTED,
@@ -26,7 +25,10 @@ from ledger.escrow.chart import (
     escrow_account_code,
     pending_account_code,
 )
-from ledger.gateway import BalanceMove, DisputeReport, SimulatedGateway
+from ledger.escrow.model import DisputeOutcome
+from ledger.escrow.service import Escrow
+from ledger.gateway import BalanceMove, DisputeReport
+from ledger.gateway.simulated import SimulatedGateway
 from ledger.service import Ledger
 from tests.conftest import START, database_names
 from tests.property.test_escrow_machine import Connector, postgres_connector, sqlite_connector

@@ -56,11 +56,13 @@ from ledger.clock import FixedClock
 from ledger.db.schema import entries, fee_events
 from ledger.db.unit_of_work import UnitOfWork
 from ledger.errors import LedgerError
-from ledger.escrow import Escrow, MilestoneState, PayoutState
 from ledger.escrow.chart import SERVICE_FEES
+from ledger.escrow.model import MilestoneState, PayoutState
+from ledger.escrow.service import Escrow
 from ledger.fees.rule import cumulative_fee, round_minor
 from ledger.fees.schedule import CLASSIC
-from ledger.gateway import PaymentFailed, SimulatedGateway
+from ledger.gateway import PaymentFailed
+from ledger.gateway.simulated import SimulatedGateway
 from ledger.service import Ledger
 from tests.conftest import START, database_names, empty_postgres
 

@@ -10,8 +10,8 @@ from hypothesis import given, note
 from hypothesis import strategies as st
 
 from ledger import FixedClock, Ledger
-from ledger.fees import CLASSIC, FLAT_10, FeeSchedule, fee_for_payment, fee_for_refund
-from ledger.fees.rule import cumulative_fee, round_minor
+from ledger.fees.rule import cumulative_fee, fee_for_payment, fee_for_refund, round_minor
+from ledger.fees.schedule import CLASSIC, FLAT_10, FeeSchedule
 from tests.integration.test_fees import put_in_force
 
 # One currency of each minor unit: 2 decimals (USD), 0 (JPY), 3 (BHD).

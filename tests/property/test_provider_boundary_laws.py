@@ -29,9 +29,10 @@ from sqlalchemy import select
 from ledger.clock import FixedClock
 from ledger.db.schema import fee_events, fee_schedules
 from ledger.errors import LedgerError
-from ledger.escrow import Escrow, MilestoneState
+from ledger.escrow.model import MilestoneState
+from ledger.escrow.service import Escrow
 from ledger.fees.schedule import CLASSIC, FLAT_10
-from ledger.gateway import SimulatedGateway
+from ledger.gateway.simulated import SimulatedGateway
 from ledger.service import Ledger
 from tests.conftest import START, database_names
 from tests.faulty_gateway import AFTER, BEFORE, TIMEOUT, TWICE, FaultyGateway

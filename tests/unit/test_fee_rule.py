@@ -5,8 +5,8 @@ from decimal import Decimal
 import pytest
 
 from ledger.errors import InvalidAmount
-from ledger.fees import CLASSIC, FLAT_10, FeeSchedule, Tier, client_processing_fee, fee_for_payment, fee_for_refund
-from ledger.fees.schedule import FeeScheduleError
+from ledger.fees.rule import client_processing_fee, fee_for_payment, fee_for_refund
+from ledger.fees.schedule import CLASSIC, FLAT_10, FeeSchedule, FeeScheduleError, Tier
 
 D = 100  # minor units per dollar
 
