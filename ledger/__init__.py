@@ -31,7 +31,7 @@ _EXPORTS = {
     "FixedClock": "ledger.clock",
     "SystemClock": "ledger.clock",
     "Database": "ledger.db.unit_of_work",
-    "UnitOfWork": "ledger.ports",
+    "UnitOfWork": "ledger.ports.unit_of_work",
     "LedgerError": "ledger.errors",
     "Entry": "ledger.journal",
     "EntryRequest": "ledger.journal",
@@ -76,7 +76,7 @@ if TYPE_CHECKING:
     from ledger.db.unit_of_work import Database
     from ledger.errors import LedgerError
     from ledger.journal import Entry, EntryRequest, Posting, credit, debit
-    from ledger.ports import UnitOfWork
+    from ledger.ports.unit_of_work import UnitOfWork
     from ledger.service import Ledger, Page
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from ledger.accounts import Account, AccountSpec, Side, normalize_spec
 from ledger.errors import CannotReverseReversal, InvalidRequest
 from ledger.journal import MAX_BATCH, Entry, EntryRequest, Posting, dedupe_batch, normalize_request
-from ledger.ports import UnitOfWork
+from ledger.ports.unit_of_work import UnitOfWork
 
 
 def open_account(uow: UnitOfWork, spec: AccountSpec) -> Account:
