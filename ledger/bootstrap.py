@@ -1,15 +1,70 @@
-"""The composition root: settings are read once here, and the database, the payment
-gateway and the services are built from them for every entry point (the API app,
-the CLI, the worker and the demo). Nothing below this module reads the environment.
+"""The composition root: settings are read once, here, and the database, the payment
+gateway and the services are built from them for every entry point (the API app, the
+CLI, the worker and the demo). Nothing else reads the environment or picks an adapter.
+
+    services = build_services()           # from the environment (LEDGER_*)
+    services = build_services(settings)   # from given settings
+    services = Services.over(book, gateway)  # tests: an open ledger and a chosen gateway
 """
 
 from __future__ import annotations
 
-from ledger.config import Settings
+from dataclasses import dataclass
+
+from ledger.clock import Clock
+from ledger.config import Settings, load_settings
+from ledger.escrow.service import Escrow
 from ledger.gateway import GatewayNotConfigured, PaymentGateway
-from ledger.gateway.books import ProviderBooks
+from ledger.gateway.books import ProviderBooks, provider_books_of
 from ledger.gateway.simulated import SimulatedGateway
 from ledger.gateway.stripe_gateway import StripeGateway
+from ledger.invoices.service import Finance
+from ledger.service import Ledger
+
+
+@dataclass(frozen=True)
+class Services:
+    """The service layer the entry points call, over one database and one gateway.
+
+    Attributes:
+        book: the ledger (core use cases, transactions, the audit).
+        gateway: the payment provider; None when none is configured (money-in is refused).
+        escrow: the escrow services.
+        finance: parties, documents, statements and reports.
+        settings: what they were built from.
+    """
+
+    book: Ledger
+    gateway: PaymentGateway | None
+    escrow: Escrow
+    finance: Finance
+    settings: Settings
+
+    @classmethod
+    def over(cls, book: Ledger, gateway: PaymentGateway | None, settings: Settings | None = None) -> Services:
+        """The services over an open ledger and a chosen gateway."""
+        return cls(
+            book=book,
+            gateway=gateway,
+            escrow=Escrow(book, gateway),
+            finance=Finance(book),
+            settings=settings or Settings(database_url=str(book.database.engine.url)),
+        )
+
+    @property
+    def provider_books(self) -> ProviderBooks | None:
+        """The provider's own books, when the gateway keeps them (the simulated one), for the audit."""
+        return provider_books_of(self.gateway)
+
+    def close(self) -> None:
+        if isinstance(self.gateway, SimulatedGateway):
+            self.gateway.close()
+        self.book.close()
+
+
+def connect(settings: Settings, *, clock: Clock | None = None, migrate: bool = False) -> Ledger:
+    """The ledger on the settings' database, printing the settings' platform on invoices."""
+    return Ledger.connect(settings.database_url, clock=clock, migrate=migrate, platform=settings.platform)
 
 
 def gateway_from_settings(settings: Settings) -> PaymentGateway | None:
@@ -24,9 +79,13 @@ def gateway_from_settings(settings: Settings) -> PaymentGateway | None:
     raise GatewayNotConfigured(f"LEDGER_GATEWAY={name!r} is not a gateway (use simulated or stripe)")
 
 
-def provider_books_from_settings(settings: Settings) -> ProviderBooks | None:
-    """The books of the provider LEDGER_GATEWAY names, for the audit; None when it keeps
-    none the ledger can read (Stripe is reconciled over a period instead, or no gateway)."""
-    if settings.gateway == "simulated":
-        return SimulatedGateway(settings.database_url)
-    return None
+def build_services(settings: Settings | None = None, *, clock: Clock | None = None) -> Services:
+    """Everything an entry point needs, from `settings` (default: the environment)."""
+    settings = settings or load_settings()
+    book = connect(settings, clock=clock)
+    try:
+        gateway = gateway_from_settings(settings)
+    except Exception:
+        book.close()
+        raise
+    return Services.over(book, gateway, settings)

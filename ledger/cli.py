@@ -8,18 +8,31 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from ledger.config import load_settings, parse_duration
+import uvicorn
+
+from ledger import demo
+from ledger.api.app import create_app
+from ledger.api.idempotency import prune_idempotency_keys
+from ledger.api.keys import create_key, list_keys, revoke_key
+from ledger.bootstrap import Services, build_services
+from ledger.config import Settings, load_settings, parse_duration
 from ledger.db.engine import current_revision, head_revision, make_engine, upgrade
 from ledger.errors import LedgerError
+from ledger.escrow.operations import list_orders, resolve_order, retry_order
 from ledger.fees.rule import FeeBreakdown
+from ledger.invoices.render import render_document, render_statement
+from ledger.invoices.statements import statement_csv
 from ledger.journal import Entry
 from ledger.money import format_amount, normalize_currency, to_minor
 from ledger.service import Ledger
+from ledger.worker import run_worker
 
 EXIT_OK, EXIT_AUDIT_FAILED, EXIT_ERROR = 0, 1, 2
 
@@ -201,9 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(argv)
-    url = load_settings().database_url
+    settings = load_settings()
     if args.command == "db":
-        engine = make_engine(url)
+        engine = make_engine(settings.database_url)
         try:
             if args.db_command == "upgrade":
                 upgrade(engine)
@@ -216,12 +229,13 @@ def run(argv: Sequence[str]) -> int:
             engine.dispose()
         return EXIT_OK
 
-    book = Ledger.connect(url)
+    if args.command == "demo":
+        return run_demo(settings, args)
+    services = build_services(settings)
+    book = services.book
     try:
         if args.command == "audit":
-            from ledger.bootstrap import provider_books_from_settings
-
-            report = book.audit(provider=provider_books_from_settings(load_settings()))
+            report = book.audit(provider=services.provider_books)
             print(report.to_json() if args.json else report.summary())
             return EXIT_OK if report.ok else EXIT_AUDIT_FAILED
         if args.command == "balance":
@@ -229,10 +243,7 @@ def run(argv: Sequence[str]) -> int:
             print(f"{format_amount(amount, args.currency.upper())} {args.currency.upper()}")
             return EXIT_OK
         if args.command == "tick":
-            from ledger.bootstrap import gateway_from_settings
-            from ledger.escrow.service import Escrow
-
-            escrow = Escrow(book, gateway_from_settings(load_settings()))
+            escrow = services.escrow
             print(escrow.tick(args.now).summary())
             if escrow.gateway is None:
                 waiting = book.transaction(lambda uow: len(uow.orders.open_orders()), read_only=True)
@@ -242,10 +253,7 @@ def run(argv: Sequence[str]) -> int:
         if args.command == "fees":
             return run_fees(book, args)
         if args.command == "reconcile":
-            from ledger.bootstrap import gateway_from_settings
-            from ledger.escrow.service import Escrow
-
-            lines = Escrow(book, gateway_from_settings(load_settings())).reconcile(args.period_from, args.period_to)
+            lines = services.escrow.reconcile(args.period_from, args.period_to)
             print("status,kind,reference,currency,provider_amount,ledger_amount,entry_id")
             for line in lines:
                 amounts = [
@@ -259,17 +267,15 @@ def run(argv: Sequence[str]) -> int:
         if args.command == "keys":
             return run_keys(book, args)
         if args.command == "idempotency":
-            return run_idempotency(book, args)
+            return run_idempotency(services, args)
         if args.command == "orders":
-            return run_orders(book, args)
+            return run_orders(services, args)
         if args.command == "worker":
-            return run_worker_command(book, args)
+            return run_worker_command(services, args)
         if args.command == "serve":
-            return run_serve(book, args)
-        if args.command == "demo":
-            return run_demo(book, args)
+            return run_serve(services, args)
         if args.command in ("parties", "invoices", "statement", "report"):
-            return run_finance(book, args)
+            return run_finance(services, args)
         if args.command == "journal":
             page = book.journal(after=args.after, limit=args.limit)
             for entry in page.entries:
@@ -278,7 +284,7 @@ def run(argv: Sequence[str]) -> int:
                 print(f"more: ledger journal --after {page.next_cursor}", file=sys.stderr)
             return EXIT_OK
     finally:
-        book.close()
+        services.close()
     raise UsageError(f"unknown command {args.command}")  # pragma: no cover
 
 
@@ -304,8 +310,6 @@ def run_fees(book: Ledger, args: argparse.Namespace) -> int:
 
 
 def run_keys(book: Ledger, args: argparse.Namespace) -> int:
-    from ledger.api.keys import create_key, list_keys, revoke_key
-
     if args.keys_command == "create":
         _, key = book.transaction(lambda uow: create_key(uow, args.role))
         print(key)
@@ -319,12 +323,10 @@ def run_keys(book: Ledger, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def run_idempotency(book: Ledger, args: argparse.Namespace) -> int:
-    from ledger.api.idempotency import prune_idempotency_keys
-
-    settings = load_settings()
+def run_idempotency(services: Services, args: argparse.Namespace) -> int:
+    settings = services.settings
     pruned = prune_idempotency_keys(
-        book,
+        services.book,
         args.now,
         retention=args.older_than or settings.idempotency_retention,
         request_timeout_seconds=settings.request_timeout_seconds,
@@ -337,16 +339,8 @@ def run_idempotency(book: Ledger, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _escrow(book: Ledger) -> Any:
-    from ledger.bootstrap import gateway_from_settings
-    from ledger.escrow.service import Escrow
-
-    return Escrow(book, gateway_from_settings(load_settings()))
-
-
-def run_orders(book: Ledger, args: argparse.Namespace) -> int:
-    from ledger.escrow.operations import list_orders, resolve_order, retry_order
-
+def run_orders(services: Services, args: argparse.Namespace) -> int:
+    book = services.book
     if args.orders_command == "list":
         listing = list_orders(book, state=args.state)
         beats = book.transaction(lambda uow: uow.orders.heartbeats(), read_only=True)
@@ -392,8 +386,7 @@ def run_orders(book: Ledger, args: argparse.Namespace) -> int:
         if not beats:
             print("no worker has reported (run `ledger worker`)")
         return EXIT_OK
-    escrow = _escrow(book)
-    gateway = escrow._gateway()
+    gateway = services.escrow._gateway()
     if args.orders_command == "retry":
         order = retry_order(book, gateway, args.order_id)
     else:
@@ -404,20 +397,15 @@ def run_orders(book: Ledger, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def run_worker_command(book: Ledger, args: argparse.Namespace) -> int:
-    import logging
-
-    from ledger.api.idempotency import prune_idempotency_keys
-    from ledger.escrow.worker import run_worker
-
+def run_worker_command(services: Services, args: argparse.Namespace) -> int:
     if args.interval <= 0 or (args.rounds is not None and args.rounds <= 0):
         raise UsageError("--interval and --rounds must be positive")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    settings = load_settings()
+    settings = services.settings
 
     def housekeeping() -> str:
         pruned = prune_idempotency_keys(
-            book,
+            services.book,
             retention=settings.idempotency_retention,
             request_timeout_seconds=settings.request_timeout_seconds,
             lease_margin=settings.idempotency_lease_margin,
@@ -425,54 +413,37 @@ def run_worker_command(book: Ledger, args: argparse.Namespace) -> int:
         return f"{pruned.total} idempotency keys pruned" if pruned.total else ""
 
     try:
-        run_worker(_escrow(book), interval=args.interval, rounds=args.rounds, housekeeping=housekeeping)
+        run_worker(services.escrow, interval=args.interval, rounds=args.rounds, housekeeping=housekeeping)
     except KeyboardInterrupt:
         return EXIT_OK
     return EXIT_OK
 
 
-def run_serve(book: Ledger, args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from ledger.api.app import create_app
-    from ledger.bootstrap import gateway_from_settings
-
-    settings = load_settings()
-    app = create_app(
-        book,
-        gateway_from_settings(settings),
-        stripe_webhook_secret=settings.stripe_webhook_secret,
-        request_timeout_seconds=settings.request_timeout_seconds,
-        idempotency_lease_margin=settings.idempotency_lease_margin,
-    )
+def run_serve(services: Services, args: argparse.Namespace) -> int:
+    app = create_app(services)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     return EXIT_OK
 
 
-def run_demo(book: Ledger, args: argparse.Namespace) -> int:
-    from ledger import demo
-
-    if args.if_empty and not demo.is_empty(book):
-        print("the database already has data: no demo added (create a key with `ledger keys create --role admin`)")
-        return EXIT_OK
-    from ledger.gateway.simulated import SimulatedGateway
-
-    provider = SimulatedGateway(load_settings().database_url)
+def run_demo(settings: Settings, args: argparse.Namespace) -> int:
+    """The demo books its money at the simulated provider the server will use (its books
+    live in the same database), whatever LEDGER_GATEWAY says."""
+    services = build_services(replace(settings, gateway="simulated"))
     try:
-        key = demo.fill(book, provider)
+        if args.if_empty and not demo.is_empty(services.book):
+            print("the database already has data: no demo added (create a key with `ledger keys create --role admin`)")
+            return EXIT_OK
+        key = demo.fill(services)
     finally:
-        provider.close()
+        services.close()
     print("demo marketplace added: 2 clients, 2 freelancers, 2 contracts, 5 milestones, invoices and a payout")
     print(f"admin API key (shown once): {key}")
     print(f"try: curl -s -H 'Authorization: Bearer {key}' http://127.0.0.1:8000/v1/audit")
     return EXIT_OK
 
 
-def run_finance(book: Ledger, args: argparse.Namespace) -> int:
-    from ledger.invoices.service import Finance
-    from ledger.invoices.statements import statement_csv
-
-    finance = Finance(book)
+def run_finance(services: Services, args: argparse.Namespace) -> int:
+    finance = services.finance
     if args.command == "parties":
         if args.parties_command == "set":
             fields = ("display_name", "legal_name", "address", "country", "tax_id", "provider_id")
@@ -488,7 +459,7 @@ def run_finance(book: Ledger, args: argparse.Namespace) -> int:
             )
     elif args.command == "invoices":
         with open(args.output, "wb") as out:
-            out.write(finance.document_pdf(args.document))
+            out.write(render_document(finance.document(args.document)))
         print(f"wrote {args.output}")
     elif args.command == "statement":
         if args.role:
@@ -497,7 +468,7 @@ def run_finance(book: Ledger, args: argparse.Namespace) -> int:
             made = finance.account_statement(args.subject, args.currency, args.period_from, args.period_to)
         if args.pdf:
             with open(args.pdf, "wb") as out:
-                out.write(finance.statement_pdf(made))
+                out.write(render_statement(made))
             print(f"wrote {args.pdf}")
         else:
             sys.stdout.write(statement_csv(made))

@@ -12,12 +12,10 @@ from datetime import timedelta
 from sqlalchemy import func, select
 
 from ledger.api.keys import create_key
+from ledger.bootstrap import Services
 from ledger.db.schema import contracts, entries
 from ledger.db.unit_of_work import UnitOfWork
 from ledger.errors import Conflict
-from ledger.escrow.service import Escrow
-from ledger.gateway.simulated import SimulatedGateway
-from ledger.invoices.service import Finance
 from ledger.service import Ledger
 
 
@@ -36,16 +34,17 @@ def is_empty(book: Ledger) -> bool:
     return book.transaction(count, read_only=True) == 0
 
 
-def fill(book: Ledger, gateway: SimulatedGateway | None = None) -> str:
+def fill(services: Services) -> str:
     """Fill an empty database; return a new admin API key.
 
-    `gateway` is the simulated provider the server will use (keeping its books in the
-    same database), so that the provider's record of the demo's money is there for the
-    audit to compare; without one, the provider's books are kept in memory only."""
+    The services' gateway should be the simulated provider the server will use (keeping
+    its books in the same database), so that the provider's record of the demo's money is
+    there for the audit to compare."""
+    book = services.book
     if not is_empty(book):
         raise DatabaseNotEmpty("the database already has data; the demo only fills an empty one")
-    escrow = Escrow(book, gateway or SimulatedGateway())
-    finance = Finance(book)
+    escrow = services.escrow
+    finance = services.finance
     finance.set_party(
         "acme",
         display_name="Acme GmbH",

@@ -17,12 +17,12 @@ from ledger.accounts import Account, AccountSpec
 from ledger.audit import CORE_CHECKS, AuditReport, run_checks
 from ledger.bookkeeping import open_account, post_entries, post_entry, reverse_entry
 from ledger.clock import Clock, require_utc
-from ledger.config import load_settings
 from ledger.db.engine import require_migrated, upgrade
 from ledger.db.unit_of_work import Database, UnitOfWork
 from ledger.errors import InvalidRequest
 from ledger.fees import billing as fees
 from ledger.fees.rule import FeeBreakdown
+from ledger.invoices.documents import PlatformDetails
 from ledger.journal import Entry, EntryRequest
 from ledger.money import normalize_currency
 
@@ -58,10 +58,18 @@ class Ledger:
         self.database = database
 
     @classmethod
-    def connect(cls, url: str | None = None, *, clock: Clock | None = None, migrate: bool = False) -> Ledger:
-        """A ledger on `url` (default: LEDGER_DATABASE_URL). Refuses an unmigrated
-        database unless `migrate` is set, in which case it migrates it first."""
-        database = Database(url or load_settings().database_url, clock=clock)
+    def connect(
+        cls,
+        url: str,
+        *,
+        clock: Clock | None = None,
+        migrate: bool = False,
+        platform: PlatformDetails | None = None,
+    ) -> Ledger:
+        """A ledger on the database at `url`. Refuses an unmigrated database unless
+        `migrate` is set, in which case it migrates it first. `platform` is printed on
+        the invoices the ledger issues."""
+        database = Database(url, clock=clock, platform=platform)
         if migrate:
             upgrade(database.engine)
         require_migrated(database.engine)

@@ -14,19 +14,15 @@ from litestar.openapi.spec import Components, SecurityScheme
 from msgspec import Struct
 
 from ledger.api.audit import AuditController
-from ledger.api.context import Services, require_role, services
+from ledger.api.context import require_role, services
 from ledger.api.escrow import ContractController, MilestoneController, PaymentController
 from ledger.api.finance import FeeController, FinanceController, PartyController
-from ledger.api.idempotency import LEASE_MARGIN, claim_lease
+from ledger.api.idempotency import claim_lease
 from ledger.api.money_out import FreelancerController, PayoutController
 from ledger.api.problems import EXCEPTION_HANDLERS
 from ledger.api.timeout import RequestTimeout
 from ledger.api.webhooks import stripe_webhook
-from ledger.config import DEFAULT_REQUEST_TIMEOUT_SECONDS
-from ledger.escrow.service import Escrow
-from ledger.gateway import PaymentGateway
-from ledger.invoices.service import Finance
-from ledger.service import Ledger
+from ledger.bootstrap import Services
 
 
 class Health(Struct, omit_defaults=True):
@@ -54,18 +50,24 @@ def ready(request: Request[Any, Any, Any]) -> Health:
 
 
 def create_app(
-    book: Ledger,
-    gateway: PaymentGateway | None,
+    services: Services,
     *,
     stripe_webhook_secret: str | None = None,
-    request_timeout_seconds: float = DEFAULT_REQUEST_TIMEOUT_SECONDS,
-    idempotency_lease_margin: timedelta = LEASE_MARGIN,
+    request_timeout_seconds: float | None = None,
+    idempotency_lease_margin: timedelta | None = None,
     debug: bool = False,
 ) -> Litestar:
-    """The API over one ledger and payment gateway; a request not answered within
-    `request_timeout_seconds` gets a 503 (`ledger.api.timeout`). An Idempotency-Key
-    claim left in progress holds its key for the timeout plus `idempotency_lease_margin`."""
-    svc = Services(book=book, escrow=Escrow(book, gateway), finance=Finance(book))
+    """The API over the services (`ledger.bootstrap`). The options default to the
+    services' settings: a request not answered within `request_timeout_seconds` gets a
+    503 (`ledger.api.timeout`); an Idempotency-Key claim left in progress holds its key
+    for the timeout plus `idempotency_lease_margin`."""
+    settings = services.settings
+    svc = services
+    stripe_webhook_secret = stripe_webhook_secret or settings.stripe_webhook_secret
+    if request_timeout_seconds is None:
+        request_timeout_seconds = settings.request_timeout_seconds
+    if idempotency_lease_margin is None:
+        idempotency_lease_margin = settings.idempotency_lease_margin
     return Litestar(
         route_handlers=[
             live,

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -24,24 +23,14 @@ from litestar.handlers.base import BaseRouteHandler
 
 from ledger.api.keys import ApiKey, authenticate
 from ledger.api.problems import problem_body
+from ledger.bootstrap import Services
 from ledger.errors import Conflict, IdempotencyConflict, InvalidRequest, LedgerError
-from ledger.escrow.service import Escrow
-from ledger.invoices.service import Finance
 from ledger.service import Ledger
 
 JSON = "application/json"
 MARKETPLACE = ("marketplace",)
 FINANCE = ("finance",)
 READERS = ("finance", "auditor")
-
-
-@dataclass(frozen=True)
-class Services:
-    """The service layer the handlers call."""
-
-    book: Ledger
-    escrow: Escrow
-    finance: Finance
 
 
 def services(request: Request[Any, Any, Any]) -> Services:

@@ -6,7 +6,7 @@ from typing import Any
 
 from litestar import Controller, Request, Response, get, post
 
-from ledger.api.context import MARKETPLACE, Services, idempotent, request_key, services
+from ledger.api.context import MARKETPLACE, idempotent, request_key, services
 from ledger.api.schemas import (
     ApproveRequest,
     ContractCreate,
@@ -23,6 +23,7 @@ from ledger.api.schemas import (
     ResolveDispute,
 )
 from ledger.api.views import contract_out, dispute_out, funding_out, milestone_out, payment_out, refund_out
+from ledger.bootstrap import Services
 from ledger.db.unit_of_work import UnitOfWork
 
 OPT = {"roles": MARKETPLACE}

@@ -19,6 +19,7 @@ from ledger.db.schema import accounts
 from ledger.db.unit_of_work import UnitOfWork
 from ledger.errors import InvalidRequest
 from ledger.invoices.documents import Document
+from ledger.invoices.render import render_document, render_statement
 from ledger.invoices.statements import statement_csv
 from ledger.money import normalize_currency, to_minor
 
@@ -192,7 +193,7 @@ class FinanceController(Controller):
         if format == "csv":
             return Response(content=statement_csv(made), media_type="text/csv")
         if format == "pdf":
-            return Response(content=svc.finance.statement_pdf(made), media_type="application/pdf")
+            return Response(content=render_statement(made), media_type="application/pdf")
         c = made.currency
         body = {
             "account": code,
@@ -279,7 +280,7 @@ class FinanceController(Controller):
         """One document as JSON, or its PDF with `Accept: application/pdf`."""
         svc = services(request)
         if "application/pdf" in request.headers.get("accept", ""):
-            return Response(content=svc.finance.document_pdf(number), media_type="application/pdf")
+            return Response(content=render_document(svc.finance.document(number)), media_type="application/pdf")
         return Response(
             content=msgspec.json.encode(_document_json(svc.finance.document(number))), media_type="application/json"
         )

@@ -22,9 +22,9 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from ledger.clock import Clock, SystemClock
-from ledger.config import PlatformDetails, load_settings
 from ledger.db.engine import make_engine
 from ledger.errors import RetriesExhausted
+from ledger.invoices.documents import PlatformDetails
 
 if TYPE_CHECKING:
     from ledger.db.account_store import AccountCache, AccountStore
@@ -121,7 +121,7 @@ class Database:
         self.engine = make_engine(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
         self.clock: Clock = clock or SystemClock()
         self.max_attempts = max_attempts
-        self.platform = platform or load_settings().platform
+        self.platform = platform or PlatformDetails()
         self.account_cache: AccountCache = AccountCache()
         self._retries = 0
         self._lock = threading.Lock()

@@ -34,6 +34,17 @@ SERIES_PREFIX = {
 
 
 @dataclass(frozen=True)
+class PlatformDetails:
+    """The marketplace operator, as printed on invoices."""
+
+    display_name: str = "Marketplace"
+    legal_name: str | None = None
+    address: str | None = None
+    country: str | None = None
+    tax_id: str | None = None
+
+
+@dataclass(frozen=True)
 class PartyDetails:
     """A party as printed on a document; only `display_name` is required.
 

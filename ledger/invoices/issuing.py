@@ -14,11 +14,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from ledger.config import PlatformDetails
 from ledger.db.document_store import party_details
 from ledger.escrow.model import Contract, new_id
 from ledger.fees.rule import FeeBreakdown
-from ledger.invoices.documents import SERIES_PREFIX, Document, DocumentKind, DocumentLine, PartyDetails
+from ledger.invoices.documents import SERIES_PREFIX, Document, DocumentKind, DocumentLine, PartyDetails, PlatformDetails
 from ledger.money import format_amount
 
 if TYPE_CHECKING:

@@ -39,11 +39,6 @@ class Finance:
             read_only=True,
         )
 
-    def document_pdf(self, id_or_number: str) -> bytes:
-        from ledger.invoices.render import render_document
-
-        return render_document(self.document(id_or_number))
-
     def account_statement(self, code: str, currency: str, period_from: datetime, period_to: datetime) -> Statement:
         return self.book.transaction(
             lambda uow: account_statement(uow, code, currency, period_from, period_to), read_only=True
@@ -55,11 +50,6 @@ class Finance:
         return self.book.transaction(
             lambda uow: party_statement(uow, party_id, role, currency, period_from, period_to), read_only=True
         )
-
-    def statement_pdf(self, statement: Statement) -> bytes:
-        from ledger.invoices.render import render_statement
-
-        return render_statement(statement)
 
     def trial_balance(self, as_of: datetime) -> TrialBalance:
         return self.book.transaction(lambda uow: trial_balance(uow, as_of), read_only=True)

@@ -11,6 +11,7 @@ from litestar.testing import TestClient
 from ledger import FixedClock, Ledger
 from ledger.api.app import create_app
 from ledger.api.keys import ROLES, create_key
+from ledger.bootstrap import Services
 from ledger.gateway.simulated import SimulatedGateway
 
 
@@ -32,7 +33,7 @@ class Api:
 def api(book: Ledger, clock: FixedClock) -> Iterator[Api]:
     gateway = SimulatedGateway()
     keys = {role: book.transaction(lambda uow, r=role: create_key(uow, r))[1] for role in ROLES}  # type: ignore[misc]
-    with TestClient(create_app(book, gateway)) as client:
+    with TestClient(create_app(Services.over(book, gateway))) as client:
         yield Api(client, book, gateway, clock, keys)
 
 

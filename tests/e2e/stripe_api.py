@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from ledger import FixedClock, Ledger
 from ledger.api.app import create_app
 from ledger.api.keys import create_key
+from ledger.bootstrap import Services
 from ledger.db.schema import entries
 from ledger.escrow.service import Escrow
 from ledger.gateway.stripe_gateway import StripeGateway
@@ -62,7 +63,7 @@ def stripe_api(book: Ledger, clock: FixedClock) -> Iterator[StripeApi]:
     # A short read timeout, so the stand-in's "timeout" fault (a 2 s late answer) times out.
     gateway = StripeGateway("sk_test_standin", api_base=standin.url, max_network_retries=2, timeout=1.0, clock=clock)
     _, key = book.transaction(lambda uow: create_key(uow, "marketplace"))
-    app = create_app(book, gateway, stripe_webhook_secret=SECRET)
+    app = create_app(Services.over(book, gateway), stripe_webhook_secret=SECRET)
     with TestClient(app) as client:
         api = StripeApi(client, book, standin, clock, {"Authorization": f"Bearer {key}"}, gateway)
         api.client.put(

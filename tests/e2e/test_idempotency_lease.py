@@ -24,6 +24,7 @@ from sqlalchemy import text
 
 from ledger.api.app import create_app
 from ledger.api.idempotency import claim_lease
+from ledger.bootstrap import Services
 from ledger.config import DEFAULT_REQUEST_TIMEOUT_SECONDS
 from ledger.db.api_store import ApiStore
 from ledger.escrow.timers import tick
@@ -131,7 +132,7 @@ def slow_api(api: Api, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[TestCl
 
     The timeout leaves room for authentication and the key's claim on a loaded machine:
     a timeout reached before the handler starts would never set the event."""
-    app = create_app(api.book, api.gateway, request_timeout_seconds=1.0)
+    app = create_app(Services.over(api.book, api.gateway), request_timeout_seconds=1.0)
     escrow = app.state.services.escrow
     open_contract, done = escrow.open_contract, threading.Event()
 

@@ -23,6 +23,7 @@ from sqlalchemy import func, select
 from ledger import FixedClock, Ledger
 from ledger.api.app import create_app
 from ledger.api.keys import create_key
+from ledger.bootstrap import Services
 from ledger.db.schema import entries, provider_events, refund_orders
 from ledger.escrow.orders import OrderKind
 from ledger.gateway.stripe_gateway import StripeGateway
@@ -116,7 +117,7 @@ def ls(book: Ledger, clock: FixedClock, localstripe: tuple[LocalStripe, WebhookR
     customer = sdk.v1.customers.create(params={"name": "Acme", "email": "billing@acme.example"}).id
     gateway = StripeGateway(API_KEY, api_base=server.url, max_network_retries=1, timeout=10.0)
     _, key = book.transaction(lambda uow: create_key(uow, "marketplace"))
-    app = create_app(book, gateway, stripe_webhook_secret=SECRET)
+    app = create_app(Services.over(book, gateway), stripe_webhook_secret=SECRET)
     with TestClient(app) as client:
         api = LocalApi(client, book, gateway, server, relay, sdk, customer, "", {"Authorization": f"Bearer {key}"})
         api.visa = api.card(VISA)
