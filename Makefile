@@ -25,6 +25,7 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff check ledger tests migrations bench
 	$(BIN)/ruff format --check ledger tests migrations bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 pytest: $(BIN)/.installed
 	HYPOTHESIS_PROFILE=$(HYPOTHESIS_PROFILE) $(BIN)/python -m pytest

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from ledger.clock import Clock
 from ledger.config import Settings, load_settings
+from ledger.db.provider_books import DatabaseBooks
 from ledger.escrow.service import Escrow
 from ledger.gateway import GatewayNotConfigured, PaymentGateway
 from ledger.gateway.books import ProviderBooks, provider_books_of
@@ -73,7 +74,7 @@ def gateway_from_settings(settings: Settings) -> PaymentGateway | None:
     if not name:
         return None
     if name == "simulated":
-        return SimulatedGateway(settings.database_url)
+        return SimulatedGateway(DatabaseBooks(settings.database_url))
     if name == "stripe":
         return StripeGateway(settings.stripe_api_key or "", api_base=settings.stripe_api_base)
     raise GatewayNotConfigured(f"LEDGER_GATEWAY={name!r} is not a gateway (use simulated or stripe)")

@@ -45,7 +45,12 @@ class BookView(Protocol):
 
 
 class Books(Protocol):
+    """Where the provider keeps its records: in memory, or in a table of its own
+    (`ledger.db.provider_books.DatabaseBooks`, committed on the provider's own connection)."""
+
     def atomically(self, work: Callable[[Any], T]) -> T: ...
+
+    def close(self) -> None: ...
 
 
 class MemoryBookView:
@@ -101,6 +106,9 @@ class MemoryBooks:
             self._records = staged
             return result
 
+    def close(self) -> None:
+        """Nothing to let go of."""
+
 
 def _answer(record: ProviderRecord, status: str | None = None) -> GatewayResult:
     """What the provider says of the record: as it stands now, or with the status it first answered."""
@@ -121,17 +129,12 @@ class SimulatedGateway:
 
     def __init__(
         self,
-        database_url: str | None = None,
+        books: Books | None = None,
         *,
         psp_account: str = PSP_ACCOUNT,
         fee_basis_points: int = 0,
         fee_fixed: int = 0,
-        books: Books | None = None,
     ) -> None:
-        if books is None and database_url is not None:
-            from ledger.db.provider_books import DatabaseBooks
-
-            books = DatabaseBooks(database_url)
         self._books: Books = books if books is not None else MemoryBooks()
         self.psp_account = psp_account
         self.fee_basis_points = fee_basis_points
@@ -426,9 +429,7 @@ class SimulatedGateway:
 
     def close(self) -> None:
         """Let go of the database connections the books hold."""
-        closing = getattr(self._books, "close", None)
-        if closing is not None:
-            closing()
+        self._books.close()
 
 
 def _dispute_report(dispute: ProviderRecord) -> DisputeReport:

@@ -43,6 +43,7 @@ import pytest
 from sqlalchemy import text
 
 from ledger.api.keys import create_key
+from ledger.db.provider_books import DatabaseBooks
 from ledger.gateway.simulated import SimulatedGateway
 from ledger.service import Ledger
 from tests.conftest import CONCURRENCY_REPORT, postgres_admin
@@ -450,7 +451,7 @@ def test_a_server_killed_mid_traffic_moves_each_approval_s_money_once(crash_data
         assert found["milestones"][milestone_id] == (state, held), (milestone_id, plan)
 
     # The provider charged each funding and each bonus once, and its books equal the ledger's.
-    provider = SimulatedGateway(url)
+    provider = SimulatedGateway(DatabaseBooks(url))
     charges: dict[str, int] = {}
     for record in provider.records():
         if record.kind == "charge" and record.status == "succeeded":

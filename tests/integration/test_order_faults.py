@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import select
 
 from ledger import FixedClock, Ledger
+from ledger.db.provider_books import DatabaseBooks
 from ledger.db.schema import refund_orders
 from ledger.escrow.dispatcher import Dispatcher
 from ledger.escrow.model import MilestoneState, PayoutState
@@ -35,7 +36,7 @@ REFUNDS_IN_TRANSIT = "liabilities:refunds:in_transit"
 @pytest.fixture
 def provider(book: Ledger, fresh_database_url: str) -> Iterator[SimulatedGateway]:
     """The simulated provider keeping its books in the test's database (with a processing fee)."""
-    gateway = SimulatedGateway(fresh_database_url, fee_basis_points=290, fee_fixed=30)
+    gateway = SimulatedGateway(DatabaseBooks(fresh_database_url), fee_basis_points=290, fee_fixed=30)
     yield gateway
     gateway.close()
 

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from ledger import FixedClock, Ledger, LedgerError
+from ledger.db.provider_books import DatabaseBooks
 from ledger.escrow.dispatcher import Dispatcher
 from ledger.escrow.model import MilestoneState
 from ledger.escrow.service import Escrow
@@ -43,7 +44,7 @@ def needs_postgresql(book: Ledger) -> None:
 @pytest.fixture
 def provider(book: Ledger, fresh_database_url: str) -> Iterator[SimulatedGateway]:
     needs_postgresql(book)
-    gateway = SimulatedGateway(fresh_database_url, fee_basis_points=290, fee_fixed=30)
+    gateway = SimulatedGateway(DatabaseBooks(fresh_database_url), fee_basis_points=290, fee_fixed=30)
     yield gateway
     gateway.close()
 
@@ -93,7 +94,7 @@ def dispatch_in_a_process(url: str, now: datetime, owner: str, barrier: Barrier,
 
     dispatcher.BATCH = 1
     book = Ledger.connect(url, clock=FixedClock(now))
-    gateway = FaultyGateway(SimulatedGateway(url, fee_basis_points=290, fee_fixed=30))
+    gateway = FaultyGateway(SimulatedGateway(DatabaseBooks(url), fee_basis_points=290, fee_fixed=30))
     try:
         barrier.wait(timeout=30)
         report = Dispatcher(book, gateway, owner=owner).run()  # type: ignore[arg-type]
@@ -245,7 +246,7 @@ class RetriedDuringTheBonusCharge(SimulatedGateway):
 def test_a_request_retried_with_its_key_while_the_original_is_in_flight_gets_its_one_result(
     book: Ledger, provider: SimulatedGateway, fresh_database_url: str
 ) -> None:
-    gateway = RetriedDuringTheBonusCharge(fresh_database_url)
+    gateway = RetriedDuringTheBonusCharge(DatabaseBooks(fresh_database_url))
     try:
         escrow = Escrow(book, gateway)
         milestone_id = new_milestone(escrow)

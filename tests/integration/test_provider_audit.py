@@ -11,6 +11,7 @@ import pytest
 
 from ledger import EntryRequest, FixedClock, Ledger, credit, debit
 from ledger.audit import CheckResult
+from ledger.db.provider_books import DatabaseBooks
 from ledger.escrow.model import InvalidTransition, MilestoneState
 from ledger.escrow.service import Escrow
 from ledger.gateway import GatewayResult
@@ -24,7 +25,7 @@ PSP = "assets:psp:simulated"
 
 @pytest.fixture
 def provider(book: Ledger, fresh_database_url: str) -> Iterator[SimulatedGateway]:
-    gateway = SimulatedGateway(fresh_database_url, fee_basis_points=290, fee_fixed=30)
+    gateway = SimulatedGateway(DatabaseBooks(fresh_database_url), fee_basis_points=290, fee_fixed=30)
     yield gateway
     gateway.close()
 
@@ -134,7 +135,7 @@ class ApprovesDuringTheBonusCharge(SimulatedGateway):
 
 def race_a_bonus(book: Ledger, url: str) -> ApprovesDuringTheBonusCharge:
     """1,000.00 held on a submitted milestone; approve 1,500.00 (a 500.00 bonus) while 300.00 is approved."""
-    gateway = ApprovesDuringTheBonusCharge(url)
+    gateway = ApprovesDuringTheBonusCharge(DatabaseBooks(url))
     gateway.escrow = Escrow(book, gateway)
     gateway.milestone_id = milestone(gateway.escrow)
     gateway.escrow.fund(gateway.milestone_id)

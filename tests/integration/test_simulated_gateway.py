@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from ledger import Ledger
+from ledger.db.provider_books import DatabaseBooks
 from ledger.errors import InvalidRequest
 from ledger.gateway import GatewayUnavailable, UnknownProviderObject
 from ledger.gateway.books import ProviderMovement
@@ -18,7 +19,7 @@ META = {"order": "ord_1"}
 
 @pytest.fixture
 def provider(book: Ledger, fresh_database_url: str) -> Iterator[SimulatedGateway]:
-    gateway = SimulatedGateway(fresh_database_url)
+    gateway = SimulatedGateway(DatabaseBooks(fresh_database_url))
     yield gateway
     gateway.close()
 
@@ -37,7 +38,7 @@ def test_a_repeated_call_gets_the_first_answer_even_from_a_restarted_provider(
     first = charge(provider)
     provider.decline_next("card_declined")
     declined = charge(provider, "other_key")
-    restarted = SimulatedGateway(fresh_database_url)
+    restarted = SimulatedGateway(DatabaseBooks(fresh_database_url))
     try:
         assert charge(restarted) == first and first.succeeded
         assert charge(restarted, "other_key") == declined and declined.failure_reason == "card_declined"

@@ -1,0 +1,1 @@
+"""The HTTP API (Litestar): controllers by resource, authentication, Idempotency-Keys, problem details."""
