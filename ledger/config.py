@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
 from ledger.errors import ConfigurationError
+from ledger.invoices.documents import PlatformDetails
 
 DEFAULT_SQLITE_FILE = "ledger.sqlite3"
 DEFAULT_REQUEST_TIMEOUT_SECONDS = 30.0
@@ -39,17 +40,6 @@ DEFAULT_IDEMPOTENCY_RETENTION = timedelta(days=7)
 DEFAULT_IDEMPOTENCY_LEASE_MARGIN = timedelta(seconds=30)
 _DURATION = re.compile(r"(\d+)([dhms])")
 _UNITS = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
-
-
-@dataclass(frozen=True)
-class PlatformDetails:
-    """The marketplace operator, as printed on invoices."""
-
-    display_name: str = "Marketplace"
-    legal_name: str | None = None
-    address: str | None = None
-    country: str | None = None
-    tax_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -71,7 +61,7 @@ class Settings:
 
     database_url: str
     gateway: str | None = None
-    platform: PlatformDetails = PlatformDetails()
+    platform: PlatformDetails = field(default_factory=PlatformDetails)
     stripe_api_key: str | None = None
     stripe_webhook_secret: str | None = None
     stripe_api_base: str | None = None
