@@ -21,6 +21,7 @@ from ledger.db.engine import require_migrated, upgrade
 from ledger.db.unit_of_work import Database, UnitOfWork
 from ledger.errors import InvalidRequest
 from ledger.fees import billing as fees
+from ledger.fees.model import FeeEvent, ScheduleInForce
 from ledger.fees.rule import FeeBreakdown
 from ledger.invoices.documents import PlatformDetails
 from ledger.journal import Entry, EntryRequest
@@ -163,11 +164,11 @@ class Ledger:
             read_only=True,
         )
 
-    def charge_fee(self, **request: Any) -> fees.FeeEvent:
+    def charge_fee(self, **request: Any) -> FeeEvent:
         """Charge the fee on a payment (see `ledger.fees.charge_fee`), in its own transaction."""
         return self.transaction(lambda uow: fees.charge_fee(uow, **request))
 
-    def refund_fee(self, **request: Any) -> fees.FeeEvent:
+    def refund_fee(self, **request: Any) -> FeeEvent:
         """Return the fee on a refund (see `ledger.fees.refund_fee`), in its own transaction."""
         return self.transaction(lambda uow: fees.refund_fee(uow, **request))
 
@@ -175,10 +176,10 @@ class Ledger:
         code = normalize_currency(currency)
         return self.transaction(lambda uow: fees.lifetime_billings(uow, freelancer_id, client_id, code), read_only=True)
 
-    def fee_schedules(self) -> list[fees.ScheduleInForce]:
+    def fee_schedules(self) -> list[ScheduleInForce]:
         return self.transaction(fees.schedules, read_only=True)
 
-    def activate_fee_schedule(self, name: str, effective_from: datetime) -> fees.ScheduleInForce:
+    def activate_fee_schedule(self, name: str, effective_from: datetime) -> ScheduleInForce:
         """Put a shipped schedule in force from a future time."""
         return self.transaction(lambda uow: fees.activate_schedule(uow, name, effective_from))
 

@@ -21,7 +21,8 @@ from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
 
-from ledger.api.keys import ApiKey, authenticate
+from ledger.access import ApiKey
+from ledger.api.keys import authenticate
 from ledger.api.problems import problem_body
 from ledger.bootstrap import Services
 from ledger.errors import Conflict, IdempotencyConflict, InvalidRequest, LedgerError
@@ -113,7 +114,9 @@ def idempotent(request: Request[Any, Any, Any], body: object, run: Callable[[], 
             )
         if earlier.status is None:
             raise RequestInProgress(f"a request with Idempotency-Key {key!r} is in progress; retry later")
-        return Response(content=earlier.response.encode(), status_code=earlier.status, media_type=earlier.media_type)
+        return Response(
+            content=(earlier.response or "").encode(), status_code=earlier.status, media_type=earlier.media_type
+        )
 
     def release() -> None:
         book.transaction(lambda uow: uow.api.release_request(key, api_key.id, claimed_at))

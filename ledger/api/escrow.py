@@ -24,7 +24,7 @@ from ledger.api.schemas import (
 )
 from ledger.api.views import contract_out, dispute_out, funding_out, milestone_out, payment_out, refund_out
 from ledger.bootstrap import Services
-from ledger.db.unit_of_work import UnitOfWork
+from ledger.ports.unit_of_work import UnitOfWork
 
 OPT = {"roles": MARKETPLACE}
 

@@ -8,14 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from dataclasses import dataclass
-from datetime import datetime
-from typing import TYPE_CHECKING
 
+from ledger.access import ApiKey
 from ledger.errors import InvalidRequest, NotFound
-
-if TYPE_CHECKING:
-    from ledger.db.unit_of_work import UnitOfWork
+from ledger.ports.unit_of_work import UnitOfWork
 
 ROLES = ("marketplace", "finance", "auditor", "admin")
 
@@ -24,16 +20,6 @@ class UnknownApiKey(NotFound):
     """No active API key has this id."""
 
     code = "unknown-api-key"
-
-
-@dataclass(frozen=True)
-class ApiKey:
-    """An API key's record (never the key itself)."""
-
-    id: str
-    role: str
-    created_at: datetime
-    revoked_at: datetime | None
 
 
 def hash_key(key: str) -> str:
@@ -51,12 +37,11 @@ def create_key(uow: UnitOfWork, role: str) -> tuple[ApiKey, str]:
 
 
 def authenticate(uow: UnitOfWork, key: str) -> ApiKey | None:
-    row = uow.api.key_by_hash(hash_key(key))
-    return None if row is None else ApiKey(row.id, row.role, row.created_at, row.revoked_at)
+    return uow.api.key_by_hash(hash_key(key))
 
 
 def list_keys(uow: UnitOfWork) -> list[ApiKey]:
-    return [ApiKey(r.id, r.role, r.created_at, r.revoked_at) for r in uow.api.all_keys()]
+    return uow.api.all_keys()
 
 
 def revoke_key(uow: UnitOfWork, key_id: str) -> None:

@@ -10,10 +10,10 @@ from litestar.params import Parameter
 from ledger.api.context import MARKETPLACE, idempotent, request_key, services
 from ledger.api.schemas import BalanceOut, EntryList, PayoutCreate, PayoutOut
 from ledger.api.views import balance_out, entry_out, payout_out
-from ledger.db.unit_of_work import UnitOfWork
 from ledger.escrow.chart import available_account_code, pending_account_code
 from ledger.escrow.model import party_id
 from ledger.money import normalize_currency
+from ledger.ports.unit_of_work import UnitOfWork
 
 OPT = {"roles": MARKETPLACE}
 Limit = Annotated[int, Parameter(ge=1, le=100, description="page size")]

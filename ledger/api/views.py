@@ -17,8 +17,7 @@ from ledger.api.schemas import (
     PostingOut,
     RefundOut,
 )
-from ledger.escrow.model import Contract, Dispute, Milestone, Payment, Payout
-from ledger.escrow.payments import PaymentRefund
+from ledger.escrow.model import Contract, Dispute, Milestone, Payment, PaymentRefund, Payout
 from ledger.escrow.service import FreelancerBalance, FundingOutcome
 from ledger.fees.rule import FeeBreakdown
 from ledger.journal import Entry

@@ -12,18 +12,17 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import and_, func, or_, select, tuple_
+from sqlalchemy import Case, and_, case, func, or_, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
 
 from ledger.accounts import Account, AccountSpec, AccountType, Side
 from ledger.db.schema import accounts, balances, entries, postings
 from ledger.errors import AccountConflict, CurrencyMismatch, UnknownAccount
+from ledger.ports.accounting import AccountKey
 
 if TYPE_CHECKING:
     from ledger.db.unit_of_work import UnitOfWork
-
-AccountKey = tuple[str, str]  # (code, currency)
 
 
 class AccountCache:
@@ -182,8 +181,8 @@ class AccountStore:
         ).scalar_one()
         return int(total)
 
-    def balances_of(self, accounts_: Iterable[Account]) -> dict[int, int]:
-        ids = [a.id for a in accounts_]
+    def balances_of(self, accounts: Iterable[Account]) -> dict[int, int]:
+        ids = [a.id for a in accounts]
         rows = self._conn.execute(
             select(balances.c.account_id, func.sum(balances.c.balance))
             .where(balances.c.account_id.in_(ids))
@@ -210,8 +209,6 @@ class AccountStore:
         return {(int(a), int(s)): int(b) for a, s, b in rows}
 
 
-def _signed_amount(normal_side: Side):  # type: ignore[no-untyped-def]
+def _signed_amount(normal_side: Side) -> Case[int]:
     """SQL for a posting's effect on a balance kept on `normal_side`."""
-    from sqlalchemy import case
-
     return case((postings.c.side == normal_side.value, postings.c.amount), else_=-postings.c.amount)

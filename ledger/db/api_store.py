@@ -5,13 +5,33 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, delete, select
+from sqlalchemy import ColumnElement, Row, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from ledger.access import ApiKey, IdempotentRequest
 from ledger.db.schema import api_keys, idempotent_requests
 
 if TYPE_CHECKING:
     from ledger.db.unit_of_work import UnitOfWork
+
+
+def _key(row: Row[Any]) -> ApiKey:
+    return ApiKey(row.id, row.role, row.created_at, row.revoked_at)
+
+
+def _request(row: Row[Any]) -> IdempotentRequest:
+    return IdempotentRequest(
+        key=row.key,
+        api_key_id=row.api_key_id,
+        method=row.method,
+        path=row.path,
+        body_hash=row.body_hash,
+        created_at=row.created_at,
+        claimed_at=row.claimed_at,
+        status=row.status,
+        media_type=row.media_type,
+        response=row.response,
+    )
 
 
 class ApiStore:
@@ -24,13 +44,16 @@ class ApiStore:
             api_keys.insert().values(id=key_id, role=role, key_hash=key_hash, created_at=self._uow.clock.now())
         )
 
-    def key_by_hash(self, key_hash: str) -> Any:
-        return self._conn.execute(
+    def key_by_hash(self, key_hash: str) -> ApiKey | None:
+        row = self._conn.execute(
             select(api_keys).where(api_keys.c.key_hash == key_hash, api_keys.c.revoked_at.is_(None))
         ).first()
+        return None if row is None else _key(row)
 
-    def all_keys(self) -> list[Any]:
-        return list(self._conn.execute(select(api_keys).order_by(api_keys.c.created_at, api_keys.c.id)))
+    def all_keys(self) -> list[ApiKey]:
+        return [
+            _key(row) for row in self._conn.execute(select(api_keys).order_by(api_keys.c.created_at, api_keys.c.id))
+        ]
 
     def revoke(self, key_id: str) -> bool:
         result = self._conn.execute(
@@ -42,7 +65,7 @@ class ApiStore:
 
     def claim_request(
         self, key: str, api_key_id: str, method: str, path: str, body_hash: str, *, now: datetime, lease: timedelta
-    ) -> Any:
+    ) -> IdempotentRequest | None:
         """Claim the key for a request at `now`; return the earlier record if the key is
         held (in progress and within its lease, or finished) or was used for another request.
 
@@ -81,7 +104,7 @@ class ApiStore:
         ).first()
         if taken_over is not None:
             return None
-        return self._conn.execute(select(idempotent_requests).where(*self._same_key(key, api_key_id))).one()
+        return _request(self._conn.execute(select(idempotent_requests).where(*self._same_key(key, api_key_id))).one())
 
     def finish_request(
         self, key: str, api_key_id: str, claimed_at: datetime, status: int, media_type: str, response: str

@@ -8,26 +8,10 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ledger.db.schema import document_sequences, documents, parties
-from ledger.errors import NotFound
-from ledger.invoices.documents import Document, DocumentKind, PartyDetails
+from ledger.invoices.documents import Document, DocumentKind, Party, UnknownDocument
 
 if TYPE_CHECKING:
     from ledger.db.unit_of_work import UnitOfWork
-
-
-class UnknownDocument(NotFound):
-    """No invoice or credit note has this id or number."""
-
-    code = "unknown-document"
-
-
-class UnknownParty(NotFound):
-    """No party record has this id."""
-
-    code = "unknown-party"
-
-
-PARTY_FIELDS = ("display_name", "legal_name", "address", "country", "tax_id", "provider_id")
 
 
 class DocumentStore:
@@ -40,19 +24,33 @@ class DocumentStore:
 
     # --- parties -------------------------------------------------------------------
 
-    def party(self, party_id: str) -> dict[str, Any] | None:
+    def party(self, party_id: str) -> Party | None:
         row = self._conn.execute(select(parties).where(parties.c.party_id == party_id)).first()
-        return None if row is None else dict(row._mapping)
-
-    def save_party(self, party_id: str, values: dict[str, Any]) -> None:
-        """Insert or update; fields not in `values` keep their stored value."""
-        current = self.party(party_id) or {}
-        merged = {name: values.get(name, current.get(name)) for name in PARTY_FIELDS}
-        now = self._uow.clock.now()
-        statement = self._insert()(parties).values(party_id=party_id, updated_at=now, **merged)
-        self._conn.execute(
-            statement.on_conflict_do_update(index_elements=["party_id"], set_={**merged, "updated_at": now})
+        if row is None:
+            return None
+        return Party(
+            party_id=row.party_id,
+            display_name=row.display_name,
+            legal_name=row.legal_name,
+            address=row.address,
+            country=row.country,
+            tax_id=row.tax_id,
+            provider_id=row.provider_id,
+            updated_at=row.updated_at,
         )
+
+    def save_party(self, party: Party) -> None:
+        fields = {
+            "display_name": party.display_name,
+            "legal_name": party.legal_name,
+            "address": party.address,
+            "country": party.country,
+            "tax_id": party.tax_id,
+            "provider_id": party.provider_id,
+            "updated_at": party.updated_at,
+        }
+        statement = self._insert()(parties).values(party_id=party.party_id, **fields)
+        self._conn.execute(statement.on_conflict_do_update(index_elements=["party_id"], set_=fields))
 
     # --- numbering -------------------------------------------------------------------
 
@@ -134,17 +132,3 @@ class DocumentStore:
                 | ((documents.c.issued_at == last.issued_at) & (documents.c.number < last.number))
             )
         return [Document.from_data(row.data) for row in self._conn.execute(query)]
-
-
-def party_details(record: dict[str, Any] | None, party_id: str) -> PartyDetails:
-    """A party as printed: what is known, the id as the name when nothing is."""
-    if record is None:
-        return PartyDetails(party_id=party_id, display_name=party_id)
-    return PartyDetails(
-        party_id=party_id,
-        display_name=record["display_name"],
-        legal_name=record["legal_name"],
-        address=record["address"],
-        country=record["country"],
-        tax_id=record["tax_id"],
-    )

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Row, Select, Update, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ledger.db.schema import (
@@ -33,8 +33,12 @@ from ledger.escrow.model import (
     Milestone,
     MilestoneState,
     Payment,
+    PaymentRefund,
     Payout,
     PayoutState,
+    RefundOrder,
+    RefundOrderState,
+    RefundSource,
     UnknownContract,
     UnknownMilestone,
     UnknownPayment,
@@ -45,7 +49,7 @@ if TYPE_CHECKING:
     from ledger.db.unit_of_work import UnitOfWork
 
 
-def _contract(row: Any) -> Contract:
+def _contract(row: Row[Any]) -> Contract:
     return Contract(
         id=row.id,
         client_id=row.client_id,
@@ -58,7 +62,7 @@ def _contract(row: Any) -> Contract:
     )
 
 
-def _payment(row: Any) -> Payment:
+def _payment(row: Row[Any]) -> Payment:
     return Payment(
         id=row.id,
         milestone_id=row.milestone_id,
@@ -75,7 +79,7 @@ def _payment(row: Any) -> Payment:
     )
 
 
-def _dispute(row: Any) -> Dispute:
+def _dispute(row: Row[Any]) -> Dispute:
     return Dispute(
         id=row.id,
         milestone_id=row.milestone_id,
@@ -96,7 +100,7 @@ def _dispute(row: Any) -> Dispute:
     )
 
 
-def _payout(row: Any) -> Payout:
+def _payout(row: Row[Any]) -> Payout:
     return Payout(
         id=row.id,
         freelancer_id=row.freelancer_id,
@@ -108,6 +112,23 @@ def _payout(row: Any) -> Payout:
         created_at=row.created_at,
         settled_at=row.settled_at,
         amount_reversed=int(row.amount_reversed),
+    )
+
+
+def _refund_order(row: Row[Any]) -> RefundOrder:
+    return RefundOrder(
+        id=row.id,
+        milestone_id=row.milestone_id,
+        payment_id=row.payment_id,
+        currency=row.currency,
+        amount=int(row.amount),
+        psp_account=row.psp_account,
+        charge_reference=row.charge_reference,
+        state=RefundOrderState(row.state),
+        created_at=row.created_at,
+        gateway_reference=row.gateway_reference,
+        failure_reason=row.failure_reason,
+        settled_at=row.settled_at,
     )
 
 
@@ -153,10 +174,24 @@ class EscrowStore:
 
     # --- milestones ------------------------------------------------------------
 
-    def add_milestone(self, **values: Any) -> None:
-        self._conn.execute(milestones.insert().values(**values))
+    def add_milestone(self, milestone: Milestone) -> None:
+        self._conn.execute(
+            milestones.insert().values(
+                id=milestone.id,
+                contract_id=milestone.contract_id,
+                title=milestone.title,
+                amount=milestone.amount,
+                due_date=milestone.due_date,
+                state=milestone.state.value,
+                review_deadline=milestone.review_deadline,
+                refund_deadline=milestone.refund_deadline,
+                failure_reason=milestone.failure_reason,
+                created_at=milestone.created_at,
+                updated_at=milestone.created_at,
+            )
+        )
 
-    def _milestone(self, row: Any) -> Milestone:
+    def _milestone(self, row: Row[Any]) -> Milestone:
         held = 0
         state = MilestoneState(row.state)
         account = self._uow.accounts.find(escrow_account_code(row.id), self.currency_of(row.contract_id))
@@ -223,14 +258,61 @@ class EscrowStore:
         )
         return [self._milestone(row) for row in self._conn.execute(self._locked(query, lock))]
 
-    def update_milestone(self, milestone_id: str, **values: Any) -> None:
-        values.setdefault("updated_at", self._uow.clock.now())
-        self._conn.execute(milestones.update().where(milestones.c.id == milestone_id).values(**values))
+    def _milestone_update(self, milestone_id: str) -> Update:
+        """The UPDATE of one milestone, stamped with the time of the change."""
+        return milestones.update().where(milestones.c.id == milestone_id).values(updated_at=self._uow.clock.now())
+
+    def save_milestone(self, milestone: Milestone) -> None:
+        self._conn.execute(
+            self._milestone_update(milestone.id).values(
+                state=milestone.state.value,
+                review_deadline=milestone.review_deadline,
+                refund_deadline=milestone.refund_deadline,
+                failure_reason=milestone.failure_reason,
+            )
+        )
+
+    def begin_funding(self, milestone_id: str, *, funding_key: str) -> None:
+        self._conn.execute(
+            self._milestone_update(milestone_id).values(
+                state=MilestoneState.FUNDING.value, funding_key=funding_key, failure_reason=None
+            )
+        )
+
+    def set_funding_key(self, milestone_id: str, funding_key: str) -> None:
+        self._conn.execute(self._milestone_update(milestone_id).values(funding_key=funding_key))
+
+    def set_funding_reference(self, milestone_id: str, reference: str) -> None:
+        self._conn.execute(self._milestone_update(milestone_id).values(funding_reference=reference))
+
+    def mark_funded(self, milestone_id: str, *, reference: str, psp_account: str) -> None:
+        self._conn.execute(
+            self._milestone_update(milestone_id).values(
+                state=MilestoneState.FUNDED.value, funding_reference=reference, psp_account=psp_account
+            )
+        )
 
     # --- payments ----------------------------------------------------------------
 
-    def add_payment(self, **values: Any) -> None:
-        self._conn.execute(payments.insert().values(**values))
+    def add_payment(self, payment: Payment, *, pending_remaining: int, request_key: str | None) -> None:
+        self._conn.execute(
+            payments.insert().values(
+                id=payment.id,
+                milestone_id=payment.milestone_id,
+                contract_id=payment.contract_id,
+                kind=payment.kind,
+                gross=payment.gross,
+                fee=payment.fee,
+                net=payment.net,
+                released_at=payment.released_at,
+                pending_until=payment.pending_until,
+                pending_remaining=pending_remaining,
+                refunded=payment.refunded,
+                entry_id=payment.entry_id,
+                request_key=request_key,
+                charge_reference=payment.charge_reference,
+            )
+        )
 
     def payment(self, payment_id: str, *, lock: bool = False) -> Payment:
         row = self._conn.execute(self._locked(select(payments).where(payments.c.id == payment_id), lock)).first()
@@ -255,19 +337,64 @@ class EscrowStore:
         )
         return [_payment(row) for row in self._conn.execute(query)]
 
-    def update_payment(self, payment_id: str, **values: Any) -> None:
-        self._conn.execute(payments.update().where(payments.c.id == payment_id).values(**values))
+    @staticmethod
+    def _payment_update(payment_id: str) -> Update:
+        return payments.update().where(payments.c.id == payment_id)
 
-    def add_refund(self, **values: Any) -> None:
-        self._conn.execute(payment_refunds.insert().values(**values))
+    def set_pending_remaining(self, payment_id: str, amount: int) -> None:
+        self._conn.execute(self._payment_update(payment_id).values(pending_remaining=amount))
 
-    def refund_by_request_key(self, key: str) -> Any:
-        return self._conn.execute(select(payment_refunds).where(payment_refunds.c.request_key == key)).first()
+    def set_refunded(self, payment_id: str, refunded: int) -> None:
+        self._conn.execute(self._payment_update(payment_id).values(refunded=refunded))
+
+    def record_payment_refund(self, payment_id: str, *, refunded: int, pending_remaining: int) -> None:
+        self._conn.execute(
+            self._payment_update(payment_id).values(refunded=refunded, pending_remaining=pending_remaining)
+        )
+
+    def set_pending_until(self, payment_id: str, at: datetime) -> None:
+        self._conn.execute(self._payment_update(payment_id).values(pending_until=at))
+
+    def add_refund(
+        self, refund: PaymentRefund, *, source: RefundSource, created_at: datetime, request_key: str | None
+    ) -> None:
+        self._conn.execute(
+            payment_refunds.insert().values(
+                id=refund.id,
+                payment_id=refund.payment_id,
+                amount=refund.amount,
+                fee_returned=refund.fee_returned,
+                from_balance=source.value,
+                entry_id=refund.entry_id,
+                created_at=created_at,
+                request_key=request_key,
+            )
+        )
+
+    def refund_by_request_key(self, key: str) -> PaymentRefund | None:
+        row = self._conn.execute(select(payment_refunds).where(payment_refunds.c.request_key == key)).first()
+        if row is None:
+            return None
+        return PaymentRefund(row.id, row.payment_id, int(row.amount), int(row.fee_returned), int(row.entry_id))
 
     # --- payouts -----------------------------------------------------------------
 
-    def add_payout(self, **values: Any) -> None:
-        self._conn.execute(payouts.insert().values(**values))
+    def add_payout(self, payout: Payout, *, request_key: str | None) -> None:
+        self._conn.execute(
+            payouts.insert().values(
+                id=payout.id,
+                freelancer_id=payout.freelancer_id,
+                currency=payout.currency,
+                amount=payout.amount,
+                state=payout.state.value,
+                gateway_reference=payout.gateway_reference,
+                failure_reason=payout.failure_reason,
+                created_at=payout.created_at,
+                settled_at=payout.settled_at,
+                request_key=request_key,
+                amount_reversed=payout.amount_reversed,
+            )
+        )
 
     def payout(self, payout_id: str, *, lock: bool = False) -> Payout:
         row = self._conn.execute(self._locked(select(payouts).where(payouts.c.id == payout_id), lock)).first()
@@ -303,59 +430,125 @@ class EscrowStore:
         )
         return [_payout(row) for row in self._conn.execute(query)]
 
-    def update_payout(self, payout_id: str, **values: Any) -> None:
-        self._conn.execute(payouts.update().where(payouts.c.id == payout_id).values(**values))
+    def settle_payout(
+        self,
+        payout_id: str,
+        state: PayoutState,
+        *,
+        reference: str | None,
+        failure_reason: str | None,
+        settled_at: datetime,
+    ) -> None:
+        self._conn.execute(
+            payouts.update()
+            .where(payouts.c.id == payout_id)
+            .values(
+                state=state.value, gateway_reference=reference, failure_reason=failure_reason, settled_at=settled_at
+            )
+        )
+
+    def record_payout_reversal(
+        self, payout_id: str, *, amount_reversed: int, state: PayoutState, failure_reason: str
+    ) -> None:
+        self._conn.execute(
+            payouts.update()
+            .where(payouts.c.id == payout_id)
+            .values(amount_reversed=amount_reversed, state=state.value, failure_reason=failure_reason)
+        )
 
     # --- refund orders -----------------------------------------------------------------
 
-    def add_refund_order(self, **values: Any) -> None:
-        self._conn.execute(refund_orders.insert().values(**values))
+    def add_refund_order(self, order: RefundOrder) -> None:
+        self._conn.execute(
+            refund_orders.insert().values(
+                id=order.id,
+                milestone_id=order.milestone_id,
+                payment_id=order.payment_id,
+                currency=order.currency,
+                amount=order.amount,
+                psp_account=order.psp_account,
+                charge_reference=order.charge_reference,
+                state=order.state.value,
+                gateway_reference=order.gateway_reference,
+                failure_reason=order.failure_reason,
+                created_at=order.created_at,
+                settled_at=order.settled_at,
+            )
+        )
 
-    def refund_order(self, order_id: str, *, lock: bool = False) -> Any:
+    def refund_order(self, order_id: str, *, lock: bool = False) -> RefundOrder:
         row = self._conn.execute(
             self._locked(select(refund_orders).where(refund_orders.c.id == order_id), lock)
         ).first()
         if row is None:
             raise NotFound(f"no refund order {order_id}", refund_order=order_id)
-        return row
+        return _refund_order(row)
 
-    def pending_refund_orders(self, limit: int) -> list[Any]:
+    def pending_refund_orders(self, limit: int) -> list[RefundOrder]:
         query = (
             select(refund_orders)
-            .where(refund_orders.c.state == "pending")
+            .where(refund_orders.c.state == RefundOrderState.PENDING.value)
             .order_by(refund_orders.c.created_at, refund_orders.c.id)
             .limit(limit)
         )
-        return list(self._conn.execute(query))
+        return [_refund_order(row) for row in self._conn.execute(query)]
 
-    def failed_refund_orders(self, milestone_id: str) -> list[Any]:
+    def failed_refund_orders(self, milestone_id: str) -> list[RefundOrder]:
         """Refunds the provider would not make: still owed to the client (in transit)."""
         query = (
             select(refund_orders)
-            .where(refund_orders.c.milestone_id == milestone_id, refund_orders.c.state == "failed")
+            .where(refund_orders.c.milestone_id == milestone_id, refund_orders.c.state == RefundOrderState.FAILED.value)
             .order_by(refund_orders.c.created_at, refund_orders.c.id)
         )
-        return list(self._conn.execute(self._locked(query, True)))
+        return [_refund_order(row) for row in self._conn.execute(self._locked(query, True))]
 
-    def update_refund_order(self, order_id: str, **values: Any) -> None:
-        self._conn.execute(refund_orders.update().where(refund_orders.c.id == order_id).values(**values))
+    def settle_refund_order(
+        self,
+        order_id: str,
+        state: RefundOrderState,
+        *,
+        reference: str | None,
+        failure_reason: str | None,
+        settled_at: datetime,
+    ) -> None:
+        self._conn.execute(
+            refund_orders.update()
+            .where(refund_orders.c.id == order_id)
+            .values(
+                state=state.value, gateway_reference=reference, failure_reason=failure_reason, settled_at=settled_at
+            )
+        )
+
+    def charge_back_refund_order(self, order_id: str, *, settled_at: datetime) -> None:
+        self._conn.execute(
+            refund_orders.update()
+            .where(refund_orders.c.id == order_id)
+            .values(state=RefundOrderState.CHARGED_BACK.value, settled_at=settled_at)
+        )
 
     # --- disputes (chargebacks) ------------------------------------------------------
 
-    def add_dispute(self, **values: Any) -> None:
-        zero = dict.fromkeys(
-            (
-                "withdrawn",
-                "reinstated",
-                "recovered_from_refunds",
-                "recovered_from_escrow",
-                "recovered_from_freelancer",
-                "fee_returned",
-                "unrecovered",
-            ),
-            0,
+    def add_dispute(self, dispute: Dispute) -> None:
+        self._conn.execute(
+            disputes.insert().values(
+                id=dispute.id,
+                milestone_id=dispute.milestone_id,
+                charge_reference=dispute.charge_reference,
+                currency=dispute.currency,
+                amount=dispute.amount,
+                status=dispute.status,
+                withdrawn=dispute.withdrawn,
+                reinstated=dispute.reinstated,
+                outcome=None if dispute.outcome is None else dispute.outcome.value,
+                recovered_from_escrow=dispute.recovered_from_escrow,
+                recovered_from_freelancer=dispute.recovered_from_freelancer,
+                recovered_from_refunds=dispute.recovered_from_refunds,
+                fee_returned=dispute.fee_returned,
+                unrecovered=dispute.unrecovered,
+                opened_at=dispute.opened_at,
+                closed_at=dispute.closed_at,
+            )
         )
-        self._conn.execute(disputes.insert().values(**{**zero, **values}))
 
     def dispute(self, dispute_id: str, *, lock: bool = False) -> Dispute | None:
         row = self._conn.execute(self._locked(select(disputes).where(disputes.c.id == dispute_id), lock)).first()
@@ -374,8 +567,38 @@ class EscrowStore:
             .limit(1)
         ).scalar()
 
-    def update_dispute(self, dispute_id: str, **values: Any) -> None:
-        self._conn.execute(disputes.update().where(disputes.c.id == dispute_id).values(**values))
+    def record_dispute_moves(self, dispute_id: str, *, status: str, withdrawn: int, reinstated: int) -> None:
+        self._conn.execute(
+            disputes.update()
+            .where(disputes.c.id == dispute_id)
+            .values(status=status, withdrawn=withdrawn, reinstated=reinstated)
+        )
+
+    def close_dispute(
+        self,
+        dispute_id: str,
+        *,
+        outcome: DisputeOutcome,
+        recovered_from_refunds: int,
+        recovered_from_escrow: int,
+        recovered_from_freelancer: int,
+        fee_returned: int,
+        unrecovered: int,
+        closed_at: datetime,
+    ) -> None:
+        self._conn.execute(
+            disputes.update()
+            .where(disputes.c.id == dispute_id)
+            .values(
+                outcome=outcome.value,
+                recovered_from_refunds=recovered_from_refunds,
+                recovered_from_escrow=recovered_from_escrow,
+                recovered_from_freelancer=recovered_from_freelancer,
+                fee_returned=fee_returned,
+                unrecovered=unrecovered,
+                closed_at=closed_at,
+            )
+        )
 
     # --- provider events -----------------------------------------------------------
 

@@ -5,23 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import Row, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ledger.db.schema import fee_events, fee_schedules, lifetime_billings
-from ledger.errors import LedgerError
+from ledger.fees.model import FeeEvent, NoScheduleInForce, ScheduleInForce
 from ledger.fees.rule import FeeBreakdown, fee_for_payment, fee_for_refund
 from ledger.fees.schedule import FeeSchedule
 
 if TYPE_CHECKING:
     from ledger.db.unit_of_work import UnitOfWork
-    from ledger.fees.billing import FeeEvent, ScheduleInForce
-
-
-class NoScheduleInForce(LedgerError):
-    """No fee schedule rules the time asked for (the migrations put `classic` in force from 1970)."""
-
-    code = "no-schedule-in-force"
 
 
 class FeeStore:
@@ -31,9 +24,7 @@ class FeeStore:
 
     # --- schedules -------------------------------------------------------------
 
-    def _schedule(self, row: Any) -> ScheduleInForce:
-        from ledger.fees.billing import ScheduleInForce
-
+    def _schedule(self, row: Row[Any]) -> ScheduleInForce:
         return ScheduleInForce(int(row.id), FeeSchedule.from_data(row.definition), row.effective_from)
 
     def schedule_at(self, at: datetime) -> ScheduleInForce:
@@ -58,8 +49,6 @@ class FeeStore:
     def add_schedule(
         self, schedule: FeeSchedule, effective_from: datetime, *, recorded_at: datetime
     ) -> ScheduleInForce:
-        from ledger.fees.billing import ScheduleInForce
-
         new_id = self._conn.execute(
             fee_schedules.insert()
             .values(
@@ -108,9 +97,7 @@ class FeeStore:
 
     # --- events ------------------------------------------------------------------
 
-    def _event(self, row: Any) -> FeeEvent:
-        from ledger.fees.billing import FeeEvent
-
+    def _event(self, row: Row[Any]) -> FeeEvent:
         schedule = self.schedule_by_id(int(row.schedule_id)).schedule
         compute = fee_for_payment if row.kind == "charge" else fee_for_refund
         breakdown = compute(schedule, row.currency, int(row.lifetime_before), int(row.amount))
@@ -156,8 +143,6 @@ class FeeStore:
         effective_at: datetime,
         recorded_at: datetime,
     ) -> FeeEvent:
-        from ledger.fees.billing import FeeEvent
-
         new_id = self._conn.execute(
             fee_events.insert()
             .values(

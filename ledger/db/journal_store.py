@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import bindparam, select, text
+from sqlalchemy import ColumnElement, Row, bindparam, select, text
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import IntegrityError
 
@@ -327,7 +327,7 @@ class JournalStore:
 
     # --- reading ---------------------------------------------------------------
 
-    def _load(self, condition: Any) -> list[tuple[Entry, str]]:
+    def _load(self, condition: ColumnElement[bool]) -> list[tuple[Entry, str]]:
         rows = self._conn.execute(select(entries).where(condition).order_by(entries.c.id)).all()
         if not rows:
             return []
@@ -384,7 +384,7 @@ class JournalStore:
 
     def page(self, *, after_id: int | None, limit: int, account: Account | None = None) -> list[Entry]:
         """Entries in journal order after a cursor, optionally only those touching `account`."""
-        condition: Any = entries.c.id > (after_id or 0)
+        condition: ColumnElement[bool] = entries.c.id > (after_id or 0)
         if account is not None:
             touching = (
                 select(postings.c.entry_id)
@@ -410,7 +410,7 @@ class JournalStore:
         return [entry for entry, _ in self._load(condition)]
 
 
-def entry_from_row(row: Any, legs: tuple[Posting, ...]) -> Entry:
+def entry_from_row(row: Row[Any], legs: tuple[Posting, ...]) -> Entry:
     return Entry(
         id=int(row.id),
         idempotency_key=row.idempotency_key,

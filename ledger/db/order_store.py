@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import Row, Update, and_, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ledger.db.schema import payment_orders, request_keys, worker_heartbeats
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from ledger.db.unit_of_work import UnitOfWork
 
 
-def _order(row: Any) -> PaymentOrder:
+def _order(row: Row[Any]) -> PaymentOrder:
     return PaymentOrder(
         id=row.id,
         kind=OrderKind(row.kind),
@@ -99,47 +99,46 @@ class OrderStore:
             raise UnknownOrder(f"no payment order {order_id}", order_id=order_id)
         return _order(row)
 
-    def _update(self, order_id: str, **values: Any) -> None:
-        values["updated_at"] = self._uow.clock.now()
-        self._conn.execute(payment_orders.update().where(payment_orders.c.id == order_id).values(**values))
+    def _update(self, order_id: str) -> Update:
+        """The UPDATE of one order, stamped with the time of the change."""
+        return payment_orders.update().where(payment_orders.c.id == order_id).values(updated_at=self._uow.clock.now())
 
     def mark_sent(self, order_id: str, *, first_sent_at: datetime) -> None:
-        self._update(order_id, state=OrderState.SENT.value, first_sent_at=first_sent_at)
+        self._conn.execute(self._update(order_id).values(state=OrderState.SENT.value, first_sent_at=first_sent_at))
 
     def wait_for_payer(self, order_id: str, reference: str, *, client_secret: str | None = None) -> None:
-        values: dict[str, Any] = {
-            "state": OrderState.REQUIRES_ACTION.value,
-            "provider_reference": reference,
-            "lease_owner": None,
-            "lease_until": None,
-        }
+        statement = self._update(order_id).values(
+            state=OrderState.REQUIRES_ACTION.value, provider_reference=reference, lease_owner=None, lease_until=None
+        )
         if client_secret:
-            values["details"] = {**self.get(order_id).details, "client_secret": client_secret}
-        self._update(order_id, **values)
+            statement = statement.values(details={**self.get(order_id).details, "client_secret": client_secret})
+        self._conn.execute(statement)
 
     def note(self, order_id: str, **details: str) -> None:
         """Add to what the order records (e.g. the payments its success released)."""
-        self._update(order_id, details={**self.get(order_id).details, **details})
+        self._conn.execute(self._update(order_id).values(details={**self.get(order_id).details, **details}))
 
     def acknowledged(self, order_id: str, reference: str, *, retry_at: datetime) -> None:
         """The provider took the order and will tell its outcome later: ask again at `retry_at`."""
-        self._update(
-            order_id,
-            state=OrderState.SENT.value,
-            provider_reference=reference,
-            next_attempt_at=retry_at,
-            lease_owner=None,
-            lease_until=None,
+        self._conn.execute(
+            self._update(order_id).values(
+                state=OrderState.SENT.value,
+                provider_reference=reference,
+                next_attempt_at=retry_at,
+                lease_owner=None,
+                lease_until=None,
+            )
         )
 
     def retry_later(self, order_id: str, *, attempts: int, at: datetime, reason: str) -> None:
-        self._update(
-            order_id,
-            attempts=attempts,
-            next_attempt_at=at,
-            failure_reason=reason[:500],
-            lease_owner=None,
-            lease_until=None,
+        self._conn.execute(
+            self._update(order_id).values(
+                attempts=attempts,
+                next_attempt_at=at,
+                failure_reason=reason[:500],
+                lease_owner=None,
+                lease_until=None,
+            )
         )
 
     def finish(
@@ -151,18 +150,18 @@ class OrderStore:
         reason: str | None = None,
         resolved_by: str | None = None,
     ) -> None:
-        values: dict[str, Any] = {
-            "state": state.value,
-            "completed_at": self._uow.clock.now(),
-            "lease_owner": None,
-            "lease_until": None,
-            "failure_reason": None if reason is None else reason[:500],
-        }
+        statement = self._update(order_id).values(
+            state=state.value,
+            completed_at=self._uow.clock.now(),
+            lease_owner=None,
+            lease_until=None,
+            failure_reason=None if reason is None else reason[:500],
+        )
         if reference is not None:
-            values["provider_reference"] = reference
+            statement = statement.values(provider_reference=reference)
         if resolved_by is not None:
-            values["resolved_by"] = resolved_by
-        self._update(order_id, **values)
+            statement = statement.values(resolved_by=resolved_by)
+        self._conn.execute(statement)
 
     def settle(self, order: PaymentOrder | None, *, succeeded: bool, reference: str | None, reason: str | None) -> None:
         """Finish the order behind a settled refund or payout (a webhook may settle it first)."""
@@ -172,18 +171,20 @@ class OrderStore:
         self.finish(order.id, state, reference=reference, reason=None if succeeded else (reason or "failed"))
 
     def mark_resolved(self, order_id: str, *, actor: str, note: str) -> None:
-        self._update(order_id, resolved_by=actor[:80], details={**self.get(order_id).details, "resolution": note})
+        details = {**self.get(order_id).details, "resolution": note}
+        self._conn.execute(self._update(order_id).values(resolved_by=actor[:80], details=details))
 
     def reopen(self, order_id: str, *, at: datetime) -> None:
         """An operator's retry: due now, with a fresh count of attempts."""
-        self._update(
-            order_id,
-            state=OrderState.PENDING.value,
-            attempts=0,
-            next_attempt_at=at,
-            lease_owner=None,
-            lease_until=None,
-            failure_reason=None,
+        self._conn.execute(
+            self._update(order_id).values(
+                state=OrderState.PENDING.value,
+                attempts=0,
+                next_attempt_at=at,
+                lease_owner=None,
+                lease_until=None,
+                failure_reason=None,
+            )
         )
 
     # --- taking orders to send -----------------------------------------------------------
@@ -278,7 +279,7 @@ class OrderStore:
 
     # --- request keys ------------------------------------------------------------------------
 
-    def bind_request_key(self, key: str, operation: str, request: Mapping[str, object]) -> dict[str, Any] | None:
+    def bind_request_key(self, key: str, operation: str, request: Mapping[str, object]) -> dict[str, object] | None:
         """Bind `key` to this request. Returns None the first time (the caller does the work
         and stores its result with `store_result`), the stored result when the same request
         comes again; another request with the key is an `IdempotencyConflict`.

@@ -22,18 +22,17 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from ledger.clock import Clock, SystemClock
+from ledger.db.account_store import AccountCache, AccountStore
+from ledger.db.api_store import ApiStore
+from ledger.db.document_store import DocumentStore
 from ledger.db.engine import make_engine
+from ledger.db.escrow_store import EscrowStore
+from ledger.db.fee_store import FeeStore
+from ledger.db.journal_store import JournalStore
+from ledger.db.order_store import OrderStore
 from ledger.errors import RetriesExhausted
 from ledger.invoices.documents import PlatformDetails
-
-if TYPE_CHECKING:
-    from ledger.db.account_store import AccountCache, AccountStore
-    from ledger.db.api_store import ApiStore
-    from ledger.db.document_store import DocumentStore
-    from ledger.db.escrow_store import EscrowStore
-    from ledger.db.fee_store import FeeStore
-    from ledger.db.journal_store import JournalStore
-    from ledger.db.order_store import OrderStore
+from ledger.ports import unit_of_work as port
 
 T = TypeVar("T")
 log = logging.getLogger("ledger.transactions")
@@ -66,18 +65,10 @@ class UnitOfWork:
     """
 
     def __init__(self, connection: Connection, database: Database) -> None:
-        from ledger.db.account_store import AccountStore
-        from ledger.db.api_store import ApiStore
-        from ledger.db.document_store import DocumentStore
-        from ledger.db.escrow_store import EscrowStore
-        from ledger.db.fee_store import FeeStore
-        from ledger.db.journal_store import JournalStore
-        from ledger.db.order_store import OrderStore
-
         self.connection = connection
         self.dialect = connection.dialect.name
-        self.clock = database.clock
-        self.platform = database.platform
+        self.clock: Clock = database.clock
+        self.platform: PlatformDetails = database.platform
         self.accounts: AccountStore = AccountStore(self, database.account_cache)
         self.journal: JournalStore = JournalStore(self)
         self.fees: FeeStore = FeeStore(self)
@@ -98,6 +89,11 @@ class UnitOfWork:
             callback()
 
 
+if TYPE_CHECKING:
+    # mypy proves that this unit of work (and so each of its stores) implements the port.
+    _implements_port: type[port.UnitOfWork] = UnitOfWork
+
+
 class Database:
     """An engine, the account cache and the retry counter, shared by all units of work.
 
@@ -116,8 +112,6 @@ class Database:
         max_attempts: int = 12,
         platform: PlatformDetails | None = None,
     ) -> None:
-        from ledger.db.account_store import AccountCache
-
         self.engine = make_engine(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
         self.clock: Clock = clock or SystemClock()
         self.max_attempts = max_attempts

@@ -13,9 +13,8 @@ milestone returns to the state it was in.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from ledger.errors import InvalidRequest
 from ledger.escrow.milestones import REVIEW_EXPIRY, positive_amount, post_funding
@@ -30,9 +29,7 @@ from ledger.escrow.model import (
 )
 from ledger.escrow.orders import NewOrder, OrderKind, OrderState, PaymentOrder
 from ledger.escrow.payments import refund_from_escrow, release
-
-if TYPE_CHECKING:
-    from ledger.db.unit_of_work import UnitOfWork
+from ledger.ports.unit_of_work import UnitOfWork
 
 
 @dataclass(frozen=True)
@@ -74,14 +71,14 @@ def approve(
     now = uow.clock.now()
     if wanted > held and held > 0:
         order = _order_bonus(uow, milestone, wanted - held, request_key, payment_method, now)
-        uow.escrow.update_milestone(milestone_id, state=MilestoneState.APPROVAL_PENDING.value)
+        uow.escrow.save_milestone(replace(milestone, state=MilestoneState.APPROVAL_PENDING))
         outcome = Approval(uow.escrow.milestone(milestone_id), (), order)
     else:
         if wanted > held:
             raise InvalidRequest(f"nothing is held to approve (held {held})", field="amount", held=held)
         payment = release(uow, contract, milestone_id, wanted, effective_at=now)
         if wanted == held:
-            uow.escrow.update_milestone(milestone_id, state=MilestoneState.RELEASED.value, review_deadline=None)
+            uow.escrow.save_milestone(replace(milestone, state=MilestoneState.RELEASED, review_deadline=None))
         outcome = Approval(uow.escrow.milestone(milestone_id), (payment,))
     if request_key is not None:
         uow.orders.store_result(request_key, _result_of(outcome))
@@ -194,7 +191,7 @@ def complete_bonus_approval(uow: UnitOfWork, order: PaymentOrder, *, reference: 
             charge_reference=reference,
         )
     )
-    uow.escrow.update_milestone(milestone_id, state=MilestoneState.RELEASED.value, review_deadline=None)
+    uow.escrow.save_milestone(replace(milestone, state=MilestoneState.RELEASED, review_deadline=None))
     uow.orders.finish(order.id, OrderState.SUCCEEDED, reference=reference)
     uow.orders.note(order.id, payments=",".join(p.id for p in payments))
     if request_key is not None:
@@ -218,4 +215,4 @@ def withdraw_bonus_approval(
         waited = uow.clock.now() - datetime.fromisoformat(order.details["pending_since"])
         deadline = deadline + waited
         uow.escrow.schedule(REVIEW_EXPIRY, milestone_id, deadline)
-    uow.escrow.update_milestone(milestone_id, state=prior.value, review_deadline=deadline)
+    uow.escrow.save_milestone(replace(milestone, state=prior, review_deadline=deadline))

@@ -31,10 +31,11 @@ Recovery policy of a lost chargeback (README, "Chargebacks"), in this order:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import replace
 
 from ledger.bookkeeping import post_entry
 from ledger.errors import Conflict
+from ledger.escrow.accounts import open_chargeback_accounts
 from ledger.escrow.chart import (
     CHARGEBACKS,
     DISPUTED,
@@ -43,7 +44,6 @@ from ledger.escrow.chart import (
     SERVICE_FEES,
     available_account_code,
     escrow_account_code,
-    open_chargeback_accounts,
     pending_account_code,
 )
 from ledger.escrow.milestones import REFUND_REQUEST_EXPIRY, REVIEW_EXPIRY
@@ -63,9 +63,7 @@ from ledger.fees.billing import refund_fee
 from ledger.gateway import BalanceMove, DisputeReport
 from ledger.invoices.issuing import issue_refund_credit_notes
 from ledger.journal import EntryRequest, Posting, credit, debit
-
-if TYPE_CHECKING:
-    from ledger.db.unit_of_work import UnitOfWork
+from ledger.ports.unit_of_work import UnitOfWork
 
 
 class DisputeMismatch(Conflict):
@@ -87,16 +85,27 @@ def apply_dispute(uow: UnitOfWork, report: DisputeReport, milestone_id: str, *, 
     dispute = uow.escrow.dispute(report.id, lock=True)
     if dispute is None:
         uow.escrow.add_dispute(
-            id=report.id,
-            milestone_id=milestone_id,
-            charge_reference=report.charge_reference,
-            currency=report.currency,
-            amount=report.amount,
-            status=report.status,
-            opened_at=uow.clock.now(),
+            Dispute(
+                id=report.id,
+                milestone_id=milestone_id,
+                charge_reference=report.charge_reference,
+                currency=report.currency,
+                amount=report.amount,
+                status=report.status,
+                withdrawn=0,
+                reinstated=0,
+                outcome=None,
+                recovered_from_escrow=0,
+                recovered_from_freelancer=0,
+                recovered_from_refunds=0,
+                fee_returned=0,
+                unrecovered=0,
+                opened_at=uow.clock.now(),
+                closed_at=None,
+            )
         )
         # The clocks stop while the money is frozen; they start again in full if it is won.
-        uow.escrow.update_milestone(milestone_id, review_deadline=None, refund_deadline=None)
+        uow.escrow.save_milestone(replace(milestone, review_deadline=None, refund_deadline=None))
         dispute = uow.escrow.dispute(report.id, lock=True)
         assert dispute is not None
     elif dispute.milestone_id != milestone_id:
@@ -117,7 +126,7 @@ def apply_dispute(uow: UnitOfWork, report: DisputeReport, milestone_id: str, *, 
         if _book_move(uow, contract, milestone_id, report.id, move, psp_account):
             withdrawn += max(-move.amount, 0)
             reinstated += max(move.amount, 0)
-    uow.escrow.update_dispute(report.id, status=report.status, withdrawn=withdrawn, reinstated=reinstated)
+    uow.escrow.record_dispute_moves(report.id, status=report.status, withdrawn=withdrawn, reinstated=reinstated)
     outstanding = withdrawn - reinstated
     # A won dispute closes once its money is back: a "won" report that does not list the
     # reinstatement yet waits for the one that does, rather than being taken for lost.
@@ -188,9 +197,9 @@ def _close(uow: UnitOfWork, contract: Contract, milestone_id: str, report: Dispu
         if left:
             unrecovered += left
             _post_loss(uow, contract, milestone_id, report.id, left)
-    uow.escrow.update_dispute(
+    uow.escrow.close_dispute(
         report.id,
-        outcome=_outcome(report.status, outstanding).value,
+        outcome=_outcome(report.status, outstanding),
         recovered_from_refunds=recovered_refunds,
         recovered_from_escrow=recovered_escrow,
         recovered_from_freelancer=recovered_freelancer,
@@ -214,7 +223,7 @@ def _settle_failed_refunds(uow: UnitOfWork, contract: Contract, milestone_id: st
     the chargeback settles them (refunds in transit -> disputed)."""
     taken = 0
     for order in uow.escrow.failed_refund_orders(milestone_id):
-        amount = int(order.amount)
+        amount = order.amount
         if amount > wanted - taken:
             break  # a refund is settled whole or not at all; what remains is owed as it was
         post_entry(
@@ -229,7 +238,7 @@ def _settle_failed_refunds(uow: UnitOfWork, contract: Contract, milestone_id: st
                 refs=entry_refs(contract, milestone_id, dispute=dispute_id, refund_order=order.id),
             ),
         )
-        uow.escrow.update_refund_order(order.id, state="charged_back", settled_at=uow.clock.now())
+        uow.escrow.charge_back_refund_order(order.id, settled_at=uow.clock.now())
         taken += amount
     return taken
 
@@ -253,8 +262,8 @@ def _recover_from_escrow(uow: UnitOfWork, contract: Contract, milestone_id: str,
         ),
     )
     if taken == milestone.held:
-        uow.escrow.update_milestone(
-            milestone_id, state=MilestoneState.REFUNDED.value, review_deadline=None, refund_deadline=None
+        uow.escrow.save_milestone(
+            replace(milestone, state=MilestoneState.REFUNDED, review_deadline=None, refund_deadline=None)
         )
     return taken
 
@@ -310,14 +319,14 @@ def _recover_from_payment(
             refs=entry_refs(contract, payment.milestone_id, payment=payment.id, dispute=dispute_id),
         ),
     )
-    uow.escrow.update_payment(payment.id, refunded=locked.refunded + taken)
+    uow.escrow.set_refunded(payment.id, locked.refunded + taken)
     to_take = from_pending
     for payment_id in [payment.id, *(p for p in pending if p != payment.id)]:
         part = min(to_take, pending[payment_id])
         if part:
             pending[payment_id] -= part
             to_take -= part
-            uow.escrow.update_payment(payment_id, pending_remaining=pending[payment_id])
+            uow.escrow.set_pending_remaining(payment_id, pending[payment_id])
     issue_refund_credit_notes(
         uow,
         contract=contract,
@@ -352,15 +361,15 @@ def _resume(uow: UnitOfWork, milestone_id: str) -> None:
     now = uow.clock.now()
     if milestone.state is MilestoneState.SUBMITTED:
         deadline = now + REVIEW_PERIOD
-        uow.escrow.update_milestone(milestone_id, review_deadline=deadline)
+        uow.escrow.save_milestone(replace(milestone, review_deadline=deadline))
         uow.escrow.schedule(REVIEW_EXPIRY, milestone_id, deadline)
     elif milestone.state is MilestoneState.REFUND_REQUESTED:
         deadline = now + REFUND_REQUEST_PERIOD
-        uow.escrow.update_milestone(milestone_id, refund_deadline=deadline)
+        uow.escrow.save_milestone(replace(milestone, refund_deadline=deadline))
         uow.escrow.schedule(REFUND_REQUEST_EXPIRY, milestone_id, deadline)
     for payment in uow.escrow.payments_of(milestone_id):
         if payment.pending_until <= now and uow.escrow.pending_remaining(payment.id) > 0:
-            uow.escrow.update_payment(payment.id, pending_until=now)
+            uow.escrow.set_pending_until(payment.id, now)
             uow.escrow.schedule(PENDING_RELEASE, payment.id, now)
 
 

@@ -281,7 +281,7 @@ class Dispatcher:
 
     def _provider_id(self, party: str) -> str:
         record = self.book.transaction(lambda uow: uow.documents.party(party), read_only=True) if party else None
-        return (record or {}).get("provider_id") or party
+        return (record.provider_id if record else None) or party
 
 
 def _lookup_kind(kind: OrderKind) -> str:

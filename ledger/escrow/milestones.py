@@ -9,17 +9,15 @@ nothing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
-from typing import TYPE_CHECKING
 
 from ledger.bookkeeping import post_entry
 from ledger.errors import CurrencyMismatch, InvalidRequest
+from ledger.escrow.accounts import open_escrow_account, open_platform_accounts
 from ledger.escrow.chart import (
     CLIENT_PROCESSING_FEES,
     escrow_account_code,
-    open_escrow_account,
-    open_platform_accounts,
 )
 from ledger.escrow.model import (
     REFUND_REQUEST_PERIOD,
@@ -42,9 +40,7 @@ from ledger.fees.billing import schedule_in_force
 from ledger.fees.rule import client_processing_fee
 from ledger.journal import EntryRequest, credit, debit
 from ledger.money import normalize_currency
-
-if TYPE_CHECKING:
-    from ledger.db.unit_of_work import UnitOfWork
+from ledger.ports.unit_of_work import UnitOfWork
 
 REVIEW_EXPIRY = "review_expiry"
 REFUND_REQUEST_EXPIRY = "refund_request_expiry"
@@ -84,20 +80,22 @@ def add_milestone(
         raise ContractEnded(f"contract {contract_id} has ended", contract_id=contract_id)
     if due_date is not None and not isinstance(due_date, date):
         raise InvalidRequest("due_date must be a date", field="due_date")
-    milestone_id = new_id("ms")
-    now = uow.clock.now()
-    uow.escrow.add_milestone(
-        id=milestone_id,
+    milestone = Milestone(
+        id=new_id("ms"),
         contract_id=contract.id,
         title=_title(title),
         amount=positive_amount(amount),
         due_date=due_date,
-        state=MilestoneState.DRAFT.value,
-        created_at=now,
-        updated_at=now,
+        state=MilestoneState.DRAFT,
+        held=0,
+        review_deadline=None,
+        refund_deadline=None,
+        failure_reason=None,
+        created_at=uow.clock.now(),
     )
-    open_escrow_account(uow, milestone_id, contract.currency)
-    return uow.escrow.milestone(milestone_id)
+    uow.escrow.add_milestone(milestone)
+    open_escrow_account(uow, milestone.id, contract.currency)
+    return uow.escrow.milestone(milestone.id)
 
 
 @dataclass(frozen=True)
@@ -164,15 +162,10 @@ def start_funding(uow: UnitOfWork, milestone_id: str, *, payment_method: str | N
                 },
             )
         )
-        uow.escrow.update_milestone(
-            milestone_id,
-            state=MilestoneState.FUNDING.value,
-            funding_key=previous.details.get("funding_key", previous.provider_key),
-            failure_reason=None,
-        )
+        uow.escrow.begin_funding(milestone_id, funding_key=previous.details.get("funding_key", previous.provider_key))
         return FundingStart(uow.escrow.milestone(milestone_id), order)
     order = _order_charge(uow, milestone_id, contract.currency, details)
-    uow.escrow.update_milestone(milestone_id, state=MilestoneState.FUNDING.value, funding_key=key, failure_reason=None)
+    uow.escrow.begin_funding(milestone_id, funding_key=key)
     return FundingStart(uow.escrow.milestone(milestone_id), order)
 
 
@@ -199,14 +192,14 @@ def start_next_attempt(uow: UnitOfWork, cancellation: PaymentOrder) -> None:
     details = {k: v for k, v in cancellation.details.items() if k not in ("next_funding_key", "reason", "funding_key")}
     details["funding_key"] = cancellation.details["next_funding_key"]
     _order_charge(uow, milestone_id, cancellation.currency, details)
-    uow.escrow.update_milestone(milestone_id, funding_key=details["funding_key"])
+    uow.escrow.set_funding_key(milestone_id, details["funding_key"])
 
 
 def await_funding(uow: UnitOfWork, milestone_id: str, *, funding_key: str, reference: str) -> Milestone:
     """The payment waits for the customer: remember the provider's payment to ask about it later."""
     key, _ = uow.escrow.funding(milestone_id)
     if key == funding_key:
-        uow.escrow.update_milestone(milestone_id, funding_reference=reference)
+        uow.escrow.set_funding_reference(milestone_id, reference)
     return uow.escrow.milestone(milestone_id)
 
 
@@ -249,15 +242,13 @@ def confirm_funding(
         return uow.escrow.milestone(milestone_id)
     require_transition(milestone_id, milestone.state, Event.PAYMENT_CONFIRMED)
     post_funding(uow, contract, milestone_id, amount, client_fee, psp_account, funding_key, reference)
-    uow.escrow.update_milestone(
-        milestone_id, state=MilestoneState.FUNDED.value, funding_reference=reference, psp_account=psp_account
-    )
+    uow.escrow.mark_funded(milestone_id, reference=reference, psp_account=psp_account)
     if order is not None:
         uow.orders.finish(order.id, OrderState.SUCCEEDED, reference=reference)
     if contract.ended_by is not None:
         # The payment landed after the contract ended: the money goes straight back.
         refund_from_escrow(uow, contract, milestone_id, amount, reason="contract_ended")
-        uow.escrow.update_milestone(milestone_id, state=MilestoneState.REFUNDED.value)
+        uow.escrow.save_milestone(replace(milestone, state=MilestoneState.REFUNDED))
     return uow.escrow.milestone(milestone_id)
 
 
@@ -305,7 +296,7 @@ def fail_funding(uow: UnitOfWork, milestone_id: str, *, funding_key: str, reason
     if order is not None and order.state is OrderState.PENDING:
         uow.orders.finish(order.id, OrderState.FAILED, reason=reason)
     # The key stays: a later success of this attempt is recognised (booked and refunded).
-    uow.escrow.update_milestone(milestone_id, state=MilestoneState.DRAFT.value, failure_reason=reason[:500])
+    uow.escrow.save_milestone(replace(milestone, state=MilestoneState.DRAFT, failure_reason=reason[:500]))
     return uow.escrow.milestone(milestone_id)
 
 
@@ -314,10 +305,10 @@ def submit(uow: UnitOfWork, milestone_id: str) -> Milestone:
     milestone = uow.escrow.milestone(milestone_id, lock=True)
     require_transition(milestone_id, milestone.state, Event.SUBMIT)
     if milestone.frozen_by is not None:  # a chargeback holds the clock; it starts when it closes
-        uow.escrow.update_milestone(milestone_id, state=MilestoneState.SUBMITTED.value, review_deadline=None)
+        uow.escrow.save_milestone(replace(milestone, state=MilestoneState.SUBMITTED, review_deadline=None))
         return uow.escrow.milestone(milestone_id)
     deadline = uow.clock.now() + REVIEW_PERIOD
-    uow.escrow.update_milestone(milestone_id, state=MilestoneState.SUBMITTED.value, review_deadline=deadline)
+    uow.escrow.save_milestone(replace(milestone, state=MilestoneState.SUBMITTED, review_deadline=deadline))
     uow.escrow.schedule(REVIEW_EXPIRY, milestone_id, deadline)
     return uow.escrow.milestone(milestone_id)
 
@@ -326,7 +317,7 @@ def request_changes(uow: UnitOfWork, milestone_id: str) -> Milestone:
     """The client asks for changes: the review clock stops."""
     milestone = uow.escrow.milestone(milestone_id, lock=True)
     require_transition(milestone_id, milestone.state, Event.REQUEST_CHANGES)
-    uow.escrow.update_milestone(milestone_id, state=MilestoneState.CHANGES_REQUESTED.value, review_deadline=None)
+    uow.escrow.save_milestone(replace(milestone, state=MilestoneState.CHANGES_REQUESTED, review_deadline=None))
     return uow.escrow.milestone(milestone_id)
 
 
@@ -345,7 +336,7 @@ def expire_review(uow: UnitOfWork, milestone_id: str, deadline: datetime) -> lis
     require_transition(milestone_id, milestone.state, Event.REVIEW_EXPIRED)
     contract = uow.escrow.contract(milestone.contract_id)
     payment = release(uow, contract, milestone_id, milestone.held, effective_at=deadline)
-    uow.escrow.update_milestone(milestone_id, state=MilestoneState.RELEASED.value, review_deadline=None)
+    uow.escrow.save_milestone(replace(milestone, state=MilestoneState.RELEASED, review_deadline=None))
     return [payment]
 
 
@@ -376,15 +367,14 @@ def end_contract(uow: UnitOfWork, contract_id: str, *, ended_by: str) -> Contrac
         require_unfrozen(milestone, event)
         if ended_by == "freelancer":
             refund_from_escrow(uow, contract, milestone.id, milestone.held, reason="ended_by_freelancer")
-            uow.escrow.update_milestone(milestone.id, state=MilestoneState.REFUNDED.value, review_deadline=None)
+            uow.escrow.save_milestone(replace(milestone, state=MilestoneState.REFUNDED, review_deadline=None))
         else:
             # A chargeback holds the clock: it starts when the dispute closes.
             deadline = None if milestone.frozen_by else now + REFUND_REQUEST_PERIOD
-            uow.escrow.update_milestone(
-                milestone.id,
-                state=MilestoneState.REFUND_REQUESTED.value,
-                review_deadline=None,
-                refund_deadline=deadline,
+            uow.escrow.save_milestone(
+                replace(
+                    milestone, state=MilestoneState.REFUND_REQUESTED, review_deadline=None, refund_deadline=deadline
+                )
             )
             if deadline is not None:
                 uow.escrow.schedule(REFUND_REQUEST_EXPIRY, milestone.id, deadline)
@@ -415,7 +405,7 @@ def _refund_requested(uow: UnitOfWork, milestone_id: str, event: Event, at: date
     require_unfrozen(milestone, event)
     contract = uow.escrow.contract(milestone.contract_id)
     refund_from_escrow(uow, contract, milestone_id, milestone.held, reason=event.value, effective_at=at)
-    uow.escrow.update_milestone(milestone_id, state=MilestoneState.REFUNDED.value, refund_deadline=None)
+    uow.escrow.save_milestone(replace(milestone, state=MilestoneState.REFUNDED, refund_deadline=None))
     return uow.escrow.milestone(milestone_id)
 
 
@@ -423,7 +413,7 @@ def dispute_refund_request(uow: UnitOfWork, milestone_id: str) -> Milestone:
     """The freelancer disputes the client's refund request: the money stays held until resolved."""
     milestone = uow.escrow.milestone(milestone_id, lock=True)
     require_transition(milestone_id, milestone.state, Event.DISPUTE)
-    uow.escrow.update_milestone(milestone_id, state=MilestoneState.DISPUTED.value, refund_deadline=None)
+    uow.escrow.save_milestone(replace(milestone, state=MilestoneState.DISPUTED, refund_deadline=None))
     return uow.escrow.milestone(milestone_id)
 
 
@@ -454,7 +444,7 @@ def resolve_dispute(uow: UnitOfWork, milestone_id: str, *, release_amount: int, 
         if release_amount
         else MilestoneState.REFUNDED
     )
-    uow.escrow.update_milestone(milestone_id, state=final.value)
+    uow.escrow.save_milestone(replace(milestone, state=final))
     return uow.escrow.milestone(milestone_id)
 
 

@@ -350,3 +350,66 @@ class Dispute:
     @property
     def is_open(self) -> bool:
         return self.outcome is None
+
+
+@dataclass(frozen=True)
+class PaymentRefund:
+    """A freelancer's refund of (part of) a payment to the client.
+
+    Attributes:
+        amount: gross refunded to the client; fee_returned: the fee the platform
+            gives back (the fee engine's refund rule); the freelancer pays the rest.
+        entry_id: the refund's journal entry.
+        status: how its provider refund stands: pending, succeeded or failed.
+    """
+
+    id: str
+    payment_id: str
+    amount: int
+    fee_returned: int
+    entry_id: int
+    status: str = "pending"
+
+
+class RefundSource(StrEnum):
+    """Which of the freelancer's balances paid their part of a refund after release."""
+
+    PENDING = "pending"
+    AVAILABLE = "available"
+    BOTH = "both"
+
+
+class RefundOrderState(StrEnum):
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # the provider would not refund: still owed to the client (in transit)
+    CHARGED_BACK = "charged_back"  # a failed refund the client got through their bank's chargeback instead
+
+
+@dataclass(frozen=True)
+class RefundOrder:
+    """Money owed back to a client, refunded at the provider against one charge.
+
+    Attributes:
+        id: `rfo_...`; also the provider key of the payment order that makes it.
+        milestone_id: the milestone the money was held for.
+        payment_id: the released payment refunded, or None for money refunded from escrow.
+        amount: minor units of `currency`.
+        psp_account: the ledger account of the provider balance it is refunded from.
+        charge_reference: the provider charge refunded.
+        state: see `RefundOrderState`.
+        gateway_reference, failure_reason, settled_at: what the provider answered, and when.
+    """
+
+    id: str
+    milestone_id: str
+    payment_id: str | None
+    currency: str
+    amount: int
+    psp_account: str
+    charge_reference: str | None
+    state: RefundOrderState
+    created_at: datetime
+    gateway_reference: str | None = None
+    failure_reason: str | None = None
+    settled_at: datetime | None = None

@@ -32,9 +32,9 @@ from ledger.gateway import (
     RefundRetrieval,
     TransferRetrieval,
 )
+from ledger.ports.unit_of_work import UnitOfWork
 
 if TYPE_CHECKING:
-    from ledger.db.unit_of_work import UnitOfWork
     from ledger.service import Ledger
 
 

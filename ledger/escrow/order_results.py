@@ -7,17 +7,13 @@ books once. What is booked is the order's own amount.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ledger.escrow import approvals
 from ledger.escrow.milestones import await_funding, confirm_funding, fail_funding, start_next_attempt
 from ledger.escrow.orders import STATUS_POLL, NewOrder, OrderKind, OrderState, PaymentOrder
 from ledger.escrow.payments import book_processing_fee, settle_refund
 from ledger.escrow.payouts import settle_payout
 from ledger.gateway import GatewayResult
-
-if TYPE_CHECKING:
-    from ledger.db.unit_of_work import UnitOfWork
+from ledger.ports.unit_of_work import UnitOfWork
 
 
 def apply_result(

@@ -9,20 +9,18 @@ net becomes available 5 days later (`mature_payment`, fired by `ledger tick`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from ledger.bookkeeping import post_entry
 from ledger.errors import InvalidRequest
+from ledger.escrow.accounts import open_freelancer_accounts, open_platform_accounts
 from ledger.escrow.chart import (
     PSP_FEES,
     REFUNDS_IN_TRANSIT,
     SERVICE_FEES,
     available_account_code,
     escrow_account_code,
-    open_freelancer_accounts,
-    open_platform_accounts,
     pending_account_code,
 )
 from ledger.escrow.model import (
@@ -33,16 +31,18 @@ from ledger.escrow.model import (
     MilestoneFrozen,
     MilestoneState,
     Payment,
+    PaymentRefund,
     RefundNotAllowed,
+    RefundOrder,
+    RefundOrderState,
+    RefundSource,
     new_id,
 )
 from ledger.escrow.orders import NewOrder, OrderKind
 from ledger.fees.billing import charge_fee, refund_fee
 from ledger.invoices.issuing import issue_refund_credit_notes, issue_release_documents
 from ledger.journal import EntryRequest, Posting, credit, debit
-
-if TYPE_CHECKING:
-    from ledger.db.unit_of_work import UnitOfWork
+from ledger.ports.unit_of_work import UnitOfWork
 
 PENDING_RELEASE = "pending_release"
 
@@ -106,7 +106,7 @@ def release(
         ),
     )
     pending_until = effective_at + SECURITY_PERIOD
-    uow.escrow.add_payment(
+    payment = Payment(
         id=payment_id,
         milestone_id=milestone_id,
         contract_id=contract.id,
@@ -116,12 +116,11 @@ def release(
         net=net,
         released_at=effective_at,
         pending_until=pending_until,
-        pending_remaining=net,
         refunded=0,
         entry_id=entry.id,
-        request_key=request_key,
         charge_reference=charge_reference or uow.escrow.funding_reference(milestone_id),
     )
+    uow.escrow.add_payment(payment, pending_remaining=net, request_key=request_key)
     uow.escrow.schedule(PENDING_RELEASE, payment_id, pending_until)
     issue_release_documents(
         uow,
@@ -196,15 +195,17 @@ def _order_refund(
     order_id = new_id("rfo")
     charge = charge_reference or uow.escrow.funding_reference(milestone_id)
     uow.escrow.add_refund_order(
-        id=order_id,
-        milestone_id=milestone_id,
-        payment_id=payment_id,
-        currency=contract.currency,
-        amount=amount,
-        psp_account=psp_account,
-        charge_reference=charge,
-        state="pending",
-        created_at=uow.clock.now(),
+        RefundOrder(
+            id=order_id,
+            milestone_id=milestone_id,
+            payment_id=payment_id,
+            currency=contract.currency,
+            amount=amount,
+            psp_account=psp_account,
+            charge_reference=charge,
+            state=RefundOrderState.PENDING,
+            created_at=uow.clock.now(),
+        )
     )
     uow.orders.add(
         NewOrder(
@@ -248,10 +249,10 @@ def settle_refund(
     Idempotent; returns the order's state."""
     order = uow.escrow.refund_order(order_id, lock=True)
     # A refund marked failed stays owed: an operator's retry or resolution may still settle it.
-    if order.state == "succeeded" or (order.state == "failed" and not succeeded):
-        return str(order.state)
-    if order.state not in ("pending", "failed"):
-        return str(order.state)
+    if order.state is RefundOrderState.SUCCEEDED or (order.state is RefundOrderState.FAILED and not succeeded):
+        return order.state.value
+    if order.state not in (RefundOrderState.PENDING, RefundOrderState.FAILED):
+        return order.state.value
     if succeeded:
         post_entry(
             uow,
@@ -259,8 +260,8 @@ def settle_refund(
                 idempotency_key=f"refund.settled:{order_id}",
                 kind="refund.settled",
                 postings=(
-                    debit(REFUNDS_IN_TRANSIT, int(order.amount), order.currency),
-                    credit(order.psp_account, int(order.amount), order.currency),
+                    debit(REFUNDS_IN_TRANSIT, order.amount, order.currency),
+                    credit(order.psp_account, order.amount, order.currency),
                 ),
                 refs={
                     "refund_order": order_id,
@@ -269,16 +270,16 @@ def settle_refund(
                 },
             ),
         )
-    state = "succeeded" if succeeded else "failed"
+    state = RefundOrderState.SUCCEEDED if succeeded else RefundOrderState.FAILED
     uow.orders.settle(uow.orders.of_refund_order(order_id), succeeded=succeeded, reference=reference, reason=reason)
-    uow.escrow.update_refund_order(
+    uow.escrow.settle_refund_order(
         order_id,
-        state=state,
-        gateway_reference=reference,
+        state,
+        reference=reference,
         failure_reason=None if succeeded else (reason or "failed")[:500],
         settled_at=uow.clock.now(),
     )
-    return state
+    return state.value
 
 
 def mature_payment(uow: UnitOfWork, payment_id: str, due: datetime) -> int:
@@ -303,25 +304,8 @@ def mature_payment(uow: UnitOfWork, payment_id: str, due: datetime) -> int:
             refs=entry_refs(contract, payment.milestone_id, payment=payment_id),
         ),
     )
-    uow.escrow.update_payment(payment_id, pending_remaining=0)
+    uow.escrow.set_pending_remaining(payment_id, 0)
     return remaining
-
-
-@dataclass(frozen=True)
-class PaymentRefund:
-    """A freelancer's refund of (part of) a payment to the client.
-
-    Attributes:
-        amount: gross refunded to the client; fee_returned: the fee the platform
-            gives back (the fee engine's refund rule); the freelancer pays the rest.
-    """
-
-    id: str
-    payment_id: str
-    amount: int
-    fee_returned: int
-    entry_id: int
-    status: str = "pending"
 
 
 def refund_status(uow: UnitOfWork, refund: PaymentRefund) -> PaymentRefund:
@@ -329,7 +313,7 @@ def refund_status(uow: UnitOfWork, refund: PaymentRefund) -> PaymentRefund:
     order_id = uow.journal.get(refund.entry_id).refs.get("refund_order")
     if order_id is None:
         return refund
-    return replace(refund, status=str(uow.escrow.refund_order(order_id).state))
+    return replace(refund, status=uow.escrow.refund_order(order_id).state.value)
 
 
 def refund_payment(uow: UnitOfWork, payment_id: str, amount: int, *, request_key: str | None = None) -> PaymentRefund:
@@ -345,9 +329,8 @@ def refund_payment(uow: UnitOfWork, payment_id: str, amount: int, *, request_key
         stored = uow.orders.bind_request_key(request_key, "refund_payment", {"payment": payment_id, "amount": amount})
         if stored is not None:
             earlier = uow.escrow.refund_by_request_key(request_key)
-            return PaymentRefund(
-                earlier.id, earlier.payment_id, int(earlier.amount), int(earlier.fee_returned), int(earlier.entry_id)
-            )
+            assert earlier is not None, "a request key's result is stored with its refund"
+            return earlier
     payment = uow.escrow.payment(payment_id)
     # The milestone's lock first (as chargebacks take it), so a refund and a chargeback take turns.
     milestone = uow.escrow.milestone(payment.milestone_id, lock=True)
@@ -413,19 +396,16 @@ def refund_payment(uow: UnitOfWork, payment_id: str, amount: int, *, request_key
             refs=entry_refs(contract, payment.milestone_id, payment=payment_id, refund=refund_id, refund_order=order),
         ),
     )
-    uow.escrow.update_payment(
+    uow.escrow.record_payment_refund(
         payment_id, refunded=payment.refunded + amount, pending_remaining=remaining - from_pending
     )
-    uow.escrow.add_refund(
-        id=refund_id,
-        payment_id=payment_id,
-        amount=amount,
-        fee_returned=fee_back,
-        from_balance="pending" if not from_available else ("available" if not from_pending else "both"),
-        entry_id=entry.id,
-        created_at=now,
-        request_key=request_key,
+    refund = PaymentRefund(refund_id, payment_id, amount, fee_back, entry.id)
+    source = (
+        RefundSource.PENDING
+        if not from_available
+        else (RefundSource.AVAILABLE if not from_pending else RefundSource.BOTH)
     )
+    uow.escrow.add_refund(refund, source=source, created_at=now, request_key=request_key)
     issue_refund_credit_notes(
         uow,
         contract=contract,
@@ -436,4 +416,4 @@ def refund_payment(uow: UnitOfWork, payment_id: str, amount: int, *, request_key
         entry_id=entry.id,
         issued_at=now,
     )
-    return PaymentRefund(refund_id, payment_id, amount, fee_back, entry.id)
+    return refund

@@ -8,23 +8,18 @@ available if the provider fails it, or reverses it after it was paid.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ledger.bookkeeping import post_entry
 from ledger.errors import InvalidRequest
+from ledger.escrow.accounts import open_freelancer_accounts, open_platform_accounts
 from ledger.escrow.chart import (
     PAYOUTS_IN_TRANSIT,
     available_account_code,
-    open_freelancer_accounts,
-    open_platform_accounts,
 )
 from ledger.escrow.model import InvalidTransition, Payout, PayoutState, new_id, party_id
 from ledger.escrow.orders import NewOrder, OrderKind
 from ledger.journal import EntryRequest, credit, debit
 from ledger.money import normalize_currency
-
-if TYPE_CHECKING:
-    from ledger.db.unit_of_work import UnitOfWork
+from ledger.ports.unit_of_work import UnitOfWork
 
 
 def request_payout(
@@ -63,12 +58,17 @@ def request_payout(
         ),
     )
     uow.escrow.add_payout(
-        id=payout_id,
-        freelancer_id=freelancer,
-        currency=code,
-        amount=amount,
-        state=PayoutState.IN_TRANSIT.value,
-        created_at=uow.clock.now(),
+        Payout(
+            id=payout_id,
+            freelancer_id=freelancer,
+            currency=code,
+            amount=amount,
+            state=PayoutState.IN_TRANSIT,
+            gateway_reference=None,
+            failure_reason=None,
+            created_at=uow.clock.now(),
+            settled_at=None,
+        ),
         request_key=request_key,
     )
     uow.orders.add(
@@ -113,10 +113,10 @@ def settle_payout(
             },
         ),
     )
-    uow.escrow.update_payout(
+    uow.escrow.settle_payout(
         payout_id,
-        state=target.value,
-        gateway_reference=reference,
+        target,
+        reference=reference,
         failure_reason=None if paid else (reason or "failed")[:500],
         settled_at=uow.clock.now(),
     )
@@ -136,10 +136,12 @@ def reverse_payout(
     payout = uow.escrow.payout(payout_id, lock=True)
     if payout.state is PayoutState.IN_TRANSIT:
         if amount_reversed >= payout.amount:
-            settle_payout(
+            failed = settle_payout(
                 uow, payout_id, paid=False, psp_account=psp_account, reference=reference, reason="transfer reversed"
             )
-            uow.escrow.update_payout(payout_id, amount_reversed=payout.amount)
+            uow.escrow.record_payout_reversal(
+                payout_id, amount_reversed=payout.amount, state=failed.state, failure_reason="transfer reversed"
+            )
             return uow.escrow.payout(payout_id)
         payout = settle_payout(uow, payout_id, paid=True, psp_account=psp_account, reference=reference)
     if payout.state is PayoutState.FAILED:
@@ -166,10 +168,10 @@ def reverse_payout(
         ),
     )
     wholly = reversed_now == payout.amount
-    uow.escrow.update_payout(
+    uow.escrow.record_payout_reversal(
         payout_id,
         amount_reversed=reversed_now,
-        state=(PayoutState.REVERSED if wholly else PayoutState.PAID).value,
+        state=PayoutState.REVERSED if wholly else PayoutState.PAID,
         failure_reason="transfer reversed" if wholly else "transfer partly reversed",
     )
     return uow.escrow.payout(payout_id)

@@ -18,7 +18,6 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import TypeVar
 
-from ledger.db.unit_of_work import UnitOfWork
 from ledger.errors import BelowFloor, LedgerError
 from ledger.escrow import approvals
 from ledger.escrow import milestones as use
@@ -32,6 +31,7 @@ from ledger.escrow.model import (
     MilestoneFrozen,
     MilestoneState,
     Payment,
+    PaymentRefund,
     Payout,
     UnknownDispute,
     new_id,
@@ -39,7 +39,7 @@ from ledger.escrow.model import (
 )
 from ledger.escrow.order_results import apply_result
 from ledger.escrow.orders import OrderKind, OrderState, PaymentOrder
-from ledger.escrow.payments import PaymentRefund, refund_payment, refund_status, settle_refund
+from ledger.escrow.payments import refund_payment, refund_status, settle_refund
 from ledger.escrow.payouts import request_payout, reverse_payout, settle_payout
 from ledger.escrow.reconciliation import ReconciliationLine, reconcile
 from ledger.escrow.timers import TickReport, tick
@@ -53,6 +53,7 @@ from ledger.gateway import (
     ProcessingFees,
 )
 from ledger.money import normalize_currency
+from ledger.ports.unit_of_work import UnitOfWork
 from ledger.service import Ledger
 
 T = TypeVar("T")
@@ -101,7 +102,7 @@ class Escrow:
     def _provider_id(self, party_id: str) -> str:
         """The party's id at the payment provider (customer or connected account), or our own id."""
         record = self.book.transaction(lambda uow: uow.documents.party(party_id), read_only=True)
-        return (record or {}).get("provider_id") or party_id
+        return (record.provider_id if record else None) or party_id
 
     def _gateway(self) -> PaymentGateway:
         if self.gateway is None:

@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING
 from ledger.clock import require_utc
 from ledger.escrow.milestones import REFUND_REQUEST_EXPIRY, REVIEW_EXPIRY, expire_refund_request, expire_review
 from ledger.escrow.payments import PENDING_RELEASE, mature_payment
+from ledger.ports.unit_of_work import UnitOfWork
 
 if TYPE_CHECKING:
-    from ledger.db.unit_of_work import UnitOfWork
     from ledger.service import Ledger
 
 BATCH = 200

@@ -16,6 +16,20 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
+from ledger.errors import NotFound
+
+
+class UnknownDocument(NotFound):
+    """No invoice or credit note has this id or number."""
+
+    code = "unknown-document"
+
+
+class UnknownParty(NotFound):
+    """No party record has this id."""
+
+    code = "unknown-party"
+
 
 class DocumentKind(StrEnum):
     """What a document is, and so which numbering series it belongs to."""
@@ -59,6 +73,46 @@ class PartyDetails:
     address: str | None = None
     country: str | None = None
     tax_id: str | None = None
+
+
+#: A party record's fields that may be set (`Party` less its id and update time).
+PARTY_FIELDS = ("display_name", "legal_name", "address", "country", "tax_id", "provider_id")
+
+
+@dataclass(frozen=True)
+class Party:
+    """A client's or freelancer's record.
+
+    Attributes:
+        party_id: the marketplace's id.
+        display_name: shown everywhere; legal_name, address, country (ISO 3166
+            alpha-2), tax_id: printed on invoices when known.
+        provider_id: the payment provider's customer (client) or connected account (freelancer).
+        updated_at: when the record last changed.
+    """
+
+    party_id: str
+    display_name: str
+    legal_name: str | None
+    address: str | None
+    country: str | None
+    tax_id: str | None
+    provider_id: str | None
+    updated_at: datetime
+
+
+def party_details(record: Party | None, party_id: str) -> PartyDetails:
+    """A party as printed: what is known, the id as the name when nothing is."""
+    if record is None:
+        return PartyDetails(party_id=party_id, display_name=party_id)
+    return PartyDetails(
+        party_id=party_id,
+        display_name=record.display_name,
+        legal_name=record.legal_name,
+        address=record.address,
+        country=record.country,
+        tax_id=record.tax_id,
+    )
 
 
 @dataclass(frozen=True)

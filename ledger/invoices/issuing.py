@@ -12,16 +12,20 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING
 
-from ledger.db.document_store import party_details
 from ledger.escrow.model import Contract, new_id
 from ledger.fees.rule import FeeBreakdown
-from ledger.invoices.documents import SERIES_PREFIX, Document, DocumentKind, DocumentLine, PartyDetails, PlatformDetails
+from ledger.invoices.documents import (
+    SERIES_PREFIX,
+    Document,
+    DocumentKind,
+    DocumentLine,
+    PartyDetails,
+    PlatformDetails,
+    party_details,
+)
 from ledger.money import format_amount
-
-if TYPE_CHECKING:
-    from ledger.db.unit_of_work import UnitOfWork
+from ledger.ports.unit_of_work import UnitOfWork
 
 PLATFORM_ID = "platform"
 SERVICE_FEES = "revenue:fees:service"

@@ -6,39 +6,12 @@ required; invoices print what is known and never fail for a missing optional fie
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
-from typing import TYPE_CHECKING
-
-from ledger.db.document_store import PARTY_FIELDS, UnknownParty
 from ledger.errors import InvalidRequest
 from ledger.escrow.model import party_id as valid_party_id
-
-if TYPE_CHECKING:
-    from ledger.db.unit_of_work import UnitOfWork
+from ledger.invoices.documents import PARTY_FIELDS, Party, UnknownParty
+from ledger.ports.unit_of_work import UnitOfWork
 
 LIMITS = {"display_name": 200, "legal_name": 200, "address": 500, "country": 2, "tax_id": 64, "provider_id": 255}
-
-
-@dataclass(frozen=True)
-class Party:
-    """A client's or freelancer's record.
-
-    Attributes:
-        party_id: the marketplace's id.
-        display_name: shown everywhere; legal_name, address, country (ISO 3166
-            alpha-2), tax_id: printed on invoices when known.
-        provider_id: the payment provider's customer (client) or connected account (freelancer).
-    """
-
-    party_id: str
-    display_name: str
-    legal_name: str | None
-    address: str | None
-    country: str | None
-    tax_id: str | None
-    provider_id: str | None
-    updated_at: datetime
 
 
 def set_party(uow: UnitOfWork, party_id: str, **fields: str | None) -> Party:
@@ -66,7 +39,23 @@ def set_party(uow: UnitOfWork, party_id: str, **fields: str | None) -> Party:
         raise InvalidRequest("a new party needs a display name", field="display_name")
     if "display_name" in values and not values["display_name"]:
         raise InvalidRequest("the display name cannot be empty", field="display_name")
-    uow.documents.save_party(pid, values)
+
+    now = uow.clock.now()
+    current = existing or Party(pid, "", None, None, None, None, None, now)
+    display_name = values.get("display_name", current.display_name)
+    assert display_name, "checked above"
+    uow.documents.save_party(
+        Party(
+            party_id=pid,
+            display_name=display_name,
+            legal_name=values.get("legal_name", current.legal_name),
+            address=values.get("address", current.address),
+            country=values.get("country", current.country),
+            tax_id=values.get("tax_id", current.tax_id),
+            provider_id=values.get("provider_id", current.provider_id),
+            updated_at=now,
+        )
+    )
     return get_party(uow, pid)
 
 
@@ -74,4 +63,4 @@ def get_party(uow: UnitOfWork, party_id: str) -> Party:
     record = uow.documents.party(party_id)
     if record is None:
         raise UnknownParty(f"no party {party_id}", party_id=party_id)
-    return Party(**record)
+    return record

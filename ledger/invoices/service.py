@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from ledger.invoices import parties as party_records
-from ledger.invoices.documents import Document
+from ledger.invoices.documents import Document, Party
 from ledger.invoices.reports import FeeRevenueRow, TrialBalance, fee_revenue, trial_balance
 from ledger.invoices.statements import Statement, account_statement, party_statement
 from ledger.service import Ledger
@@ -21,10 +21,10 @@ class Finance:
     def __init__(self, book: Ledger) -> None:
         self.book = book
 
-    def set_party(self, party_id: str, **fields: str | None) -> party_records.Party:
+    def set_party(self, party_id: str, **fields: str | None) -> Party:
         return self.book.transaction(lambda uow: party_records.set_party(uow, party_id, **fields))
 
-    def party(self, party_id: str) -> party_records.Party:
+    def party(self, party_id: str) -> Party:
         return self.book.transaction(lambda uow: party_records.get_party(uow, party_id), read_only=True)
 
     def document(self, id_or_number: str) -> Document:

@@ -1,14 +1,68 @@
 """The unit-of-work port: what use cases need of persistence.
 
-Use cases take a `UnitOfWork` and call its stores; `ledger.db` implements it over
-SQLAlchemy.
+A use case takes a `UnitOfWork` and calls its stores; the caller runs it in one
+transaction, which commits once when the use case returns and rolls back if it
+raises. What must happen only after commit goes to `after_commit`. `ledger.db`
+implements this over SQLAlchemy.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from ledger.db.unit_of_work import UnitOfWork as UnitOfWork
-else:
-    UnitOfWork = object  # the store Protocols replace this alias
+from ledger.clock import Clock
+from ledger.invoices.documents import PlatformDetails
+from ledger.ports.accounting import AccountStore, FeeStore, JournalStore
+from ledger.ports.escrow import EscrowStore, OrderStore
+from ledger.ports.records import ApiStore, DocumentStore
+
+
+class UnitOfWork(Protocol):
+    """One transaction and the stores that work inside it.
+
+    Attributes:
+        clock: where the use cases take the time from.
+        platform: the platform's details, printed on the invoices it issues.
+        origin: who is writing (a request's own id): the payment orders written carry it.
+        accounts: accounts and their balances.
+        journal: entries and postings.
+        fees: fee schedules, lifetime billings and fee events.
+        escrow: contracts, milestones, payments, payouts, refunds, disputes and timers.
+        documents: parties, invoices and credit notes.
+        api: API keys and idempotent HTTP requests.
+        orders: payment orders, request keys and worker heartbeats.
+    """
+
+    origin: str | None
+
+    @property
+    def clock(self) -> Clock: ...
+
+    @property
+    def platform(self) -> PlatformDetails: ...
+
+    @property
+    def accounts(self) -> AccountStore: ...
+
+    @property
+    def journal(self) -> JournalStore: ...
+
+    @property
+    def fees(self) -> FeeStore: ...
+
+    @property
+    def escrow(self) -> EscrowStore: ...
+
+    @property
+    def documents(self) -> DocumentStore: ...
+
+    @property
+    def api(self) -> ApiStore: ...
+
+    @property
+    def orders(self) -> OrderStore: ...
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run `callback` once the transaction has committed (never if it rolls back)."""
+        ...

@@ -12,7 +12,7 @@ from ledger import FixedClock, Ledger
 from ledger.errors import IdempotencyConflict, InvalidRequest
 from ledger.escrow.chart import SERVICE_FEES
 from ledger.escrow.service import Escrow
-from ledger.fees.billing import RefundExceedsBillings, ScheduleNotInFuture, UnknownCharge
+from ledger.fees.model import RefundExceedsBillings, ScheduleNotInFuture, UnknownCharge
 from ledger.fees.rule import cumulative_fee, round_minor
 from ledger.fees.schedule import CLASSIC, FeeScheduleError
 from ledger.gateway.simulated import SimulatedGateway

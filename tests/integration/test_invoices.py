@@ -12,11 +12,10 @@ from decimal import Decimal
 import pytest
 
 from ledger import FixedClock, Ledger, UnitOfWork
-from ledger.db.document_store import UnknownDocument
 from ledger.errors import InvalidRequest, UnknownAccount
 from ledger.escrow.service import Escrow
 from ledger.gateway.simulated import SimulatedGateway
-from ledger.invoices.documents import DocumentKind
+from ledger.invoices.documents import DocumentKind, UnknownDocument
 from ledger.invoices.issuing import REFUND_RULE
 from ledger.invoices.render import render_document
 from ledger.invoices.service import Finance

@@ -1,0 +1,44 @@
+"""Opening escrow's accounts. Opening is idempotent, so use cases open what they are about to post to."""
+
+from __future__ import annotations
+
+from ledger.accounts import AccountSpec, AccountType
+from ledger.bookkeeping import open_account
+from ledger.escrow.chart import (
+    CHARGEBACKS,
+    CLIENT_PROCESSING_FEES,
+    DISPUTED,
+    HOT_ACCOUNT_SLOTS,
+    PAYOUTS_IN_TRANSIT,
+    PSP_FEES,
+    REFUNDS_IN_TRANSIT,
+    SERVICE_FEES,
+    available_account_code,
+    escrow_account_code,
+    pending_account_code,
+)
+from ledger.ports.unit_of_work import UnitOfWork
+
+
+def open_escrow_account(uow: UnitOfWork, milestone_id: str, currency: str) -> None:
+    open_account(uow, AccountSpec(escrow_account_code(milestone_id), AccountType.LIABILITY, currency, floor=0))
+
+
+def open_freelancer_accounts(uow: UnitOfWork, freelancer_id: str, currency: str) -> None:
+    for code in (pending_account_code(freelancer_id), available_account_code(freelancer_id)):
+        open_account(uow, AccountSpec(code, AccountType.LIABILITY, currency, floor=0))
+
+
+def open_platform_accounts(uow: UnitOfWork, currency: str, psp_account: str) -> None:
+    open_account(uow, AccountSpec(psp_account, AccountType.ASSET, currency, slots=HOT_ACCOUNT_SLOTS))
+    for code in (SERVICE_FEES, CLIENT_PROCESSING_FEES):
+        open_account(uow, AccountSpec(code, AccountType.REVENUE, currency, slots=HOT_ACCOUNT_SLOTS))
+    open_account(uow, AccountSpec(PSP_FEES, AccountType.EXPENSE, currency, slots=HOT_ACCOUNT_SLOTS))
+    for code in (PAYOUTS_IN_TRANSIT, REFUNDS_IN_TRANSIT):
+        open_account(uow, AccountSpec(code, AccountType.LIABILITY, currency, slots=HOT_ACCOUNT_SLOTS))
+
+
+def open_chargeback_accounts(uow: UnitOfWork, currency: str, psp_account: str) -> None:
+    open_platform_accounts(uow, currency, psp_account)
+    open_account(uow, AccountSpec(DISPUTED, AccountType.ASSET, currency))
+    open_account(uow, AccountSpec(CHARGEBACKS, AccountType.EXPENSE, currency))
