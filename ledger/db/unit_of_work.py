@@ -23,8 +23,12 @@ from sqlalchemy.exc import DBAPIError
 
 from ledger.clock import Clock, SystemClock
 from ledger.config import PlatformDetails, load_settings
+from ledger.db.audit_queries import SqlAuditQueries
 from ledger.db.engine import make_engine
+from ledger.db.reconciliation_queries import SqlReconciliationQueries
+from ledger.db.report_queries import SqlReportQueries, SqlStatementQueries
 from ledger.errors import RetriesExhausted
+from ledger.ports.queries import AuditQueries, ReconciliationQueries, ReportQueries, StatementQueries
 
 if TYPE_CHECKING:
     from ledger.db.account_store import AccountCache, AccountStore
@@ -87,6 +91,11 @@ class UnitOfWork:
         #: who is writing (a request's own id): the payment orders written carry it
         self.origin: str | None = None
         self.orders: OrderStore = OrderStore(self)
+        #: reads for the audit, the finance reports, statements and reconciliation
+        self.audit: AuditQueries = SqlAuditQueries(connection)
+        self.reports: ReportQueries = SqlReportQueries(connection)
+        self.statements: StatementQueries = SqlStatementQueries(connection)
+        self.reconciliation: ReconciliationQueries = SqlReconciliationQueries(connection)
         self._after_commit: list[Callable[[], None]] = []
 
     def after_commit(self, callback: Callable[[], None]) -> None:
