@@ -1,9 +1,10 @@
 """The auditor's proof: the ledger's invariants, checked over the whole database.
 
-Each check is a function that streams the problems it finds as plain data; the
-runner keeps the first `MAX_PROBLEMS` of each and counts the rest, so memory does
-not grow with the journal (rows come through server-side cursors and the sums are
-computed by the database). Checks (numbers from DESIGN.md, "Invariants"):
+Each check is a pure function over the audit's read port
+(`ledger.ports.queries.AuditQueries`) that streams the `Problem`s it finds, as data;
+the runner keeps the first `MAX_PROBLEMS` of each and counts the rest, so memory
+does not grow with the journal (the port streams its rows and the database computes
+the sums). Checks, by the number of the invariant they prove:
 
 1. `entries_balance`: every entry's debits equal its credits in each currency,
    and every entry has at least two postings.
@@ -27,163 +28,150 @@ not apply). Notes are listed apart and never fail the check.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, case, func, literal, select
-
-from ledger.db.schema import accounts, balances, entries, postings
+from ledger.ports.queries import AuditQueries, JournalAuditQueries
 
 MAX_PROBLEMS = 100
-STREAM_ROWS = 1000
 
-Problem = dict[str, Any]
-Check = Callable[[Connection], Iterator[Problem]]
+#: A value in a problem's details: an id, a code, an amount in minor units, a flag,
+#: or a short list or table of them.
+Detail = str | int | None | tuple[str | int, ...] | Mapping[str, int]
 
 
-class Note(dict[str, Any]):
+@dataclass(frozen=True)
+class Problem:
+    """A violation of an invariant, as data (beancount's `ValidationError` is the model).
+
+    Attributes:
+        check: the name of the check that found it.
+        message: what is wrong, in words; empty when the figures in `details` say it.
+        details: what it concerns and the figures that disagree (ids, codes, minor units),
+            in the order they are shown.
+    """
+
+    check: str
+    message: str
+    details: Mapping[str, Detail]
+
+    def to_dict(self) -> dict[str, object]:
+        """The problem as JSON data: its details, and its message as `problem`."""
+        found: dict[str, object] = {key: _plain(value) for key, value in self.details.items()}
+        if self.message:
+            found["problem"] = self.message
+        return found
+
+
+@dataclass(frozen=True)
+class Note(Problem):
     """A finding a check reports without failing: listed under `notes`, not `problems`."""
 
 
-_debit = case((postings.c.side == "debit", postings.c.amount), else_=0)
-_credit = case((postings.c.side == "credit", postings.c.amount), else_=0)
+def _plain(value: Detail) -> object:
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, Mapping):
+        return dict(value)
+    return value
 
 
-def stream(connection: Connection, statement: Any) -> Iterator[Any]:
-    yield from connection.execution_options(yield_per=STREAM_ROWS).execute(statement)
+Check = Callable[[AuditQueries], Iterator[Problem]]
 
 
-def entries_balance(connection: Connection) -> Iterator[Problem]:
-    unbalanced = (
-        select(postings.c.entry_id, postings.c.currency, func.sum(_debit), func.sum(_credit))
-        .group_by(postings.c.entry_id, postings.c.currency)
-        .having(func.sum(_debit) != func.sum(_credit))
-        .order_by(postings.c.entry_id, postings.c.currency)
-    )
-    for entry_id, currency, debits, credits in stream(connection, unbalanced):
-        yield {
-            "entry_id": int(entry_id),
-            "currency": currency,
-            "debits": int(debits),
-            "credits": int(credits),
-            "problem": "debits differ from credits",
-        }
-    counts = (
-        select(postings.c.entry_id.label("entry_id"), func.count().label("n")).group_by(postings.c.entry_id).subquery()
-    )
-    too_few = (
-        select(entries.c.id, func.coalesce(counts.c.n, 0))
-        .select_from(entries.outerjoin(counts, counts.c.entry_id == entries.c.id))
-        .where(func.coalesce(counts.c.n, 0) < 2)
-        .order_by(entries.c.id)
-    )
-    for entry_id, n in stream(connection, too_few):
-        yield {"entry_id": int(entry_id), "postings": int(n), "problem": "fewer than two postings"}
-
-
-def _account_sums() -> Any:
-    posted = (
-        select(
-            postings.c.account_id.label("account_id"),
-            func.sum(_debit).label("debits"),
-            func.sum(_credit).label("credits"),
+def entries_balance(journal: JournalAuditQueries) -> Iterator[Problem]:
+    for entry in journal.unbalanced_entries():
+        yield Problem(
+            "entries_balance",
+            "debits differ from credits",
+            {"entry_id": entry.entry_id, "currency": entry.currency, "debits": entry.debits, "credits": entry.credits},
         )
-        .group_by(postings.c.account_id)
-        .subquery()
-    )
-    stored = (
-        select(balances.c.account_id.label("account_id"), func.sum(balances.c.balance).label("stored"))
-        .group_by(balances.c.account_id)
-        .subquery()
-    )
-    debits = func.coalesce(posted.c.debits, 0)
-    credits = func.coalesce(posted.c.credits, 0)
-    from_postings = case((accounts.c.normal_side == "debit", debits - credits), else_=credits - debits)
-    return (
-        select(
-            accounts.c.id,
-            accounts.c.code,
-            accounts.c.currency,
-            accounts.c.normal_side,
-            accounts.c.floor,
-            func.coalesce(stored.c.stored, 0).label("stored"),
-            from_postings.label("from_postings"),
+    for thin in journal.entries_with_fewer_postings(than=2):
+        yield Problem(
+            "entries_balance", "fewer than two postings", {"entry_id": thin.entry_id, "postings": thin.postings}
         )
-        .select_from(
-            accounts.outerjoin(posted, posted.c.account_id == accounts.c.id).outerjoin(
-                stored, stored.c.account_id == accounts.c.id
+
+
+def balances_match_postings(journal: JournalAuditQueries) -> Iterator[Problem]:
+    for account in journal.account_totals():
+        if account.stored != account.from_postings:
+            yield Problem(
+                "balances_match_postings",
+                "",
+                {
+                    "account": account.code,
+                    "currency": account.currency,
+                    "stored_balance": account.stored,
+                    "sum_of_postings": account.from_postings,
+                },
             )
-        )
-        .order_by(accounts.c.id)
-    )
 
 
-def balances_match_postings(connection: Connection) -> Iterator[Problem]:
-    for row in stream(connection, _account_sums()):
-        if int(row.stored) != int(row.from_postings):
-            yield {
-                "account": row.code,
-                "currency": row.currency,
-                "stored_balance": int(row.stored),
-                "sum_of_postings": int(row.from_postings),
-            }
-
-
-def floors_respected(connection: Connection) -> Iterator[Problem]:
-    statement = _account_sums().where(accounts.c.floor.is_not(None))
-    for row in stream(connection, statement):
-        for what in ("stored", "from_postings"):
-            if int(getattr(row, what)) < int(row.floor):
-                yield {
-                    "account": row.code,
-                    "currency": row.currency,
-                    "floor": int(row.floor),
-                    "balance": int(getattr(row, what)),
-                    "measured_by": "stored balance" if what == "stored" else "sum of postings",
-                }
+def floors_respected(journal: JournalAuditQueries) -> Iterator[Problem]:
+    for account in journal.account_totals():
+        if account.floor is None:
+            continue
+        for balance, measured_by in ((account.stored, "stored balance"), (account.from_postings, "sum of postings")):
+            if balance < account.floor:
+                yield Problem(
+                    "floors_respected",
+                    "",
+                    {
+                        "account": account.code,
+                        "currency": account.currency,
+                        "floor": account.floor,
+                        "balance": balance,
+                        "measured_by": measured_by,
+                    },
+                )
                 break
 
 
-def trial_balance(connection: Connection) -> Iterator[Problem]:
-    by_postings = (
-        select(postings.c.currency, func.sum(_debit), func.sum(_credit))
-        .group_by(postings.c.currency)
-        .order_by(postings.c.currency)
-    )
-    for currency, debits, credits in stream(connection, by_postings):
-        if int(debits) != int(credits):
-            yield {"currency": currency, "debits": int(debits), "credits": int(credits), "measured_by": "postings"}
-    signed = case((accounts.c.normal_side == "debit", balances.c.balance), else_=literal(0) - balances.c.balance)
-    by_balances = (
-        select(accounts.c.currency, func.sum(signed))
-        .select_from(balances.join(accounts, accounts.c.id == balances.c.account_id))
-        .group_by(accounts.c.currency)
-        .order_by(accounts.c.currency)
-    )
-    for currency, net in stream(connection, by_balances):
-        if int(net) != 0:
-            yield {"currency": currency, "debits_minus_credits": int(net), "measured_by": "stored balances"}
+def trial_balance(journal: JournalAuditQueries) -> Iterator[Problem]:
+    for totals in journal.posting_totals_by_currency():
+        if totals.debits != totals.credits:
+            yield Problem(
+                "trial_balance",
+                "",
+                {
+                    "currency": totals.currency,
+                    "debits": totals.debits,
+                    "credits": totals.credits,
+                    "measured_by": "postings",
+                },
+            )
+    for stored in journal.stored_balances_by_currency():
+        if stored.debits_minus_credits != 0:
+            yield Problem(
+                "trial_balance",
+                "",
+                {
+                    "currency": stored.currency,
+                    "debits_minus_credits": stored.debits_minus_credits,
+                    "measured_by": "stored balances",
+                },
+            )
 
 
-def idempotency_keys_unique(connection: Connection) -> Iterator[Problem]:
-    keys = (
-        select(entries.c.idempotency_key, func.count(), func.min(entries.c.id), func.max(entries.c.id))
-        .group_by(entries.c.idempotency_key)
-        .having(func.count() > 1)
-        .order_by(entries.c.idempotency_key)
-    )
-    for key, n, first, last in stream(connection, keys):
-        yield {"idempotency_key": key, "entries": int(n), "first_entry_id": int(first), "last_entry_id": int(last)}
-    reversals = (
-        select(entries.c.reverses_entry_id, func.count())
-        .where(entries.c.reverses_entry_id.is_not(None))
-        .group_by(entries.c.reverses_entry_id)
-        .having(func.count() > 1)
-        .order_by(entries.c.reverses_entry_id)
-    )
-    for entry_id, n in stream(connection, reversals):
-        yield {"entry_id": int(entry_id), "reversals": int(n), "problem": "reversed more than once"}
+def idempotency_keys_unique(journal: JournalAuditQueries) -> Iterator[Problem]:
+    for key in journal.repeated_idempotency_keys():
+        yield Problem(
+            "idempotency_keys_unique",
+            "",
+            {
+                "idempotency_key": key.idempotency_key,
+                "entries": key.entries,
+                "first_entry_id": key.first_entry_id,
+                "last_entry_id": key.last_entry_id,
+            },
+        )
+    for reversed_ in journal.repeated_reversals():
+        yield Problem(
+            "idempotency_keys_unique",
+            "reversed more than once",
+            {"entry_id": reversed_.entry_id, "reversals": reversed_.reversals},
+        )
 
 
 CORE_CHECKS: list[tuple[str, Check]] = [
@@ -201,7 +189,7 @@ class CheckResult:
 
     Attributes:
         name: the check's stable name.
-        problems: the first `MAX_PROBLEMS` problems found, as plain data.
+        problems: the first `MAX_PROBLEMS` problems found.
         omitted: how many further problems were found and not listed.
         notes: findings that do not fail the check (the first `MAX_PROBLEMS`).
     """
@@ -209,19 +197,19 @@ class CheckResult:
     name: str
     problems: list[Problem] = field(default_factory=list)
     omitted: int = 0
-    notes: list[Problem] = field(default_factory=list)
+    notes: list[Note] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
     def to_dict(self) -> dict[str, Any]:
-        problems = list(self.problems)
+        problems = [problem.to_dict() for problem in self.problems]
         if self.omitted:
             problems.append({"omitted": self.omitted, "problem": f"{self.omitted} more problems not listed"})
         found: dict[str, Any] = {"name": self.name, "ok": self.ok, "problems": problems}
         if self.notes:
-            found["notes"] = [dict(note) for note in self.notes]
+            found["notes"] = [note.to_dict() for note in self.notes]
         return found
 
 
@@ -249,22 +237,24 @@ class AuditReport:
                 f"{'ok  ' if check.ok else 'FAIL'}  {check.name}" + ("" if check.ok else f": {found} problems")
             )
             for problem in check.problems[:10]:
-                lines.append("        " + ", ".join(f"{k}={v}" for k, v in problem.items()))
+                lines.append("        " + ", ".join(f"{k}={v}" for k, v in problem.to_dict().items()))
             for note in check.notes[:10]:
-                lines.append("        note: " + ", ".join(f"{k}={v}" for k, v in note.items()))
+                lines.append("        note: " + ", ".join(f"{k}={v}" for k, v in note.to_dict().items()))
             if found > 10:
                 lines.append(f"        ... and {found - 10} more (use --json for up to {MAX_PROBLEMS})")
         lines.append("audit: " + ("all invariants hold" if self.ok else "INVARIANTS VIOLATED"))
         return "\n".join(lines)
 
 
-def run_checks(connection: Connection, checks: list[tuple[str, Check]] | None = None) -> AuditReport:
+def run_checks(queries: AuditQueries, checks: list[tuple[str, Check]] | None = None) -> AuditReport:
+    """Run `checks` (the core's by default) over what `queries` reads; keep the first
+    `MAX_PROBLEMS` problems and notes of each and count the problems omitted."""
     results = []
     for name, check in CORE_CHECKS if checks is None else checks:
         problems: list[Problem] = []
-        notes: list[Problem] = []
+        notes: list[Note] = []
         omitted = 0
-        for problem in check(connection):
+        for problem in check(queries):
             if isinstance(problem, Note):
                 if len(notes) < MAX_PROBLEMS:
                     notes.append(problem)

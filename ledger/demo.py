@@ -9,12 +9,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import func, select
-
 from ledger.api.keys import create_key
 from ledger.bootstrap import Services
-from ledger.db.schema import contracts, entries
-from ledger.db.unit_of_work import UnitOfWork
 from ledger.errors import Conflict
 from ledger.service import Ledger
 
@@ -26,12 +22,7 @@ class DatabaseNotEmpty(Conflict):
 
 
 def is_empty(book: Ledger) -> bool:
-    def count(uow: UnitOfWork) -> int:
-        return sum(
-            int(uow.connection.execute(select(func.count()).select_from(t)).scalar_one()) for t in (entries, contracts)
-        )
-
-    return book.transaction(count, read_only=True) == 0
+    return book.transaction(lambda uow: uow.reports.is_empty(), read_only=True)
 
 
 def fill(services: Services) -> str:

@@ -196,7 +196,7 @@ class Ledger:
         from ledger.invoices.checks import INVOICE_CHECKS
 
         checks = CORE_CHECKS + FEE_CHECKS + ESCROW_CHECKS + INVOICE_CHECKS + provider_checks(provider)
-        return self.transaction(lambda uow: run_checks(uow.connection, checks), read_only=True)
+        return self.transaction(lambda uow: run_checks(uow.audit, checks), read_only=True)
 
     def close(self) -> None:
         self.database.dispose()

@@ -24,15 +24,19 @@ from sqlalchemy.exc import DBAPIError
 from ledger.clock import Clock, SystemClock
 from ledger.db.account_store import AccountCache, AccountStore
 from ledger.db.api_store import ApiStore
+from ledger.db.audit_queries import SqlAuditQueries
 from ledger.db.document_store import DocumentStore
 from ledger.db.engine import make_engine
 from ledger.db.escrow_store import EscrowStore
 from ledger.db.fee_store import FeeStore
 from ledger.db.journal_store import JournalStore
 from ledger.db.order_store import OrderStore
+from ledger.db.reconciliation_queries import SqlReconciliationQueries
+from ledger.db.report_queries import SqlReportQueries, SqlStatementQueries
 from ledger.errors import RetriesExhausted
 from ledger.invoices.documents import PlatformDetails
 from ledger.ports import unit_of_work as port
+from ledger.ports.queries import AuditQueries, ReconciliationQueries, ReportQueries, StatementQueries
 
 T = TypeVar("T")
 log = logging.getLogger("ledger.transactions")
@@ -78,6 +82,11 @@ class UnitOfWork:
         #: who is writing (a request's own id): the payment orders written carry it
         self.origin: str | None = None
         self.orders: OrderStore = OrderStore(self)
+        #: reads for the audit, the finance reports, statements and reconciliation
+        self.audit: AuditQueries = SqlAuditQueries(connection)
+        self.reports: ReportQueries = SqlReportQueries(connection)
+        self.statements: StatementQueries = SqlStatementQueries(connection)
+        self.reconciliation: ReconciliationQueries = SqlReconciliationQueries(connection)
         self._after_commit: list[Callable[[], None]] = []
 
     def after_commit(self, callback: Callable[[], None]) -> None:

@@ -29,11 +29,10 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator
 
-from sqlalchemy import Connection, select
-
-from ledger.audit import Check, Note, Problem, stream
-from ledger.db.schema import accounts, entries, postings
+from ledger.accounts import Side
+from ledger.audit import Check, Note, Problem
 from ledger.gateway.books import ProviderBooks, ProviderMovement
+from ledger.ports.queries import ProviderAuditQueries
 
 #: How the provider's movements add up, by kind, in the check's totals.
 TOTALS = {
@@ -45,20 +44,21 @@ TOTALS = {
     "dispute_reinstatement": "dispute_reinstatements",
 }
 SHOWN_ENTRIES = 10
+CHECK = "provider_matches_ledger"
 
 
 def provider_checks(books: ProviderBooks | None) -> list[tuple[str, Check]]:
     """Invariant 10's check, over `books` (None: the provider keeps none the ledger can read)."""
-    return [("provider_matches_ledger", lambda connection: provider_matches_ledger(connection, books))]
+    return [(CHECK, lambda queries: provider_matches_ledger(queries, books))]
 
 
 def _side(movement: ProviderMovement) -> str:
     return "debit" if movement.amount > 0 else "credit"
 
 
-def provider_matches_ledger(connection: Connection, books: ProviderBooks | None) -> Iterator[Problem]:
+def provider_matches_ledger(ledger: ProviderAuditQueries, books: ProviderBooks | None) -> Iterator[Problem]:
     if books is None:
-        yield Note(applies=False, reason="the payment gateway keeps no books the ledger can read")
+        yield Note(CHECK, "", {"applies": False, "reason": "the payment gateway keeps no books the ledger can read"})
         return
     account = books.psp_account
     # The ledger first, then the provider: what the provider does in between shows as
@@ -66,18 +66,11 @@ def provider_matches_ledger(connection: Connection, books: ProviderBooks | None)
     ledger_side: dict[tuple[str, str | None, str], int] = defaultdict(int)
     entry_ids: dict[tuple[str, str | None, str], list[int]] = defaultdict(list)
     balance: dict[str, int] = defaultdict(int)
-    statement = (
-        select(entries.c.id, entries.c.refs, postings.c.side, postings.c.amount, accounts.c.currency)
-        .select_from(postings.join(accounts, accounts.c.id == postings.c.account_id).join(entries))
-        .where(accounts.c.code == account)
-        .order_by(postings.c.id)
-    )
-    for entry_id, refs, side, amount, currency in stream(connection, statement):
-        reference = (refs or {}).get("gateway_reference")
-        key = (currency, reference, side)
-        ledger_side[key] += int(amount)
-        entry_ids[key].append(int(entry_id))
-        balance[currency] += int(amount) if side == "debit" else -int(amount)
+    for posting in ledger.provider_postings(account):
+        key = (posting.currency, posting.reference, posting.side.value)
+        ledger_side[key] += posting.amount
+        entry_ids[key].append(posting.entry_id)
+        balance[posting.currency] += posting.amount if posting.side == Side.DEBIT else -posting.amount
 
     moved = books.movements()
     provider_side: dict[tuple[str, str | None, str], int] = defaultdict(int)
@@ -96,47 +89,59 @@ def provider_matches_ledger(connection: Connection, books: ProviderBooks | None)
             for movement in kinds[key]:
                 unbooked[currency] += movement.amount
                 yield Note(
-                    account=account,
-                    currency=currency,
-                    kind=movement.kind,
-                    reference=reference,
-                    amount=movement.amount,
-                    problem="moved by the provider, not booked by the ledger yet",
+                    CHECK,
+                    "moved by the provider, not booked by the ledger yet",
+                    {
+                        "account": account,
+                        "currency": currency,
+                        "kind": movement.kind,
+                        "reference": reference,
+                        "amount": movement.amount,
+                    },
                 )
         elif ledger_side[key] != provider_side[key]:
-            yield {
+            yield Problem(
+                CHECK,
+                "the ledger booked a different amount than the provider moved",
+                {
+                    "account": account,
+                    "currency": currency,
+                    "reference": reference,
+                    "side": side,
+                    "kinds": tuple(movement.kind for movement in kinds[key]),
+                    "provider_amount": provider_side[key],
+                    "ledger_amount": ledger_side[key],
+                    "entry_ids": tuple(entry_ids[key][:SHOWN_ENTRIES]),
+                },
+            )
+    for key in sorted(set(ledger_side) - set(provider_side), key=str):
+        currency, reference, side = key
+        yield Problem(
+            CHECK,
+            "the ledger booked money the provider has no record of",
+            {
                 "account": account,
                 "currency": currency,
                 "reference": reference,
                 "side": side,
-                "kinds": [movement.kind for movement in kinds[key]],
-                "provider_amount": provider_side[key],
                 "ledger_amount": ledger_side[key],
-                "entry_ids": entry_ids[key][:SHOWN_ENTRIES],
-                "problem": "the ledger booked a different amount than the provider moved",
-            }
-    for key in sorted(set(ledger_side) - set(provider_side), key=str):
-        currency, reference, side = key
-        yield {
-            "account": account,
-            "currency": currency,
-            "reference": reference,
-            "side": side,
-            "ledger_amount": ledger_side[key],
-            "entry_ids": entry_ids[key][:SHOWN_ENTRIES],
-            "problem": "the ledger booked money the provider has no record of",
-        }
+                "entry_ids": tuple(entry_ids[key][:SHOWN_ENTRIES]),
+            },
+        )
 
     for currency in sorted(set(balance) | set(totals)):
         figures = totals[currency]
         net = sum(m.amount for m in moved if m.currency == currency)
         if net - unbooked[currency] != balance[currency]:
-            yield {
-                "account": account,
-                "currency": currency,
-                "provider": {**figures, "net": net},
-                "ledger_balance": balance[currency],
-                "not_booked_yet": unbooked[currency],
-                "difference": balance[currency] + unbooked[currency] - net,
-                "problem": "the provider account differs from the provider's books",
-            }
+            yield Problem(
+                CHECK,
+                "the provider account differs from the provider's books",
+                {
+                    "account": account,
+                    "currency": currency,
+                    "provider": {**figures, "net": net},
+                    "ledger_balance": balance[currency],
+                    "not_booked_yet": unbooked[currency],
+                    "difference": balance[currency] + unbooked[currency] - net,
+                },
+            )

@@ -9,17 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol
-
-from sqlalchemy import select
 
 from ledger.clock import require_utc
-from ledger.db.schema import accounts, entries, postings
 from ledger.errors import ConfigurationError, InvalidRequest
-from ledger.gateway import ProviderObject
-
-if TYPE_CHECKING:
-    from ledger.db.unit_of_work import UnitOfWork
+from ledger.gateway import ObjectListing
+from ledger.ports.unit_of_work import UnitOfWork
 
 #: Ledger entry kind that books each kind of provider object, and the PSP side.
 BOOKED_BY = {
@@ -28,10 +22,6 @@ BOOKED_BY = {
     "transfer": (("payout.paid",), "credit"),
     "dispute": (("dispute.funds_withdrawn",), "credit"),
 }
-
-
-class ListsObjects(Protocol):
-    def list_objects(self, since: datetime, until: datetime) -> list[ProviderObject]: ...
 
 
 @dataclass(frozen=True)
@@ -52,28 +42,13 @@ def ledger_side(
 ) -> dict[str, tuple[str, int, str, int]]:
     """reference -> (kind, amount on the PSP account, currency, entry id) for booked provider objects."""
     kinds = {k: (kind, side) for kind, (ks, side) in BOOKED_BY.items() for k in ks}
-    rows = uow.connection.execute(
-        select(entries.c.id, entries.c.kind, entries.c.refs, postings.c.side, postings.c.amount, postings.c.currency)
-        .select_from(
-            postings.join(entries, entries.c.id == postings.c.entry_id).join(
-                accounts, accounts.c.id == postings.c.account_id
-            )
-        )
-        .where(
-            entries.c.kind.in_(list(kinds)),
-            accounts.c.code == psp_account,
-            entries.c.recorded_at >= since,
-            entries.c.recorded_at < until,
-        )
-    )
     found: dict[str, tuple[str, int, str, int]] = {}
-    for entry_id, kind, refs, side, amount, currency in rows:
-        reference = dict(refs).get("gateway_reference")
-        object_kind, psp_side = kinds[kind]
-        if reference and side == psp_side:
-            earlier = found.get(reference)
-            total = int(amount) + (earlier[1] if earlier else 0)
-            found[reference] = (object_kind, total, currency, int(entry_id))
+    for posting in uow.reconciliation.booked_postings(psp_account, list(kinds), since, until):
+        object_kind, psp_side = kinds[posting.kind]
+        if posting.reference and posting.side == psp_side:
+            earlier = found.get(posting.reference)
+            total = posting.amount + (earlier[1] if earlier else 0)
+            found[posting.reference] = (object_kind, total, posting.currency, posting.entry_id)
     return found
 
 
@@ -83,10 +58,9 @@ def reconcile(
     start, end = require_utc(since), require_utc(until)
     if end <= start:
         raise InvalidRequest("the period ends before or when it starts", field="to")
-    lister = getattr(gateway, "list_objects", None)
-    if lister is None:
+    if not isinstance(gateway, ObjectListing):
         raise ConfigurationError("the configured payment gateway cannot list its objects; reconcile needs stripe")
-    provider = {obj.id: obj for obj in lister(start, end)}
+    provider = {obj.id: obj for obj in gateway.list_objects(start, end)}
     booked = ledger_side(uow, psp_account, start, end)
     lines = []
     for reference, obj in sorted(provider.items()):

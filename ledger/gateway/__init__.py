@@ -209,6 +209,14 @@ class ObjectLookup(Protocol):
     def find(self, kind: str, order_id: str) -> GatewayResult | None: ...
 
 
+@runtime_checkable
+class ObjectListing(Protocol):
+    """A provider that can list its payments, refunds, transfers and disputes of a period,
+    for reconciliation."""
+
+    def list_objects(self, since: datetime, until: datetime) -> list[ProviderObject]: ...
+
+
 __all__ = [
     "DISPUTE_CLOSED",
     "BalanceMove",
@@ -218,6 +226,7 @@ __all__ = [
     "GatewayNotConfigured",
     "GatewayResult",
     "GatewayUnavailable",
+    "ObjectListing",
     "ObjectLookup",
     "PaymentFailed",
     "PaymentGateway",

@@ -1,20 +1,21 @@
-"""Finance reports: the trial balance and fee revenue."""
+"""Finance reports: the trial balance and fee revenue.
+
+The database sums the postings and fee events (`ReportQueries`); the trial balance
+puts each account's net in its debit or credit column and totals them here.
+"""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
-
-from sqlalchemy import ColumnElement, case, func, select
 
 from ledger.clock import require_utc
-from ledger.db.schema import accounts, entries, fee_events, postings
 from ledger.errors import InvalidRequest
+from ledger.ports.queries import FeeRevenueRow
+from ledger.ports.unit_of_work import UnitOfWork
 
-if TYPE_CHECKING:
-    from ledger.db.unit_of_work import UnitOfWork
+__all__ = ["FeeRevenueRow", "TrialBalance", "TrialBalanceRow", "fee_revenue", "trial_balance"]
 
 
 @dataclass(frozen=True)
@@ -43,48 +44,15 @@ class TrialBalance:
 
 def trial_balance(uow: UnitOfWork, as_of: datetime) -> TrialBalance:
     moment = require_utc(as_of)
-    signed = case((postings.c.side == "debit", postings.c.amount), else_=-postings.c.amount)
-    query = (
-        select(accounts.c.code, accounts.c.type, accounts.c.currency, func.sum(signed))
-        .select_from(
-            postings.join(entries, entries.c.id == postings.c.entry_id).join(
-                accounts, accounts.c.id == postings.c.account_id
-            )
-        )
-        .where(entries.c.effective_at < moment)
-        .group_by(accounts.c.code, accounts.c.type, accounts.c.currency)
-        .order_by(accounts.c.currency, accounts.c.code)
-    )
     rows = []
     totals: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    for code, type_, currency, net in uow.connection.execute(query):
-        net = int(net)
+    for account in uow.reports.account_nets(before=moment):
+        net = account.net
         debit, credit = (net, 0) if net >= 0 else (0, -net)
-        rows.append(TrialBalanceRow(code, type_, currency, debit, credit))
-        totals[currency][0] += debit
-        totals[currency][1] += credit
+        rows.append(TrialBalanceRow(account.account, account.type, account.currency, debit, credit))
+        totals[account.currency][0] += debit
+        totals[account.currency][1] += credit
     return TrialBalance(moment, rows, {c: (d, k) for c, (d, k) in totals.items()})
-
-
-@dataclass(frozen=True)
-class FeeRevenueRow:
-    """Fee revenue from one client in one currency over a period (minor units).
-
-    Attributes:
-        billings: payments released; fees: fees charged on them;
-        refunded: billings refunded; fee_refunds: fees returned; net: fees - fee_refunds.
-    """
-
-    client_id: str
-    currency: str
-    billings: int
-    fees: int
-    refunded: int
-    fee_refunds: int
-
-    @property
-    def net(self) -> int:
-        return self.fees - self.fee_refunds
 
 
 def fee_revenue(uow: UnitOfWork, period_from: datetime, period_to: datetime) -> list[FeeRevenueRow]:
@@ -92,24 +60,4 @@ def fee_revenue(uow: UnitOfWork, period_from: datetime, period_to: datetime) -> 
     start, end = require_utc(period_from), require_utc(period_to)
     if end <= start:
         raise InvalidRequest("the period ends before or when it starts", field="to")
-
-    def total(kind: str, column: ColumnElement[int]) -> ColumnElement[int]:
-        return func.sum(case((fee_events.c.kind == kind, column), else_=0))
-
-    query = (
-        select(
-            fee_events.c.client_id,
-            fee_events.c.currency,
-            total("charge", fee_events.c.amount),
-            total("charge", fee_events.c.fee),
-            total("refund", fee_events.c.amount),
-            total("refund", fee_events.c.fee),
-        )
-        .where(fee_events.c.effective_at >= start, fee_events.c.effective_at < end)
-        .group_by(fee_events.c.client_id, fee_events.c.currency)
-        .order_by(fee_events.c.currency, fee_events.c.client_id)
-    )
-    return [
-        FeeRevenueRow(client, currency, int(b), int(f), int(r), int(fr))
-        for client, currency, b, f, r, fr in uow.connection.execute(query)
-    ]
+    return uow.reports.fee_revenue(start, end)

@@ -15,21 +15,16 @@ from __future__ import annotations
 import csv
 import functools
 import io
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
-
-from sqlalchemy import select
 
 from ledger.accounts import Account, Side
 from ledger.clock import require_utc
-from ledger.db.schema import entries, postings
 from ledger.errors import InvalidRequest
 from ledger.escrow.chart import available_account_code, escrow_account_code, pending_account_code
 from ledger.money import format_amount, normalize_currency
-
-if TYPE_CHECKING:
-    from ledger.db.unit_of_work import UnitOfWork
+from ledger.ports.unit_of_work import UnitOfWork
 
 #: CSV columns, fixed and documented (README, "Statements").
 CSV_COLUMNS = (
@@ -120,7 +115,7 @@ def _period(period_from: datetime, period_to: datetime) -> tuple[datetime, datet
     return start, end
 
 
-def _reference(refs: dict[str, str]) -> str:
+def _reference(refs: Mapping[str, str]) -> str:
     keys = ("milestone", "payment", "refund", "payout", "contract")
     return " ".join(refs[k] for k in keys if k in refs) or ""
 
@@ -140,36 +135,18 @@ def _build(
     running = opening
     lines = []
     by_id = {account.id: account for account in accounts_}
-    rows = uow.connection.execute(
-        select(
-            postings.c.account_id,
-            postings.c.side,
-            postings.c.amount,
-            entries.c.id,
-            entries.c.kind,
-            entries.c.effective_at,
-            entries.c.refs,
-        )
-        .select_from(postings.join(entries, entries.c.id == postings.c.entry_id))
-        .where(
-            postings.c.account_id.in_(list(by_id)),
-            entries.c.effective_at >= start,
-            entries.c.effective_at < end,
-        )
-        .order_by(entries.c.effective_at, entries.c.id, postings.c.id)
-    )
-    for account_id, side, amount, entry_id, kind, effective_at, refs in rows:
-        account = by_id[int(account_id)]
-        running += account.signed(Side(side), int(amount))
+    for posting in uow.statements.postings(list(by_id), start, end):
+        account = by_id[posting.account_id]
+        running += account.signed(posting.side, posting.amount)
         lines.append(
             StatementLine(
-                posted_at=effective_at,
-                entry_id=int(entry_id),
+                posted_at=posting.effective_at,
+                entry_id=posting.entry_id,
                 account=account.code,
-                reference=_reference(dict(refs)),
-                kind=kind,
-                debit=int(amount) if side == "debit" else 0,
-                credit=int(amount) if side == "credit" else 0,
+                reference=_reference(posting.refs),
+                kind=posting.kind,
+                debit=posting.amount if posting.side == Side.DEBIT else 0,
+                credit=posting.amount if posting.side == Side.CREDIT else 0,
                 currency=currency,
                 running_balance=running,
             )

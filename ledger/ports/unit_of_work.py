@@ -15,6 +15,7 @@ from ledger.clock import Clock
 from ledger.invoices.documents import PlatformDetails
 from ledger.ports.accounting import AccountStore, FeeStore, JournalStore
 from ledger.ports.escrow import EscrowStore, OrderStore
+from ledger.ports.queries import AuditQueries, ReconciliationQueries, ReportQueries, StatementQueries
 from ledger.ports.records import ApiStore, DocumentStore
 
 
@@ -32,6 +33,8 @@ class UnitOfWork(Protocol):
         documents: parties, invoices and credit notes.
         api: API keys and idempotent HTTP requests.
         orders: payment orders, request keys and worker heartbeats.
+        audit, reports, statements, reconciliation: the read queries of the audit checks,
+            finance's reports and statements, and reconciliation with the provider.
     """
 
     origin: str | None
@@ -62,6 +65,18 @@ class UnitOfWork(Protocol):
 
     @property
     def orders(self) -> OrderStore: ...
+
+    @property
+    def audit(self) -> AuditQueries: ...
+
+    @property
+    def reports(self) -> ReportQueries: ...
+
+    @property
+    def statements(self) -> StatementQueries: ...
+
+    @property
+    def reconciliation(self) -> ReconciliationQueries: ...
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run `callback` once the transaction has committed (never if it rolls back)."""

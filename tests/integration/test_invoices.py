@@ -12,7 +12,7 @@ from decimal import Decimal
 import pytest
 
 from ledger import FixedClock, Ledger, UnitOfWork
-from ledger.errors import InvalidRequest, UnknownAccount
+from ledger.errors import ConfigurationError, InvalidRequest, UnknownAccount
 from ledger.escrow.service import Escrow
 from ledger.gateway.simulated import SimulatedGateway
 from ledger.invoices.documents import DocumentKind, UnknownDocument
@@ -261,3 +261,8 @@ def test_an_issued_invoice_pdf_shows_what_the_document_and_the_ledger_say(
             fee_credit = next(p.amount for p in released.postings if p.account == "revenue:fees:service")
             assert document.total == fee_credit == payment.fee == 110 * D
             assert "$110.00" in text and "$100.00" in text and "$10.00" in text and "18.33%" in text
+
+
+def test_reconciliation_needs_a_gateway_that_lists_its_objects(escrow: Escrow, clock: FixedClock) -> None:
+    with pytest.raises(ConfigurationError, match="cannot list its objects"):
+        escrow.reconcile(clock.now() - timedelta(days=1), clock.now())

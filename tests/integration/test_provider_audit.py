@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from ledger import EntryRequest, FixedClock, Ledger, credit, debit
-from ledger.audit import CheckResult
+from ledger.audit import CheckResult, Note
 from ledger.db.provider_books import DatabaseBooks
 from ledger.escrow.model import InvalidTransition, MilestoneState
 from ledger.escrow.service import Escrow
@@ -78,7 +78,7 @@ def test_money_the_provider_moved_and_the_ledger_has_not_booked_is_listed_withou
     [transfer] = [r for r in provider.records() if r.kind == "transfer"]
     check = provider_check(book, provider)
     assert check.ok, check.to_dict()
-    assert [(n["kind"], n["reference"], n["amount"]) for n in check.notes] == [
+    assert [(n.details["kind"], n.details["reference"], n.details["amount"]) for n in check.notes] == [
         ("transfer", transfer.reference, -500 * D)
     ]
     clock.advance(timedelta(minutes=1))  # past the order's backoff
@@ -104,7 +104,8 @@ def test_money_the_ledger_books_that_the_provider_did_not_move_fails_the_check(
     )
     check = provider_check(book, provider)
     assert not check.ok
-    by_problem = {p["problem"]: p for p in check.problems}
+    by_problem = {p.message: p.details for p in check.problems}
+    assert {p.check for p in check.problems} == {"provider_matches_ledger"}
     assert by_problem["the ledger booked money the provider has no record of"]["ledger_amount"] == 300 * D
     totals = by_problem["the provider account differs from the provider's books"]
     assert totals["difference"] == 300 * D and totals["provider"]["charged"] == 1_000 * D
@@ -113,7 +114,11 @@ def test_money_the_ledger_books_that_the_provider_did_not_move_fails_the_check(
 def test_the_check_does_not_apply_when_the_gateway_keeps_no_books(book: Ledger) -> None:
     check = provider_check(book, None)
     assert check.ok and check.notes == [
-        {"applies": False, "reason": "the payment gateway keeps no books the ledger can read"}
+        Note(
+            "provider_matches_ledger",
+            "",
+            {"applies": False, "reason": "the payment gateway keeps no books the ledger can read"},
+        )
     ]
 
 

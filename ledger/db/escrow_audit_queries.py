@@ -1,0 +1,154 @@
+"""Escrow's audit reads: each milestone's escrow flows, balances by type, disputes' legs."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator, Mapping, Sequence
+
+from sqlalchemy import Connection, select, text
+
+from ledger.accounts import Side
+from ledger.db.schema import accounts, balances, disputes, entries, postings
+from ledger.db.streaming import stream
+from ledger.ports.queries import ClientFlows, CurrencyBalances, DisputeFigures, DisputeLeg, MilestoneFlows
+
+#: Per milestone: its escrow account's balance and what each family of entry kinds moved on it.
+FLOWS = """
+WITH escrow AS (
+    SELECT m.id AS milestone_id, m.state, c.client_id, c.currency, a.id AS account_id
+      FROM milestones m
+      JOIN contracts c ON c.id = m.contract_id
+      JOIN accounts a ON a.code = 'liabilities:escrow:' || m.id AND a.currency = c.currency
+),
+flows AS (
+    SELECT p.account_id,
+           sum(CASE WHEN e.kind IN ('escrow.fund', 'escrow.fund_bonus', 'escrow.fund.reversal', 'escrow.fund_bonus.reversal')
+                    THEN CASE WHEN p.side = 'credit' THEN p.amount ELSE -p.amount END ELSE 0 END) AS funded,
+           sum(CASE WHEN e.kind IN ('escrow.release', 'escrow.release.reversal')
+                    THEN CASE WHEN p.side = 'debit' THEN p.amount ELSE -p.amount END ELSE 0 END) AS released,
+           sum(CASE WHEN e.kind IN ('escrow.refund', 'escrow.refund.reversal', 'escrow.chargeback')
+                    THEN CASE WHEN p.side = 'debit' THEN p.amount ELSE -p.amount END ELSE 0 END) AS refunded,
+           sum(CASE WHEN e.kind NOT IN ('escrow.fund', 'escrow.fund_bonus', 'escrow.release', 'escrow.refund',
+                                        'escrow.chargeback',
+                                        'escrow.fund.reversal', 'escrow.fund_bonus.reversal',
+                                        'escrow.release.reversal', 'escrow.refund.reversal')
+                    THEN 1 ELSE 0 END) AS foreign_postings
+      FROM postings p JOIN entries e ON e.id = p.entry_id
+     WHERE p.account_id IN (SELECT account_id FROM escrow)
+     GROUP BY p.account_id
+),
+held AS (
+    SELECT account_id, sum(balance) AS held FROM balances
+     WHERE account_id IN (SELECT account_id FROM escrow) GROUP BY account_id
+),
+paid AS (
+    SELECT milestone_id, sum(gross) AS gross FROM payments GROUP BY milestone_id
+)
+SELECT x.milestone_id, x.state, x.client_id, x.currency,
+       coalesce(h.held, 0) AS held, coalesce(f.funded, 0) AS funded, coalesce(f.released, 0) AS released,
+       coalesce(f.refunded, 0) AS refunded, coalesce(f.foreign_postings, 0) AS foreign_postings,
+       coalesce(y.gross, 0) AS paid
+  FROM escrow x
+  LEFT JOIN flows f ON f.account_id = x.account_id
+  LEFT JOIN held h ON h.account_id = x.account_id
+  LEFT JOIN paid y ON y.milestone_id = x.milestone_id
+"""
+
+CLIENT_FLOWS = (
+    "SELECT client_id, currency, sum(funded) AS collected, sum(held) AS held, sum(paid) AS released,"
+    " sum(refunded) AS refunded FROM (" + FLOWS + ") AS m GROUP BY client_id, currency ORDER BY client_id, currency"
+)
+
+BALANCES_BY_CURRENCY = """
+SELECT a.currency,
+       sum(CASE WHEN a.normal_side = 'debit' THEN b.balance ELSE 0 END) AS debit_side,
+       sum(CASE WHEN a.normal_side = 'credit' THEN b.balance ELSE 0 END) AS credit_side,
+       sum(CASE WHEN a.type = 'asset' THEN b.balance ELSE 0 END) AS assets,
+       sum(CASE WHEN a.type = 'liability' THEN b.balance ELSE 0 END) AS liabilities,
+       sum(CASE WHEN a.type = 'equity' THEN b.balance ELSE 0 END) AS equity,
+       sum(CASE WHEN a.type = 'revenue' THEN b.balance ELSE 0 END) AS revenue,
+       sum(CASE WHEN a.type = 'expense' THEN b.balance ELSE 0 END) AS expenses
+  FROM balances b JOIN accounts a ON a.id = b.account_id
+ GROUP BY a.currency ORDER BY a.currency
+"""
+
+
+class SqlEscrowAuditQueries:
+    """`EscrowAuditQueries` over one connection."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def milestone_flows(self) -> Iterator[MilestoneFlows]:
+        for row in stream(self._connection, text(FLOWS + " ORDER BY x.milestone_id")):
+            yield MilestoneFlows(
+                milestone_id=row.milestone_id,
+                state=row.state,
+                client_id=row.client_id,
+                currency=row.currency,
+                held=int(row.held),
+                funded=int(row.funded),
+                released=int(row.released),
+                refunded=int(row.refunded),
+                foreign_postings=int(row.foreign_postings),
+                paid=int(row.paid),
+            )
+
+    def client_flows(self) -> Iterator[ClientFlows]:
+        for row in stream(self._connection, text(CLIENT_FLOWS)):
+            yield ClientFlows(
+                row.client_id, row.currency, int(row.collected), int(row.held), int(row.released), int(row.refunded)
+            )
+
+    def balances_by_currency(self) -> Iterator[CurrencyBalances]:
+        for row in stream(self._connection, text(BALANCES_BY_CURRENCY)):
+            yield CurrencyBalances(
+                currency=row.currency,
+                debit_side=int(row.debit_side),
+                credit_side=int(row.credit_side),
+                assets=int(row.assets),
+                liabilities=int(row.liabilities),
+                equity=int(row.equity),
+                revenue=int(row.revenue),
+                expenses=int(row.expenses),
+            )
+
+    def dispute_legs(self, kinds: Sequence[str]) -> Iterator[DisputeLeg]:
+        legs = (
+            select(entries.c.kind, entries.c.refs, accounts.c.code, postings.c.side, postings.c.amount)
+            .select_from(
+                postings.join(entries, entries.c.id == postings.c.entry_id).join(
+                    accounts, accounts.c.id == postings.c.account_id
+                )
+            )
+            .where(entries.c.kind.in_(list(kinds)))
+        )
+        for kind, refs, code, side, amount in stream(self._connection, legs):
+            dispute = dict(refs).get("dispute")
+            yield DisputeLeg(kind, None if dispute is None else str(dispute), code, Side(side), int(amount))
+
+    def disputes(self) -> Iterator[DisputeFigures]:
+        for row in stream(self._connection, select(disputes).order_by(disputes.c.id)):
+            yield DisputeFigures(
+                id=row.id,
+                currency=row.currency,
+                outcome=row.outcome,
+                withdrawn=int(row.withdrawn),
+                reinstated=int(row.reinstated),
+                recovered_from_refunds=int(row.recovered_from_refunds),
+                recovered_from_escrow=int(row.recovered_from_escrow),
+                recovered_from_freelancer=int(row.recovered_from_freelancer),
+                fee_returned=int(row.fee_returned),
+                unrecovered=int(row.unrecovered),
+            )
+
+    def balances_of(self, code: str) -> Mapping[str, int]:
+        held = (
+            select(accounts.c.currency, balances.c.balance)
+            .select_from(balances.join(accounts, accounts.c.id == balances.c.account_id))
+            .where(accounts.c.code == code)
+        )
+        found: dict[str, int] = defaultdict(int)
+        for currency, amount in self._connection.execute(held):
+            found[currency] += int(amount)
+        return dict(found)

@@ -1,0 +1,103 @@
+"""Finance reports' sums and statements' postings, computed by the database."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, Connection, case, exists, func, or_, select
+
+from ledger.accounts import Side
+from ledger.db.schema import accounts, contracts, entries, fee_events, postings
+from ledger.ports.queries import AccountNet, FeeRevenueRow, StatementPosting
+
+
+def _fee_total(kind: str, column: ColumnElement[int]) -> ColumnElement[int]:
+    return func.sum(case((fee_events.c.kind == kind, column), else_=0))
+
+
+class SqlReportQueries:
+    """`ReportQueries` over one connection."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def account_nets(self, before: datetime) -> list[AccountNet]:
+        signed = case((postings.c.side == "debit", postings.c.amount), else_=-postings.c.amount)
+        query = (
+            select(accounts.c.code, accounts.c.type, accounts.c.currency, func.sum(signed))
+            .select_from(
+                postings.join(entries, entries.c.id == postings.c.entry_id).join(
+                    accounts, accounts.c.id == postings.c.account_id
+                )
+            )
+            .where(entries.c.effective_at < before)
+            .group_by(accounts.c.code, accounts.c.type, accounts.c.currency)
+            .order_by(accounts.c.currency, accounts.c.code)
+        )
+        return [
+            AccountNet(code, type_, currency, int(net))
+            for code, type_, currency, net in self._connection.execute(query)
+        ]
+
+    def fee_revenue(self, start: datetime, end: datetime) -> list[FeeRevenueRow]:
+        query = (
+            select(
+                fee_events.c.client_id,
+                fee_events.c.currency,
+                _fee_total("charge", fee_events.c.amount),
+                _fee_total("charge", fee_events.c.fee),
+                _fee_total("refund", fee_events.c.amount),
+                _fee_total("refund", fee_events.c.fee),
+            )
+            .where(fee_events.c.effective_at >= start, fee_events.c.effective_at < end)
+            .group_by(fee_events.c.client_id, fee_events.c.currency)
+            .order_by(fee_events.c.currency, fee_events.c.client_id)
+        )
+        return [
+            FeeRevenueRow(client, currency, int(billed), int(fees), int(refunded), int(fee_refunds))
+            for client, currency, billed, fees, refunded, fee_refunds in self._connection.execute(query)
+        ]
+
+    def is_empty(self) -> bool:
+        recorded = select(or_(exists(select(entries.c.id)), exists(select(contracts.c.id))))
+        return not self._connection.execute(recorded).scalar_one()
+
+
+class SqlStatementQueries:
+    """`StatementQueries` over one connection."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def postings(self, account_ids: Sequence[int], start: datetime, end: datetime) -> list[StatementPosting]:
+        rows = self._connection.execute(
+            select(
+                postings.c.account_id,
+                postings.c.side,
+                postings.c.amount,
+                entries.c.id,
+                entries.c.kind,
+                entries.c.effective_at,
+                entries.c.refs,
+            )
+            .select_from(postings.join(entries, entries.c.id == postings.c.entry_id))
+            .where(
+                postings.c.account_id.in_(list(account_ids)),
+                entries.c.effective_at >= start,
+                entries.c.effective_at < end,
+            )
+            .order_by(entries.c.effective_at, entries.c.id, postings.c.id)
+        )
+        return [
+            StatementPosting(
+                account_id=int(account_id),
+                side=Side(side),
+                amount=int(amount),
+                entry_id=int(entry_id),
+                kind=kind,
+                effective_at=effective_at,
+                refs={str(k): str(v) for k, v in dict(refs).items()},
+            )
+            for account_id, side, amount, entry_id, kind, effective_at, refs in rows
+        ]
