@@ -42,6 +42,7 @@ from psycopg.conninfo import make_conninfo
 from sqlalchemy.engine import make_url
 
 from ledger.accounts import AccountSpec, AccountType
+from ledger.bootstrap import connect
 from ledger.config import normalize_database_url
 from ledger.journal import EntryRequest, credit, debit
 from ledger.service import Ledger
@@ -482,7 +483,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     audits: list[tuple[str, str]] = []
     try:
         pg.create(pg_name)
-        ledger = Ledger.connect(pg.sqlalchemy_url(pg_name), migrate=True)
+        ledger = connect(pg.sqlalchemy_url(pg_name), migrate=True)
         open_accounts(ledger, codes, hot=True)
         print("figures (PostgreSQL database " + pg_name + ")")
 
@@ -518,7 +519,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             extra=f"retries {hot.retries}; {share:.0f}% of figure 2 (aim >= {AIM_HOT_SHARE:.0f}%)",
         )
 
-        lite = Ledger.connect(f"sqlite:///{Path(sqlite_dir) / 'bench.sqlite3'}", migrate=True)
+        lite = connect(f"sqlite:///{Path(sqlite_dir) / 'bench.sqlite3'}", migrate=True)
         open_accounts(lite, codes, hot=False)
         sqlite_one = measure(lite, single_posters(lite, run_id, "f5", 1, codes, transfer), args.seconds, args.warmup)
         report("5. SQLite, 1 worker, 2-leg entries", sqlite_one)

@@ -4,9 +4,9 @@ The public face other marketplace modules import. The core is a double-entry
 journal: integer minor units with an ISO currency, entries that balance per
 currency, idempotency keys, floors, stored balances, reversal instead of edits.
 
-    from ledger import Ledger, AccountSpec, AccountType, EntryRequest, debit, credit
+    from ledger import AccountSpec, AccountType, EntryRequest, connect, credit, debit
 
-    book = Ledger.connect("sqlite:///ledger.sqlite3")
+    book = connect("sqlite:///ledger.sqlite3")
     book.open_account(AccountSpec("assets:psp:stripe", AccountType.ASSET, "USD"))
     book.post(EntryRequest("fund-ms_1", "escrow.fund", (debit(...), credit(...))))
 
@@ -43,6 +43,7 @@ _EXPORTS = {
     "reverse_entry": "ledger.bookkeeping",
     "Ledger": "ledger.service",
     "Page": "ledger.service",
+    "connect": "ledger.bootstrap",
 }
 
 __all__ = [
@@ -61,6 +62,7 @@ __all__ = [
     "Side",
     "SystemClock",
     "UnitOfWork",
+    "connect",
     "credit",
     "debit",
     "open_account",
@@ -72,6 +74,7 @@ __all__ = [
 if TYPE_CHECKING:
     from ledger.accounts import Account, AccountSpec, AccountType, Side
     from ledger.bookkeeping import open_account, post_entries, post_entry, reverse_entry
+    from ledger.bootstrap import connect
     from ledger.clock import Clock, FixedClock, SystemClock
     from ledger.db.unit_of_work import Database
     from ledger.errors import LedgerError

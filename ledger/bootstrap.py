@@ -5,20 +5,29 @@ CLI, the worker and the demo). Nothing else reads the environment or picks an ad
     services = build_services()           # from the environment (LEDGER_*)
     services = build_services(settings)   # from given settings
     services = Services.over(book, gateway)  # tests: an open ledger and a chosen gateway
+    book = connect("sqlite:///ledger.sqlite3")  # the ledger alone, for other marketplace modules
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ledger.audit import CORE_CHECKS, Check
 from ledger.clock import Clock
 from ledger.config import Settings, load_settings
+from ledger.db.engine import require_migrated, upgrade
 from ledger.db.provider_books import DatabaseBooks
+from ledger.db.unit_of_work import Database
+from ledger.escrow.checks import ESCROW_CHECKS
+from ledger.escrow.provider_checks import provider_checks
 from ledger.escrow.service import Escrow
+from ledger.fees.checks import FEE_CHECKS
 from ledger.gateway import GatewayNotConfigured, PaymentGateway
 from ledger.gateway.books import ProviderBooks, provider_books_of
 from ledger.gateway.simulated import SimulatedGateway
 from ledger.gateway.stripe_gateway import StripeGateway
+from ledger.invoices.checks import INVOICE_CHECKS
+from ledger.invoices.documents import PlatformDetails
 from ledger.invoices.service import Finance
 from ledger.service import Ledger
 
@@ -49,7 +58,7 @@ class Services:
             gateway=gateway,
             escrow=Escrow(book, gateway),
             finance=Finance(book),
-            settings=settings or Settings(database_url=str(book.database.engine.url)),
+            settings=settings or Settings(database_url=""),
         )
 
     @property
@@ -63,9 +72,31 @@ class Services:
         self.book.close()
 
 
-def connect(settings: Settings, *, clock: Clock | None = None, migrate: bool = False) -> Ledger:
-    """The ledger on the settings' database, printing the settings' platform on invoices."""
-    return Ledger.connect(settings.database_url, clock=clock, migrate=migrate, platform=settings.platform)
+def marketplace_checks(provider: ProviderBooks | None) -> list[tuple[str, Check]]:
+    """Every invariant the audit checks: the core's, the fee engine's, escrow's, the
+    documents', and, given the provider's own books, that its account matches them."""
+    return CORE_CHECKS + FEE_CHECKS + ESCROW_CHECKS + INVOICE_CHECKS + provider_checks(provider)
+
+
+def connect(
+    url: str,
+    *,
+    clock: Clock | None = None,
+    migrate: bool = False,
+    platform: PlatformDetails | None = None,
+) -> Ledger:
+    """The ledger on the database at `url`, auditing the whole marketplace. Refuses an
+    unmigrated database unless `migrate` is set, in which case it migrates it first.
+    `platform` is printed on the invoices the ledger issues."""
+    database = Database(url, clock=clock, platform=platform)
+    try:
+        if migrate:
+            upgrade(database.engine)
+        require_migrated(database.engine)
+    except Exception:
+        database.dispose()
+        raise
+    return Ledger(database, checks=marketplace_checks)
 
 
 def gateway_from_settings(settings: Settings) -> PaymentGateway | None:
@@ -83,7 +114,7 @@ def gateway_from_settings(settings: Settings) -> PaymentGateway | None:
 def build_services(settings: Settings | None = None, *, clock: Clock | None = None) -> Services:
     """Everything an entry point needs, from `settings` (default: the environment)."""
     settings = settings or load_settings()
-    book = connect(settings, clock=clock)
+    book = connect(settings.database_url, clock=clock, platform=settings.platform)
     try:
         gateway = gateway_from_settings(settings)
     except Exception:

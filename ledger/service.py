@@ -1,7 +1,8 @@
 """The ledger's service layer: what the CLI, the API, other modules and tests call.
 
-`Ledger` wires a database and a clock together and runs each core use case in
-its own retryable transaction. Modules that need several steps in one transaction
+`Ledger` runs each core use case (`ledger.bookkeeping`, `ledger.fees.billing`) in its own
+retryable transaction of a `Transactions` port (`ledger.bootstrap.connect` builds one over
+a database). Modules that need several steps in one transaction
 (escrow: a state change and its entry) call `Ledger.transaction(work)` and use the
 functions of `ledger.accounts` and `ledger.journal` on the unit of work they get.
 """
@@ -11,24 +12,20 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from ledger.accounts import Account, AccountSpec
-from ledger.audit import CORE_CHECKS, AuditReport, run_checks
+from ledger.audit import CORE_CHECKS, AuditReport, Check, run_checks
 from ledger.bookkeeping import open_account, post_entries, post_entry, reverse_entry
 from ledger.clock import Clock, require_utc
-from ledger.db.engine import require_migrated, upgrade
-from ledger.db.unit_of_work import Database, UnitOfWork
 from ledger.errors import InvalidRequest
 from ledger.fees import billing as fees
 from ledger.fees.model import FeeEvent, ScheduleInForce
 from ledger.fees.rule import FeeBreakdown
-from ledger.invoices.documents import PlatformDetails
+from ledger.gateway.books import ProviderBooks
 from ledger.journal import Entry, EntryRequest
 from ledger.money import normalize_currency
-
-if TYPE_CHECKING:
-    from ledger.gateway.books import ProviderBooks
+from ledger.ports.unit_of_work import Transactions, UnitOfWork
 
 T = TypeVar("T")
 
@@ -48,33 +45,26 @@ class Page:
     next_cursor: int | None
 
 
+#: The checks an audit runs, given the provider's own books (when it keeps any).
+AuditChecks = Callable[[ProviderBooks | None], list[tuple[str, Check]]]
+
+
+def core_checks(provider: ProviderBooks | None) -> list[tuple[str, Check]]:
+    """The core's invariants only (`ledger.audit`); the composition root adds the modules'."""
+    return list(CORE_CHECKS)
+
+
 class Ledger:
     """The double-entry ledger over one database.
 
     Attributes:
-        database: engine, account cache and retry counter.
+        database: runs the use cases' transactions (`ledger.db.unit_of_work.Database`).
+        checks: what `audit` checks (the composition root gives the whole marketplace's).
     """
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Transactions, *, checks: AuditChecks = core_checks) -> None:
         self.database = database
-
-    @classmethod
-    def connect(
-        cls,
-        url: str,
-        *,
-        clock: Clock | None = None,
-        migrate: bool = False,
-        platform: PlatformDetails | None = None,
-    ) -> Ledger:
-        """A ledger on the database at `url`. Refuses an unmigrated database unless
-        `migrate` is set, in which case it migrates it first. `platform` is printed on
-        the invoices the ledger issues."""
-        database = Database(url, clock=clock, platform=platform)
-        if migrate:
-            upgrade(database.engine)
-        require_migrated(database.engine)
-        return cls(database)
+        self.checks = checks
 
     @property
     def clock(self) -> Clock:
@@ -186,16 +176,10 @@ class Ledger:
     # --- audit -----------------------------------------------------------------------
 
     def audit(self, *, provider: ProviderBooks | None = None) -> AuditReport:
-        """Check the ledger's invariants over the whole database: the core's (`ledger.audit`),
-        the fee engine's, escrow's and the documents'; and, given the payment provider's own
-        books (`provider`), that its account in the ledger matches them (invariant 10)."""
-        # Imported here: this is where the modules' checks are put together.
-        from ledger.escrow.checks import ESCROW_CHECKS
-        from ledger.escrow.provider_checks import provider_checks
-        from ledger.fees.checks import FEE_CHECKS
-        from ledger.invoices.checks import INVOICE_CHECKS
-
-        checks = CORE_CHECKS + FEE_CHECKS + ESCROW_CHECKS + INVOICE_CHECKS + provider_checks(provider)
+        """Check the ledger's invariants over the whole database (`checks`: the core's, and
+        over a marketplace the fee engine's, escrow's and the documents'); and, given the
+        payment provider's own books (`provider`), that its account matches them."""
+        checks = self.checks(provider)
         return self.transaction(lambda uow: run_checks(uow.audit, checks), read_only=True)
 
     def close(self) -> None:

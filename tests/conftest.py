@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, settings
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
+from ledger.bootstrap import connect
 from ledger.clock import FixedClock
 from ledger.config import normalize_database_url
 from ledger.db.engine import make_engine, upgrade
@@ -145,7 +146,7 @@ def clock() -> FixedClock:
 @pytest.fixture
 def book(fresh_database_url: str, clock: FixedClock) -> Iterator[Ledger]:
     """A ledger on an empty database, with a clock the test can move."""
-    ledger = Ledger.connect(fresh_database_url, clock=clock)
+    ledger = connect(fresh_database_url, clock=clock)
     yield ledger
     ledger.close()
 

@@ -9,7 +9,7 @@ implements this over SQLAlchemy.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from ledger.clock import Clock
 from ledger.invoices.documents import PlatformDetails
@@ -81,3 +81,25 @@ class UnitOfWork(Protocol):
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run `callback` once the transaction has committed (never if it rolls back)."""
         ...
+
+
+T = TypeVar("T")
+
+
+class Transactions(Protocol):
+    """Runs use cases, each in one transaction of its own (`ledger.db.unit_of_work.Database`).
+
+    `transaction(work)` calls `work(uow)` in one transaction and commits once when it
+    returns; a transaction that lost a race (serialization failure, deadlock, lock
+    timeout) is rolled back and run again, so `work` has no side effect outside it.
+    """
+
+    @property
+    def clock(self) -> Clock: ...
+
+    @property
+    def retries(self) -> int: ...
+
+    def transaction(self, work: Callable[[UnitOfWork], T], *, read_only: bool = False) -> T: ...
+
+    def dispose(self) -> None: ...

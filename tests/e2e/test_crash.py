@@ -43,6 +43,7 @@ import pytest
 from sqlalchemy import text
 
 from ledger.api.keys import create_key
+from ledger.bootstrap import connect
 from ledger.db.provider_books import DatabaseBooks
 from ledger.gateway.simulated import SimulatedGateway
 from ledger.service import Ledger
@@ -315,7 +316,7 @@ def test_a_server_killed_mid_traffic_moves_each_approval_s_money_once(crash_data
     try:
         upgraded = ledger_cli(["db", "upgrade"], env)
         assert upgraded.returncode == 0, upgraded.stderr
-        book = Ledger.connect(url)
+        book = connect(url)
         _, api_key = book.transaction(lambda uow: create_key(uow, "marketplace"))
         http.headers["Authorization"] = f"Bearer {api_key}"
         server.start()

@@ -15,6 +15,7 @@ import pytest
 
 from ledger import AccountSpec, AccountType, EntryRequest, Ledger, credit, debit
 from ledger.audit import MAX_PROBLEMS
+from ledger.bootstrap import connect
 from ledger.cli import main
 
 
@@ -22,7 +23,7 @@ from ledger.cli import main
 def sqlite_book(tmp_path: Path, sqlite_template: Path) -> Iterator[Ledger]:
     path = tmp_path / "ledger.sqlite3"
     path.write_bytes(sqlite_template.read_bytes())
-    book = Ledger.connect(f"sqlite:///{path}")
+    book = connect(f"sqlite:///{path}")
     book.open_account(AccountSpec("assets:psp:stripe", AccountType.ASSET, "USD"))
     book.open_account(AccountSpec("liabilities:escrow:ms_1", AccountType.LIABILITY, "USD", floor=0))
     book.open_account(AccountSpec("revenue:fees:service", AccountType.REVENUE, "USD", slots=16))

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from ledger import AccountSpec, AccountType, EntryRequest, Ledger, credit, debit
+from ledger import AccountSpec, AccountType, EntryRequest, credit, debit
 from ledger.api.idempotency import claim_lease
+from ledger.bootstrap import connect
 from ledger.cli import main
 from ledger.db.unit_of_work import UnitOfWork
 
@@ -57,7 +58,7 @@ def test_bad_input_gets_one_line_and_exit_2(
 def test_balance_and_journal_read_the_ledger(
     fresh_database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    book = Ledger.connect(fresh_database_url)
+    book = connect(fresh_database_url)
     book.open_account(AccountSpec("assets:psp:stripe", AccountType.ASSET, "USD"))
     book.open_account(AccountSpec("liabilities:escrow:ms_1", AccountType.LIABILITY, "USD", floor=0))
     book.post(
@@ -88,7 +89,7 @@ def test_idempotency_prune_removes_keys_older_than_the_retention_and_says_how_ma
     fresh_database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-    book = Ledger.connect(fresh_database_url)
+    book = connect(fresh_database_url)
     lease = claim_lease(30)
     for key, age, finished in [
         ("finished 8 days ago", timedelta(days=8), True),

@@ -6,10 +6,10 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
+from ledger.bootstrap import connect
 from ledger.db.engine import current_revision, head_revision, make_engine, upgrade
 from ledger.db.schema import Base
 from ledger.errors import DatabaseNotMigrated
-from ledger.service import Ledger
 
 
 def test_the_migrated_schema_matches_the_models(fresh_database_url: str) -> None:
@@ -23,12 +23,12 @@ def test_the_migrated_schema_matches_the_models(fresh_database_url: str) -> None
 def test_an_unmigrated_database_is_refused_with_a_one_line_error(tmp_path: object) -> None:
     url = f"sqlite:///{tmp_path}/empty.sqlite3"
     with pytest.raises(DatabaseNotMigrated, match=r"is empty \(no migrations applied\).*ledger db upgrade"):
-        Ledger.connect(url)
+        connect(url)
     engine = make_engine(url)
     upgrade(engine)
     assert current_revision(engine) == head_revision()
     engine.dispose()
-    Ledger.connect(url).close()
+    connect(url).close()
 
 
 def test_migrations_go_down_to_nothing_and_up_again(tmp_path: object) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from ledger import FixedClock, Ledger, LedgerError
+from ledger.bootstrap import connect
 from ledger.db.provider_books import DatabaseBooks
 from ledger.escrow.dispatcher import Dispatcher
 from ledger.escrow.model import MilestoneState
@@ -93,7 +94,7 @@ def dispatch_in_a_process(url: str, now: datetime, owner: str, barrier: Barrier,
     import ledger.escrow.dispatcher as dispatcher
 
     dispatcher.BATCH = 1
-    book = Ledger.connect(url, clock=FixedClock(now))
+    book = connect(url, clock=FixedClock(now))
     gateway = FaultyGateway(SimulatedGateway(DatabaseBooks(url), fee_basis_points=290, fee_fixed=30))
     try:
         barrier.wait(timeout=30)

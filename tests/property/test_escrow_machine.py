@@ -778,7 +778,7 @@ def sqlite_connector(template: Path, directory: Path) -> Connector:
             for leftover in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
                 leftover.unlink(missing_ok=True)
 
-        return Ledger.connect(f"sqlite:///{path}", clock=clock), cleanup
+        return connect(f"sqlite:///{path}", clock=clock), cleanup
 
     return connect
 
@@ -788,7 +788,7 @@ def postgres_connector(url: str) -> Connector:
 
     def connect(clock: FixedClock) -> tuple[Ledger, Callable[[], None]]:
         empty_postgres(url)
-        return Ledger.connect(url, clock=clock), lambda: None
+        return connect(url, clock=clock), lambda: None
 
     return connect
 

@@ -585,7 +585,7 @@ def test_journal_laws(database: str, request: pytest.FixtureRequest, tmp_path: P
     """Conservation, idempotency, floors and reversal hold over random histories."""
     # The fixtures are fetched by name so that the SQLite half runs without a
     # PostgreSQL server. Both databases are migrated by the fixtures, so the
-    # machine builds `Ledger(Database(...))` directly and skips `Ledger.connect`'s
+    # machine builds `Ledger(Database(...))` directly and skips `ledger.bootstrap.connect`'s
     # migration check, which would cost more than many steps, once per example.
     if database == "sqlite":
         connect = sqlite_connector(request.getfixturevalue("sqlite_template"), tmp_path)
