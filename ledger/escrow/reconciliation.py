@@ -17,16 +17,17 @@ from ledger.clock import require_utc
 from ledger.db.schema import accounts, entries, postings
 from ledger.errors import ConfigurationError, InvalidRequest
 from ledger.gateway import ProviderObject
+from ledger.kinds import EntryKind
 
 if TYPE_CHECKING:
     from ledger.db.unit_of_work import UnitOfWork
 
 #: Ledger entry kind that books each kind of provider object, and the PSP side.
 BOOKED_BY = {
-    "payment": (("escrow.fund", "escrow.fund_bonus"), "debit"),
-    "refund": (("refund.settled",), "credit"),
-    "transfer": (("payout.paid",), "credit"),
-    "dispute": (("dispute.funds_withdrawn",), "credit"),
+    "payment": ((EntryKind.FUND, EntryKind.FUND_BONUS), "debit"),
+    "refund": ((EntryKind.REFUND_SETTLED,), "credit"),
+    "transfer": ((EntryKind.PAYOUT_PAID,), "credit"),
+    "dispute": ((EntryKind.DISPUTE_FUNDS_WITHDRAWN,), "credit"),
 }
 
 
