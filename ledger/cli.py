@@ -16,6 +16,7 @@ from typing import Any
 from ledger.config import load_settings, parse_duration
 from ledger.db.engine import current_revision, head_revision, make_engine, upgrade
 from ledger.errors import LedgerError
+from ledger.escrow.services.transactions import require_gateway
 from ledger.fees.rule import FeeBreakdown
 from ledger.journal import Entry
 from ledger.money import format_amount, normalize_currency, to_minor
@@ -233,7 +234,7 @@ def run(argv: Sequence[str]) -> int:
             from ledger.escrow.service import Escrow
 
             escrow = Escrow(book, gateway_from_settings(load_settings()))
-            print(escrow.tick(args.now).summary())
+            print(escrow.orders.tick(args.now).summary())
             if escrow.gateway is None:
                 waiting = book.transaction(lambda uow: len(uow.orders.open_orders()), read_only=True)
                 if waiting:
@@ -245,7 +246,9 @@ def run(argv: Sequence[str]) -> int:
             from ledger.bootstrap import gateway_from_settings
             from ledger.escrow.service import Escrow
 
-            lines = Escrow(book, gateway_from_settings(load_settings())).reconcile(args.period_from, args.period_to)
+            lines = Escrow(book, gateway_from_settings(load_settings())).orders.reconcile(
+                args.period_from, args.period_to
+            )
             print("status,kind,reference,currency,provider_amount,ledger_amount,entry_id")
             for line in lines:
                 amounts = [
@@ -392,8 +395,7 @@ def run_orders(book: Ledger, args: argparse.Namespace) -> int:
         if not beats:
             print("no worker has reported (run `ledger worker`)")
         return EXIT_OK
-    escrow = _escrow(book)
-    gateway = escrow._gateway()
+    gateway = require_gateway(_escrow(book).gateway)
     if args.orders_command == "retry":
         order = retry_order(book, gateway, args.order_id)
     else:

@@ -19,7 +19,8 @@ from ledger.api.schemas import (
 )
 from ledger.escrow.model import Contract, Dispute, Milestone, Payment, Payout
 from ledger.escrow.payments import PaymentRefund
-from ledger.escrow.service import FreelancerBalance, FundingOutcome
+from ledger.escrow.services.funding import FundingOutcome
+from ledger.escrow.services.payouts import FreelancerBalance
 from ledger.fees.rule import FeeBreakdown
 from ledger.journal import Entry
 
