@@ -26,6 +26,7 @@ from ledger.config import Settings, load_settings, parse_duration
 from ledger.db.engine import current_revision, head_revision, make_engine, upgrade
 from ledger.errors import LedgerError
 from ledger.escrow.operations import list_orders, resolve_order, retry_order
+from ledger.escrow.services.transactions import require_gateway
 from ledger.fees.rule import FeeBreakdown
 from ledger.invoices.render import render_document, render_statement
 from ledger.invoices.statements import statement_csv
@@ -244,7 +245,7 @@ def run(argv: Sequence[str]) -> int:
             return EXIT_OK
         if args.command == "tick":
             escrow = services.escrow
-            print(escrow.tick(args.now).summary())
+            print(escrow.orders.tick(args.now).summary())
             if escrow.gateway is None:
                 waiting = book.transaction(lambda uow: len(uow.orders.open_orders()), read_only=True)
                 if waiting:
@@ -253,7 +254,7 @@ def run(argv: Sequence[str]) -> int:
         if args.command == "fees":
             return run_fees(book, args)
         if args.command == "reconcile":
-            lines = services.escrow.reconcile(args.period_from, args.period_to)
+            lines = services.escrow.orders.reconcile(args.period_from, args.period_to)
             print("status,kind,reference,currency,provider_amount,ledger_amount,entry_id")
             for line in lines:
                 amounts = [
@@ -386,7 +387,7 @@ def run_orders(services: Services, args: argparse.Namespace) -> int:
         if not beats:
             print("no worker has reported (run `ledger worker`)")
         return EXIT_OK
-    gateway = services.escrow._gateway()
+    gateway = require_gateway(services.escrow.gateway)
     if args.orders_command == "retry":
         order = retry_order(book, gateway, args.order_id)
     else:

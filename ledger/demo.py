@@ -48,24 +48,28 @@ def fill(services: Services) -> str:
     finance.set_party("ada", display_name="Ada Lovelace", address="12 St James's Square\nLondon", country="GB")
     finance.set_party("linus", display_name="Linus T.", country="FI")
 
-    site = escrow.open_contract(client_id="acme", freelancer_id="ada", currency="USD", title="Company website")
-    design = escrow.add_milestone(site.id, title="Design", amount=1_000_00)
-    build = escrow.add_milestone(site.id, title="Build", amount=2_500_00)
-    escrow.add_milestone(site.id, title="Launch support", amount=600_00)
-    escrow.fund(design.id)
-    escrow.submit(design.id)
-    escrow.approve(design.id)  # 1,000.00: fee 150.00, 850.00 pending
-    escrow.fund(build.id)
-    escrow.submit(build.id)  # waiting for the client's review
+    site = escrow.contracts.open_contract(
+        client_id="acme", freelancer_id="ada", currency="USD", title="Company website"
+    )
+    design = escrow.contracts.add_milestone(site.id, title="Design", amount=1_000_00)
+    build = escrow.contracts.add_milestone(site.id, title="Build", amount=2_500_00)
+    escrow.contracts.add_milestone(site.id, title="Launch support", amount=600_00)
+    escrow.funding.fund(design.id)
+    escrow.contracts.submit(design.id)
+    escrow.approvals.approve(design.id)  # 1,000.00: fee 150.00, 850.00 pending
+    escrow.funding.fund(build.id)
+    escrow.contracts.submit(build.id)  # waiting for the client's review
 
-    api = escrow.open_contract(client_id="globex", freelancer_id="linus", currency="EUR", title="API integration")
-    first = escrow.add_milestone(api.id, title="Prototype", amount=400_00)
-    second = escrow.add_milestone(api.id, title="Hardening", amount=800_00)
-    escrow.fund(first.id)
-    escrow.approve(first.id)
-    escrow.tick(book.clock.now() + timedelta(days=5))  # the security period is over
-    escrow.request_payout("linus", amount=200_00, currency="EUR")
-    escrow.fund(second.id)
-    escrow.end_contract(api.id, ended_by="client")  # a refund request, waiting for the freelancer
+    api = escrow.contracts.open_contract(
+        client_id="globex", freelancer_id="linus", currency="EUR", title="API integration"
+    )
+    first = escrow.contracts.add_milestone(api.id, title="Prototype", amount=400_00)
+    second = escrow.contracts.add_milestone(api.id, title="Hardening", amount=800_00)
+    escrow.funding.fund(first.id)
+    escrow.approvals.approve(first.id)
+    escrow.orders.tick(book.clock.now() + timedelta(days=5))  # the security period is over
+    escrow.payouts.request_payout("linus", amount=200_00, currency="EUR")
+    escrow.funding.fund(second.id)
+    escrow.contracts.end_contract(api.id, ended_by="client")  # a refund request, waiting for the freelancer
     _, key = book.transaction(lambda uow: create_key(uow, "admin"))
     return key

@@ -73,7 +73,8 @@ class EntryRequest:
 
     Attributes:
         idempotency_key: chosen by the caller, unique across the journal.
-        kind: what the entry records (`escrow.fund`, `fee.charge`, ...).
+        kind: what the entry records; the ledger's own kinds are `ledger.kinds.EntryKind`
+            (`escrow.fund`, ...), other callers may use their own.
         postings: two or more postings, balanced per currency.
         effective_at: when the movement counts for balances and statements
             (default: the clock's now at posting time).

@@ -21,7 +21,7 @@ log = logging.getLogger("ledger.worker")
 
 def run_round(escrow: Escrow, *, name: str, started_at: datetime, housekeeping: Callable[[], str] | None = None) -> str:
     """One round: timers, expired charges, due orders, housekeeping, heartbeat; what it did, in words."""
-    report = escrow.tick()
+    report = escrow.orders.tick()
     parts = [report.summary()]
     if housekeeping is not None:
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from litestar import Controller, Request, Response, get, post
@@ -24,6 +25,8 @@ from ledger.api.schemas import (
 )
 from ledger.api.views import contract_out, dispute_out, funding_out, milestone_out, payment_out, refund_out
 from ledger.bootstrap import Services
+from ledger.escrow.model import Milestone
+from ledger.escrow.service import Escrow
 from ledger.ports.unit_of_work import UnitOfWork
 
 OPT = {"roles": MARKETPLACE}
@@ -61,7 +64,7 @@ class ContractController(Controller):
         svc = services(request)
 
         def run() -> tuple[int, object]:
-            contract = svc.escrow.open_contract(
+            contract = svc.escrow.contracts.open_contract(
                 client_id=data.client_id,
                 freelancer_id=data.freelancer_id,
                 currency=data.currency,
@@ -85,8 +88,8 @@ class ContractController(Controller):
         svc = services(request)
 
         def run() -> tuple[int, object]:
-            currency = svc.escrow.contract(contract_id).currency
-            milestone = svc.escrow.add_milestone(
+            currency = svc.escrow.reads.contract(contract_id).currency
+            milestone = svc.escrow.contracts.add_milestone(
                 contract_id,
                 title=data.title,
                 amount=data.amount.minor(currency),
@@ -103,7 +106,7 @@ class ContractController(Controller):
         svc = services(request)
 
         def run() -> tuple[int, object]:
-            svc.escrow.end_contract(contract_id, ended_by=data.ended_by, request_key=request_key(request))
+            svc.escrow.contracts.end_contract(contract_id, ended_by=data.ended_by, request_key=request_key(request))
             return 200, contract_view(svc, contract_id)
 
         return idempotent(request, data, run)  # type: ignore[return-value]
@@ -122,7 +125,7 @@ class MilestoneController(Controller):
     @get("/{milestone_id:str}/disputes", operation_id="listMilestoneDisputes", sync_to_thread=True)
     def disputes(self, request: Request[Any, Any, Any], milestone_id: str) -> list[DisputeOut]:
         """Chargebacks against the payments that funded the milestone, oldest first."""
-        return [dispute_out(d) for d in services(request).escrow.disputes(milestone_id)]
+        return [dispute_out(d) for d in services(request).escrow.chargebacks.disputes(milestone_id)]
 
     @post("/{milestone_id:str}/fund", operation_id="fundMilestone", sync_to_thread=True, status_code=200)
     def fund(
@@ -133,18 +136,20 @@ class MilestoneController(Controller):
         body = data or FundRequest()
 
         def run() -> tuple[int, object]:
-            outcome = svc.escrow.fund(
+            outcome = svc.escrow.funding.fund(
                 milestone_id, payment_method=body.payment_method, request_key=request_key(request)
             )
             return 200, funding_out(outcome, milestone_view(svc, milestone_id))
 
         return idempotent(request, body, run)  # type: ignore[return-value]
 
-    def _transition(self, request: Request[Any, Any, Any], milestone_id: str, action: str) -> Response[MilestoneOut]:
+    def _transition(
+        self, request: Request[Any, Any, Any], milestone_id: str, action: Callable[[Escrow], Callable[..., Milestone]]
+    ) -> Response[MilestoneOut]:
         svc = services(request)
 
         def run() -> tuple[int, object]:
-            getattr(svc.escrow, action)(milestone_id, request_key=request_key(request))
+            action(svc.escrow)(milestone_id, request_key=request_key(request))
             return 200, milestone_view(svc, milestone_id)
 
         return idempotent(request, None, run)  # type: ignore[return-value]
@@ -152,12 +157,12 @@ class MilestoneController(Controller):
     @post("/{milestone_id:str}/submit", operation_id="submitMilestone", sync_to_thread=True, status_code=200)
     def submit(self, request: Request[Any, Any, Any], milestone_id: str) -> Response[MilestoneOut]:
         """The freelancer submits work; the 14-day review clock starts."""
-        return self._transition(request, milestone_id, "submit")
+        return self._transition(request, milestone_id, lambda escrow: escrow.contracts.submit)
 
     @post("/{milestone_id:str}/request-changes", operation_id="requestChanges", sync_to_thread=True, status_code=200)
     def request_changes(self, request: Request[Any, Any, Any], milestone_id: str) -> Response[MilestoneOut]:
         """The client asks for changes; the review clock stops."""
-        return self._transition(request, milestone_id, "request_changes")
+        return self._transition(request, milestone_id, lambda escrow: escrow.contracts.request_changes)
 
     @post("/{milestone_id:str}/approve", operation_id="approveMilestone", sync_to_thread=True, status_code=200)
     def approve(
@@ -174,7 +179,7 @@ class MilestoneController(Controller):
                     lambda uow: uow.escrow.currency_of(uow.escrow.milestone(milestone_id).contract_id), read_only=True
                 )
                 amount = body.amount.minor(currency)
-            svc.escrow.approve(
+            svc.escrow.approvals.approve(
                 milestone_id, amount=amount, payment_method=body.payment_method, request_key=request_key(request)
             )
             return 200, milestone_view(svc, milestone_id)
@@ -189,7 +194,7 @@ class MilestoneController(Controller):
     )
     def accept_refund(self, request: Request[Any, Any, Any], milestone_id: str) -> Response[MilestoneOut]:
         """The freelancer accepts the client's refund request: all held goes back."""
-        return self._transition(request, milestone_id, "accept_refund_request")
+        return self._transition(request, milestone_id, lambda escrow: escrow.refunds.accept_refund_request)
 
     @post(
         "/{milestone_id:str}/refund-request/dispute",
@@ -199,7 +204,7 @@ class MilestoneController(Controller):
     )
     def dispute(self, request: Request[Any, Any, Any], milestone_id: str) -> Response[MilestoneOut]:
         """The freelancer disputes the client's refund request."""
-        return self._transition(request, milestone_id, "dispute_refund_request")
+        return self._transition(request, milestone_id, lambda escrow: escrow.refunds.dispute_refund_request)
 
     @post("/{milestone_id:str}/dispute/resolve", operation_id="resolveDispute", sync_to_thread=True, status_code=200)
     def resolve(
@@ -212,7 +217,7 @@ class MilestoneController(Controller):
             currency = svc.book.transaction(
                 lambda uow: uow.escrow.currency_of(uow.escrow.milestone(milestone_id).contract_id), read_only=True
             )
-            svc.escrow.resolve_dispute(
+            svc.escrow.refunds.resolve_dispute(
                 milestone_id,
                 release=data.release.minor(currency, field="release"),
                 refund=data.refund.minor(currency, field="refund"),
@@ -248,7 +253,7 @@ class PaymentController(Controller):
             currency = svc.book.transaction(
                 lambda uow: uow.escrow.currency_of(uow.escrow.payment(payment_id).contract_id), read_only=True
             )
-            refund = svc.escrow.refund_payment(
+            refund = svc.escrow.refunds.refund_payment(
                 payment_id, data.amount.minor(currency), request_key=request_key(request)
             )
             return 201, refund_out(refund, currency)

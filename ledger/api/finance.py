@@ -248,7 +248,7 @@ class FinanceController(Controller):
         self, request: Request[Any, Any, Any], from_: PeriodStart, to: datetime
     ) -> list[ReconciliationOut]:
         """The payment provider's payments, refunds and transfers in [from, to) against the ledger."""
-        lines = services(request).escrow.reconcile(_utc(from_, "from"), _utc(to, "to"))
+        lines = services(request).escrow.orders.reconcile(_utc(from_, "from"), _utc(to, "to"))
         return [
             ReconciliationOut(
                 line.status,

@@ -40,7 +40,7 @@ class FreelancerController(Controller):
     @get("/{freelancer_id:str}/balance", operation_id="getFreelancerBalance", tags=["balances"], sync_to_thread=True)
     def balance(self, request: Request[Any, Any, Any], freelancer_id: str, currency: str) -> BalanceOut:
         """Pending (inside the 5-day security period), available and in-transit money."""
-        return balance_out(freelancer_id, services(request).escrow.balance(freelancer_id, currency))
+        return balance_out(freelancer_id, services(request).escrow.payouts.balance(freelancer_id, currency))
 
     @get(
         "/{freelancer_id:str}/transactions",
@@ -86,7 +86,7 @@ class FreelancerController(Controller):
 
         def run() -> tuple[int, object]:
             currency = normalize_currency(data.amount.currency)
-            payout = svc.escrow.request_payout(
+            payout = svc.escrow.payouts.request_payout(
                 freelancer_id, amount=data.amount.minor(), currency=currency, request_key=request_key(request)
             )
             return 201, payout_out(payout)
@@ -102,4 +102,4 @@ class PayoutController(Controller):
     @get("/{payout_id:str}", operation_id="getPayout", sync_to_thread=True)
     def read(self, request: Request[Any, Any, Any], payout_id: str) -> PayoutOut:
         """A payout: in transit until the provider confirms, then paid (or failed)."""
-        return payout_out(services(request).escrow.payout(payout_id))
+        return payout_out(services(request).escrow.payouts.payout(payout_id))

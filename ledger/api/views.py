@@ -18,7 +18,8 @@ from ledger.api.schemas import (
     RefundOut,
 )
 from ledger.escrow.model import Contract, Dispute, Milestone, Payment, PaymentRefund, Payout
-from ledger.escrow.service import FreelancerBalance, FundingOutcome
+from ledger.escrow.services.funding import FundingOutcome
+from ledger.escrow.services.payouts import FreelancerBalance
 from ledger.fees.rule import FeeBreakdown
 from ledger.journal import Entry
 

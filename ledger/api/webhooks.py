@@ -2,8 +2,8 @@
 
 The raw body is verified against the `Stripe-Signature` header with
 STRIPE_WEBHOOK_SECRET and a 5-minute tolerance; a missing, bad or stale signature
-is a 400 and nothing is recorded. Verified events are handled by
-`ledger.escrow.provider_events` (stored by id first; duplicates change nothing).
+is a 400 and nothing is recorded. The Stripe gateway reads a verified event, and
+`escrow.provider_events` acts on it (stored by id first; duplicates change nothing).
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ class Received(Struct):
 @post("/v1/webhooks/stripe", operation_id="stripeWebhook", tags=["webhooks"], status_code=200, security=[])
 async def stripe_webhook(request: Request[Any, Any, Any]) -> Received:
     """A Stripe event. Acknowledged (2xx) once stored and acted on, or if it is a duplicate."""
-    from ledger.escrow.provider_events import handle_event
     from ledger.gateway.stripe_gateway import StripeGateway
 
     escrow = services(request).escrow
@@ -41,6 +40,5 @@ async def stripe_webhook(request: Request[Any, Any, Any]) -> Received:
         event = gateway.construct_event(payload, request.headers.get("stripe-signature"), secret)
     except ValueError as error:
         raise ClientException(detail=f"the webhook signature does not verify: {error}", status_code=400) from None
-    plain = event.to_dict() if hasattr(event, "to_dict") else dict(event)
-    outcome = await anyio.to_thread.run_sync(handle_event, escrow, gateway, plain)
+    outcome = await anyio.to_thread.run_sync(escrow.provider_events.handle, event)
     return Received(True, outcome)

@@ -5,8 +5,9 @@ The states, events and postings are DESIGN.md's "Escrow rules" and "Money flows"
 `model.py` holds the transition table, `milestones.py` the milestone use cases,
 `payments.py` releases and refunds, `payouts.py` withdrawals, `timers.py` the
 durable clocks fired by `ledger tick`, `chargebacks.py` disputes opened by clients'
-banks, and `service.py` the `Escrow` facade that
-drives the payment gateway between transactions. Invariants:
+banks; `services/` runs them in transactions, one service per use-case family, and
+drives the payment gateway between transactions (`service.py` bundles the services
+as `Escrow`). Invariants:
 - every state transition and its journal entry commit together;
 - a milestone's escrow account holds funded - released - refunded, and nothing
   once the milestone is final;

@@ -29,6 +29,7 @@ from ledger.escrow.model import (
 )
 from ledger.escrow.orders import NewOrder, OrderKind, OrderState, PaymentOrder
 from ledger.escrow.payments import refund_from_escrow, release
+from ledger.kinds import EntryKind
 from ledger.ports.unit_of_work import UnitOfWork
 
 
@@ -162,7 +163,7 @@ def complete_bonus_approval(uow: UnitOfWork, order: PaymentOrder, *, reference: 
         psp_account,
         order.provider_key,
         reference,
-        kind="escrow.fund_bonus",
+        kind=EntryKind.FUND_BONUS,
     )
     if not live:
         refund_from_escrow(

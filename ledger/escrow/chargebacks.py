@@ -63,6 +63,7 @@ from ledger.fees.billing import refund_fee
 from ledger.gateway import BalanceMove, DisputeReport
 from ledger.invoices.issuing import issue_refund_credit_notes
 from ledger.journal import EntryRequest, Posting, credit, debit
+from ledger.kinds import EntryKind
 from ledger.ports.unit_of_work import UnitOfWork
 
 
@@ -143,20 +144,20 @@ def _book_move(
     The disputed money and the dispute fee are separate entries, so reconciliation
     finds the withdrawal at the dispute's own amount."""
     currency = contract.currency
-    booked: list[tuple[str, str, tuple[Posting, ...]]] = []
+    booked: list[tuple[str, EntryKind, tuple[Posting, ...]]] = []
     postings: tuple[Posting, ...]
     if move.amount < 0:
         postings = (debit(DISPUTED, -move.amount, currency), credit(psp_account, -move.amount, currency))
-        booked.append((f"dispute.funds:{move.id}", "dispute.funds_withdrawn", postings))
+        booked.append((f"dispute.funds:{move.id}", EntryKind.DISPUTE_FUNDS_WITHDRAWN, postings))
     elif move.amount > 0:
         postings = (debit(psp_account, move.amount, currency), credit(DISPUTED, move.amount, currency))
-        booked.append((f"dispute.funds:{move.id}", "dispute.funds_reinstated", postings))
+        booked.append((f"dispute.funds:{move.id}", EntryKind.DISPUTE_FUNDS_REINSTATED, postings))
     if move.fee > 0:
         postings = (debit(PSP_FEES, move.fee, currency), credit(psp_account, move.fee, currency))
-        booked.append((f"dispute.fee:{move.id}", "dispute.fee", postings))
+        booked.append((f"dispute.fee:{move.id}", EntryKind.DISPUTE_FEE, postings))
     elif move.fee < 0:
         postings = (debit(psp_account, -move.fee, currency), credit(PSP_FEES, -move.fee, currency))
-        booked.append((f"dispute.fee:{move.id}", "dispute.fee_returned", postings))
+        booked.append((f"dispute.fee:{move.id}", EntryKind.DISPUTE_FEE_RETURNED, postings))
     if not booked or uow.journal.find_by_keys([booked[0][0]]):
         return False
     for key, kind, postings in booked:
@@ -230,7 +231,7 @@ def _settle_failed_refunds(uow: UnitOfWork, contract: Contract, milestone_id: st
             uow,
             EntryRequest(
                 idempotency_key=f"dispute.refund_settled:{dispute_id}:{order.id}",
-                kind="dispute.refund_settled",
+                kind=EntryKind.DISPUTE_REFUND_SETTLED,
                 postings=(
                     debit(REFUNDS_IN_TRANSIT, amount, contract.currency),
                     credit(DISPUTED, amount, contract.currency),
@@ -253,7 +254,7 @@ def _recover_from_escrow(uow: UnitOfWork, contract: Contract, milestone_id: str,
         uow,
         EntryRequest(
             idempotency_key=f"escrow.chargeback:{dispute_id}",
-            kind="escrow.chargeback",
+            kind=EntryKind.CHARGEBACK,
             postings=(
                 debit(escrow_account_code(milestone_id), taken, contract.currency),
                 credit(DISPUTED, taken, contract.currency),
@@ -313,7 +314,7 @@ def _recover_from_payment(
         uow,
         EntryRequest(
             idempotency_key=f"dispute.recovery:{dispute_id}:{payment.id}",
-            kind="dispute.recovery",
+            kind=EntryKind.DISPUTE_RECOVERY,
             postings=tuple(postings),
             effective_at=now,
             refs=entry_refs(contract, payment.milestone_id, payment=payment.id, dispute=dispute_id),
@@ -347,7 +348,7 @@ def _post_loss(uow: UnitOfWork, contract: Contract, milestone_id: str, dispute_i
         uow,
         EntryRequest(
             idempotency_key=f"dispute.lost:{dispute_id}",
-            kind="dispute.lost",
+            kind=EntryKind.DISPUTE_LOST,
             postings=(debit(CHARGEBACKS, amount, contract.currency), credit(DISPUTED, amount, contract.currency)),
             refs=entry_refs(contract, milestone_id, dispute=dispute_id),
         ),

@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from ledger.audit import Check, Detail, Problem
 from ledger.escrow.chart import CHARGEBACKS, DISPUTED, REFUNDS_IN_TRANSIT, SERVICE_FEES
 from ledger.escrow.model import HOLDING
+from ledger.kinds import EntryKind
 from ledger.ports.queries import EscrowAuditQueries
 
 
@@ -86,13 +87,13 @@ def accounting_equation(escrow: EscrowAuditQueries) -> Iterator[Problem]:
 
 #: Where each figure of a dispute is booked: (entry kinds, account, side).
 DISPUTE_FIGURES = {
-    "withdrawn": (("dispute.funds_withdrawn",), DISPUTED, "debit"),
-    "reinstated": (("dispute.funds_reinstated",), DISPUTED, "credit"),
-    "recovered_from_refunds": (("dispute.refund_settled",), REFUNDS_IN_TRANSIT, "debit"),
-    "recovered_from_escrow": (("escrow.chargeback",), "liabilities:escrow:", "debit"),
-    "recovered_from_freelancer": (("dispute.recovery",), "liabilities:freelancer:", "debit"),
-    "fee_returned": (("dispute.recovery",), SERVICE_FEES, "debit"),
-    "unrecovered": (("dispute.recovery", "dispute.lost"), CHARGEBACKS, "debit"),
+    "withdrawn": ((EntryKind.DISPUTE_FUNDS_WITHDRAWN,), DISPUTED, "debit"),
+    "reinstated": ((EntryKind.DISPUTE_FUNDS_REINSTATED,), DISPUTED, "credit"),
+    "recovered_from_refunds": ((EntryKind.DISPUTE_REFUND_SETTLED,), REFUNDS_IN_TRANSIT, "debit"),
+    "recovered_from_escrow": ((EntryKind.CHARGEBACK,), "liabilities:escrow:", "debit"),
+    "recovered_from_freelancer": ((EntryKind.DISPUTE_RECOVERY,), "liabilities:freelancer:", "debit"),
+    "fee_returned": ((EntryKind.DISPUTE_RECOVERY,), SERVICE_FEES, "debit"),
+    "unrecovered": ((EntryKind.DISPUTE_RECOVERY, EntryKind.DISPUTE_LOST), CHARGEBACKS, "debit"),
 }
 
 

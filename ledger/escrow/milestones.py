@@ -39,6 +39,7 @@ from ledger.escrow.payments import entry_refs, refund_from_escrow, release
 from ledger.fees.billing import schedule_in_force
 from ledger.fees.rule import client_processing_fee
 from ledger.journal import EntryRequest, credit, debit
+from ledger.kinds import EntryKind
 from ledger.money import normalize_currency
 from ledger.ports.unit_of_work import UnitOfWork
 
@@ -262,7 +263,7 @@ def post_funding(
     key: str,
     reference: str,
     *,
-    kind: str = "escrow.fund",
+    kind: EntryKind = EntryKind.FUND,
 ) -> None:
     currency = contract.currency
     open_platform_accounts(uow, currency, psp_account)

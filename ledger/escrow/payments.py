@@ -42,6 +42,7 @@ from ledger.escrow.orders import NewOrder, OrderKind
 from ledger.fees.billing import charge_fee, refund_fee
 from ledger.invoices.issuing import issue_refund_credit_notes, issue_release_documents
 from ledger.journal import EntryRequest, Posting, credit, debit
+from ledger.kinds import EntryKind
 from ledger.ports.unit_of_work import UnitOfWork
 
 PENDING_RELEASE = "pending_release"
@@ -98,7 +99,7 @@ def release(
         uow,
         EntryRequest(
             idempotency_key=f"escrow.release:{payment_id}",
-            kind="escrow.release",
+            kind=EntryKind.RELEASE,
             postings=tuple(postings),
             effective_at=effective_at,
             refs=entry_refs(contract, milestone_id, payment=payment_id),
@@ -165,7 +166,7 @@ def refund_from_escrow(
         uow,
         EntryRequest(
             idempotency_key=f"escrow.refund:{order}",
-            kind="escrow.refund",
+            kind=EntryKind.REFUND,
             postings=(
                 debit(escrow_account_code(milestone_id), amount, contract.currency),
                 credit(REFUNDS_IN_TRANSIT, amount, contract.currency),
@@ -234,7 +235,7 @@ def book_processing_fee(
         uow,
         EntryRequest(
             idempotency_key=f"psp.fee:{reference}",
-            kind="psp.fee",
+            kind=EntryKind.PROCESSING_FEE,
             postings=(debit(PSP_FEES, fee, currency), credit(psp_account, fee, currency)),
             refs=entry_refs(contract, milestone_id, gateway_reference=reference),
         ),
@@ -258,7 +259,7 @@ def settle_refund(
             uow,
             EntryRequest(
                 idempotency_key=f"refund.settled:{order_id}",
-                kind="refund.settled",
+                kind=EntryKind.REFUND_SETTLED,
                 postings=(
                     debit(REFUNDS_IN_TRANSIT, order.amount, order.currency),
                     credit(order.psp_account, order.amount, order.currency),
@@ -295,7 +296,7 @@ def mature_payment(uow: UnitOfWork, payment_id: str, due: datetime) -> int:
         uow,
         EntryRequest(
             idempotency_key=f"escrow.available:{payment_id}",
-            kind="escrow.available",
+            kind=EntryKind.AVAILABLE,
             postings=(
                 debit(pending_account_code(contract.freelancer_id), remaining, contract.currency),
                 credit(available_account_code(contract.freelancer_id), remaining, contract.currency),
@@ -390,7 +391,7 @@ def refund_payment(uow: UnitOfWork, payment_id: str, amount: int, *, request_key
         uow,
         EntryRequest(
             idempotency_key=f"escrow.payment_refund:{refund_id}",
-            kind="escrow.payment_refund",
+            kind=EntryKind.PAYMENT_REFUND,
             postings=tuple(postings),
             effective_at=now,
             refs=entry_refs(contract, payment.milestone_id, payment=payment_id, refund=refund_id, refund_order=order),

@@ -18,6 +18,7 @@ from ledger.escrow.chart import (
 from ledger.escrow.model import InvalidTransition, Payout, PayoutState, new_id, party_id
 from ledger.escrow.orders import NewOrder, OrderKind
 from ledger.journal import EntryRequest, credit, debit
+from ledger.kinds import EntryKind
 from ledger.money import normalize_currency
 from ledger.ports.unit_of_work import UnitOfWork
 
@@ -49,7 +50,7 @@ def request_payout(
         uow,
         EntryRequest(
             idempotency_key=f"payout.request:{payout_id}",
-            kind="payout.request",
+            kind=EntryKind.PAYOUT_REQUEST,
             postings=(
                 debit(available_account_code(freelancer), amount, code),
                 credit(PAYOUTS_IN_TRANSIT, amount, code),
@@ -104,7 +105,7 @@ def settle_payout(
         uow,
         EntryRequest(
             idempotency_key=f"payout.{target.value}:{payout_id}",
-            kind=f"payout.{target.value}",
+            kind=EntryKind.PAYOUT_PAID if paid else EntryKind.PAYOUT_FAILED,
             postings=(debit(PAYOUTS_IN_TRANSIT, payout.amount, code), credit(back_to, payout.amount, code)),
             refs={
                 "payout": payout_id,
@@ -155,7 +156,7 @@ def reverse_payout(
         uow,
         EntryRequest(
             idempotency_key=f"payout.reversed:{payout_id}:{reversed_now}",
-            kind="payout.reversed",
+            kind=EntryKind.PAYOUT_REVERSED,
             postings=(
                 debit(psp_account, more, code),
                 credit(available_account_code(payout.freelancer_id), more, code),

@@ -13,14 +13,15 @@ from datetime import datetime
 from ledger.clock import require_utc
 from ledger.errors import ConfigurationError, InvalidRequest
 from ledger.gateway import ObjectListing
+from ledger.kinds import EntryKind
 from ledger.ports.unit_of_work import UnitOfWork
 
 #: Ledger entry kind that books each kind of provider object, and the PSP side.
 BOOKED_BY = {
-    "payment": (("escrow.fund", "escrow.fund_bonus"), "debit"),
-    "refund": (("refund.settled",), "credit"),
-    "transfer": (("payout.paid",), "credit"),
-    "dispute": (("dispute.funds_withdrawn",), "credit"),
+    "payment": ((EntryKind.FUND, EntryKind.FUND_BONUS), "debit"),
+    "refund": ((EntryKind.REFUND_SETTLED,), "credit"),
+    "transfer": ((EntryKind.PAYOUT_PAID,), "credit"),
+    "dispute": ((EntryKind.DISPUTE_FUNDS_WITHDRAWN,), "credit"),
 }
 
 
@@ -44,7 +45,7 @@ def ledger_side(
     kinds = {k: (kind, side) for kind, (ks, side) in BOOKED_BY.items() for k in ks}
     found: dict[str, tuple[str, int, str, int]] = {}
     for posting in uow.reconciliation.booked_postings(psp_account, list(kinds), since, until):
-        object_kind, psp_side = kinds[posting.kind]
+        object_kind, psp_side = kinds[EntryKind(posting.kind)]
         if posting.reference and posting.side == psp_side:
             earlier = found.get(posting.reference)
             total = posting.amount + (earlier[1] if earlier else 0)

@@ -131,6 +131,83 @@ class DisputeReport:
         return self.status in DISPUTE_CLOSED
 
 
+@dataclass(frozen=True)
+class ProviderEvent:
+    """A verified webhook event: which object it is about, not what the event says of it.
+
+    Attributes:
+        id: the provider's event id (each event is acted on once).
+        type: the provider's event type, e.g. `payment_intent.succeeded`.
+        object_id: the id of the object the event is about, if it names one.
+    """
+
+    id: str
+    type: str
+    object_id: str | None
+
+
+@dataclass(frozen=True)
+class ChargeReport:
+    """A payment as the provider has it now, and the milestone funding its metadata names.
+
+    Attributes:
+        result: the payment's state; its reference is the provider's payment id.
+        milestone_id, funding_key: the funding attempt the payment is for; None when the
+            payment is not a milestone funding of ours.
+    """
+
+    result: GatewayResult
+    milestone_id: str | None = None
+    funding_key: str | None = None
+
+
+@dataclass(frozen=True)
+class TransferReport:
+    """A payout's transfer as the provider has it now.
+
+    Attributes:
+        reference: the provider's transfer id.
+        amount_reversed: minor units reversed so far, in all (0 if none).
+        payout_id: the payout the transfer's metadata names; None when it is not one of ours.
+    """
+
+    reference: str
+    amount_reversed: int
+    payout_id: str | None = None
+
+
+@dataclass(frozen=True)
+class RefundReport:
+    """A refund as the provider has it now.
+
+    Attributes:
+        result: succeeded, failed, or still pending ("requires_action"); its reference is
+            the provider's refund id.
+        refund_order: the refund order its metadata names; None when it is not one of ours.
+    """
+
+    result: GatewayResult
+    refund_order: str | None = None
+
+
+@dataclass(frozen=True)
+class ChargebackReport:
+    """A chargeback as the provider has it now, and the payment it disputes.
+
+    Attributes:
+        dispute: the chargeback.
+        charge: the disputed payment as the provider has it now; None when the dispute
+            names no payment.
+    """
+
+    dispute: DisputeReport
+    charge: ChargeReport | None
+
+
+#: What a provider event is about, as the provider has it now.
+ProviderReport = ChargeReport | TransferReport | RefundReport | ChargebackReport
+
+
 class PaymentGateway(Protocol):
     """A payment provider, as escrow needs it."""
 
@@ -217,12 +294,24 @@ class ObjectListing(Protocol):
     def list_objects(self, since: datetime, until: datetime) -> list[ProviderObject]: ...
 
 
+@runtime_checkable
+class EventReports(Protocol):
+    """A provider that reports on its webhook events: the object an event is about,
+    retrieved as the provider has it now (the event's own copy is never trusted, so
+    events arriving out of order change nothing); None for an event escrow does not act on."""
+
+    def report(self, event: ProviderEvent) -> ProviderReport | None: ...
+
+
 __all__ = [
     "DISPUTE_CLOSED",
     "BalanceMove",
     "ChargeCancellation",
+    "ChargeReport",
     "ChargeRetrieval",
+    "ChargebackReport",
     "DisputeReport",
+    "EventReports",
     "GatewayNotConfigured",
     "GatewayResult",
     "GatewayUnavailable",
@@ -231,8 +320,12 @@ __all__ = [
     "PaymentFailed",
     "PaymentGateway",
     "ProcessingFees",
+    "ProviderEvent",
     "ProviderObject",
+    "ProviderReport",
+    "RefundReport",
     "RefundRetrieval",
+    "TransferReport",
     "TransferRetrieval",
     "UnknownProviderObject",
 ]

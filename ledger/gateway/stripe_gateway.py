@@ -10,8 +10,9 @@ Funding is a PaymentIntent for the client's Stripe customer and the payment meth
 the frontend passes, confirmed and captured at once (a card hold would lapse after
 7 days, shorter than the 14-day review). Payouts are Connect transfers to the
 freelancer's connected account; they stay in transit until Stripe confirms them.
-Webhook events are acted on by what the `retrieve_*` methods say of the object
-now, never by the event's copy, so events arriving out of order change nothing.
+A webhook event is reported (`report`) by what the `retrieve_*` methods say of its
+object now, never by the event's copy, so events arriving out of order change nothing;
+escrow acts on the report.
 
 Stripe forgets an idempotency key after 24 hours, so an order re-sent later is first
 looked up by our order id in the objects' metadata (`find`): PaymentIntents through
@@ -32,10 +33,16 @@ from ledger.clock import Clock, SystemClock
 from ledger.errors import ConfigurationError, InvalidRequest
 from ledger.gateway import (
     BalanceMove,
+    ChargebackReport,
+    ChargeReport,
     DisputeReport,
     GatewayResult,
     GatewayUnavailable,
+    ProviderEvent,
     ProviderObject,
+    ProviderReport,
+    RefundReport,
+    TransferReport,
     UnknownProviderObject,
 )
 
@@ -44,6 +51,8 @@ PENDING = {"requires_action", "requires_confirmation", "processing", "requires_c
 #: How far back `find` lists refunds and transfers (they have no search): an order is looked
 #: up 23 hours after its first send, or when an operator retries it.
 LOOKUP_WINDOW = timedelta(days=7)
+#: The refund events acted on (`charge.refund.updated` is the older name of `refund.updated`).
+REFUND_EVENTS = frozenset({"refund.created", "refund.updated", "refund.failed", "charge.refund.updated"})
 #: At most this many listed objects are read by one `find`; past it the answer would be a
 #: guess, so the lookup fails (the order waits) rather than answering "not there".
 LOOKUP_LIMIT = 5_000
@@ -384,12 +393,46 @@ class StripeGateway:
             raise GatewayUnavailable(f"Stripe is unavailable: {error.user_message or error}") from None
         return found
 
-    def construct_event(self, payload: bytes, signature: str | None, secret: str) -> Any:
-        """Verify a webhook's signature (5-minute tolerance) and parse it; ValueError if it is not genuine."""
+    def construct_event(self, payload: bytes, signature: str | None, secret: str) -> ProviderEvent:
+        """Verify a webhook's signature (5-minute tolerance) and read which object it is
+        about; ValueError if it is not genuine."""
         try:
-            return stripe.Webhook.construct_event(payload, signature, secret, tolerance=300)
+            event = _plain(stripe.Webhook.construct_event(payload, signature, secret, tolerance=300))
         except (stripe.SignatureVerificationError, ValueError) as error:
             raise ValueError(str(error)) from None
+        obj = (event.get("data") or {}).get("object") or {}
+        object_id = obj.get("id")
+        return ProviderEvent(str(event["id"]), str(event["type"]), None if object_id is None else str(object_id))
+
+    def report(self, event: ProviderEvent) -> ProviderReport | None:
+        """The object a webhook event is about, retrieved as Stripe has it now (never the
+        event's copy): PaymentIntents (`payment_intent.*`), transfers (`transfer.*`),
+        refunds and disputes (`charge.dispute.*`, with the PaymentIntent disputed). None
+        for any other event."""
+        if event.type.startswith("payment_intent."):
+            return self._charge_report(_object_id(event))
+        if event.type.startswith("transfer."):
+            reference = _object_id(event)
+            amount_reversed, metadata = self.retrieve_transfer(reference)
+            return TransferReport(reference, amount_reversed, metadata.get("payout") or None)
+        if event.type in REFUND_EVENTS:
+            result, metadata = self.retrieve_refund(_object_id(event))
+            return RefundReport(result, metadata.get("refund_order") or None)
+        if event.type.startswith("charge.dispute."):
+            dispute = self.retrieve_dispute(_object_id(event))
+            charge = self._charge_report(dispute.charge_reference) if dispute.charge_reference else None
+            return ChargebackReport(dispute, charge)
+        return None
+
+    def _charge_report(self, reference: str) -> ChargeReport:
+        result, metadata = self.retrieve_charge(reference)
+        return ChargeReport(result, metadata.get("milestone") or None, metadata.get("funding_key") or None)
+
+
+def _object_id(event: ProviderEvent) -> str:
+    if not event.object_id:
+        raise InvalidRequest(f"the {event.type} event {event.id} names no object", field="data.object.id")
+    return event.object_id
 
 
 class _UnexpectedState(InvalidRequest):

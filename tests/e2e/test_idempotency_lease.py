@@ -133,8 +133,8 @@ def slow_api(api: Api, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[TestCl
     The timeout leaves room for authentication and the key's claim on a loaded machine:
     a timeout reached before the handler starts would never set the event."""
     app = create_app(Services.over(api.book, api.gateway), request_timeout_seconds=1.0)
-    escrow = app.state.services.escrow
-    open_contract, done = escrow.open_contract, threading.Event()
+    contracts = app.state.services.escrow.contracts
+    open_contract, done = contracts.open_contract, threading.Event()
 
     def slow_open_contract(**request: Any) -> Any:
         time.sleep(3)
@@ -143,7 +143,7 @@ def slow_api(api: Api, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[TestCl
         finally:
             done.set()
 
-    monkeypatch.setattr(escrow, "open_contract", slow_open_contract)
+    monkeypatch.setattr(contracts, "open_contract", slow_open_contract)
     with TestClient(app) as client:
         yield client, done
 

@@ -245,10 +245,10 @@ def test_a_charge_that_still_fails_is_committed_pending_and_sent_once_by_tick(st
     replayed = stripe_api.client.post(f"/v1/milestones/{milestone_id}/fund", json=body, headers=headers)
     assert replayed.json() == first.json()
     stripe_api.clock.advance(timedelta(minutes=1))  # past the order's backoff
-    stripe_api.escrow.tick()
+    stripe_api.escrow.orders.tick()
     assert stripe_api.milestone(milestone_id)["state"] == "funded"
     assert stripe_api.stripe.created["payment_intent"] == 1
-    stripe_api.escrow.tick()
+    stripe_api.escrow.orders.tick()
     assert stripe_api.stripe.created["payment_intent"] == 1 and stripe_api.book.audit().ok
 
 

@@ -104,7 +104,7 @@ def test_a_lost_chargeback_after_release_and_payout_is_recovered_then_borne_by_t
     milestone_id, intent = funded_milestone(api)
     api.post(f"/v1/milestones/{milestone_id}/approve")  # 850.00 to the freelancer, 150.00 fee
     api.clock.advance(timedelta(days=5))
-    api.escrow.tick()
+    api.escrow.orders.tick()
     payout = api.post("/v1/freelancers/fr_1/payouts", {"amount": {"amount": "800.00", "currency": USD}})
     assert payout.status_code == 201, payout.text
     dispute = api.stripe.open_dispute(intent["id"])
@@ -149,7 +149,7 @@ def test_reconciliation_matches_a_dispute_withdrawal(stripe_api: StripeApi) -> N
     _, intent = funded_milestone(api)
     dispute = api.stripe.open_dispute(intent["id"])
     deliver(api, "charge.dispute.created", dispute)
-    lines = api.escrow.reconcile(api.clock.now() - timedelta(days=1), api.clock.now() + timedelta(days=1))
+    lines = api.escrow.orders.reconcile(api.clock.now() - timedelta(days=1), api.clock.now() + timedelta(days=1))
     [line] = [line for line in lines if line.reference == dispute["id"]]
     assert (line.status, line.kind, line.provider_amount, line.ledger_amount) == (
         "matched",
@@ -183,7 +183,7 @@ def paid_out(api: StripeApi) -> tuple[dict[str, Any], dict[str, Any]]:
     milestone_id, _ = funded_milestone(api)
     api.post(f"/v1/milestones/{milestone_id}/approve")
     api.clock.advance(timedelta(days=5))
-    api.escrow.tick()
+    api.escrow.orders.tick()
     payout = api.post("/v1/freelancers/fr_1/payouts", {"amount": {"amount": "800.00", "currency": USD}}).json()
     transfer = next(o for o in api.stripe.objects.values() if o["object"] == "transfer")
     return payout, transfer
@@ -206,7 +206,7 @@ def test_a_payout_whose_transfer_call_fails_stays_reserved_and_is_sent_once_by_t
     milestone_id, _ = funded_milestone(api)
     api.post(f"/v1/milestones/{milestone_id}/approve")
     api.clock.advance(timedelta(days=5))
-    api.escrow.tick()
+    api.escrow.orders.tick()
     for _ in range(3):  # the first try and both SDK retries
         api.stripe.fail_next("500")
     created = api.post("/v1/freelancers/fr_1/payouts", {"amount": {"amount": "800.00", "currency": USD}})
@@ -215,8 +215,8 @@ def test_a_payout_whose_transfer_call_fails_stays_reserved_and_is_sent_once_by_t
     freelancer = api.client.get("/v1/freelancers/fr_1/balance?currency=USD", headers=api.headers).json()
     assert freelancer["available"]["amount"] == "50.00"  # reserved: it cannot be paid out twice
     api.clock.advance(timedelta(minutes=1))  # past the order's backoff
-    api.escrow.tick()
-    api.escrow.tick()
+    api.escrow.orders.tick()
+    api.escrow.orders.tick()
     assert api.stripe.created["transfer"] == 1
     transfer = next(o for o in api.stripe.objects.values() if o["object"] == "transfer")
     assert transfer["metadata"]["payout"] == created.json()["id"]
@@ -234,8 +234,8 @@ def test_a_refund_whose_create_call_fails_is_owed_and_sent_once_by_tick(stripe_a
     assert api.milestone(milestone_id)["state"] == "refunded"
     assert balance(api, "liabilities:refunds:in_transit") == 1_000_00 and api.stripe.created["refund"] == 0
     api.clock.advance(timedelta(minutes=1))  # past the order's backoff
-    api.escrow.tick()
-    api.escrow.tick()
+    api.escrow.orders.tick()
+    api.escrow.orders.tick()
     assert api.stripe.created["refund"] == 1 and balance(api, "liabilities:refunds:in_transit") == 0
     states = api.book.transaction(
         lambda uow: [row.state for row in uow.connection.execute(refund_orders.select())], read_only=True

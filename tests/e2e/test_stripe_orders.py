@@ -131,7 +131,7 @@ def test_a_charge_unanswered_for_a_day_is_found_by_its_order_id_not_charged_agai
     [order] = orders_of(stripe_api, milestone_id, OrderKind.FUND)
     assert intent["metadata"]["order"] == order.id
     forget_keys_after_a_day(stripe_api)
-    stripe_api.escrow.tick()
+    stripe_api.escrow.orders.tick()
     assert stripe_api.milestone(milestone_id)["state"] == "funded"
     assert len(posts(stripe_api, "/v1/payment_intents")) == 1 and stripe_api.stripe.created["payment_intent"] == 1
     searched = [r for r in stripe_api.stripe.requests if r[1] == "/v1/payment_intents/search"]
@@ -155,7 +155,7 @@ def test_a_refund_unanswered_for_a_day_is_found_by_its_order_id_not_refunded_aga
     [order] = orders_of(stripe_api, milestone_id, OrderKind.REFUND)
     assert refund["metadata"] == {"order": order.id, "refund_order": order.provider_key}
     forget_keys_after_a_day(stripe_api)
-    stripe_api.escrow.tick()
+    stripe_api.escrow.orders.tick()
     assert stripe_api.book.balance("liabilities:refunds:in_transit", "USD") == 0
     assert len(posts(stripe_api, "/v1/refunds")) == 1 and stripe_api.stripe.created["refund"] == 1
     assert any(r[0] == "GET" and r[1] == "/v1/refunds" for r in stripe_api.stripe.requests)
@@ -180,14 +180,14 @@ def test_a_payout_unanswered_for_a_day_is_found_by_its_order_id_not_transferred_
     assert payout["state"] == "in_transit"
     [transfer] = [o for o in stripe_api.stripe.objects.values() if o["object"] == "transfer"]
     forget_keys_after_a_day(stripe_api)
-    stripe_api.escrow.tick()  # found: in transit until Stripe confirms it
+    stripe_api.escrow.orders.tick()  # found: in transit until Stripe confirms it
     assert len(posts(stripe_api, "/v1/transfers")) == 1 and stripe_api.stripe.created["transfer"] == 1
     assert any(r[0] == "GET" and r[1] == "/v1/transfers" for r in stripe_api.stripe.requests)
     assert stripe_api.gateway.find("transfer", transfer["metadata"]["order"]) == GatewayResult(
         "requires_action", transfer["id"]
     )
     stripe_api.clock.advance(timedelta(minutes=10))  # when the dispatcher asks again
-    stripe_api.escrow.tick()
+    stripe_api.escrow.orders.tick()
     state = stripe_api.client.get(f"/v1/payouts/{payout['id']}", headers=stripe_api.headers).json()["state"]
     assert state == "paid" and stripe_api.stripe.created["transfer"] == 1
     assert stripe_api.book.audit().ok

@@ -234,10 +234,10 @@ def released_with_documents(book: Ledger) -> None:
 
     escrow = Escrow(book, SimulatedGateway())
     for amount in (100_00, 200_00):
-        contract = escrow.open_contract(client_id="cl_1", freelancer_id="fr_1", currency="USD", title="t")
-        milestone = escrow.add_milestone(contract.id, title="m", amount=amount)
-        escrow.fund(milestone.id)
-        escrow.approve(milestone.id)
+        contract = escrow.contracts.open_contract(client_id="cl_1", freelancer_id="fr_1", currency="USD", title="t")
+        milestone = escrow.contracts.add_milestone(contract.id, title="m", amount=amount)
+        escrow.funding.fund(milestone.id)
+        escrow.approvals.approve(milestone.id)
     assert book.audit().ok
 
 
@@ -282,11 +282,13 @@ def test_a_dispute_whose_figures_differ_from_its_entries_is_named(sqlite_book: L
     from ledger.gateway.simulated import SimulatedGateway
 
     escrow = Escrow(sqlite_book, SimulatedGateway())
-    contract = escrow.open_contract(client_id="cl_1", freelancer_id="fr_1", currency="USD", title="t")
-    milestone = escrow.add_milestone(contract.id, title="m", amount=100_00)
-    escrow.fund(milestone.id)
+    contract = escrow.contracts.open_contract(client_id="cl_1", freelancer_id="fr_1", currency="USD", title="t")
+    milestone = escrow.contracts.add_milestone(contract.id, title="m", amount=100_00)
+    escrow.funding.fund(milestone.id)
     withdrawal = BalanceMove("txn_1", -100_00, 15_00, "USD")
-    escrow.apply_dispute(DisputeReport("dp_1", "pi_1", 100_00, "USD", "needs_response", (withdrawal,)), milestone.id)
+    escrow.chargebacks.apply_dispute(
+        DisputeReport("dp_1", "pi_1", 100_00, "USD", "needs_response", (withdrawal,)), milestone.id
+    )
     assert sqlite_book.audit().ok
     corrupt(sqlite_book, "UPDATE disputes SET withdrawn = 9000")
     [problem] = failed(sqlite_book)["chargebacks_accounted"]

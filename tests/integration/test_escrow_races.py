@@ -41,10 +41,10 @@ def escrow(book: Ledger) -> Escrow:
 
 
 def submitted_at_deadline(escrow: Escrow, clock: FixedClock) -> tuple[str, str]:
-    contract = escrow.open_contract(client_id="cl_1", freelancer_id="fr_1", currency="USD", title="Race")
-    milestone_id = escrow.add_milestone(contract.id, title="m", amount=1_000 * D).id
-    escrow.fund(milestone_id)
-    deadline = escrow.submit(milestone_id).review_deadline
+    contract = escrow.contracts.open_contract(client_id="cl_1", freelancer_id="fr_1", currency="USD", title="Race")
+    milestone_id = escrow.contracts.add_milestone(contract.id, title="m", amount=1_000 * D).id
+    escrow.funding.fund(milestone_id)
+    deadline = escrow.contracts.submit(milestone_id).review_deadline
     assert deadline is not None
     clock.set(deadline)
     return contract.id, milestone_id
@@ -56,14 +56,14 @@ def test_approval_the_clock_and_ending_the_contract_race_to_one_outcome(
 ) -> None:
     contract_id, milestone_id = submitted_at_deadline(escrow, clock)
     results = race(
-        lambda: escrow.approve(milestone_id),
-        lambda: escrow.tick(),
-        lambda: escrow.end_contract(contract_id, ended_by="client"),
-        lambda: escrow.approve(milestone_id),
-        lambda: escrow.tick(),
+        lambda: escrow.approvals.approve(milestone_id),
+        lambda: escrow.orders.tick(),
+        lambda: escrow.contracts.end_contract(contract_id, ended_by="client"),
+        lambda: escrow.approvals.approve(milestone_id),
+        lambda: escrow.orders.tick(),
     )
-    milestone = escrow.milestone(milestone_id)
-    payments = escrow.payments(milestone_id)
+    milestone = escrow.reads.milestone(milestone_id)
+    payments = escrow.reads.payments(milestone_id)
     if milestone.state is MilestoneState.RELEASED:
         assert len(payments) == 1 and payments[0].gross == 1_000 * D
         assert milestone.held == 0
@@ -82,19 +82,19 @@ def test_approval_the_clock_and_ending_the_contract_race_to_one_outcome(
 def test_two_payouts_that_together_exceed_the_balance_cannot_both_succeed(
     escrow: Escrow, book: Ledger, clock: FixedClock
 ) -> None:
-    contract = escrow.open_contract(client_id="cl_1", freelancer_id="fr_1", currency="USD", title="Payouts")
-    milestone_id = escrow.add_milestone(contract.id, title="m", amount=1_000 * D).id
-    escrow.fund(milestone_id)
-    [payment] = escrow.approve(milestone_id)
-    escrow.tick(payment.pending_until + timedelta(seconds=1))
-    assert escrow.balance("fr_1", "USD").available == 850 * D
+    contract = escrow.contracts.open_contract(client_id="cl_1", freelancer_id="fr_1", currency="USD", title="Payouts")
+    milestone_id = escrow.contracts.add_milestone(contract.id, title="m", amount=1_000 * D).id
+    escrow.funding.fund(milestone_id)
+    [payment] = escrow.approvals.approve(milestone_id)
+    escrow.orders.tick(payment.pending_until + timedelta(seconds=1))
+    assert escrow.payouts.balance("fr_1", "USD").available == 850 * D
     for _ in range(3):
-        available = escrow.balance("fr_1", "USD").available
+        available = escrow.payouts.balance("fr_1", "USD").available
         if available < 2:
             break
         amount = available // 2 + 1  # two of these exceed the balance
-        pay = functools.partial(escrow.request_payout, "fr_1", amount=amount, currency="USD")
+        pay = functools.partial(escrow.payouts.request_payout, "fr_1", amount=amount, currency="USD")
         results = race(pay, pay)
         assert sum(not isinstance(r, LedgerError) for r in results) == 1
-        assert escrow.balance("fr_1", "USD").available == available - amount
+        assert escrow.payouts.balance("fr_1", "USD").available == available - amount
     assert book.audit().ok

@@ -157,10 +157,12 @@ def put_in_force(book: Ledger, clock: FixedClock, name: str) -> None:
 def released(book: Ledger, amount: int) -> str:
     """Fund and approve a milestone of `amount` between fr_1 and cl_1; the payment's id."""
     escrow = Escrow(book, SimulatedGateway())
-    contract = escrow.open_contract(client_id="cl_1", freelancer_id="fr_1", currency="USD", title="Logo design")
-    milestone = escrow.add_milestone(contract.id, title="First draft", amount=amount)
-    escrow.fund(milestone.id)
-    [payment] = escrow.approve(milestone.id)
+    contract = escrow.contracts.open_contract(
+        client_id="cl_1", freelancer_id="fr_1", currency="USD", title="Logo design"
+    )
+    milestone = escrow.contracts.add_milestone(contract.id, title="First draft", amount=amount)
+    escrow.funding.fund(milestone.id)
+    [payment] = escrow.approvals.approve(milestone.id)
     return payment.id
 
 
@@ -171,7 +173,7 @@ def test_a_refund_returns_the_fee_of_the_schedule_its_payment_was_charged_under(
     payment_id = released(book, 500 * D)
     assert book.balance(SERVICE_FEES, "USD") == 50 * D  # 10% flat
     put_in_force(book, clock, "classic")  # classic would have charged 100.00 on a first 500.00
-    refund = Escrow(book, SimulatedGateway()).refund_payment(payment_id, 500 * D)
+    refund = Escrow(book, SimulatedGateway()).refunds.refund_payment(payment_id, 500 * D)
     assert refund.fee_returned == 50 * D
     assert book.lifetime_billings("fr_1", "cl_1", "USD") == 0
     assert book.balance(SERVICE_FEES, "USD") == 0  # no revenue on no net billings
@@ -187,7 +189,7 @@ def test_a_refund_after_a_switch_to_a_cheaper_schedule_returns_the_whole_fee_cha
     payment_id = released(book, 500 * D)  # classic: 20% of a first 500.00
     assert book.balance(SERVICE_FEES, "USD") == 100 * D
     put_in_force(book, clock, "flat-10")
-    refund = Escrow(book, SimulatedGateway()).refund_payment(payment_id, 500 * D)
+    refund = Escrow(book, SimulatedGateway()).refunds.refund_payment(payment_id, 500 * D)
     assert refund.fee_returned == 100 * D
     assert book.lifetime_billings("fr_1", "cl_1", "USD") == 0
     assert book.balance(SERVICE_FEES, "USD") == 0

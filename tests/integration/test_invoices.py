@@ -36,10 +36,12 @@ def finance(book: Ledger) -> Finance:
 
 
 def release(escrow: Escrow, amount: int, *, client: str = "cl_1", freelancer: str = "fr_1") -> str:
-    contract = escrow.open_contract(client_id=client, freelancer_id=freelancer, currency="USD", title="Website")
-    milestone = escrow.add_milestone(contract.id, title="Landing page", amount=amount)
-    escrow.fund(milestone.id)
-    [payment] = escrow.approve(milestone.id)
+    contract = escrow.contracts.open_contract(
+        client_id=client, freelancer_id=freelancer, currency="USD", title="Website"
+    )
+    milestone = escrow.contracts.add_milestone(contract.id, title="Landing page", amount=amount)
+    escrow.funding.fund(milestone.id)
+    [payment] = escrow.approvals.approve(milestone.id)
     return payment.id
 
 
@@ -73,7 +75,7 @@ def test_invoices_never_fail_for_missing_party_details(escrow: Escrow, finance: 
 
 def test_a_refund_issues_credit_notes_that_cite_the_invoices(escrow: Escrow, finance: Finance, book: Ledger) -> None:
     payment_id = release(escrow, 1_000 * D)
-    escrow.refund_payment(payment_id, 500 * D)
+    escrow.refunds.refund_payment(payment_id, 500 * D)
     documents = {d.number.split("-")[0] + str(d.sequence): d for d in finance.documents()}
     client_note, fee_note = documents["CN1"], documents["CN2"]
     assert client_note.corrects == documents["INV1"].number and client_note.total == 500 * D
@@ -99,16 +101,18 @@ def test_concurrent_releases_never_leave_a_gap_or_a_duplicate(escrow: Escrow, fi
     threads = 8
     milestones = []
     for i in range(threads * 3):
-        contract = escrow.open_contract(client_id=f"cl_{i % 3}", freelancer_id=f"fr_{i}", currency="USD", title="t")
-        milestone = escrow.add_milestone(contract.id, title="m", amount=(100 + i) * D)
-        escrow.fund(milestone.id)
+        contract = escrow.contracts.open_contract(
+            client_id=f"cl_{i % 3}", freelancer_id=f"fr_{i}", currency="USD", title="t"
+        )
+        milestone = escrow.contracts.add_milestone(contract.id, title="m", amount=(100 + i) * D)
+        escrow.funding.fund(milestone.id)
         milestones.append(milestone.id)
     barrier = threading.Barrier(threads)
 
     def approve_some(thread: int) -> None:
         barrier.wait()
         for milestone_id in milestones[thread::threads]:
-            escrow.approve(milestone_id)
+            escrow.approvals.approve(milestone_id)
 
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(approve_some, range(threads)))
@@ -129,8 +133,8 @@ def test_a_freelancer_statement_shows_each_movement_with_a_running_balance(
     start = clock.now()
     payment_id = release(escrow, 1_000 * D)
     clock.advance(timedelta(days=5))
-    escrow.tick()
-    escrow.refund_payment(payment_id, 100 * D)
+    escrow.orders.tick()
+    escrow.refunds.refund_payment(payment_id, 100 * D)
     statement = finance.party_statement("fr_1", "freelancer", "USD", start, start + timedelta(days=30))
     assert statement.opening_balance == 0
     assert [line.kind for line in statement.lines] == [
@@ -195,7 +199,7 @@ def test_fee_revenue_by_client(escrow: Escrow, finance: Finance, clock: FixedClo
     start = clock.now()
     payment_id = release(escrow, 1_000 * D)
     release(escrow, 100 * D, client="cl_2")
-    escrow.refund_payment(payment_id, 500 * D)
+    escrow.refunds.refund_payment(payment_id, 500 * D)
     rows = {r.client_id: r for r in finance.fee_revenue(start, start + timedelta(days=1))}
     assert (rows["cl_1"].billings, rows["cl_1"].fees, rows["cl_1"].fee_refunds, rows["cl_1"].net) == (
         1_000 * D,
@@ -217,9 +221,9 @@ def test_party_records_validate_and_keep_unset_fields(finance: Finance) -> None:
 
 
 def test_documents_are_issued_in_the_release_transaction(escrow: Escrow, book: Ledger, finance: Finance) -> None:
-    contract = escrow.open_contract(client_id="cl_1", freelancer_id="fr_1", currency="USD", title="t")
-    milestone = escrow.add_milestone(contract.id, title="m", amount=100 * D)
-    escrow.fund(milestone.id)
+    contract = escrow.contracts.open_contract(client_id="cl_1", freelancer_id="fr_1", currency="USD", title="t")
+    milestone = escrow.contracts.add_milestone(contract.id, title="m", amount=100 * D)
+    escrow.funding.fund(milestone.id)
 
     def approve_then_fail(uow: UnitOfWork) -> None:
         from ledger.escrow.approvals import approve
@@ -230,7 +234,7 @@ def test_documents_are_issued_in_the_release_transaction(escrow: Escrow, book: L
     with pytest.raises(RuntimeError):
         book.transaction(approve_then_fail)
     assert finance.documents() == []
-    escrow.approve(milestone.id)
+    escrow.approvals.approve(milestone.id)
     assert sorted(d.sequence for d in finance.documents()) == [1, 1]  # the number came back
 
 
@@ -242,7 +246,7 @@ def test_an_issued_invoice_pdf_shows_what_the_document_and_the_ledger_say(
     finance.set_party("cl_1", display_name="Acme GmbH", tax_id="DE811907980")
     finance.set_party("fr_1", display_name="Ada Lovelace")
     payment_id = release(escrow, 600 * D)
-    payment = escrow.payment(payment_id)
+    payment = escrow.reads.payment(payment_id)
     released = book.entry(payment.entry_id)
     for document in finance.documents():
         text = "".join(

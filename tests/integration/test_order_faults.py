@@ -56,8 +56,8 @@ class Crash(BaseException):
 
 
 def new_milestone(escrow: Escrow, amount: int = 1_000 * D) -> str:
-    contract = escrow.open_contract(client_id="cl_1", freelancer_id="fr_1", currency="USD", title="Logo")
-    return escrow.add_milestone(contract.id, title="Draft", amount=amount).id
+    contract = escrow.contracts.open_contract(client_id="cl_1", freelancer_id="fr_1", currency="USD", title="Logo")
+    return escrow.contracts.add_milestone(contract.id, title="Draft", amount=amount).id
 
 
 # --- one order of each kind, and where its subject must end -----------------------------
@@ -88,50 +88,50 @@ def start(kind: str, escrow: Escrow, clock: FixedClock, before_the_call: Callabl
     milestone_id = new_milestone(escrow)
     if kind == "funding charge":
         before_the_call()
-        escrow.fund(milestone_id)
+        escrow.funding.fund(milestone_id)
         return milestone_id
-    escrow.fund(milestone_id)
+    escrow.funding.fund(milestone_id)
     if kind == "bonus charge":
-        escrow.submit(milestone_id)
+        escrow.contracts.submit(milestone_id)
         before_the_call()
-        escrow.approve(milestone_id, amount=1_500 * D)
+        escrow.approvals.approve(milestone_id, amount=1_500 * D)
         return milestone_id
     if kind == "refund from escrow":
         before_the_call()
-        escrow.end_contract(escrow.milestone(milestone_id).contract_id, ended_by="freelancer")
+        escrow.contracts.end_contract(escrow.reads.milestone(milestone_id).contract_id, ended_by="freelancer")
         return milestone_id
-    [payment] = escrow.approve(milestone_id)
+    [payment] = escrow.approvals.approve(milestone_id)
     if kind == "refund after release":
         before_the_call()
-        escrow.refund_payment(payment.id, 100 * D)
+        escrow.refunds.refund_payment(payment.id, 100 * D)
         return payment.id
     clock.advance(timedelta(days=6))  # past the security period: the money is available
-    escrow.tick()
+    escrow.orders.tick()
     before_the_call()
-    return escrow.request_payout("fr_1", amount=500 * D, currency="USD").id
+    return escrow.payouts.request_payout("fr_1", amount=500 * D, currency="USD").id
 
 
 def assert_ended_where_it_should(kind: str, escrow: Escrow, subject: str) -> None:
     book = escrow.book
     if kind == "funding charge":
-        milestone = escrow.milestone(subject)
+        milestone = escrow.reads.milestone(subject)
         assert (milestone.state, milestone.held) == (S.FUNDED, 1_000 * D)
     elif kind == "bonus charge":
-        milestone = escrow.milestone(subject)
+        milestone = escrow.reads.milestone(subject)
         assert (milestone.state, milestone.held) == (S.RELEASED, 0)
-        assert sorted((p.kind, p.gross) for p in escrow.payments(subject)) == [
+        assert sorted((p.kind, p.gross) for p in escrow.reads.payments(subject)) == [
             ("bonus", 500 * D),
             ("release", 1_000 * D),
         ]
     elif kind == "payout":
-        payout = escrow.payout(subject)
+        payout = escrow.payouts.payout(subject)
         assert payout.state is PayoutState.PAID and payout.gateway_reference
-        assert escrow.balance("fr_1", "USD").in_transit == 0
+        assert escrow.payouts.balance("fr_1", "USD").in_transit == 0
     else:
         if kind == "refund from escrow":
-            assert escrow.milestone(subject).state is S.REFUNDED
+            assert escrow.reads.milestone(subject).state is S.REFUNDED
         else:
-            assert escrow.payment(subject).refunded == 100 * D
+            assert escrow.reads.payment(subject).refunded == 100 * D
         states = book.transaction(
             lambda uow: [r.state for r in uow.connection.execute(select(refund_orders))], read_only=True
         )
@@ -177,10 +177,10 @@ def test_a_faulty_provider_call_moves_the_money_once_and_the_ledger_books_it(
     subject = start(kind, escrow, clock, lambda: faulty.script(METHOD[kind], fault))
     assert not faulty._faults[METHOD[kind]], "the fault was not used by the order's call"
     clock.advance(PAST_BACKOFF)
-    escrow.tick()  # re-sent with its key where the first answer did not arrive
+    escrow.orders.tick()  # re-sent with its key where the first answer did not arrive
     records = provider.records()
     clock.advance(PAST_BACKOFF)
-    escrow.tick()  # nothing is due any more: a second round changes nothing
+    escrow.orders.tick()  # nothing is due any more: a second round changes nothing
     assert provider.records() == records
     assert_ended_where_it_should(kind, escrow, subject)
     assert_moved_once_and_booked(kind, escrow.book, provider)
@@ -216,12 +216,12 @@ def test_a_crash_after_the_call_before_the_answer_is_stored_is_sent_again_once_i
     assert Counter(r.kind for r in moved) == RECORDS[kind]  # the provider acted; nothing is booked
     calls = len(faulty.sent)
     clock.advance(PAST_BACKOFF)
-    escrow.tick()  # the dead sender still holds the lease: nobody sends the order
+    escrow.orders.tick()  # the dead sender still holds the lease: nobody sends the order
     assert len(faulty.sent) == calls
     [order] = [o for o in open_orders(escrow.book) if o.id == crashed[0]]
     assert order.state is OrderState.SENT and order.lease_until is not None
     clock.advance(LEASE)
-    escrow.tick()  # the lease has expired: sent again with its key, the provider's first answer is booked
+    escrow.orders.tick()  # the lease has expired: sent again with its key, the provider's first answer is booked
     assert provider.records() == moved
     assert_ended_where_it_should(kind, escrow, subject_of(kind, escrow, crashed[0]))
     assert_moved_once_and_booked(kind, escrow.book, provider)
@@ -262,7 +262,7 @@ def test_an_order_whose_answer_cannot_be_booked_does_not_hold_up_the_others(
     milestones = [new_milestone(escrow) for _ in range(3)]
     faulty.script("charge", BEFORE, BEFORE, BEFORE)
     for milestone_id in milestones:
-        escrow.fund(milestone_id)  # the provider is down: three charges due in 30 s
+        escrow.funding.fund(milestone_id)  # the provider is down: three charges due in 30 s
     apply = dispatcher.apply_result
     failed: list[str] = []
 
@@ -274,12 +274,12 @@ def test_an_order_whose_answer_cannot_be_booked_does_not_hold_up_the_others(
 
     monkeypatch.setattr(dispatcher, "apply_result", fail_once)
     clock.advance(PAST_BACKOFF)
-    escrow.tick()
-    states = [escrow.milestone(m).state for m in milestones]
+    escrow.orders.tick()
+    states = [escrow.reads.milestone(m).state for m in milestones]
     assert sorted(states) == sorted([S.FUNDED, S.FUNDED, S.FUNDING])  # the other two went on
     clock.advance(LEASE + timedelta(seconds=1))
-    escrow.tick()  # its lease expired: sent again with its key, the provider's first answer is booked
-    assert [escrow.milestone(m).state for m in milestones] == [S.FUNDED] * 3
+    escrow.orders.tick()  # its lease expired: sent again with its key, the provider's first answer is booked
+    assert [escrow.reads.milestone(m).state for m in milestones] == [S.FUNDED] * 3
     assert Counter(r.kind for r in provider.records()) == {"charge": 3}
     assert_books_agree(escrow.book, provider)
 
@@ -291,9 +291,11 @@ def test_an_order_leased_by_a_crashed_sender_is_sent_by_no_one_before_its_lease_
     book: Ledger, escrow: Escrow, faulty: FaultyGateway, provider: SimulatedGateway, clock: FixedClock
 ) -> None:
     milestone_id = new_milestone(escrow)
-    escrow.fund(milestone_id)
+    escrow.funding.fund(milestone_id)
     faulty.script("refund", BEFORE)
-    escrow.end_contract(escrow.milestone(milestone_id).contract_id, ended_by="freelancer")  # the refund waits 30 s
+    escrow.contracts.end_contract(
+        escrow.reads.milestone(milestone_id).contract_id, ended_by="freelancer"
+    )  # the refund waits 30 s
     clock.advance(PAST_BACKOFF)
     now = clock.now()
     [order] = book.transaction(
@@ -312,8 +314,8 @@ def test_an_order_leased_by_a_crashed_sender_is_sent_by_no_one_before_its_lease_
     survivor = Dispatcher(book, faulty, owner="survivor")  # type: ignore[arg-type]
     clock.advance(LEASE - timedelta(seconds=1))
     assert survivor.run().sent == 0
-    escrow.tick()
-    assert len(faulty.sent) == calls and escrow.milestone(milestone_id).state is S.REFUNDED
+    escrow.orders.tick()
+    assert len(faulty.sent) == calls and escrow.reads.milestone(milestone_id).state is S.REFUNDED
     assert book.balance(REFUNDS_IN_TRANSIT, "USD") == 1_000 * D  # still owed: nothing booked
     clock.advance(timedelta(seconds=2))  # the lease has expired
     report = survivor.run()

@@ -51,8 +51,8 @@ def provider(book: Ledger, fresh_database_url: str) -> Iterator[SimulatedGateway
 
 
 def new_milestone(escrow: Escrow, amount: int = 1_000 * D, client: str = "cl_1") -> str:
-    contract = escrow.open_contract(client_id=client, freelancer_id="fr_1", currency="USD", title="Logo")
-    return escrow.add_milestone(contract.id, title="Draft", amount=amount).id
+    contract = escrow.contracts.open_contract(client_id=client, freelancer_id="fr_1", currency="USD", title="Logo")
+    return escrow.contracts.add_milestone(contract.id, title="Draft", amount=amount).id
 
 
 def race(*actions: Callable[[], object]) -> list[object]:
@@ -112,14 +112,14 @@ def test_two_dispatcher_processes_send_each_due_order_once(
     escrow = Escrow(book, faulty)  # type: ignore[arg-type]
     refunded = [new_milestone(escrow, client=f"cl_r{i}") for i in range(6)]
     for milestone_id in refunded:
-        escrow.fund(milestone_id)
+        escrow.funding.fund(milestone_id)
     charged = [new_milestone(escrow, client=f"cl_c{i}") for i in range(6)]
     faulty.script("charge", *[BEFORE] * len(charged))
     faulty.script("refund", *[BEFORE] * len(refunded))
     for milestone_id in charged:
-        escrow.fund(milestone_id)  # the provider is down: due again in 30 s
+        escrow.funding.fund(milestone_id)  # the provider is down: due again in 30 s
     for milestone_id in refunded:
-        escrow.end_contract(escrow.milestone(milestone_id).contract_id, ended_by="freelancer")
+        escrow.contracts.end_contract(escrow.reads.milestone(milestone_id).contract_id, ended_by="freelancer")
     due_keys = {o.provider_key for o in book.transaction(lambda uow: uow.orders.open_orders(), read_only=True)}
     assert len(due_keys) == 12
     clock.advance(PAST_BACKOFF)
@@ -141,8 +141,8 @@ def test_two_dispatcher_processes_send_each_due_order_once(
     assert [errors for *_, errors in reports] == [[], []]
     sent = Counter(key for _, _, calls, _ in reports for _, key in calls)
     assert set(sent) == due_keys and set(sent.values()) == {1}, sent  # each order reached the provider once
-    assert [escrow.milestone(m).state for m in charged] == [S.FUNDED] * 6
-    assert [escrow.milestone(m).state for m in refunded] == [S.REFUNDED] * 6
+    assert [escrow.reads.milestone(m).state for m in charged] == [S.FUNDED] * 6
+    assert [escrow.reads.milestone(m).state for m in refunded] == [S.REFUNDED] * 6
     assert Counter(r.kind for r in provider.records()) == {"charge": 12, "refund": 6}
     assert_booked_as_moved(book, provider)
     split = " + ".join(str(len(calls)) for _, _, calls, _ in sorted(reports))
@@ -161,20 +161,20 @@ def test_an_approval_with_a_bonus_and_a_partial_approval_race_to_one_outcome(
 ) -> None:
     escrow = Escrow(book, provider)
     milestone_id = new_milestone(escrow)
-    escrow.fund(milestone_id)
-    escrow.submit(milestone_id)
+    escrow.funding.fund(milestone_id)
+    escrow.contracts.submit(milestone_id)
     lag = (0, 0.005, 0.05)[round_]  # later rounds let the bonus approval get ahead
 
     def partial() -> object:
         time.sleep(lag)
-        return escrow.approve(milestone_id, amount=300 * D)
+        return escrow.approvals.approve(milestone_id, amount=300 * D)
 
-    results = race(lambda: escrow.approve(milestone_id, amount=1_500 * D), partial)  # 500.00 more: a bonus
-    milestone = escrow.milestone(milestone_id)
+    results = race(lambda: escrow.approvals.approve(milestone_id, amount=1_500 * D), partial)  # 500.00 more: a bonus
+    milestone = escrow.reads.milestone(milestone_id)
     assert (milestone.state, milestone.held) == (S.RELEASED, 0)
     charges = charges_of(provider.records(), milestone_id)
     [bonus] = [c for c in charges if c.metadata.get("bonus")]
-    payments = sorted((p.kind, p.gross) for p in escrow.payments(milestone_id))
+    payments = sorted((p.kind, p.gross) for p in escrow.reads.payments(milestone_id))
     if isinstance(results[1], LedgerError):  # the bonus approval came first: the milestone was not active
         outcome = "bonus approval first, partial refused"
         assert bonus.amount == 500 * D and payments == [("bonus", 500 * D), ("release", 1_000 * D)]
@@ -194,20 +194,20 @@ def test_approval_accepting_a_refund_request_the_clock_and_ending_the_contract_r
 ) -> None:
     escrow = Escrow(book, provider)
     milestone_id = new_milestone(escrow)
-    escrow.fund(milestone_id)
-    deadline = escrow.submit(milestone_id).review_deadline
+    escrow.funding.fund(milestone_id)
+    deadline = escrow.contracts.submit(milestone_id).review_deadline
     assert deadline is not None
     clock.set(deadline)
-    contract_id = escrow.milestone(milestone_id).contract_id
+    contract_id = escrow.reads.milestone(milestone_id).contract_id
     retries = book.database.retries
     results = race(
-        lambda: escrow.approve(milestone_id),
-        lambda: escrow.end_contract(contract_id, ended_by="client"),
-        lambda: escrow.accept_refund_request(milestone_id),
-        lambda: escrow.tick(),  # the review deadline: auto-release, and every due order
+        lambda: escrow.approvals.approve(milestone_id),
+        lambda: escrow.contracts.end_contract(contract_id, ended_by="client"),
+        lambda: escrow.refunds.accept_refund_request(milestone_id),
+        lambda: escrow.orders.tick(),  # the review deadline: auto-release, and every due order
     )
-    milestone = escrow.milestone(milestone_id)
-    payments = escrow.payments(milestone_id)
+    milestone = escrow.reads.milestone(milestone_id)
+    payments = escrow.reads.payments(milestone_id)
     records = provider.records()
     refunds = [r for r in records if r.kind == "refund"]
     [funding] = charges_of(records, milestone_id)
@@ -251,20 +251,22 @@ def test_a_request_retried_with_its_key_while_the_original_is_in_flight_gets_its
     try:
         escrow = Escrow(book, gateway)
         milestone_id = new_milestone(escrow)
-        escrow.fund(milestone_id)
+        escrow.funding.fund(milestone_id)
 
         def approve() -> object:
-            return tuple(sorted(p.id for p in escrow.approve(milestone_id, amount=1_500 * D, request_key="k")))
+            return tuple(
+                sorted(p.id for p in escrow.approvals.approve(milestone_id, amount=1_500 * D, request_key="k"))
+            )
 
         gateway.retry, gateway.during = approve, []
         results = race(*[approve] * 4)
-        payments = escrow.payments(milestone_id)
+        payments = escrow.reads.payments(milestone_id)
         assert sorted(p.gross for p in payments) == [500 * D, 1_000 * D]
         done = tuple(sorted(p.id for p in payments))
         assert gateway.during == [()]  # in flight: the retry answers what is committed (approval pending)
         assert set(results) <= {(), done} and done in results, results  # the original answered its payments
         assert approve() == done  # and so does every later retry
-        assert escrow.milestone(milestone_id).state is S.RELEASED
+        assert escrow.reads.milestone(milestone_id).state is S.RELEASED
         records = provider.records()
         assert [c.amount for c in charges_of(records, milestone_id) if c.metadata.get("bonus")] == [500 * D]
         assert_booked_as_moved(book, provider)

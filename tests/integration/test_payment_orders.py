@@ -89,7 +89,7 @@ class PartialApprovalDuringBonus(Recording):
         result = super().charge(**request)
         if request["metadata"].get("bonus"):
             try:
-                self.outcome = self.escrow.approve(self.milestone_id, amount=300 * D)
+                self.outcome = self.escrow.approvals.approve(self.milestone_id, amount=300 * D)
             except InvalidTransition as refused:
                 self.outcome = refused
         return result
@@ -99,12 +99,12 @@ def test_a_bonus_is_fixed_under_the_lock_so_a_racing_approval_cannot_create_mone
     gateway = PartialApprovalDuringBonus()
     escrow = Escrow(book, gateway)
     gateway.escrow, gateway.milestone_id = escrow, funded(escrow)
-    payments = escrow.approve(gateway.milestone_id, amount=1_500 * D)
+    payments = escrow.approvals.approve(gateway.milestone_id, amount=1_500 * D)
     assert isinstance(gateway.outcome, InvalidTransition)  # approval_pending refuses the second approval
     assert [(p.kind, p.gross) for p in payments] == [("release", 1_000 * D), ("bonus", 500 * D)]
     assert gateway.moved == [("charge", 1_000 * D, gateway.moved[0][2]), ("charge", 500 * D, gateway.moved[1][2])]
     assert psp(book) == gateway.net() == 1_500 * D  # booked = what the provider moved
-    assert escrow.milestone(gateway.milestone_id).state is S.RELEASED
+    assert escrow.reads.milestone(gateway.milestone_id).state is S.RELEASED
     assert book.audit().ok
 
 
@@ -114,26 +114,26 @@ def test_while_a_bonus_is_in_flight_the_milestone_refuses_approvals_ending_refun
     gateway = Recording()
     escrow = Escrow(book, gateway)
     milestone_id = funded(escrow)
-    [earlier] = escrow.approve(milestone_id, amount=100 * D)
-    escrow.submit(milestone_id)
+    [earlier] = escrow.approvals.approve(milestone_id, amount=100 * D)
+    escrow.contracts.submit(milestone_id)
     clock.advance(timedelta(days=13, hours=12))
     gateway.require_action_next()  # the bonus waits for the payer (3-D Secure)
-    assert escrow.approve(milestone_id, amount=1_100 * D) == []
-    milestone = escrow.milestone(milestone_id)
+    assert escrow.approvals.approve(milestone_id, amount=1_100 * D) == []
+    milestone = escrow.reads.milestone(milestone_id)
     assert milestone.state is S.APPROVAL_PENDING and milestone.held == 900 * D
     with pytest.raises(InvalidTransition):
-        escrow.approve(milestone_id, amount=100 * D)
+        escrow.approvals.approve(milestone_id, amount=100 * D)
     with pytest.raises(InvalidTransition):
-        escrow.end_contract(milestone.contract_id, ended_by="freelancer")
+        escrow.contracts.end_contract(milestone.contract_id, ended_by="freelancer")
     with pytest.raises(InvalidTransition):
-        escrow.refund_payment(earlier.id, 10 * D)
+        escrow.refunds.refund_payment(earlier.id, 10 * D)
     clock.advance(timedelta(hours=13))  # past the review deadline: the clock waits for the charge
-    escrow.tick()
-    assert escrow.milestone(milestone_id).state is S.APPROVAL_PENDING
+    escrow.orders.tick()
+    assert escrow.reads.milestone(milestone_id).state is S.APPROVAL_PENDING
     clock.advance(timedelta(hours=12))  # 24 hours without the payer: the order is cancelled, the milestone back
-    escrow.tick()
-    after = escrow.milestone(milestone_id)
-    assert after.state is S.SUBMITTED and after.held == 900 * D and escrow.payments(milestone_id) == [earlier]
+    escrow.orders.tick()
+    after = escrow.reads.milestone(milestone_id)
+    assert after.state is S.SUBMITTED and after.held == 900 * D and escrow.reads.payments(milestone_id) == [earlier]
     assert after.review_deadline == milestone.review_deadline + timedelta(hours=25)  # the clock waited
     [bonus] = [o for o in orders(book) if o.kind == "bonus"]
     assert bonus.state == "cancelled" and bonus.failure_reason == "not completed within 24 hours"
@@ -147,11 +147,11 @@ def test_a_refund_of_a_bonus_payment_is_made_against_the_bonus_charge(book: Ledg
     gateway = Recording()
     escrow = Escrow(book, gateway)
     milestone_id = funded(escrow)
-    release, bonus = escrow.approve(milestone_id, amount=1_200 * D)
+    release, bonus = escrow.approvals.approve(milestone_id, amount=1_200 * D)
     funding_charge, bonus_charge = gateway.moved[0][2], gateway.moved[1][2]
     assert bonus.charge_reference == bonus_charge != funding_charge
-    escrow.refund_payment(bonus.id, 50 * D)
-    escrow.refund_payment(release.id, 10 * D)
+    escrow.refunds.refund_payment(bonus.id, 50 * D)
+    escrow.refunds.refund_payment(release.id, 10 * D)
     assert gateway.moved[2:] == [("refund", 50 * D, bonus_charge), ("refund", 10 * D, funding_charge)]
     assert psp(book) == gateway.net() and book.audit().ok
 
@@ -181,13 +181,13 @@ def test_a_request_sends_only_its_own_orders_and_its_answer_is_what_it_committed
     escrow = Escrow(book, gateway)
     stuck_milestone = funded(escrow, client="cl_a", freelancer="fr_a")
     gateway.broken.add(gateway.moved[0][2] or "")
-    escrow.end_contract(escrow.milestone(stuck_milestone).contract_id, ended_by="freelancer")
+    escrow.contracts.end_contract(escrow.reads.milestone(stuck_milestone).contract_id, ended_by="freelancer")
     [stuck_refund] = gateway.refund_calls
     other = funded(escrow, client="cl_b", freelancer="fr_b")
-    contract = escrow.end_contract(escrow.milestone(other).contract_id, ended_by="freelancer")
+    contract = escrow.contracts.end_contract(escrow.reads.milestone(other).contract_id, ended_by="freelancer")
     assert contract.ended_by == "freelancer"  # the other refund's trouble is not this answer
     assert gateway.refund_calls.count(stuck_refund) == 1  # this request never sent another's order
-    refund = escrow.refund_payment(escrow.approve(funded(escrow))[0].id, 5 * D)
+    refund = escrow.refunds.refund_payment(escrow.approvals.approve(funded(escrow))[0].id, 5 * D)
     assert refund.status == "succeeded"
     by_state = {o.refund_order_id: o.state for o in orders(book) if o.kind == "refund"}
     assert sorted(by_state.values()) == ["sent", "succeeded", "succeeded"]  # the first waits for a retry
@@ -198,18 +198,18 @@ def test_tick_goes_on_past_an_order_that_fails_and_sends_the_rest(book: Ledger, 
     escrow = Escrow(book, gateway)
     milestone_id = funded(escrow)
     gateway.broken.add(gateway.moved[0][2] or "")
-    escrow.end_contract(escrow.milestone(milestone_id).contract_id, ended_by="freelancer")
+    escrow.contracts.end_contract(escrow.reads.milestone(milestone_id).contract_id, ended_by="freelancer")
     paid = funded(escrow, client="cl_2", freelancer="fr_2")
-    escrow.approve(paid)
+    escrow.approvals.approve(paid)
     clock.advance(timedelta(days=6))
-    escrow.tick()
+    escrow.orders.tick()
     gateway.payout = lambda **request: (_ for _ in ()).throw(GatewayUnavailable("down"))  # type: ignore[method-assign]
-    payout = escrow.request_payout("fr_2", amount=100 * D, currency="USD")
+    payout = escrow.payouts.request_payout("fr_2", amount=100 * D, currency="USD")
     assert payout.state.value == "in_transit"  # committed; the provider's trouble is not the answer
     del gateway.payout
     clock.advance(timedelta(minutes=5))
-    escrow.tick()
-    assert escrow.payout(payout.id).state.value == "paid"
+    escrow.orders.tick()
+    assert escrow.payouts.payout(payout.id).state.value == "paid"
     assert psp(book) == gateway.net() and book.audit().ok
 
 
@@ -226,12 +226,12 @@ def test_a_processing_fee_lookup_that_times_out_does_not_change_the_funding_answ
     gateway = SlowFees()
     escrow = Escrow(book, gateway)
     milestone_id = new_milestone(escrow)
-    outcome = escrow.fund(milestone_id)
+    outcome = escrow.funding.fund(milestone_id)
     assert outcome.status == "succeeded" and outcome.milestone.state is S.FUNDED
     assert book.balance("expenses:psp_fees", "USD") == 0
     gateway.down = False  # type: ignore[attr-defined]
     clock.advance(timedelta(minutes=5))
-    escrow.tick()
+    escrow.orders.tick()
     assert book.balance("expenses:psp_fees", "USD") == 320 and book.audit().ok
 
 
@@ -241,18 +241,18 @@ def test_a_processing_fee_lookup_that_times_out_does_not_change_the_funding_answ
 def test_a_request_key_used_for_another_request_is_a_conflict(book: Ledger, clock: FixedClock) -> None:
     escrow = Escrow(book, Recording())
     first, second = funded(escrow), funded(escrow, client="cl_2", freelancer="fr_2")
-    [payment] = escrow.approve(first, amount=100 * D, request_key="k1")
-    assert escrow.approve(first, amount=100 * D, request_key="k1") == [payment]  # a replay
+    [payment] = escrow.approvals.approve(first, amount=100 * D, request_key="k1")
+    assert escrow.approvals.approve(first, amount=100 * D, request_key="k1") == [payment]  # a replay
     with pytest.raises(IdempotencyConflict):
-        escrow.approve(second, amount=900 * D, request_key="k1")
-    assert escrow.milestone(second).held == 1_000 * D
-    escrow.approve(second)
+        escrow.approvals.approve(second, amount=900 * D, request_key="k1")
+    assert escrow.reads.milestone(second).held == 1_000 * D
+    escrow.approvals.approve(second)
     escrow.book.clock.advance(timedelta(days=6))  # type: ignore[attr-defined]
-    escrow.tick()
-    payout = escrow.request_payout("fr_2", amount=10 * D, currency="USD", request_key="k2")
-    assert escrow.request_payout("fr_2", amount=10 * D, currency="USD", request_key="k2").id == payout.id
+    escrow.orders.tick()
+    payout = escrow.payouts.request_payout("fr_2", amount=10 * D, currency="USD", request_key="k2")
+    assert escrow.payouts.request_payout("fr_2", amount=10 * D, currency="USD", request_key="k2").id == payout.id
     with pytest.raises(IdempotencyConflict):
-        escrow.request_payout("fr_2", amount=500 * D, currency="EUR", request_key="k2")
+        escrow.payouts.request_payout("fr_2", amount=500 * D, currency="EUR", request_key="k2")
     assert book.audit().ok
 
 
@@ -263,7 +263,9 @@ def test_concurrent_duplicates_of_one_request_get_one_result(book: Ledger) -> No
 
     def approve() -> None:
         try:
-            results.append(tuple(p.id for p in escrow.approve(milestone_id, amount=100 * D, request_key="dup")))
+            results.append(
+                tuple(p.id for p in escrow.approvals.approve(milestone_id, amount=100 * D, request_key="dup"))
+            )
         except Exception as error:
             results.append(error)
 
@@ -273,7 +275,7 @@ def test_concurrent_duplicates_of_one_request_get_one_result(book: Ledger) -> No
     for thread in threads:
         thread.join()
     assert len(set(results)) == 1 and isinstance(results[0], tuple), results
-    assert escrow.milestone(milestone_id).held == 900 * D and book.audit().ok
+    assert escrow.reads.milestone(milestone_id).held == 900 * D and book.audit().ok
 
 
 # --- funding attempts -----------------------------------------------------------------------
@@ -325,11 +327,11 @@ def test_a_failed_authentication_is_not_final_and_a_new_attempt_cancels_the_old_
     gateway = ThreeDSecure()
     escrow = Escrow(book, gateway)
     milestone_id = new_milestone(escrow)
-    first = escrow.fund(milestone_id)
+    first = escrow.funding.fund(milestone_id)
     assert first.status == "failed" and first.milestone.state is S.DRAFT
     [order] = orders(book)
     assert order.state == "requires_action"  # not final at the provider
-    escrow.fund(milestone_id, payment_method="pm_other")
+    escrow.funding.fund(milestone_id, payment_method="pm_other")
     assert gateway.cancelled == ["pi_3ds_1"]  # cancelled before the new charge
     assert sorted(o.kind for o in orders(book)) == ["cancel", "fund", "fund"]
     assert psp(book) == gateway.net() == 0 and book.audit().ok
@@ -339,11 +341,11 @@ def test_a_success_reported_for_a_failed_attempt_is_booked_and_refunded(book: Le
     gateway = ThreeDSecure()
     escrow = Escrow(book, gateway)
     milestone_id = new_milestone(escrow)
-    escrow.fund(milestone_id)
+    escrow.funding.fund(milestone_id)
     funding_key = orders(book)[0].provider_key
     gateway.complete("pi_3ds_1")  # the payer finished 3-D Secure after all
-    escrow.confirm_funding(milestone_id, funding_key=funding_key, reference="pi_3ds_1")
-    assert escrow.milestone(milestone_id).state is S.DRAFT  # the attempt had failed: nothing is held
+    escrow.funding.confirm_funding(milestone_id, funding_key=funding_key, reference="pi_3ds_1")
+    assert escrow.reads.milestone(milestone_id).state is S.DRAFT  # the attempt had failed: nothing is held
     refunds = book.transaction(lambda uow: list(uow.connection.execute(refund_orders.select())), read_only=True)
     assert [(r.amount, r.charge_reference, r.state) for r in refunds] == [(1_000 * D, "pi_3ds_1", "succeeded")]
     assert psp(book) == gateway.net() == 0 and book.audit().ok
@@ -353,9 +355,9 @@ def test_a_cancellation_that_finds_the_old_charge_succeeded_books_it_as_the_fund
     gateway = ThreeDSecure()
     escrow = Escrow(book, gateway)
     milestone_id = new_milestone(escrow)
-    escrow.fund(milestone_id)
+    escrow.funding.fund(milestone_id)
     gateway.complete("pi_3ds_1")
-    outcome = escrow.fund(milestone_id, payment_method="pm_other")
+    outcome = escrow.funding.fund(milestone_id, payment_method="pm_other")
     assert outcome.milestone.state is S.FUNDED and outcome.milestone.held == 1_000 * D
     assert sorted(o.kind for o in orders(book)) == ["cancel", "fund"]  # no second charge
     assert psp(book) == gateway.net() == 1_000 * D and book.audit().ok
@@ -370,10 +372,10 @@ def test_operators_list_retry_and_resolve_orders(book: Ledger, clock: FixedClock
     milestone_id = funded(escrow)
     charge = gateway.moved[0][2] or ""
     gateway.broken.add(charge)
-    escrow.end_contract(escrow.milestone(milestone_id).contract_id, ended_by="freelancer")
+    escrow.contracts.end_contract(escrow.reads.milestone(milestone_id).contract_id, ended_by="freelancer")
     for _ in range(8):  # the provider stays down: the order is given up, visible
         clock.advance(timedelta(hours=2))
-        escrow.tick()
+        escrow.orders.tick()
     [failed] = list_orders(book, state="failed").orders
     assert failed.kind is OrderKind.REFUND and failed.failure_reason.startswith("gave up")  # type: ignore[union-attr]
     assert book.balance("liabilities:refunds:in_transit", "USD") == 1_000 * D  # still owed
@@ -388,20 +390,26 @@ def test_operators_list_retry_and_resolve_orders(book: Ledger, clock: FixedClock
 
 def test_creating_with_a_request_key_twice_creates_once_and_another_request_is_a_conflict(book: Ledger) -> None:
     escrow = Escrow(book, Recording())
-    contract = escrow.open_contract(client_id="cl_1", freelancer_id="fr_1", currency="USD", title="t", request_key="c")
-    again = escrow.open_contract(client_id="cl_1", freelancer_id="fr_1", currency="USD", title="t", request_key="c")
+    contract = escrow.contracts.open_contract(
+        client_id="cl_1", freelancer_id="fr_1", currency="USD", title="t", request_key="c"
+    )
+    again = escrow.contracts.open_contract(
+        client_id="cl_1", freelancer_id="fr_1", currency="USD", title="t", request_key="c"
+    )
     assert again.id == contract.id
     with pytest.raises(IdempotencyConflict):
-        escrow.open_contract(client_id="cl_1", freelancer_id="fr_1", currency="USD", title="other", request_key="c")
-    milestone = escrow.add_milestone(contract.id, title="m", amount=100 * D, request_key="m")
-    assert escrow.add_milestone(contract.id, title="m", amount=100 * D, request_key="m").id == milestone.id
+        escrow.contracts.open_contract(
+            client_id="cl_1", freelancer_id="fr_1", currency="USD", title="other", request_key="c"
+        )
+    milestone = escrow.contracts.add_milestone(contract.id, title="m", amount=100 * D, request_key="m")
+    assert escrow.contracts.add_milestone(contract.id, title="m", amount=100 * D, request_key="m").id == milestone.id
     with pytest.raises(IdempotencyConflict):
-        escrow.add_milestone(contract.id, title="m", amount=200 * D, request_key="m")
-    assert [m.id for m in escrow.milestones(contract.id)] == [milestone.id]
-    funded_once = escrow.fund(milestone.id, request_key="f")
-    assert escrow.fund(milestone.id, request_key="f").milestone.state is funded_once.milestone.state is S.FUNDED
-    escrow.submit(milestone.id, request_key="s")
-    assert escrow.submit(milestone.id, request_key="s").state is S.SUBMITTED  # a replay, not a refusal
+        escrow.contracts.add_milestone(contract.id, title="m", amount=200 * D, request_key="m")
+    assert [m.id for m in escrow.reads.milestones(contract.id)] == [milestone.id]
+    funded_once = escrow.funding.fund(milestone.id, request_key="f")
+    assert escrow.funding.fund(milestone.id, request_key="f").milestone.state is funded_once.milestone.state is S.FUNDED
+    escrow.contracts.submit(milestone.id, request_key="s")
+    assert escrow.contracts.submit(milestone.id, request_key="s").state is S.SUBMITTED  # a replay, not a refusal
     assert len([o for o in orders(book) if o.kind == "fund"]) == 1
 
 
@@ -417,23 +425,23 @@ def test_a_charge_whose_answer_was_lost_is_booked_even_days_later_never_expired(
     escrow = Escrow(book, gateway)  # type: ignore[arg-type]
     milestone_id = new_milestone(escrow)
     gateway.script("charge", AFTER)  # the provider charges; its answer is lost
-    assert escrow.fund(milestone_id).status == "pending"
+    assert escrow.funding.fund(milestone_id).status == "pending"
     clock.advance(timedelta(days=6))
-    escrow.tick()
-    assert escrow.milestone(milestone_id).state is S.FUNDED
+    escrow.orders.tick()
+    assert escrow.reads.milestone(milestone_id).state is S.FUNDED
     assert psp(book) == provider.net() == 1_000 * D and book.audit(provider=provider).ok
 
 
 def test_a_refund_whose_provider_is_down_answers_pending_and_is_sent_later(book: Ledger, clock: FixedClock) -> None:
     gateway = BrokenRefunds()
     escrow = Escrow(book, gateway)
-    [payment] = escrow.approve(funded(escrow))
+    [payment] = escrow.approvals.approve(funded(escrow))
     gateway.broken.add(payment.charge_reference or "")
-    refund = escrow.refund_payment(payment.id, 50 * D)
+    refund = escrow.refunds.refund_payment(payment.id, 50 * D)
     assert refund.status == "pending"  # committed and owed; the provider's trouble is not the answer
     gateway.broken.clear()
     clock.advance(timedelta(minutes=1))
-    escrow.tick()
+    escrow.orders.tick()
     assert book.balance("liabilities:refunds:in_transit", "USD") == 0
     assert psp(book) == gateway.net() and book.audit().ok
 
@@ -443,13 +451,13 @@ def test_an_order_first_sent_beyond_the_lookup_limit_is_never_sent_again_but_res
 ) -> None:
     gateway = BrokenRefunds()
     escrow = Escrow(book, gateway)
-    [payment] = escrow.approve(funded(escrow))
+    [payment] = escrow.approvals.approve(funded(escrow))
     gateway.broken.add(payment.charge_reference or "")
-    refund = escrow.refund_payment(payment.id, 50 * D)
+    refund = escrow.refunds.refund_payment(payment.id, 50 * D)
     assert refund.status == "pending" and len(gateway.refund_calls) == 1
     gateway.broken.clear()
     clock.advance(timedelta(days=8))  # the provider could have made it; it cannot be searched that far back
-    escrow.tick()
+    escrow.orders.tick()
     assert len(gateway.refund_calls) == 1  # not sent again on its own
     [order] = [o for o in list_orders(book).orders if o.kind is OrderKind.REFUND]
     with pytest.raises(OrderNotResolvable, match="more than 7 days"):

@@ -36,8 +36,8 @@ def provider_check(book: Ledger, books: ProviderBooks | None) -> CheckResult:
 
 
 def milestone(escrow: Escrow, amount: int = 1_000 * D) -> str:
-    contract = escrow.open_contract(client_id="cl_1", freelancer_id="fr_1", currency="USD", title="Logo")
-    return escrow.add_milestone(contract.id, title="Draft", amount=amount).id
+    contract = escrow.contracts.open_contract(client_id="cl_1", freelancer_id="fr_1", currency="USD", title="Logo")
+    return escrow.contracts.add_milestone(contract.id, title="Draft", amount=amount).id
 
 
 def test_the_provider_books_match_the_ledger_over_a_normal_escrow_history(
@@ -46,16 +46,16 @@ def test_the_provider_books_match_the_ledger_over_a_normal_escrow_history(
     escrow = Escrow(book, provider)
     approved, refunded, disputed = milestone(escrow), milestone(escrow, 400 * D), milestone(escrow, 200 * D)
     for milestone_id in (approved, refunded, disputed):
-        escrow.fund(milestone_id)
-    escrow.approve(approved)
-    escrow.end_contract(escrow.milestone(refunded).contract_id, ended_by="freelancer")
+        escrow.funding.fund(milestone_id)
+    escrow.approvals.approve(approved)
+    escrow.contracts.end_contract(escrow.reads.milestone(refunded).contract_id, ended_by="freelancer")
     funding = next(r for r in provider.records() if r.metadata.get("milestone") == disputed)
     report = provider.open_dispute(funding.reference, fee=15 * D)
-    escrow.apply_dispute(report, disputed)
-    escrow.apply_dispute(provider.close_dispute(report.id, won=True), disputed)
+    escrow.chargebacks.apply_dispute(report, disputed)
+    escrow.chargebacks.apply_dispute(provider.close_dispute(report.id, won=True), disputed)
     clock.advance(timedelta(days=6))
-    escrow.tick()
-    escrow.request_payout("fr_1", amount=500 * D, currency="USD")
+    escrow.orders.tick()
+    escrow.payouts.request_payout("fr_1", amount=500 * D, currency="USD")
     kinds = sorted({m.kind for m in provider.movements()})
     assert kinds == ["charge", "dispute_reinstatement", "dispute_withdrawal", "fee", "refund", "transfer"]
     check = provider_check(book, provider)
@@ -69,12 +69,12 @@ def test_money_the_provider_moved_and_the_ledger_has_not_booked_is_listed_withou
     faulty = FaultyGateway(provider)
     escrow = Escrow(book, faulty)  # type: ignore[arg-type]
     milestone_id = milestone(escrow)
-    escrow.fund(milestone_id)
-    escrow.approve(milestone_id)
+    escrow.funding.fund(milestone_id)
+    escrow.approvals.approve(milestone_id)
     clock.advance(timedelta(days=6))
-    escrow.tick()
+    escrow.orders.tick()
     faulty.script("payout", AFTER)
-    payout = escrow.request_payout("fr_1", amount=500 * D, currency="USD")  # paid; the answer was lost
+    payout = escrow.payouts.request_payout("fr_1", amount=500 * D, currency="USD")  # paid; the answer was lost
     [transfer] = [r for r in provider.records() if r.kind == "transfer"]
     check = provider_check(book, provider)
     assert check.ok, check.to_dict()
@@ -82,8 +82,8 @@ def test_money_the_provider_moved_and_the_ledger_has_not_booked_is_listed_withou
         ("transfer", transfer.reference, -500 * D)
     ]
     clock.advance(timedelta(minutes=1))  # past the order's backoff
-    escrow.tick()  # sent again with the same key: the provider's first answer settles it
-    assert escrow.payout(payout.id).gateway_reference == transfer.reference
+    escrow.orders.tick()  # sent again with the same key: the provider's first answer settles it
+    assert escrow.payouts.payout(payout.id).gateway_reference == transfer.reference
     check = provider_check(book, provider)
     assert check.ok and check.notes == [], check.to_dict()
 
@@ -93,7 +93,7 @@ def test_money_the_ledger_books_that_the_provider_did_not_move_fails_the_check(
 ) -> None:
     escrow = Escrow(book, provider)
     milestone_id = milestone(escrow)
-    escrow.fund(milestone_id)
+    escrow.funding.fund(milestone_id)
     assert provider_check(book, provider).ok
     book.post(
         EntryRequest(
@@ -134,7 +134,7 @@ class ApprovesDuringTheBonusCharge(SimulatedGateway):
         if request["metadata"].get("bonus") and not self.raced:
             self.raced = True
             with pytest.raises(InvalidTransition):  # the milestone is approval_pending
-                self.escrow.approve(self.milestone_id, amount=300 * D)
+                self.escrow.approvals.approve(self.milestone_id, amount=300 * D)
         return result
 
 
@@ -143,10 +143,10 @@ def race_a_bonus(book: Ledger, url: str) -> ApprovesDuringTheBonusCharge:
     gateway = ApprovesDuringTheBonusCharge(DatabaseBooks(url))
     gateway.escrow = Escrow(book, gateway)
     gateway.milestone_id = milestone(gateway.escrow)
-    gateway.escrow.fund(gateway.milestone_id)
-    gateway.escrow.submit(gateway.milestone_id)
-    gateway.escrow.approve(gateway.milestone_id, amount=1_500 * D)
-    assert gateway.escrow.milestone(gateway.milestone_id).state is MilestoneState.RELEASED
+    gateway.escrow.funding.fund(gateway.milestone_id)
+    gateway.escrow.contracts.submit(gateway.milestone_id)
+    gateway.escrow.approvals.approve(gateway.milestone_id, amount=1_500 * D)
+    assert gateway.escrow.reads.milestone(gateway.milestone_id).state is MilestoneState.RELEASED
     return gateway
 
 

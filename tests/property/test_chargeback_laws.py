@@ -65,19 +65,19 @@ histories = st.builds(
 
 
 def play(escrow: Escrow, clock: FixedClock, history: History) -> tuple[str, list[DisputeReport]]:
-    contract = escrow.open_contract(client_id="cl_1", freelancer_id="fr_1", currency="USD", title="t")
-    milestone_id = escrow.add_milestone(contract.id, title="m", amount=history.amount).id
-    escrow.fund(milestone_id)
+    contract = escrow.contracts.open_contract(client_id="cl_1", freelancer_id="fr_1", currency="USD", title="t")
+    milestone_id = escrow.contracts.add_milestone(contract.id, title="m", amount=history.amount).id
+    escrow.funding.fund(milestone_id)
     for percent in history.released_percents:  # one payment or two, some or all of it
-        held = escrow.milestone(milestone_id).held
+        held = escrow.reads.milestone(milestone_id).held
         if released := min(held, history.amount * percent // 100):
-            escrow.approve(milestone_id, amount=released)
+            escrow.approvals.approve(milestone_id, amount=released)
     if history.matured:
         clock.advance(timedelta(days=5))
-        escrow.tick()
-    available = escrow.balance("fr_1", "USD").available
+        escrow.orders.tick()
+    available = escrow.payouts.balance("fr_1", "USD").available
     if payout := available * history.paid_out_percent // 100:
-        escrow.request_payout("fr_1", amount=payout, currency="USD")
+        escrow.payouts.request_payout("fr_1", amount=payout, currency="USD")
     disputed = history.disputed()
     withdrawal = BalanceMove("txn_withdrawal", -disputed, DISPUTE_FEE, "USD")
     closing = (
@@ -102,16 +102,16 @@ def check(book: Ledger, escrow: Escrow, clock: FixedClock, history: History) -> 
     note(repr(history))
     milestone_id, reports = play(escrow, clock, history)
     before = money(book, milestone_id)
-    held_before = escrow.milestone(milestone_id).held
+    held_before = escrow.reads.milestone(milestone_id).held
     for index in (*history.deliveries, 1):  # whatever came before, the closing report arrives
-        escrow.apply_dispute(reports[index], milestone_id)
+        escrow.chargebacks.apply_dispute(reports[index], milestone_id)
     after = money(book, milestone_id)
     size = len(book.journal(limit=1000).entries)
     for report in reports:  # every report again: nothing changes
-        escrow.apply_dispute(report, milestone_id)
+        escrow.chargebacks.apply_dispute(report, milestone_id)
     assert len(book.journal(limit=1000).entries) == size and money(book, milestone_id) == after
-    dispute = escrow.dispute("dp_1")
-    assert after[DISPUTED] == 0 and escrow.milestone(milestone_id).frozen_by is None
+    dispute = escrow.chargebacks.dispute("dp_1")
+    assert after[DISPUTED] == 0 and escrow.reads.milestone(milestone_id).frozen_by is None
     if history.won:
         # A won dispute leaves no trace on anyone's money.
         assert dispute.outcome is DisputeOutcome.WON and after == before

@@ -307,7 +307,7 @@ class EscrowMachine(RuleBasedStateMachine):
         unbound = [p for p in self.model.payments if p.id is None]
         for m in {p.milestone.id: p.milestone for p in unbound}.values():
             waiting = [p for p in unbound if p.milestone is m]
-            fresh = [p for p in self.escrow.payments(m.id) if p.id not in known]
+            fresh = [p for p in self.escrow.reads.payments(m.id) if p.id not in known]
             assert len(fresh) == len(waiting), f"{m.label}: the ledger made {len(fresh)} payments, not {len(waiting)}"
             matched += zip(fresh, waiting, strict=True)
         for real, modelled in matched:
@@ -354,7 +354,7 @@ class EscrowMachine(RuleBasedStateMachine):
                     self.request_changes_to(m)
 
     def open(self, client: str, freelancer: str, currency: str) -> MContract:
-        real = self.escrow.open_contract(
+        real = self.escrow.contracts.open_contract(
             client_id=client, freelancer_id=freelancer, currency=currency, title="Property work"
         )
         contract = MContract(real.id, f"C{len(self.model.contracts) + 1}", client, freelancer, currency)
@@ -364,7 +364,7 @@ class EscrowMachine(RuleBasedStateMachine):
 
     def add(self, contract: MContract, amount: int) -> MMilestone:
         label = f"M{len(self.model.milestones) + 1}"
-        real = self.escrow.add_milestone(contract.id, title=f"Milestone {label}", amount=amount)
+        real = self.escrow.contracts.add_milestone(contract.id, title=f"Milestone {label}", amount=amount)
         m = MMilestone(real.id, label, contract, amount)
         self.model.milestones.append(m)
         contract.milestones.append(m)
@@ -391,7 +391,7 @@ class EscrowMachine(RuleBasedStateMachine):
         if contract.ended_by is not None:
             self.refused(
                 f"adding a milestone to {contract.label} (ended by the {contract.ended_by})",
-                lambda: self.escrow.add_milestone(contract.id, title="More", amount=amount),
+                lambda: self.escrow.contracts.add_milestone(contract.id, title="More", amount=amount),
             )
             return
         self.add(contract, amount)
@@ -409,7 +409,7 @@ class EscrowMachine(RuleBasedStateMachine):
     def fund(self, pick: int, aim: bool, decline: bool) -> None:
         m = self.milestone(pick, aim, fundable)
         if not fundable(m):
-            self.refused(f"funding {m.label} ({m.state.value})", lambda: self.escrow.fund(m.id))
+            self.refused(f"funding {m.label} ({m.state.value})", lambda: self.escrow.funding.fund(m.id))
             return
         self.fund_it(m, decline=decline)
 
@@ -418,13 +418,13 @@ class EscrowMachine(RuleBasedStateMachine):
             note(f"  fund {m.label}: the card is declined, it stays a draft")
             self.gateway.decline_next(DECLINED)
             m.failure_reason = DECLINED
-            outcome = self.escrow.fund(m.id)
+            outcome = self.escrow.funding.fund(m.id)
             assert outcome.status == "failed"
         else:
             note(f"  fund {m.label}: {m.amount} held")
             m.state, m.funded, m.failure_reason = S.FUNDED, m.funded + m.amount, None
             self.model.psp[m.contract.currency] += m.amount
-            outcome = self.escrow.fund(m.id)
+            outcome = self.escrow.funding.fund(m.id)
             assert outcome.status == "succeeded"
         assert outcome.milestone.state is m.state
 
@@ -435,7 +435,7 @@ class EscrowMachine(RuleBasedStateMachine):
     def submit(self, pick: int, aim: bool) -> None:
         m = self.milestone(pick, aim, lambda m: m.state in (S.FUNDED, S.CHANGES_REQUESTED))
         if m.state not in (S.FUNDED, S.CHANGES_REQUESTED):
-            self.refused(f"submitting {m.label} ({m.state.value})", lambda: self.escrow.submit(m.id))
+            self.refused(f"submitting {m.label} ({m.state.value})", lambda: self.escrow.contracts.submit(m.id))
             return
         self.submit_it(m)
 
@@ -443,21 +443,21 @@ class EscrowMachine(RuleBasedStateMachine):
         m.state, m.review_deadline = S.SUBMITTED, self.clock.now() + REVIEW_PERIOD
         self.model.schedule("review", m, m.review_deadline)
         note(f"  submit {m.label}: the review clock runs until {m.review_deadline:%m-%d %H:%M}")
-        assert self.escrow.submit(m.id).state is S.SUBMITTED
+        assert self.escrow.contracts.submit(m.id).state is S.SUBMITTED
 
     @precondition(lambda self: self.some(lambda m: m.state is S.SUBMITTED))
     @rule(pick=picks, aim=st.booleans())
     def request_changes(self, pick: int, aim: bool) -> None:
         m = self.milestone(pick, aim, lambda m: m.state is S.SUBMITTED)
         if m.state is not S.SUBMITTED:
-            self.refused(f"changes to {m.label} ({m.state.value})", lambda: self.escrow.request_changes(m.id))
+            self.refused(f"changes to {m.label} ({m.state.value})", lambda: self.escrow.contracts.request_changes(m.id))
             return
         self.request_changes_to(m)
 
     def request_changes_to(self, m: MMilestone) -> None:
         m.state, m.review_deadline = S.CHANGES_REQUESTED, None
         note(f"  request changes to {m.label}: the review clock stops")
-        assert self.escrow.request_changes(m.id).state is S.CHANGES_REQUESTED
+        assert self.escrow.contracts.request_changes(m.id).state is S.CHANGES_REQUESTED
 
     @precondition(lambda self: self.some(lambda m: m.state in ACTIVE))
     @rule(
@@ -482,7 +482,7 @@ class EscrowMachine(RuleBasedStateMachine):
         if m.state not in ACTIVE:
             self.refused(
                 f"approving {wanted} of {m.label} ({m.state.value}, holding {held})",
-                lambda: self.escrow.approve(m.id, amount=amount),
+                lambda: self.escrow.approvals.approve(m.id, amount=amount),
             )
             return
         bonus = wanted - held
@@ -491,7 +491,7 @@ class EscrowMachine(RuleBasedStateMachine):
             self.gateway.decline_next(DECLINED)
             before = self.journal_size()
             with pytest.raises(PaymentFailed):
-                self.escrow.approve(m.id, amount=amount)
+                self.escrow.approvals.approve(m.id, amount=amount)
             assert self.journal_size() == before, "a declined bonus changed the journal"
             assert not self.gateway._declines, "the provider was not asked: an earlier answer was replayed"
             if decline == "declined":
@@ -506,7 +506,7 @@ class EscrowMachine(RuleBasedStateMachine):
             m.funded += bonus
             self.model.psp[m.contract.currency] += bonus
             new.append(self.model.release(m, bonus, now, kind="bonus"))
-        self.bind_payments(self.escrow.approve(m.id, amount=amount), new)
+        self.bind_payments(self.escrow.approvals.approve(m.id, amount=amount), new)
 
     # --- ending, refunds, disputes ---------------------------------------------------------------
 
@@ -517,7 +517,7 @@ class EscrowMachine(RuleBasedStateMachine):
         if contract.ended_by is not None:
             self.refused(
                 f"ending {contract.label} again (ended by the {contract.ended_by})",
-                lambda: self.escrow.end_contract(contract.id, ended_by=by),
+                lambda: self.escrow.contracts.end_contract(contract.id, ended_by=by),
             )
             return
         note(f"  the {by} ends {contract.label}")
@@ -534,7 +534,7 @@ class EscrowMachine(RuleBasedStateMachine):
                 self.model.schedule("refund_request", m, m.refund_deadline)
                 note(f"    {m.label}: a refund of {m.held} is requested, until {m.refund_deadline:%m-%d %H:%M}")
         contract.ended_by = by
-        assert self.escrow.end_contract(contract.id, ended_by=by).ended_by == by
+        assert self.escrow.contracts.end_contract(contract.id, ended_by=by).ended_by == by
 
     @precondition(lambda self: self.some(lambda m: m.state is S.REFUND_REQUESTED))
     @rule(pick=picks, aim=st.booleans())
@@ -542,24 +542,27 @@ class EscrowMachine(RuleBasedStateMachine):
         m = self.milestone(pick, aim, lambda m: m.state is S.REFUND_REQUESTED)
         if m.state is not S.REFUND_REQUESTED:
             self.refused(
-                f"accepting a refund of {m.label} ({m.state.value})", lambda: self.escrow.accept_refund_request(m.id)
+                f"accepting a refund of {m.label} ({m.state.value})",
+                lambda: self.escrow.refunds.accept_refund_request(m.id),
             )
             return
         note(f"  the freelancer accepts the refund of {m.label}: {m.held} back to the client")
         self.model.refund_held(m, m.held)
         m.state, m.refund_deadline = S.REFUNDED, None
-        assert self.escrow.accept_refund_request(m.id).state is S.REFUNDED
+        assert self.escrow.refunds.accept_refund_request(m.id).state is S.REFUNDED
 
     @precondition(lambda self: self.some(lambda m: m.state is S.REFUND_REQUESTED))
     @rule(pick=picks, aim=st.booleans())
     def dispute_refund_request(self, pick: int, aim: bool) -> None:
         m = self.milestone(pick, aim, lambda m: m.state is S.REFUND_REQUESTED)
         if m.state is not S.REFUND_REQUESTED:
-            self.refused(f"disputing {m.label} ({m.state.value})", lambda: self.escrow.dispute_refund_request(m.id))
+            self.refused(
+                f"disputing {m.label} ({m.state.value})", lambda: self.escrow.refunds.dispute_refund_request(m.id)
+            )
             return
         note(f"  the freelancer disputes the refund request of {m.label}")
         m.state, m.refund_deadline = S.DISPUTED, None
-        assert self.escrow.dispute_refund_request(m.id).state is S.DISPUTED
+        assert self.escrow.refunds.dispute_refund_request(m.id).state is S.DISPUTED
 
     @precondition(lambda self: self.some(lambda m: m.state is S.DISPUTED))
     @rule(pick=picks, aim=st.booleans(), percent=percents, wrong=st.sampled_from([0, 0, 0, 1, -1]))
@@ -570,7 +573,7 @@ class EscrowMachine(RuleBasedStateMachine):
         if m.state is not S.DISPUTED or release + refund != m.held:
             self.refused(
                 f"resolving {m.label} ({m.state.value}, holding {m.held}) as release {release} + refund {refund}",
-                lambda: self.escrow.resolve_dispute(m.id, release=release, refund=refund),
+                lambda: self.escrow.refunds.resolve_dispute(m.id, release=release, refund=refund),
             )
             return
         note(f"  resolve the dispute over {m.label}: release {release}, refund {refund}")
@@ -579,7 +582,7 @@ class EscrowMachine(RuleBasedStateMachine):
         if refund:
             self.model.refund_held(m, refund)
         m.state = S.SETTLED if release and refund else S.RELEASED if release else S.REFUNDED
-        assert self.escrow.resolve_dispute(m.id, release=release, refund=refund).state is m.state
+        assert self.escrow.refunds.resolve_dispute(m.id, release=release, refund=refund).state is m.state
         self.bind_payments()
 
     @precondition(lambda self: self.model.payments)
@@ -610,7 +613,7 @@ class EscrowMachine(RuleBasedStateMachine):
             self.refused(
                 f"refunding {amount} of {payment.label} ({refundable} refundable, released"
                 f" {payment.released_at:%Y-%m-%d}, {payment.pending_remaining} pending, {available} available)",
-                lambda: self.escrow.refund_payment(payment.id, amount),  # type: ignore[arg-type]
+                lambda: self.escrow.refunds.refund_payment(payment.id, amount),  # type: ignore[arg-type]
             )
             return
         note(
@@ -623,7 +626,7 @@ class EscrowMachine(RuleBasedStateMachine):
         payment.pending_remaining -= from_pending
         self.model.available[payment.wallet] -= from_available
         self.model.psp[pair[2]] -= amount
-        refund = self.escrow.refund_payment(payment.id, amount)
+        refund = self.escrow.refunds.refund_payment(payment.id, amount)
         assert (refund.amount, refund.fee_returned) == (amount, fee_back)
 
     # --- freelancer money -----------------------------------------------------------------------
@@ -644,19 +647,21 @@ class EscrowMachine(RuleBasedStateMachine):
         if amount > available:
             self.refused(
                 f"paying out {amount} {currency} to {freelancer} with {available} available",
-                lambda: self.escrow.request_payout(freelancer, amount=amount, currency=currency),
+                lambda: self.escrow.payouts.request_payout(freelancer, amount=amount, currency=currency),
             )
             return
         if decline:
             note(f"  pay out {amount} {currency} to {freelancer}: the provider fails it, the money stays available")
             self.gateway.decline_next("account_closed")
-            payout = self.escrow.request_payout(freelancer, amount=amount, currency=currency)
+            payout = self.escrow.payouts.request_payout(freelancer, amount=amount, currency=currency)
             assert payout.state is PayoutState.FAILED
             return
         note(f"  pay out {amount} {currency} of {available} available to {freelancer}")
         self.model.available[(freelancer, currency)] -= amount
         self.model.psp[currency] -= amount
-        assert self.escrow.request_payout(freelancer, amount=amount, currency=currency).state is PayoutState.PAID
+        assert (
+            self.escrow.payouts.request_payout(freelancer, amount=amount, currency=currency).state is PayoutState.PAID
+        )
 
     # --- time -----------------------------------------------------------------------------------
 
@@ -666,7 +671,7 @@ class EscrowMachine(RuleBasedStateMachine):
         now = self.clock.now()
         note(f"  {days} days {hours} hours later, {now:%Y-%m-%d %H:%M}: tick")
         self.model.tick(now)
-        self.escrow.tick()
+        self.escrow.orders.tick()
         self.bind_payments()
 
     # --- invariants -----------------------------------------------------------------------------
@@ -685,7 +690,7 @@ class EscrowMachine(RuleBasedStateMachine):
         for contract in self.model.contracts:
             if contract.at_rest:
                 continue  # ended and all final, as seen before: nothing may change it now
-            real = {m.id: m for m in self.escrow.milestones(contract.id)}
+            real = {m.id: m for m in self.escrow.reads.milestones(contract.id)}
             assert set(real) == {m.id for m in contract.milestones}, f"{contract.label}: other milestones"
             for m in contract.milestones:
                 got = real[m.id]
@@ -722,7 +727,7 @@ class EscrowMachine(RuleBasedStateMachine):
     def check_balances(self, platform: dict[tuple[str, str], int]) -> None:
         wallets = sorted({(c.freelancer, c.currency) for c in self.model.contracts} | set(self.model.available))
         for freelancer, currency in wallets:
-            balance = self.escrow.balance(freelancer, currency)
+            balance = self.escrow.payouts.balance(freelancer, currency)
             actual = (balance.pending, balance.available, balance.in_transit)
             expected = (self.model.pending((freelancer, currency)), self.model.available[(freelancer, currency)], 0)
             assert actual == expected, (

@@ -71,8 +71,10 @@ class Script:
         self.milestones: list[str] = []
         for n, amount in enumerate(amounts):
             client, freelancer = PAIRS[n % 2]
-            contract = self.escrow.open_contract(client_id=client, freelancer_id=freelancer, currency="USD", title="t")
-            self.milestones.append(self.escrow.add_milestone(contract.id, title="m", amount=amount).id)
+            contract = self.escrow.contracts.open_contract(
+                client_id=client, freelancer_id=freelancer, currency="USD", title="t"
+            )
+            self.milestones.append(self.escrow.contracts.add_milestone(contract.id, title="m", amount=amount).id)
 
     def step(self, step: tuple[Any, ...]) -> None:
         action, *args = step
@@ -84,24 +86,24 @@ class Script:
         self.check()
 
     def fund(self, pick: int) -> None:
-        self.escrow.fund(self.milestones[pick])
+        self.escrow.funding.fund(self.milestones[pick])
 
     def approve(self, pick: int, how: str, extra: int) -> None:
-        milestone = self.escrow.milestone(self.milestones[pick])
+        milestone = self.escrow.reads.milestone(self.milestones[pick])
         held = milestone.held
         amount = {"all": None, "part": max(1, held // 3), "more": held + extra}[how]
-        self.escrow.approve(milestone.id, amount=amount)
+        self.escrow.approvals.approve(milestone.id, amount=amount)
 
     def refund(self, pick: int, percent: int) -> None:
-        payments = [p for m in self.milestones for p in self.escrow.payments(m)]
+        payments = [p for m in self.milestones for p in self.escrow.reads.payments(m)]
         if payments:
             payment = payments[pick % len(payments)]
-            self.escrow.refund_payment(payment.id, max(1, (payment.gross - payment.refunded) * percent // 100))
+            self.escrow.refunds.refund_payment(payment.id, max(1, (payment.gross - payment.refunded) * percent // 100))
 
     def payout(self, percent: int) -> None:
-        available = self.escrow.balance("fr_1", "USD").available
+        available = self.escrow.payouts.balance("fr_1", "USD").available
         if available:
-            self.escrow.request_payout("fr_1", amount=max(1, available * percent // 100), currency="USD")
+            self.escrow.payouts.request_payout("fr_1", amount=max(1, available * percent // 100), currency="USD")
 
     def switch(self) -> None:
         self.in_force = "flat-10" if self.in_force == "classic" else "classic"
@@ -113,7 +115,7 @@ class Script:
 
     def wait(self, span: timedelta) -> None:
         self.clock.advance(span)
-        self.escrow.tick()
+        self.escrow.orders.tick()
 
     def check(self, *, settled: bool = False) -> None:
         report = self.book.audit(provider=self.provider)
@@ -149,7 +151,7 @@ class Script:
         for span in (timedelta(hours=2), timedelta(hours=2), timedelta(days=1)):
             self.wait(span)
         self.check(settled=True)
-        states = [m.state for m in map(self.escrow.milestone, self.milestones)]
+        states = [m.state for m in map(self.escrow.reads.milestone, self.milestones)]
         assert MilestoneState.APPROVAL_PENDING not in states
 
 

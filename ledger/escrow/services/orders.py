@@ -1,0 +1,39 @@
+"""Payment orders due and the clocks that make them: sending every order that is due,
+firing the durable timers (`ledger tick`, the worker), and the provider's objects
+reconciled against the ledger."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+
+from ledger.escrow.dispatcher import Dispatcher, DispatchReport
+from ledger.escrow.reconciliation import ReconciliationLine, reconcile
+from ledger.escrow.services.transactions import EscrowService
+from ledger.escrow.timers import TickReport, tick
+
+
+class PaymentOrderService(EscrowService):
+    """Sending payment orders, firing timers, reconciling with the provider."""
+
+    def dispatch(self) -> DispatchReport:
+        """Send every payment order that is due (what `ledger tick` and the worker run)."""
+        if self.gateway is None:
+            return DispatchReport()
+        dispatcher = Dispatcher(self.book, self.gateway)
+        dispatcher.expire_waiting()
+        return dispatcher.run()
+
+    def tick(self, now: datetime | None = None) -> TickReport:
+        """Fire due timers, then send every payment order that is due (the timers' refunds,
+        retries, re-sends); one failing order never stops the others."""
+        report = tick(self.book, now)
+        orders = self.dispatch()
+        return replace(report, orders=orders.summary() if orders.sent else "")
+
+    def reconcile(self, since: datetime, until: datetime) -> list[ReconciliationLine]:
+        """The provider's payments, refunds and transfers in [since, until) against the ledger."""
+        gateway = self._gateway()
+        return self.book.transaction(
+            lambda uow: reconcile(uow, gateway, gateway.psp_account, since, until), read_only=True
+        )

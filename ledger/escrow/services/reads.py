@@ -1,0 +1,34 @@
+"""Reading contracts, milestones and payments as they stand."""
+
+from __future__ import annotations
+
+from ledger.escrow.model import Contract, Milestone, Payment
+from ledger.escrow.services.transactions import EscrowService
+from ledger.ports.unit_of_work import UnitOfWork
+
+
+class EscrowReads(EscrowService):
+    """Contracts, milestones and payments, each read in one read-only transaction."""
+
+    def contract(self, contract_id: str) -> Contract:
+        return self.book.transaction(lambda uow: uow.escrow.contract(contract_id), read_only=True)
+
+    def milestones(self, contract_id: str) -> list[Milestone]:
+        def read(uow: UnitOfWork) -> list[Milestone]:
+            uow.escrow.contract(contract_id)
+            return uow.escrow.milestones_of(contract_id)
+
+        return self.book.transaction(read, read_only=True)
+
+    def milestone(self, milestone_id: str) -> Milestone:
+        return self._milestone(milestone_id)
+
+    def payments(self, milestone_id: str) -> list[Payment]:
+        def read(uow: UnitOfWork) -> list[Payment]:
+            uow.escrow.milestone(milestone_id)
+            return uow.escrow.payments_of(milestone_id)
+
+        return self.book.transaction(read, read_only=True)
+
+    def payment(self, payment_id: str) -> Payment:
+        return self.book.transaction(lambda uow: uow.escrow.payment(payment_id), read_only=True)
