@@ -49,8 +49,7 @@ from reportlab.platypus import (  # type: ignore[import-untyped, unused-ignore]
     TableStyle,
 )
 
-from ledger.invoices.documents import Document, DocumentKind, PartyDetails
-from ledger.invoices.statements import Statement
+from ledger.invoices.documents import Document, DocumentKind, PartyDetails, Statement
 from ledger.money import currency_exponent, to_decimal
 
 __all__ = ["format_money", "format_rate", "render_document", "render_statement"]

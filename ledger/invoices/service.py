@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 
 from ledger.invoices import parties as party_records
-from ledger.invoices.documents import Document, Party
+from ledger.invoices.documents import Document, Party, Statement
 from ledger.invoices.reports import FeeRevenueRow, TrialBalance, fee_revenue, trial_balance
-from ledger.invoices.statements import Statement, account_statement, party_statement
+from ledger.invoices.statements import account_statement, party_statement
 from ledger.service import Ledger
 
 

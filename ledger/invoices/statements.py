@@ -16,13 +16,13 @@ import csv
 import functools
 import io
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 
 from ledger.accounts import Account, Side
 from ledger.clock import require_utc
 from ledger.errors import InvalidRequest
 from ledger.escrow.chart import available_account_code, escrow_account_code, pending_account_code
+from ledger.invoices.documents import Statement, StatementLine
 from ledger.money import format_amount, normalize_currency
 from ledger.ports.unit_of_work import UnitOfWork
 
@@ -38,66 +38,6 @@ CSV_COLUMNS = (
     "currency",
     "running_balance",
 )
-
-
-@dataclass(frozen=True)
-class StatementLine:
-    """One posting on a statement.
-
-    Attributes:
-        posted_at: the entry's effective time (UTC).
-        entry_id: the journal entry.
-        account: the account's code (a party statement spans several accounts).
-        reference: what it concerns (milestone, payment, payout ids), human-readable.
-        kind: the entry's kind (`escrow.release`, ...).
-        debit, credit: minor units; one of them is 0.
-        running_balance: the balance after this line, on the normal side, minor units.
-    """
-
-    posted_at: datetime
-    entry_id: int
-    account: str
-    reference: str
-    kind: str
-    debit: int
-    credit: int
-    currency: str
-    running_balance: int
-
-
-@dataclass(frozen=True)
-class Statement:
-    """A statement of one account, or of one party's accounts in one currency.
-
-    Attributes:
-        title: what it is of ("Account liabilities:escrow:ms_1", "Freelancer fr_1").
-        subject: the account code or party id.
-        accounts: the account codes it covers.
-        currency: ISO code; all amounts are minor units of it.
-        normal_side: "debit" or "credit": the side on which balances are positive.
-        period_from, period_to: the half-open UTC period [from, to).
-        opening_balance, closing_balance: minor units, normal side.
-        lines: in journal order.
-    """
-
-    title: str
-    subject: str
-    accounts: tuple[str, ...]
-    currency: str
-    normal_side: str
-    period_from: datetime
-    period_to: datetime
-    opening_balance: int
-    lines: tuple[StatementLine, ...]
-    closing_balance: int
-
-    @property
-    def total_debits(self) -> int:
-        return sum(line.debit for line in self.lines)
-
-    @property
-    def total_credits(self) -> int:
-        return sum(line.credit for line in self.lines)
 
 
 # --- building statements -------------------------------------------------------------

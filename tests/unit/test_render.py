@@ -11,9 +11,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from pypdf import PdfReader
 
-from ledger.invoices.documents import Document, DocumentKind, DocumentLine, PartyDetails
+from ledger.invoices.documents import Document, DocumentKind, DocumentLine, PartyDetails, Statement, StatementLine
 from ledger.invoices.render import format_money, format_rate, render_document, render_statement
-from ledger.invoices.statements import Statement, StatementLine
 
 ISSUED_AT = datetime(2026, 3, 14, 23, 30, tzinfo=UTC)
 
