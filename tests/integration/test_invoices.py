@@ -269,4 +269,4 @@ def test_an_issued_invoice_pdf_shows_what_the_document_and_the_ledger_say(
 
 def test_reconciliation_needs_a_gateway_that_lists_its_objects(escrow: Escrow, clock: FixedClock) -> None:
     with pytest.raises(ConfigurationError, match="cannot list its objects"):
-        escrow.reconcile(clock.now() - timedelta(days=1), clock.now())
+        escrow.orders.reconcile(clock.now() - timedelta(days=1), clock.now())
