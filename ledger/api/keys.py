@@ -10,12 +10,9 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from ledger.errors import InvalidRequest, NotFound
-
-if TYPE_CHECKING:
-    from ledger.db.unit_of_work import UnitOfWork
+from ledger.ports.unit_of_work import UnitOfWork
 
 ROLES = ("marketplace", "finance", "auditor", "admin")
 

@@ -16,7 +16,9 @@ from litestar.di import NamedDependency
 from litestar.exceptions import ClientException, ServiceUnavailableException
 from msgspec import Struct
 
+from ledger.escrow.provider_events import handle_event
 from ledger.escrow.service import Escrow
+from ledger.gateway.stripe_gateway import StripeGateway
 
 
 class Received(Struct):
@@ -29,9 +31,6 @@ async def stripe_webhook(
     request: Request[Any, Any, Any], escrow: NamedDependency[Escrow], stripe_webhook_secret: NamedDependency[str | None]
 ) -> Received:
     """A Stripe event. Acknowledged (2xx) once stored and acted on, or if it is a duplicate."""
-    from ledger.escrow.provider_events import handle_event
-    from ledger.gateway.stripe_gateway import StripeGateway
-
     secret = stripe_webhook_secret
     gateway = escrow.gateway
     if not isinstance(gateway, StripeGateway) or not secret:
