@@ -1,28 +1,41 @@
-"""The Litestar application: controllers, authentication, problem details, OpenAPI."""
+"""The Litestar application: controllers, dependencies, authentication, problem details, OpenAPI.
+
+One controller per resource, each in its own module; the services reach the handlers
+through Litestar's dependency injection (`ledger.api.dependencies`).
+"""
 
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
-from litestar import Litestar, Request, get
-from litestar.datastructures import State
+from litestar import Litestar, get
+from litestar.di import NamedDependency
 from litestar.exceptions import ServiceUnavailableException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from msgspec import Struct
 
+from ledger.api.accounts import AccountController
 from ledger.api.audit import AuditController
-from ledger.api.context import require_role, services
-from ledger.api.escrow import ContractController, MilestoneController, PaymentController
-from ledger.api.finance import FeeController, FinanceController, PartyController
+from ledger.api.auth import RequireRole
+from ledger.api.contracts import ContractController
+from ledger.api.dependencies import app_dependencies
+from ledger.api.fees import FeeController
+from ledger.api.freelancers import FreelancerController
 from ledger.api.idempotency import claim_lease
-from ledger.api.money_out import FreelancerController, PayoutController
+from ledger.api.idempotent import IdempotencyKeys
+from ledger.api.invoices import InvoiceController
+from ledger.api.milestones import MilestoneController
+from ledger.api.parties import PartyController
+from ledger.api.payments import PaymentController
+from ledger.api.payouts import PayoutController
 from ledger.api.problems import EXCEPTION_HANDLERS
+from ledger.api.reports import ReportController
 from ledger.api.timeout import RequestTimeout
 from ledger.api.webhooks import stripe_webhook
 from ledger.bootstrap import Services
+from ledger.service import Ledger
 
 
 class Health(Struct, omit_defaults=True):
@@ -37,10 +50,10 @@ def live() -> Health:
 
 
 @get("/health/ready", operation_id="ready", tags=["health"], sync_to_thread=True)
-def ready(request: Request[Any, Any, Any]) -> Health:
+def ready(book: NamedDependency[Ledger]) -> Health:
     """The database answers; and the newest worker heartbeat (`ledger worker`), if any."""
     try:
-        beats = services(request).book.transaction(lambda uow: uow.orders.heartbeats(), read_only=True)
+        beats = book.transaction(lambda uow: uow.orders.heartbeats(), read_only=True)
     except Exception:
         raise ServiceUnavailableException("the database does not answer") from None
     if not beats:
@@ -62,12 +75,12 @@ def create_app(
     503 (`ledger.api.timeout`); an Idempotency-Key claim left in progress holds its key
     for the timeout plus `idempotency_lease_margin`."""
     settings = services.settings
-    svc = services
     stripe_webhook_secret = stripe_webhook_secret or settings.stripe_webhook_secret
     if request_timeout_seconds is None:
         request_timeout_seconds = settings.request_timeout_seconds
     if idempotency_lease_margin is None:
         idempotency_lease_margin = settings.idempotency_lease_margin
+    keys = IdempotencyKeys(services.book, claim_lease(request_timeout_seconds, idempotency_lease_margin))
     return Litestar(
         route_handlers=[
             live,
@@ -79,20 +92,16 @@ def create_app(
             PayoutController,
             PartyController,
             FeeController,
-            FinanceController,
+            AccountController,
+            ReportController,
+            InvoiceController,
             AuditController,
             stripe_webhook,
         ],
-        guards=[require_role],
+        dependencies=app_dependencies(services, keys, stripe_webhook_secret),
+        guards=[RequireRole(services.book)],
         middleware=[RequestTimeout(request_timeout_seconds)],
-        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
-        state=State(
-            {
-                "services": svc,
-                "stripe_webhook_secret": stripe_webhook_secret,
-                "idempotency_lease": claim_lease(request_timeout_seconds, idempotency_lease_margin),
-            }
-        ),
+        exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=OpenAPIConfig(
             title="ledger",
             version="1.0.0",

@@ -5,15 +5,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from litestar import Controller, Request, get
+from litestar import Controller, get
+from litestar.di import NamedDependency
+from litestar.params import FromQuery
 from msgspec import Struct
 
-from ledger.api.context import READERS, services
-from ledger.api.finance import OptionalPeriodStart, _utc
-from ledger.api.money_out import Limit, parse_cursor
+from ledger.api.auth import READERS
+from ledger.api.pagination import PageRequest
+from ledger.api.params import OptionalPeriodStart, utc_param
 from ledger.api.schemas import EntryList
 from ledger.api.views import entry_out
+from ledger.escrow.service import Escrow
 from ledger.gateway.books import provider_books_of
+from ledger.service import Ledger
 
 
 class CheckOut(Struct):
@@ -35,32 +39,28 @@ class AuditController(Controller):
     opt = {"roles": READERS}
 
     @get("/audit", operation_id="runAudit", sync_to_thread=True)
-    def audit(self, request: Request[Any, Any, Any]) -> AuditOut:
+    def audit(self, book: NamedDependency[Ledger], escrow: NamedDependency[Escrow]) -> AuditOut:
         """Run every invariant check over the whole ledger (the same report as `ledger audit --json`)."""
-        found = services(request)
-        report = found.book.audit(provider=provider_books_of(found.escrow.gateway)).to_dict()
+        report = book.audit(provider=provider_books_of(escrow.gateway)).to_dict()
         return AuditOut(report["ok"], [CheckOut(**c) for c in report["checks"]])
 
     @get("/journal", operation_id="listJournal", sync_to_thread=True)
     def journal(
         self,
-        request: Request[Any, Any, Any],
-        limit: Limit = 20,
-        starting_after: str | None = None,
-        kind: str | None = None,
+        book: NamedDependency[Ledger],
+        page: NamedDependency[PageRequest],
+        kind: FromQuery[str | None] = None,
         from_: OptionalPeriodStart = None,
-        to: datetime | None = None,
+        to: FromQuery[datetime | None] = None,
     ) -> EntryList:
         """Journal entries with their postings, newest first; filter by kind and effective time [from, to)."""
-        cursor = parse_cursor(starting_after)
-        start = None if from_ is None else _utc(from_, "from")
-        end = None if to is None else _utc(to, "to")
-        page = services(request).book.transaction(
+        cursor = page.after_id()
+        start = None if from_ is None else utc_param(from_, "from")
+        end = None if to is None else utc_param(to, "to")
+        entries = book.transaction(
             lambda uow: uow.journal.newest_first(
-                starting_after=cursor, limit=limit + 1, kind=kind, effective_from=start, effective_to=end
+                starting_after=cursor, limit=page.fetch, kind=kind, effective_from=start, effective_to=end
             ),
             read_only=True,
         )
-        shown = page[:limit]
-        more = len(page) > limit
-        return EntryList([entry_out(e) for e in shown], more, str(shown[-1].id) if more else None)
+        return page.listing(EntryList, entries, entry_out, cursor=lambda entry: entry.id)

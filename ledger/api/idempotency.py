@@ -29,7 +29,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
 from ledger.clock import require_utc
 from ledger.config import (
@@ -38,9 +37,7 @@ from ledger.config import (
     DEFAULT_REQUEST_TIMEOUT_SECONDS,
 )
 from ledger.errors import InvalidRequest
-
-if TYPE_CHECKING:
-    from ledger.service import Ledger
+from ledger.service import Ledger
 
 #: Beyond the request timeout: the time a request past its timeout still has to record
 #: its response (and clock skew between servers) before a retry may take its key over.

@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.types import ExceptionHandlersMap
 
 from ledger.errors import (
     ConfigurationError,
@@ -138,7 +139,7 @@ def unexpected_error_handler(request: Request[Any, Any, Any], error: Exception) 
     )
 
 
-EXCEPTION_HANDLERS: dict[type[Exception], Any] = {
+EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     LedgerError: ledger_error_handler,
     HTTPException: http_error_handler,
     Exception: unexpected_error_handler,

@@ -259,5 +259,119 @@ class FeeQuoteOut(Struct):
     lines: list[FeeLineOut]
 
 
-def encode(value: object) -> bytes:
-    return msgspec.json.encode(value)
+# --- finance -------------------------------------------------------------------------------
+
+
+class AccountOut(Struct):
+    code: str
+    currency: str
+    type: str
+    normal_side: str
+    floor: Amount | None
+
+
+class AccountList(Struct):
+    data: list[AccountOut]
+    has_more: bool
+    next_cursor: str | None
+
+
+class BalanceAtOut(Struct):
+    account: str
+    balance: Amount
+    as_of: datetime | None
+
+
+class StatementLineOut(Struct):
+    posted_at: str  # ISO 8601 with its +00:00 offset, as the CSV and the PDF print it
+    entry_id: int
+    reference: str
+    kind: str
+    debit: Amount
+    credit: Amount
+    running_balance: Amount
+
+
+class StatementOut(Struct):
+    account: str
+    currency: str
+    period_from: str = msgspec.field(name="from")
+    period_to: str = msgspec.field(name="to")
+    opening_balance: Amount
+    closing_balance: Amount
+    lines: list[StatementLineOut]
+
+
+class TrialBalanceRowOut(Struct):
+    account: str
+    type: str
+    debit: Amount
+    credit: Amount
+
+
+class TrialBalanceOut(Struct):
+    as_of: datetime
+    rows: list[TrialBalanceRowOut]
+    totals: list[TrialBalanceRowOut]
+    balanced: bool
+
+
+class FeeRevenueOut(Struct):
+    client_id: str
+    billings: Amount
+    fees: Amount
+    refunded: Amount
+    fee_refunds: Amount
+    net: Amount
+
+
+class ReconciliationOut(Struct):
+    status: str
+    kind: str
+    reference: str
+    provider_amount: Amount | None
+    ledger_amount: Amount | None
+    entry_id: int | None
+
+
+class DocumentPartyOut(Struct):
+    party_id: str
+    display_name: str
+    legal_name: str | None
+    address: str | None
+    country: str | None
+    tax_id: str | None
+
+
+class DocumentLineOut(Struct):
+    description: str
+    amount: Amount
+    billed_in_tier: Amount | None  # for fee lines, the part of the payment in the tier
+    rate: str | None
+
+
+class DocumentOut(Struct):
+    """An issued invoice or credit note."""
+
+    id: str
+    kind: str
+    number: str
+    series_year: int
+    sequence: int
+    issued_at: str  # ISO 8601 with its +00:00 offset, as printed on the document
+    issuer: DocumentPartyOut
+    recipient: DocumentPartyOut
+    currency: str
+    lines: list[DocumentLineOut]
+    total: Amount
+    blended_rate: str | None
+    references: dict[str, str]
+    corrects: str | None
+    entry_ids: list[int]
+    notes: list[str]
+
+
+class DocumentList(Struct):
+    data: list[DocumentOut]
+    has_more: bool
+    next_cursor: str | None

@@ -6,8 +6,8 @@ worker thread (on asyncio, `loop.run_in_executor`). At the deadline the middlewa
 cancels the request's task: the await on the thread ends and the client is answered
 at once, but a thread cannot be killed, so the handler runs on to its end in the
 background and keeps its worker thread (and database connection) meanwhile. Its
-transactions commit or roll back as they would have; under `idempotent()` it still
-records its response when it finishes, so a retry with the same Idempotency-Key gets
+transactions commit or roll back as they would have; under `@idempotent`
+(`ledger.api.idempotent`) it still records its response when it finishes, so a retry with the same Idempotency-Key gets
 that response, or 409 `request-in-progress` while it runs, until the claim's lease
 (the timeout plus a margin) runs out and a retry may take the key over. The timeout
 therefore bounds how long a client waits, not how long work runs. A response already

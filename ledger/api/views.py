@@ -1,27 +1,99 @@
-"""Domain objects as response bodies."""
+"""Read models: the response bodies (`ledger.api.schemas`) built from domain objects,
+and the reads of the escrow records that GET routes and POST answers show."""
 
 from __future__ import annotations
 
+from ledger.accounts import Account
 from ledger.api.schemas import (
+    AccountOut,
     Amount,
     BalanceOut,
     ContractOut,
     DisputeOut,
+    DocumentLineOut,
+    DocumentOut,
+    DocumentPartyOut,
     EntryOut,
     FeeLineOut,
     FeeQuoteOut,
+    FeeRevenueOut,
     FundingOut,
     MilestoneOut,
+    PartyOut,
     PaymentOut,
     PayoutOut,
     PostingOut,
+    ReconciliationOut,
     RefundOut,
+    StatementLineOut,
+    StatementOut,
+    TrialBalanceOut,
+    TrialBalanceRowOut,
 )
 from ledger.escrow.model import Contract, Dispute, Milestone, Payment, PaymentRefund, Payout
+from ledger.escrow.reconciliation import ReconciliationLine
 from ledger.escrow.services.funding import FundingOutcome
 from ledger.escrow.services.payouts import FreelancerBalance
 from ledger.fees.rule import FeeBreakdown
+from ledger.invoices.documents import Document, Party, PartyDetails, Statement
+from ledger.invoices.reports import FeeRevenueRow, TrialBalance
 from ledger.journal import Entry
+from ledger.ports.unit_of_work import UnitOfWork
+from ledger.service import Ledger
+
+# --- reads -------------------------------------------------------------------------------------
+
+
+def read_milestone(book: Ledger, milestone_id: str) -> MilestoneOut:
+    """A milestone with its payments, in its contract's currency."""
+
+    def read(uow: UnitOfWork) -> MilestoneOut:
+        milestone = uow.escrow.milestone(milestone_id)
+        currency = uow.escrow.currency_of(milestone.contract_id)
+        return milestone_out(milestone, currency, uow.escrow.payments_of(milestone_id))
+
+    return book.transaction(read, read_only=True)
+
+
+def read_contract(book: Ledger, contract_id: str) -> ContractOut:
+    """A contract with its milestones and their payments."""
+
+    def read(uow: UnitOfWork) -> ContractOut:
+        contract = uow.escrow.contract(contract_id)
+        milestones = [
+            milestone_out(m, contract.currency, uow.escrow.payments_of(m.id))
+            for m in uow.escrow.milestones_of(contract_id)
+        ]
+        return contract_out(contract, milestones)
+
+    return book.transaction(read, read_only=True)
+
+
+def read_payment(book: Ledger, payment_id: str) -> PaymentOut:
+    """A released payment, in its contract's currency."""
+
+    def read(uow: UnitOfWork) -> PaymentOut:
+        payment = uow.escrow.payment(payment_id)
+        return payment_out(payment, uow.escrow.currency_of(payment.contract_id))
+
+    return book.transaction(read, read_only=True)
+
+
+def milestone_currency(book: Ledger, milestone_id: str) -> str:
+    """The currency of the milestone's contract."""
+    return book.transaction(
+        lambda uow: uow.escrow.currency_of(uow.escrow.milestone(milestone_id).contract_id), read_only=True
+    )
+
+
+def payment_currency(book: Ledger, payment_id: str) -> str:
+    """The currency of the payment's contract."""
+    return book.transaction(
+        lambda uow: uow.escrow.currency_of(uow.escrow.payment(payment_id).contract_id), read_only=True
+    )
+
+
+# --- escrow ------------------------------------------------------------------------------------
 
 
 def payment_out(payment: Payment, currency: str) -> PaymentOut:
@@ -161,4 +233,119 @@ def fee_quote_out(breakdown: FeeBreakdown) -> FeeQuoteOut:
         lines=[
             FeeLineOut(Amount.of(line.amount, c), str(line.rate), Amount.of(line.fee, c)) for line in breakdown.lines
         ],
+    )
+
+
+# --- parties and finance ---------------------------------------------------------------------
+
+
+def party_out(party: Party) -> PartyOut:
+    return PartyOut(
+        party_id=party.party_id,
+        display_name=party.display_name,
+        legal_name=party.legal_name,
+        address=party.address,
+        country=party.country,
+        tax_id=party.tax_id,
+        provider_id=party.provider_id,
+        updated_at=party.updated_at,
+    )
+
+
+def account_out(account: Account) -> AccountOut:
+    floor = None if account.floor is None else Amount.of(account.floor, account.currency)
+    return AccountOut(account.code, account.currency, account.type.value, account.normal_side.value, floor)
+
+
+def statement_out(code: str, statement: Statement) -> StatementOut:
+    c = statement.currency
+    return StatementOut(
+        account=code,
+        currency=c,
+        period_from=statement.period_from.isoformat(),
+        period_to=statement.period_to.isoformat(),
+        opening_balance=Amount.of(statement.opening_balance, c),
+        closing_balance=Amount.of(statement.closing_balance, c),
+        lines=[
+            StatementLineOut(
+                posted_at=line.posted_at.isoformat(),
+                entry_id=line.entry_id,
+                reference=line.reference,
+                kind=line.kind,
+                debit=Amount.of(line.debit, c),
+                credit=Amount.of(line.credit, c),
+                running_balance=Amount.of(line.running_balance, c),
+            )
+            for line in statement.lines
+        ],
+    )
+
+
+def trial_balance_out(report: TrialBalance) -> TrialBalanceOut:
+    rows = [
+        TrialBalanceRowOut(r.account, r.type, Amount.of(r.debit, r.currency), Amount.of(r.credit, r.currency))
+        for r in report.rows
+    ]
+    totals = [
+        TrialBalanceRowOut("TOTAL", "", Amount.of(d, c), Amount.of(k, c)) for c, (d, k) in sorted(report.totals.items())
+    ]
+    return TrialBalanceOut(report.as_of, rows, totals, report.balanced)
+
+
+def fee_revenue_out(row: FeeRevenueRow) -> FeeRevenueOut:
+    c = row.currency
+    return FeeRevenueOut(
+        row.client_id,
+        Amount.of(row.billings, c),
+        Amount.of(row.fees, c),
+        Amount.of(row.refunded, c),
+        Amount.of(row.fee_refunds, c),
+        Amount.of(row.net, c),
+    )
+
+
+def reconciliation_out(line: ReconciliationLine) -> ReconciliationOut:
+    return ReconciliationOut(
+        line.status,
+        line.kind,
+        line.reference,
+        None if line.provider_amount is None else Amount.of(line.provider_amount, line.currency),
+        None if line.ledger_amount is None else Amount.of(line.ledger_amount, line.currency),
+        line.entry_id,
+    )
+
+
+def document_party_out(party: PartyDetails) -> DocumentPartyOut:
+    return DocumentPartyOut(
+        party.party_id, party.display_name, party.legal_name, party.address, party.country, party.tax_id
+    )
+
+
+def document_out(document: Document) -> DocumentOut:
+    c = document.currency
+    return DocumentOut(
+        id=document.id,
+        kind=document.kind.value,
+        number=document.number,
+        series_year=document.series_year,
+        sequence=document.sequence,
+        issued_at=document.issued_at.isoformat(),
+        issuer=document_party_out(document.issuer),
+        recipient=document_party_out(document.recipient),
+        currency=c,
+        lines=[
+            DocumentLineOut(
+                description=line.description,
+                amount=Amount.of(line.amount, c),
+                billed_in_tier=None if line.quantity_amount is None else Amount.of(line.quantity_amount, c),
+                rate=None if line.rate is None else str(line.rate),
+            )
+            for line in document.lines
+        ],
+        total=Amount.of(document.total, c),
+        blended_rate=None if document.blended_rate is None else str(document.blended_rate),
+        references=dict(document.references),
+        corrects=document.corrects,
+        entry_ids=list(document.entry_ids),
+        notes=list(document.notes),
     )

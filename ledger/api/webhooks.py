@@ -12,10 +12,12 @@ from typing import Any
 
 import anyio
 from litestar import Request, post
+from litestar.di import NamedDependency
 from litestar.exceptions import ClientException, ServiceUnavailableException
 from msgspec import Struct
 
-from ledger.api.context import services
+from ledger.escrow.service import Escrow
+from ledger.gateway.stripe_gateway import StripeGateway
 
 
 class Received(Struct):
@@ -24,12 +26,11 @@ class Received(Struct):
 
 
 @post("/v1/webhooks/stripe", operation_id="stripeWebhook", tags=["webhooks"], status_code=200, security=[])
-async def stripe_webhook(request: Request[Any, Any, Any]) -> Received:
+async def stripe_webhook(
+    request: Request[Any, Any, Any], escrow: NamedDependency[Escrow], stripe_webhook_secret: NamedDependency[str | None]
+) -> Received:
     """A Stripe event. Acknowledged (2xx) once stored and acted on, or if it is a duplicate."""
-    from ledger.gateway.stripe_gateway import StripeGateway
-
-    escrow = services(request).escrow
-    secret = request.app.state.get("stripe_webhook_secret")
+    secret = stripe_webhook_secret
     gateway = escrow.gateway
     if not isinstance(gateway, StripeGateway) or not secret:
         raise ServiceUnavailableException(

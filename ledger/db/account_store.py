@@ -172,6 +172,13 @@ class AccountStore:
         for row in self._conn.execute(select(accounts).order_by(accounts.c.id)):
             yield account_from_row(row)
 
+    def newest_first(self, *, starting_after: int | None, limit: int) -> list[Account]:
+        """Accounts newest first, after a cursor (an account id)."""
+        query = select(accounts).order_by(accounts.c.id.desc()).limit(limit)
+        if starting_after is not None:
+            query = query.where(accounts.c.id < starting_after)
+        return [account_from_row(row) for row in self._conn.execute(query)]
+
     # --- balances --------------------------------------------------------------
 
     def balance(self, account: Account) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from ledger.accounts import Account
 from ledger.invoices import parties as party_records
 from ledger.invoices.documents import Document, Party, Statement
 from ledger.invoices.reports import FeeRevenueRow, TrialBalance, fee_revenue, trial_balance
@@ -37,6 +38,12 @@ class Finance:
         return self.book.transaction(
             lambda uow: uow.documents.listing(party_id=party_id, limit=limit, starting_after=starting_after),
             read_only=True,
+        )
+
+    def accounts(self, *, limit: int = 100, starting_after: int | None = None) -> list[Account]:
+        """The chart of accounts, newest first, after the account with id `starting_after`."""
+        return self.book.transaction(
+            lambda uow: uow.accounts.newest_first(starting_after=starting_after, limit=limit), read_only=True
         )
 
     def account_statement(self, code: str, currency: str, period_from: datetime, period_to: datetime) -> Statement:

@@ -30,6 +30,10 @@ class AccountStore(Protocol):
 
     def find(self, code: str, currency: str) -> Account | None: ...
 
+    def newest_first(self, *, starting_after: int | None, limit: int) -> list[Account]:
+        """Accounts newest first, after a cursor (an account id)."""
+        ...
+
     def get(self, code: str, currency: str) -> Account:
         """The account; `UnknownAccount`, or `CurrencyMismatch` if the code is open in another currency."""
         ...

@@ -132,8 +132,9 @@ def slow_api(api: Api, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[TestCl
 
     The timeout leaves room for authentication and the key's claim on a loaded machine:
     a timeout reached before the handler starts would never set the event."""
-    app = create_app(Services.over(api.book, api.gateway), request_timeout_seconds=1.0)
-    contracts = app.state.services.escrow.contracts
+    services = Services.over(api.book, api.gateway)
+    app = create_app(services, request_timeout_seconds=1.0)
+    contracts = services.escrow.contracts
     open_contract, done = contracts.open_contract, threading.Event()
 
     def slow_open_contract(**request: Any) -> Any:

@@ -1,0 +1,65 @@
+"""`/v1/accounts` (finance): the chart of accounts, balances and statements."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+import msgspec
+from litestar import Controller, Response, get
+from litestar.di import NamedDependency
+from litestar.params import FromPath, FromQuery
+
+from ledger.api.auth import FINANCE
+from ledger.api.pagination import PageRequest
+from ledger.api.params import PeriodStart, utc_param
+from ledger.api.schemas import AccountList, Amount, BalanceAtOut
+from ledger.api.views import account_out, statement_out
+from ledger.invoices.render import render_statement
+from ledger.invoices.service import Finance
+from ledger.invoices.statements import statement_csv
+from ledger.money import normalize_currency
+from ledger.service import Ledger
+
+
+class AccountController(Controller):
+    path = "/v1/accounts"
+    tags = ["finance"]
+    opt = {"roles": FINANCE}
+
+    @get("/", operation_id="listAccounts", sync_to_thread=True)
+    def list_accounts(self, finance: NamedDependency[Finance], page: NamedDependency[PageRequest]) -> AccountList:
+        """Every account, newest first."""
+        found = finance.accounts(limit=page.fetch, starting_after=page.after_id())
+        return page.listing(AccountList, found, account_out, cursor=lambda account: account.id)
+
+    @get("/{code:str}/balance", operation_id="getAccountBalance", sync_to_thread=True)
+    def balance(
+        self,
+        book: NamedDependency[Ledger],
+        code: FromPath[str],
+        currency: FromQuery[str],
+        as_of: FromQuery[datetime | None] = None,
+    ) -> BalanceAtOut:
+        """An account's balance (normal side) now, or as of a time (entries effective before it)."""
+        moment = None if as_of is None else utc_param(as_of, "as_of")
+        amount = book.balance(code, currency, as_of=moment)
+        return BalanceAtOut(code, Amount.of(amount, normalize_currency(currency)), moment)
+
+    @get("/{code:str}/statement", operation_id="getAccountStatement", sync_to_thread=True)
+    def statement(
+        self,
+        finance: NamedDependency[Finance],
+        code: FromPath[str],
+        currency: FromQuery[str],
+        from_: PeriodStart,
+        to: FromQuery[datetime],
+        format: FromQuery[Literal["json", "csv", "pdf"]] = "json",
+    ) -> Response[Any]:
+        """The account's statement over [from, to): JSON, CSV (fixed columns) or PDF."""
+        made = finance.account_statement(code, currency, utc_param(from_, "from"), utc_param(to, "to"))
+        if format == "csv":
+            return Response(content=statement_csv(made).encode(), media_type="text/csv")
+        if format == "pdf":
+            return Response(content=render_statement(made), media_type="application/pdf")
+        return Response(content=msgspec.json.encode(statement_out(code, made)), media_type="application/json")
