@@ -22,12 +22,13 @@ frontend gets an immediate answer when the provider is fast.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from ledger.errors import InvalidRequest, LedgerError, NotFound
 from ledger.escrow.order_results import apply_processing_fee, apply_result, expire_waiting_charge, give_up
@@ -53,6 +54,7 @@ from ledger.gateway import (
     RefundRetrieval,
     TransferRetrieval,
 )
+from ledger.ports.unit_of_work import UnitOfWork
 from ledger.service import Ledger
 
 log = logging.getLogger("ledger.dispatcher")
@@ -101,12 +103,7 @@ class Dispatcher:
         report = DispatchReport()
         wanted = None if ids is None else list(ids)
         while report.sent < limit:
-            now = self.book.clock.now()
-            claimed = self.book.transaction(
-                lambda uow, now=now, wanted=wanted: uow.orders.claim(  # type: ignore[misc]
-                    owner=self.owner, now=now, lease_until=now + LEASE, ids=wanted, limit=BATCH
-                )
-            )
+            claimed = self.book.transaction(functools.partial(self._claim, self.book.clock.now(), wanted))
             if not claimed:
                 break
             spawned: list[str] = []
@@ -125,6 +122,9 @@ class Dispatcher:
                 wanted = spawned  # only what this request's own orders led to
         return report
 
+    def _claim(self, now: datetime, wanted: list[str] | None, uow: UnitOfWork) -> list[PaymentOrder]:
+        return uow.orders.claim(owner=self.owner, now=now, lease_until=now + LEASE, ids=wanted, limit=BATCH)
+
     def expire_waiting(self) -> int:
         """Cancel charges the payer has not completed within 24 hours (3-D Secure abandoned)."""
         cutoff = self.book.clock.now() - ACTION_TIMEOUT
@@ -133,8 +133,10 @@ class Dispatcher:
         for order in waiting:
             try:
                 expired += self.book.transaction(
-                    lambda uow, o=order: expire_waiting_charge(  # type: ignore[misc]
-                        uow, o.id, can_cancel=isinstance(self.gateway, ChargeCancellation)
+                    functools.partial(
+                        expire_waiting_charge,
+                        order_id=order.id,
+                        can_cancel=isinstance(self.gateway, ChargeCancellation),
                     )
                 )
             except LedgerError as error:
