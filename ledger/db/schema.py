@@ -504,7 +504,7 @@ class DisputeRow(Base):
 
     While it is open (`outcome` is NULL) the milestone its payment funded is frozen.
     `withdrawn` and `reinstated` follow the provider's balance transactions;
-    a lost dispute records how its loss was recovered (DESIGN.md, "Chargebacks").
+    a lost dispute records how its loss was recovered (docs/architecture.md, "Chargebacks").
     """
 
     __tablename__ = "disputes"

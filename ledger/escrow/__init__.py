@@ -1,7 +1,8 @@
 """Milestone escrow: money held for a client's milestone until the work is approved,
 then released to the freelancer minus the service fee.
 
-The states, events and postings are DESIGN.md's "Escrow rules" and "Money flows":
+The states, events and postings are docs/architecture.md's "Milestone transitions and
+timers" and "Money flows":
 `model.py` holds the transition table, `milestones.py` the milestone use cases,
 `payments.py` releases and refunds, `payouts.py` withdrawals, `timers.py` the
 durable clocks fired by `ledger tick`, `chargebacks.py` disputes opened by clients'

@@ -1,4 +1,4 @@
-"""Milestone use cases: the transition table of DESIGN.md, each with its money.
+"""Milestone use cases: the transition table (docs/architecture.md, "Milestone transitions and timers"), each with its money.
 
 Every function takes a unit of work, locks the rows it changes, checks the
 transition, and writes the new state and its journal entry in the same

@@ -139,7 +139,7 @@ class Event(StrEnum):
 
 S, E = MilestoneState, Event
 
-#: DESIGN.md's transition table: (state, event) -> states the event may lead to.
+#: The transition table (docs/architecture.md, "Milestone transitions and timers"): (state, event) -> states the event may lead to.
 #: Where the outcome depends on amounts (approve part or all, resolve a split) the
 #: use case picks among the listed targets.
 TRANSITIONS: dict[tuple[MilestoneState, Event], frozenset[MilestoneState]] = {

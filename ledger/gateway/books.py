@@ -2,7 +2,7 @@
 
 The simulated gateway keeps them as a real provider would (in its own table, or in
 memory), and the audit's `provider_matches_ledger` compares them with the ledger
-(DESIGN.md, invariant 10). A record is the provider's object as it stands now; the
+(docs/architecture.md, "Invariants", invariant 10). A record is the provider's object as it stands now; the
 money it moved is derived from it (`movements`), never stored twice.
 """
 

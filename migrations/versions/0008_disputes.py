@@ -4,7 +4,7 @@ provider has reversed.
 
 An open dispute freezes the milestone its payment funded; the money the provider
 withdraws sits in `assets:psp:disputed` until the dispute is won (reinstated) or
-lost (`expenses:chargebacks`, then recovered as DESIGN.md's policy says).
+lost (`expenses:chargebacks`, then recovered as the chargeback policy says, docs/architecture.md "Chargebacks").
 
 Revision ID: 0008
 Revises: 0007

@@ -1,4 +1,4 @@
-"""Milestone escrow: each row of DESIGN.md's transition table and each refusal, on both databases."""
+"""Milestone escrow: each row of the transition table (docs/architecture.md) and each refusal, on both databases."""
 
 from __future__ import annotations
 

@@ -145,7 +145,7 @@ def test_concurrent_payments_for_one_pair_never_read_the_same_lifetime(book: Led
     CONCURRENCY_REPORT.append(f"fees: {threads} threads x {per_thread} payments for one pair, chain unbroken")
 
 
-# --- refunds across schedules (DESIGN.md, "Fees across schedules") ---------------------------
+# --- refunds across schedules (docs/architecture.md, "The service fee") ---------------------------
 
 
 def put_in_force(book: Ledger, clock: FixedClock, name: str) -> None:

@@ -8,7 +8,8 @@ changes, approvals of all, part or more than is held (a bonus, sometimes decline
 contracts ended by either side, refund requests accepted, disputed or left to
 expire, disputes split, refunds after release, payouts (sometimes failed), and the
 clock moving on with `tick()`. Beside it a plain Python model (`Market`) predicts
-every outcome from DESIGN.md's "Escrow rules", "Money flows" and "The service fee":
+every outcome from docs/architecture.md's "Milestone transitions and timers", "Money flows"
+and "The service fee":
 
 - an action the rules refuse raises a `LedgerError` and changes nothing (no journal
   entry, no call to the payment provider); an allowed one lands the milestone
@@ -70,7 +71,7 @@ S = MilestoneState
 ACTIVE = frozenset({S.FUNDED, S.SUBMITTED, S.CHANGES_REQUESTED})
 FINAL = frozenset({S.RELEASED, S.REFUNDED, S.SETTLED})
 
-# DESIGN.md's periods, restated rather than imported: the model is the spec.
+# The periods (docs/architecture.md, "Timers"), restated rather than imported: the model is the spec.
 REVIEW_PERIOD = timedelta(days=14)
 REFUND_REQUEST_PERIOD = timedelta(days=7)
 SECURITY_PERIOD = timedelta(days=5)
@@ -242,7 +243,7 @@ class Market:
 
     def tick(self, now: datetime) -> None:
         """Fire every timer due at `now`, by due time then creation, including the ones
-        firing others creates that are due already (DESIGN.md: "dated at its deadline")."""
+        firing others creates that are due already (docs/architecture.md, "Timers": dated at its deadline)."""
         while due := sorted((t for t in self.timers if not t.done and t.due <= now), key=lambda t: (t.due, t.seq)):
             for timer in due:
                 self.fire(timer)

@@ -1,4 +1,4 @@
-"""DESIGN.md's escrow transition table, as data: allowed moves and refusals."""
+"""The escrow transition table (docs/architecture.md), as data: allowed moves and refusals."""
 
 import pytest
 
