@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -79,8 +80,6 @@ def current_revision(engine: Engine) -> str | None:
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Apply the migrations up to `revision` (the schema is made only this way)."""
-    from alembic import command
-
     config = alembic_config()
     with engine.begin() as connection:
         config.attributes["connection"] = connection

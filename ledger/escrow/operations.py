@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from ledger.errors import InvalidRequest, NotFound
 from ledger.escrow.dispatcher import Dispatcher
@@ -33,9 +32,7 @@ from ledger.gateway import (
     TransferRetrieval,
 )
 from ledger.ports.unit_of_work import UnitOfWork
-
-if TYPE_CHECKING:
-    from ledger.service import Ledger
+from ledger.service import Ledger
 
 
 @dataclass(frozen=True)

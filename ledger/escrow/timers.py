@@ -12,15 +12,12 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from ledger.clock import require_utc
 from ledger.escrow.milestones import REFUND_REQUEST_EXPIRY, REVIEW_EXPIRY, expire_refund_request, expire_review
 from ledger.escrow.payments import PENDING_RELEASE, mature_payment
 from ledger.ports.unit_of_work import UnitOfWork
-
-if TYPE_CHECKING:
-    from ledger.service import Ledger
+from ledger.service import Ledger
 
 BATCH = 200
 
