@@ -53,6 +53,7 @@ from hypothesis.stateful import (
 )
 from sqlalchemy import func, select
 
+from ledger.bootstrap import connect as open_ledger
 from ledger.clock import FixedClock
 from ledger.db.schema import entries, fee_events
 from ledger.db.unit_of_work import UnitOfWork
@@ -784,7 +785,7 @@ def sqlite_connector(template: Path, directory: Path) -> Connector:
             for leftover in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
                 leftover.unlink(missing_ok=True)
 
-        return connect(f"sqlite:///{path}", clock=clock), cleanup
+        return open_ledger(f"sqlite:///{path}", clock=clock), cleanup
 
     return connect
 
@@ -794,7 +795,7 @@ def postgres_connector(url: str) -> Connector:
 
     def connect(clock: FixedClock) -> tuple[Ledger, Callable[[], None]]:
         empty_postgres(url)
-        return connect(url, clock=clock), lambda: None
+        return open_ledger(url, clock=clock), lambda: None
 
     return connect
 
