@@ -17,7 +17,7 @@ from ledger.escrow.model import (
     RefundOrderState,
 )
 from ledger.invoices.documents import Document, DocumentKind, DocumentLine, PartyDetails
-from ledger.journal import EntryRequest, Posting, credit, debit
+from ledger.journal import Entry, EntryRequest, Posting, credit, debit
 from ledger.ports.unit_of_work import UnitOfWork
 
 CASH = AccountSpec("assets:cash", AccountType.ASSET, "USD", normal_side=Side.DEBIT)
@@ -41,6 +41,12 @@ def request(
 def withdrawal(key: str, amount: int, account: str = OWED.code) -> EntryRequest:
     """Take `amount` off a liability (toward its floor)."""
     return EntryRequest(key, "test.withdraw", (debit(account, amount, "USD"), credit(CASH.code, amount, "USD")))
+
+
+def write_on_open_books(uow: UnitOfWork, requests: list[EntryRequest], at: datetime) -> list[Entry]:
+    """Open the sample accounts (if need be) and write `requests` to them."""
+    open_books(uow)
+    return uow.journal.write(requests, recorded_at=at)
 
 
 def an_entry(uow: UnitOfWork, key: str, at: datetime) -> int:

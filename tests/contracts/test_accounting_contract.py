@@ -22,7 +22,7 @@ from ledger.fees.rule import fee_for_payment, fee_for_refund
 from ledger.fees.schedule import CLASSIC, shipped_schedule
 from ledger.journal import EntryRequest, credit, debit
 from ledger.ports.unit_of_work import Transactions, UnitOfWork
-from tests.contracts.rows import CASH, OTHER, OWED, open_books, request, withdrawal
+from tests.contracts.rows import CASH, OTHER, OWED, open_books, request, withdrawal, write_on_open_books
 
 # --- accounts ------------------------------------------------------------------------------
 
@@ -109,9 +109,7 @@ def test_written_entries_move_balances_on_each_accounts_normal_side(db: Transact
 
 
 def test_a_replayed_key_returns_the_original_entry_and_moves_nothing(db: Transactions, clock: FixedClock) -> None:
-    original = db.transaction(
-        lambda uow: (open_books(uow), uow.journal.write([request("a")], recorded_at=clock.now()))[1][0]
-    )
+    original = db.transaction(lambda uow: write_on_open_books(uow, [request("a")], clock.now())[0])
     clock.advance(timedelta(seconds=5))
     [replayed] = db.transaction(lambda uow: uow.journal.write([request("a")], recorded_at=clock.now()))
     assert replayed == original and replayed.recorded_at == original.recorded_at
@@ -119,16 +117,14 @@ def test_a_replayed_key_returns_the_original_entry_and_moves_nothing(db: Transac
 
 
 def test_a_key_reused_for_another_request_is_a_conflict(db: Transactions, clock: FixedClock) -> None:
-    [original] = db.transaction(
-        lambda uow: (open_books(uow), uow.journal.write([request("a")], recorded_at=clock.now()))[1]
-    )
+    [original] = db.transaction(lambda uow: write_on_open_books(uow, [request("a")], clock.now()))
     with pytest.raises(IdempotencyConflict) as caught:
         db.transaction(lambda uow: uow.journal.write([request("a", 999)], recorded_at=clock.now()))
     assert caught.value.data["entry_id"] == original.id
 
 
 def test_going_below_a_floor_is_refused_and_writes_nothing(db: Transactions, clock: FixedClock) -> None:
-    db.transaction(lambda uow: (open_books(uow), uow.journal.write([request("in", 100)], recorded_at=clock.now())))
+    db.transaction(lambda uow: write_on_open_books(uow, [request("in", 100)], clock.now()))
     with pytest.raises(BelowFloor) as caught:
         db.transaction(lambda uow: uow.journal.write([withdrawal("out", 130)], recorded_at=clock.now()))
     assert caught.value.data == {"account": OWED.code, "currency": "USD", "floor": 0, "balance_after": -30}
@@ -167,9 +163,7 @@ def _reversal(key: str, of: int) -> EntryRequest:
 
 
 def test_a_reversal_is_linked_to_the_entry_it_reverses(db: Transactions, clock: FixedClock) -> None:
-    [entry] = db.transaction(
-        lambda uow: (open_books(uow), uow.journal.write([request("a")], recorded_at=clock.now()))[1]
-    )
+    [entry] = db.transaction(lambda uow: write_on_open_books(uow, [request("a")], clock.now()))
     assert db.transaction(lambda uow: uow.journal.reversal_of(entry.id)) is None
     [reversal] = db.transaction(lambda uow: uow.journal.write([_reversal("r", entry.id)], recorded_at=clock.now()))
     assert reversal.reverses_entry_id == entry.id
@@ -178,9 +172,7 @@ def test_a_reversal_is_linked_to_the_entry_it_reverses(db: Transactions, clock: 
 
 
 def test_an_entry_is_reversed_at_most_once(db: Transactions, clock: FixedClock) -> None:
-    [entry] = db.transaction(
-        lambda uow: (open_books(uow), uow.journal.write([request("a")], recorded_at=clock.now()))[1]
-    )
+    [entry] = db.transaction(lambda uow: write_on_open_books(uow, [request("a")], clock.now()))
     db.transaction(lambda uow: uow.journal.write([_reversal("r1", entry.id)], recorded_at=clock.now()))
     with pytest.raises(EntryAlreadyReversed):
         db.transaction(lambda uow: uow.journal.write([_reversal("r2", entry.id)], recorded_at=clock.now()))
@@ -198,9 +190,7 @@ def test_reversing_an_entry_that_does_not_exist_is_unknown(db: Transactions, clo
 
 
 def test_entries_are_found_by_key_with_their_request_fingerprint(db: Transactions, clock: FixedClock) -> None:
-    db.transaction(
-        lambda uow: (open_books(uow), uow.journal.write([request("a"), request("b", 7)], recorded_at=clock.now()))
-    )
+    db.transaction(lambda uow: write_on_open_books(uow, [request("a"), request("b", 7)], clock.now()))
     found = db.transaction(lambda uow: uow.journal.find_by_keys(["b", "missing"]))
     assert set(found) == {"b"}
     entry, fingerprint = found["b"]
@@ -251,15 +241,8 @@ def test_pages_follow_journal_order_and_may_keep_to_one_account(db: Transactions
 
 def test_balance_as_of_counts_entries_effective_strictly_before(db: Transactions, clock: FixedClock) -> None:
     start = clock.now()
-    db.transaction(
-        lambda uow: (
-            open_books(uow),
-            uow.journal.write(
-                [request("a", 10, effective_at=start), request("b", 20, effective_at=start + timedelta(days=1))],
-                recorded_at=start,
-            ),
-        )
-    )
+    requests = [request("a", 10, effective_at=start), request("b", 20, effective_at=start + timedelta(days=1))]
+    db.transaction(lambda uow: write_on_open_books(uow, requests, start))
 
     def as_of(at: datetime) -> int:
         return db.transaction(lambda uow: uow.accounts.balance_as_of(uow.accounts.get(OWED.code, "USD"), at))
