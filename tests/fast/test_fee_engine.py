@@ -45,7 +45,7 @@ def test_lifetime_billings_chain_from_one_charge_to_the_next(book: Ledger) -> No
 
 def test_a_quote_charges_nothing(book: Ledger) -> None:
     charge(book, "p1", 500 * D)
-    quote = book.quote_fee(amount=100 * D, **PAIR)
+    quote = book.quote_fee(freelancer_id="fr_1", client_id="cl_1", amount=100 * D, currency="USD")
     assert quote.fee == 10 * D and book.lifetime_billings("fr_1", "cl_1", "USD") == 500 * D
 
 
