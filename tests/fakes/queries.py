@@ -1,0 +1,379 @@
+"""The read queries in memory (`ledger.ports.queries`): the audit's, the finance reports',
+statements' and reconciliation's, computed over the fake's tables as the SQL of
+`ledger.db.*_queries` computes them over the database's."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
+
+from ledger.accounts import Side
+from ledger.escrow.chart import escrow_account_code
+from ledger.fees.schedule import FeeSchedule
+from ledger.ports.queries import (
+    AccountNet,
+    AccountTotals,
+    ClientFlows,
+    CurrencyBalances,
+    CurrencyNet,
+    CurrencyTotals,
+    DisputeFigures,
+    DisputeLeg,
+    DocumentSeries,
+    DocumentTotals,
+    EntryImbalance,
+    EntryPostingCount,
+    FeeChainLink,
+    FeeRevenueRow,
+    MilestoneFlows,
+    PairBillings,
+    ProviderPosting,
+    RepeatedKey,
+    RepeatedReversal,
+    StatementPosting,
+)
+from tests.fakes.state import MemoryState, PostingRow
+
+FUNDED_KINDS = frozenset({"escrow.fund", "escrow.fund_bonus", "escrow.fund.reversal", "escrow.fund_bonus.reversal"})
+RELEASED_KINDS = frozenset({"escrow.release", "escrow.release.reversal"})
+REFUNDED_KINDS = frozenset({"escrow.refund", "escrow.refund.reversal", "escrow.chargeback"})
+
+
+def _debit(posting: PostingRow) -> int:
+    return posting.amount if posting.side is Side.DEBIT else 0
+
+
+def _credit(posting: PostingRow) -> int:
+    return posting.amount if posting.side is Side.CREDIT else 0
+
+
+class MemoryAuditQueries:
+    """Everything the audit's checks read. Entries and documents cannot be changed or
+    deleted through the stores, so the rows the journal checks look for (unbalanced
+    entries, repeated keys) appear only if a test writes them into the state itself."""
+
+    def __init__(self, state: MemoryState) -> None:
+        self._state = state
+
+    # --- the journal ---------------------------------------------------------------------
+
+    def unbalanced_entries(self) -> Iterator[EntryImbalance]:
+        sums: dict[tuple[int, str], list[int]] = defaultdict(lambda: [0, 0])
+        for posting in self._state.postings:
+            totals = sums[(posting.entry_id, posting.currency)]
+            totals[0] += _debit(posting)
+            totals[1] += _credit(posting)
+        for (entry_id, currency), (debits, credits) in sorted(sums.items()):
+            if debits != credits:
+                yield EntryImbalance(entry_id, currency, debits, credits)
+
+    def entries_with_fewer_postings(self, than: int) -> Iterator[EntryPostingCount]:
+        counts: dict[int, int] = defaultdict(int)
+        for posting in self._state.postings:
+            counts[posting.entry_id] += 1
+        for entry_id in sorted(self._state.entries):
+            if counts[entry_id] < than:
+                yield EntryPostingCount(entry_id, counts[entry_id])
+
+    def account_totals(self) -> Iterator[AccountTotals]:
+        posted: dict[int, int] = defaultdict(int)
+        for posting in self._state.postings:
+            account = self._state.accounts[posting.account_id]
+            posted[account.id] += account.signed(posting.side, posting.amount)
+        for account_id in sorted(self._state.accounts):
+            account = self._state.accounts[account_id]
+            stored = self._state.balances.get(account_id, 0)
+            yield AccountTotals(account.code, account.currency, account.floor, stored, posted[account_id])
+
+    def posting_totals_by_currency(self) -> Iterator[CurrencyTotals]:
+        sums: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+        for posting in self._state.postings:
+            sums[posting.currency][0] += _debit(posting)
+            sums[posting.currency][1] += _credit(posting)
+        for currency, (debits, credits) in sorted(sums.items()):
+            yield CurrencyTotals(currency, debits, credits)
+
+    def stored_balances_by_currency(self) -> Iterator[CurrencyNet]:
+        nets: dict[str, int] = defaultdict(int)
+        for account_id, balance in self._state.balances.items():
+            account = self._state.accounts[account_id]
+            nets[account.currency] += balance if account.normal_side is Side.DEBIT else -balance
+        for currency, net in sorted(nets.items()):
+            yield CurrencyNet(currency, net)
+
+    def repeated_idempotency_keys(self) -> Iterator[RepeatedKey]:
+        by_key: dict[str, list[int]] = defaultdict(list)
+        for entry_id, row in self._state.entries.items():
+            by_key[row.entry.idempotency_key].append(entry_id)
+        for key, ids in sorted(by_key.items()):
+            if len(ids) > 1:
+                yield RepeatedKey(key, len(ids), min(ids), max(ids))
+
+    def repeated_reversals(self) -> Iterator[RepeatedReversal]:
+        counts: dict[int, int] = defaultdict(int)
+        for row in self._state.entries.values():
+            if row.entry.reverses_entry_id is not None:
+                counts[row.entry.reverses_entry_id] += 1
+        for entry_id, n in sorted(counts.items()):
+            if n > 1:
+                yield RepeatedReversal(entry_id, n)
+
+    # --- the fee engine ------------------------------------------------------------------
+
+    def fee_schedules(self) -> Mapping[int, FeeSchedule]:
+        return {schedule_id: s.schedule for schedule_id, s in self._state.schedules.items()}
+
+    def fee_chain(self) -> Iterator[FeeChainLink]:
+        rows = sorted(self._state.fee_events.values(), key=lambda r: (r.freelancer_id, r.client_id, r.currency, r.id))
+        for row in rows:
+            yield FeeChainLink(
+                row.id,
+                row.freelancer_id,
+                row.client_id,
+                row.currency,
+                row.schedule_id,
+                row.lifetime_before,
+                row.lifetime_after,
+                row.fee,
+            )
+
+    def pair_billings(self) -> Iterator[PairBillings]:
+        last: dict[tuple[str, str, str], int] = {}
+        for row in self._state.fee_events.values():  # in id order: the last one stays
+            last[(row.freelancer_id, row.client_id, row.currency)] = row.lifetime_after
+        for pair, billed in sorted(self._state.lifetime.items()):
+            yield PairBillings(pair[0], pair[1], pair[2], billed, last.get(pair))
+
+    # --- escrow ----------------------------------------------------------------------------
+
+    def _postings_by_account(self) -> dict[int, list[PostingRow]]:
+        found: dict[int, list[PostingRow]] = defaultdict(list)
+        for posting in self._state.postings:
+            found[posting.account_id].append(posting)
+        return found
+
+    def milestone_flows(self) -> Iterator[MilestoneFlows]:
+        by_account = self._postings_by_account()
+        paid: dict[str, int] = defaultdict(int)
+        for payment in self._state.payments.values():
+            paid[payment.payment.milestone_id] += payment.payment.gross
+        for milestone_id in sorted(self._state.milestones):
+            milestone = self._state.milestones[milestone_id].milestone
+            contract = self._state.contracts[milestone.contract_id]
+            account_id = self._state.account_ids.get((escrow_account_code(milestone_id), contract.currency))
+            if account_id is None:
+                continue  # the SQL joins milestones to their escrow accounts: none, no row
+            funded = released = refunded = foreign = 0
+            for posting in by_account[account_id]:
+                kind = self._state.entries[posting.entry_id].entry.kind
+                credit_positive = posting.amount if posting.side is Side.CREDIT else -posting.amount
+                if kind in FUNDED_KINDS:
+                    funded += credit_positive
+                elif kind in RELEASED_KINDS:
+                    released -= credit_positive
+                elif kind in REFUNDED_KINDS:
+                    refunded -= credit_positive
+                else:
+                    foreign += 1
+            yield MilestoneFlows(
+                milestone_id=milestone_id,
+                state=milestone.state.value,
+                client_id=contract.client_id,
+                currency=contract.currency,
+                held=self._state.balances.get(account_id, 0),
+                funded=funded,
+                released=released,
+                refunded=refunded,
+                foreign_postings=foreign,
+                paid=paid[milestone_id],
+            )
+
+    def client_flows(self) -> Iterator[ClientFlows]:
+        sums: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+        for flows in self.milestone_flows():
+            totals = sums[(flows.client_id, flows.currency)]
+            totals[0] += flows.funded
+            totals[1] += flows.held
+            totals[2] += flows.paid
+            totals[3] += flows.refunded
+        for (client_id, currency), (collected, held, released, refunded) in sorted(sums.items()):
+            yield ClientFlows(client_id, currency, collected, held, released, refunded)
+
+    def balances_by_currency(self) -> Iterator[CurrencyBalances]:
+        sums: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        for account_id, balance in self._state.balances.items():
+            account = self._state.accounts[account_id]
+            totals = sums[account.currency]
+            totals[account.normal_side.value] += balance
+            totals[account.type.value] += balance
+        for currency, totals in sorted(sums.items()):
+            yield CurrencyBalances(
+                currency=currency,
+                debit_side=totals["debit"],
+                credit_side=totals["credit"],
+                assets=totals["asset"],
+                liabilities=totals["liability"],
+                equity=totals["equity"],
+                revenue=totals["revenue"],
+                expenses=totals["expense"],
+            )
+
+    def dispute_legs(self, kinds: Sequence[str]) -> Iterator[DisputeLeg]:
+        wanted = set(kinds)
+        for posting in self._state.postings:
+            entry = self._state.entries[posting.entry_id].entry
+            if entry.kind in wanted:
+                dispute = entry.refs.get("dispute")
+                code = self._state.accounts[posting.account_id].code
+                yield DisputeLeg(entry.kind, dispute, code, posting.side, posting.amount)
+
+    def disputes(self) -> Iterator[DisputeFigures]:
+        for dispute_id in sorted(self._state.disputes):
+            d = self._state.disputes[dispute_id]
+            yield DisputeFigures(
+                id=d.id,
+                currency=d.currency,
+                outcome=None if d.outcome is None else d.outcome.value,
+                withdrawn=d.withdrawn,
+                reinstated=d.reinstated,
+                recovered_from_refunds=d.recovered_from_refunds,
+                recovered_from_escrow=d.recovered_from_escrow,
+                recovered_from_freelancer=d.recovered_from_freelancer,
+                fee_returned=d.fee_returned,
+                unrecovered=d.unrecovered,
+            )
+
+    def balances_of(self, code: str) -> Mapping[str, int]:
+        return {
+            account.currency: self._state.balances.get(account.id, 0)
+            for account in self._state.accounts.values()
+            if account.code == code
+        }
+
+    # --- documents ---------------------------------------------------------------------------
+
+    def document_series(self) -> Iterator[DocumentSeries]:
+        series: dict[tuple[str, int], list[int]] = defaultdict(list)
+        for row in self._state.documents.values():
+            series[(row.kind, row.series_year)].append(row.sequence)
+        for (kind, year), numbers in sorted(series.items()):
+            last = self._state.document_sequences.get((kind, year))
+            yield DocumentSeries(kind, year, len(numbers), len(set(numbers)), min(numbers), max(numbers), last)
+
+    def document_totals(self) -> Iterator[DocumentTotals]:
+        for document_id in sorted(self._state.documents):
+            row = self._state.documents[document_id]
+            measured = sum(
+                p.amount
+                for p in self._state.postings
+                if p.entry_id == row.entry_id
+                and p.side.value == row.measured_side
+                and self._state.accounts[p.account_id].code == row.measured_account
+                and p.currency == row.currency
+            )
+            yield DocumentTotals(
+                number=row.number,
+                total=row.total,
+                stated_total=row.data["total"],
+                line_amounts=tuple(int(line["amount"]) for line in row.data["lines"]),
+                entry_found=row.entry_id in self._state.entries,
+                ledger=measured,
+            )
+
+    # --- the provider's account ----------------------------------------------------------------
+
+    def provider_postings(self, account: str) -> Iterator[ProviderPosting]:
+        yield from provider_postings(self._state, account)
+
+
+def provider_postings(
+    state: MemoryState,
+    account: str,
+    *,
+    kinds: Sequence[str] | None = None,
+    recorded_from: datetime | None = None,
+    recorded_to: datetime | None = None,
+) -> Iterator[ProviderPosting]:
+    """Postings to `account` (of entries of `kinds`, recorded in [from, to), when given), by posting."""
+    for posting in list(state.postings):
+        if state.accounts[posting.account_id].code != account:
+            continue
+        entry = state.entries[posting.entry_id].entry
+        if (
+            (kinds is not None and entry.kind not in kinds)
+            or (recorded_from is not None and entry.recorded_at < recorded_from)
+            or (recorded_to is not None and entry.recorded_at >= recorded_to)
+        ):
+            continue
+        reference = entry.refs.get("gateway_reference")
+        yield ProviderPosting(entry.id, entry.kind, reference, posting.side, posting.amount, posting.currency)
+
+
+class MemoryReportQueries:
+    def __init__(self, state: MemoryState) -> None:
+        self._state = state
+
+    def account_nets(self, before: datetime) -> list[AccountNet]:
+        nets: dict[int, int] = {}
+        for posting in self._state.postings:
+            if self._state.entries[posting.entry_id].entry.effective_at < before:
+                signed = posting.amount if posting.side is Side.DEBIT else -posting.amount
+                nets[posting.account_id] = nets.get(posting.account_id, 0) + signed
+        rows = [
+            AccountNet(a.code, a.type.value, a.currency, net)
+            for a, net in ((self._state.accounts[i], n) for i, n in nets.items())
+        ]
+        return sorted(rows, key=lambda r: (r.currency, r.account))
+
+    def fee_revenue(self, start: datetime, end: datetime) -> list[FeeRevenueRow]:
+        sums: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+        for row in self._state.fee_events.values():
+            if start <= row.effective_at < end:
+                totals = sums[(row.currency, row.client_id)]
+                offset = 0 if row.kind == "charge" else 2
+                totals[offset] += row.amount
+                totals[offset + 1] += row.fee
+        return [
+            FeeRevenueRow(client, currency, billed, fees, refunded, fee_refunds)
+            for (currency, client), (billed, fees, refunded, fee_refunds) in sorted(sums.items())
+        ]
+
+    def is_empty(self) -> bool:
+        return not self._state.entries and not self._state.contracts
+
+
+class MemoryStatementQueries:
+    def __init__(self, state: MemoryState) -> None:
+        self._state = state
+
+    def postings(self, account_ids: Sequence[int], start: datetime, end: datetime) -> list[StatementPosting]:
+        wanted = set(account_ids)
+        found = []
+        for posting in self._state.postings:
+            entry = self._state.entries[posting.entry_id].entry
+            if posting.account_id in wanted and start <= entry.effective_at < end:
+                found.append((entry.effective_at, entry.id, posting.id, posting, entry))
+        found.sort(key=lambda item: item[:3])
+        return [
+            StatementPosting(
+                account_id=posting.account_id,
+                side=posting.side,
+                amount=posting.amount,
+                entry_id=entry.id,
+                kind=entry.kind,
+                effective_at=entry.effective_at,
+                refs={str(k): str(v) for k, v in entry.refs.items()},
+            )
+            for _, _, _, posting, entry in found
+        ]
+
+
+class MemoryReconciliationQueries:
+    def __init__(self, state: MemoryState) -> None:
+        self._state = state
+
+    def booked_postings(
+        self, account: str, kinds: Sequence[str], since: datetime, until: datetime
+    ) -> list[ProviderPosting]:
+        return list(provider_postings(self._state, account, kinds=kinds, recorded_from=since, recorded_to=until))
