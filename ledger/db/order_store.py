@@ -27,6 +27,9 @@ from ledger.escrow.orders import OPEN_STATES, NewOrder, OrderKind, OrderState, P
 if TYPE_CHECKING:
     from ledger.db.unit_of_work import UnitOfWork
 
+#: The width of a heartbeat summary (worker_heartbeats.summary).
+HEARTBEAT_SUMMARY_LENGTH = 500
+
 
 def _order(row: Row[Any]) -> PaymentOrder:
     return PaymentOrder(
@@ -314,12 +317,13 @@ class OrderStore:
 
     def heartbeat(self, name: str, *, started_at: datetime, summary: str) -> None:
         now = self._uow.clock.now()
+        summary = summary[:HEARTBEAT_SUMMARY_LENGTH]  # the column's width, on the first beat too
         insert = postgresql.insert if self._uow.dialect == "postgresql" else sqlite.insert
         statement = insert(worker_heartbeats).values(name=name, beat_at=now, started_at=started_at, summary=summary)
         self._conn.execute(
             statement.on_conflict_do_update(
                 index_elements=[worker_heartbeats.c.name],
-                set_={"beat_at": now, "started_at": started_at, "summary": summary[:500]},
+                set_={"beat_at": now, "started_at": started_at, "summary": summary},
             )
         )
 

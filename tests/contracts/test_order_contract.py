@@ -197,17 +197,7 @@ def test_heartbeats_are_kept_per_worker_most_recent_first(db: Transactions, cloc
     ]
 
 
-def test_a_heartbeat_keeps_the_first_500_characters_of_its_summary(
-    db: Transactions, backend: str, request: pytest.FixtureRequest
-) -> None:
-    if backend != "memory":
-        request.applymarker(
-            pytest.mark.xfail(
-                reason="OrderStore.heartbeat truncates the summary only when it updates the row: the first beat "
-                "stores it whole on SQLite and fails on PostgreSQL (varchar(500))",
-                strict=True,
-            )
-        )
+def test_a_heartbeat_keeps_the_first_500_characters_of_its_summary(db: Transactions) -> None:
     now = db.clock.now()
     db.transaction(lambda uow: uow.orders.heartbeat("dispatcher", started_at=now, summary="s" * 600))
     assert db.transaction(lambda uow: uow.orders.heartbeats()) == [("dispatcher", now, "s" * 500)]
