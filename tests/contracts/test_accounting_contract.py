@@ -85,6 +85,14 @@ def test_accounts_are_listed_in_opening_order_with_zero_balances(db: Transaction
     assert sorted(balances.values()) == [0, 0, 0] and len(balances) == 3
 
 
+def test_accounts_page_newest_first_from_a_cursor(db: Transactions) -> None:
+    db.transaction(open_books)
+    newest = db.transaction(lambda uow: uow.accounts.newest_first(starting_after=None, limit=2))
+    assert [a.code for a in newest] == [OTHER.code, OWED.code]
+    rest = db.transaction(lambda uow: uow.accounts.newest_first(starting_after=newest[-1].id, limit=2))
+    assert [a.code for a in rest] == [CASH.code]
+
+
 # --- the journal -----------------------------------------------------------------------------
 
 

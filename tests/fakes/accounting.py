@@ -74,6 +74,10 @@ class MemoryAccountStore:
         account_id = self._state.account_ids.get((code, currency))
         return None if account_id is None else self._state.accounts[account_id]
 
+    def newest_first(self, *, starting_after: int | None, limit: int) -> list[Account]:
+        ids = [i for i in sorted(self._state.accounts, reverse=True) if starting_after is None or i < starting_after]
+        return [self._state.accounts[i] for i in ids[:limit]]
+
     def get(self, code: str, currency: str) -> Account:
         account = self.find(code, currency)
         if account is None:

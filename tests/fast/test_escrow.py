@@ -22,10 +22,6 @@ from ledger.invoices.checks import INVOICE_CHECKS
 from ledger.service import Ledger
 from tests.fakes.memory import MemoryDatabase
 
-# The escrow services (escrow.funding, escrow.approvals, ...) come with the split of the
-# Escrow facade; until it is merged this module has nothing to run against.
-pytest.importorskip("ledger.escrow.services.funding", reason="the Escrow facade is not split into services yet")
-
 D = 100
 S = MilestoneState
 
