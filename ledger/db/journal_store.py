@@ -11,8 +11,11 @@ Writing a batch of entries does, in one transaction:
    raise `IdempotencyConflict`.
 
 On PostgreSQL steps 1-4 are one statement (one round trip, whatever the batch
-size); on SQLite, which has no data-modifying CTEs and runs in-process, they are a
-few simple statements.
+size) that fails as a whole when a floor would be broken (SQLSTATE `LF001`, raised by
+`ledger_refuse_below_floor`), so it is safe to run as its own transaction
+(`Database.transaction(work, single_write=True)`: no BEGIN or COMMIT round trips).
+On SQLite, which has no data-modifying CTEs and runs in-process, they are a few
+simple statements in one transaction.
 """
 
 from __future__ import annotations
@@ -25,9 +28,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, Row, bindparam, select, text
+from sqlalchemy import ColumnElement, Row, bindparam, select
 from sqlalchemy.dialects import sqlite
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from ledger.accounts import Account, Side
 from ledger.db.schema import accounts, balances, entries, postings
@@ -36,6 +39,9 @@ from ledger.journal import Entry, EntryRequest, Posting
 
 if TYPE_CHECKING:
     from ledger.db.unit_of_work import UnitOfWork
+
+#: What `ledger_refuse_below_floor` raises (migration 0012).
+FLOOR_REFUSED_SQLSTATE = "LF001"
 
 
 @dataclass(frozen=True)
@@ -80,24 +86,27 @@ def balance_moves(planned: Iterable[PlannedEntry]) -> dict[tuple[int, int], tupl
 
 # One round trip on PostgreSQL. `locked` takes the balance row locks in sorted
 # order (the LockRows step runs above the sort); `updated` joins to it, so no row is
-# updated before it has been locked in that order.
-POSTGRES_WRITE = text(
-    """
+# updated before it has been locked in that order. The last branch calls
+# `ledger_refuse_below_floor` (migration 0012) for any account whose lowest running
+# balance over the batch would be below its floor: the function raises, and the whole
+# statement, data-modifying CTEs included, is undone. Its SQLAlchemy counterpart is
+# checked column by column in tests/integration/test_posting_statement.py.
+POSTGRES_WRITE = """
 WITH req AS (
-    SELECT * FROM jsonb_to_recordset(CAST(:entries AS jsonb))
+    SELECT * FROM jsonb_to_recordset(CAST(%(entries)s AS jsonb))
         AS r(idx int, idempotency_key text, request_hash text, kind text, effective_at timestamptz,
              refs jsonb, metadata jsonb, reverses_entry_id bigint)
 ),
 new_entries AS (
     INSERT INTO entries (idempotency_key, request_hash, kind, effective_at, recorded_at, refs, metadata,
                          reverses_entry_id)
-    SELECT idempotency_key, request_hash, kind, effective_at, :recorded_at, refs, metadata, reverses_entry_id
+    SELECT idempotency_key, request_hash, kind, effective_at, %(recorded_at)s, refs, metadata, reverses_entry_id
       FROM req ORDER BY idx
     ON CONFLICT (idempotency_key) DO NOTHING
     RETURNING id, idempotency_key
 ),
 legs AS (
-    SELECT * FROM jsonb_to_recordset(CAST(:legs AS jsonb))
+    SELECT * FROM jsonb_to_recordset(CAST(%(legs)s AS jsonb))
         AS l(idx int, ord int, account_id bigint, currency text, side text, amount bigint, slot int, delta bigint)
 ),
 new_legs AS (
@@ -109,7 +118,7 @@ inserted AS (
     SELECT entry_id, account_id, currency, side, amount FROM new_legs ORDER BY ord
 ),
 moves AS (
-    SELECT account_id, slot, sum(delta) AS total, least(min(running), 0) AS lowest
+    SELECT account_id, slot, sum(delta)::bigint AS total, least(min(running), 0)::bigint AS lowest
       FROM (SELECT account_id, slot, delta,
                    sum(delta) OVER (PARTITION BY account_id, slot ORDER BY ord) AS running
               FROM new_legs) AS x
@@ -127,16 +136,14 @@ updated AS (
      WHERE b.account_id = k.account_id AND b.slot = k.slot
     RETURNING b.account_id, b.slot, b.balance
 )
-SELECT 'entry' AS what, n.id AS id, n.idempotency_key AS key, NULL::bigint AS balance, NULL::bigint AS lowest
-  FROM new_entries n
+SELECT n.id, n.idempotency_key FROM new_entries n
 UNION ALL
-SELECT 'floor', u.account_id, NULL, u.balance, u.balance - m.total + m.lowest
+SELECT ledger_refuse_below_floor(u.account_id, u.balance - m.total + m.lowest, a.floor), NULL
   FROM updated u
   JOIN moves m ON m.account_id = u.account_id AND m.slot = u.slot
   JOIN accounts a ON a.id = u.account_id
  WHERE a.floor IS NOT NULL AND u.balance - m.total + m.lowest < a.floor
 """
-)
 
 
 def _json(value: Any) -> str:
@@ -225,13 +232,17 @@ class JournalStore:
         ]
         params = {"entries": _json(batch), "legs": _json(legs), "recorded_at": recorded_at}
         accounts_by_id = {leg.account.id: leg.account for p in planned for leg in p.postings}
-        new_ids: dict[str, int] = {}
-        for row in self._conn.execute(POSTGRES_WRITE, params):
-            if row.what == "entry":
-                new_ids[row.key] = int(row.id)
-            else:
-                raise self._below_floor(accounts_by_id[int(row.id)], int(row.lowest))
-        return new_ids
+        try:
+            # Driver SQL (psycopg's %(name)s parameters): a fixed text needs none of
+            # SQLAlchemy's compiling, and the driver prepares it on the server.
+            rows = self._conn.exec_driver_sql(POSTGRES_WRITE, params).all()
+        except DBAPIError as error:
+            refusal = getattr(error.orig, "diag", None)
+            if getattr(error.orig, "sqlstate", None) != FLOOR_REFUSED_SQLSTATE or refusal is None:
+                raise
+            detail = json.loads(refusal.message_detail)
+            raise self._below_floor(accounts_by_id[int(detail["account_id"])], int(detail["lowest"])) from None
+        return {key: int(entry_id) for entry_id, key in rows}
 
     def _write_sqlite(self, planned: list[PlannedEntry], recorded_at: datetime) -> dict[str, int]:
         new_ids: dict[str, int] = {}

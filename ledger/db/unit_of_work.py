@@ -137,18 +137,27 @@ class Database:
     def retries(self) -> int:
         return self._retries
 
-    def transaction(self, work: Callable[[UnitOfWork], T], *, read_only: bool = False) -> T:
-        """Run `work` in one transaction, committing once; retry it on a lost race."""
+    def transaction(self, work: Callable[[UnitOfWork], T], *, read_only: bool = False, single_write: bool = False) -> T:
+        """Run `work` in one transaction, committing once; retry it on a lost race.
+
+        `single_write`: `work` writes with one statement that is atomic by itself (the
+        posting statement), so on PostgreSQL it runs without an explicit transaction:
+        the statement is its own transaction, and BEGIN and COMMIT cost no round trips.
+        Its reads (accounts not yet cached, the originals of replayed keys) then each see
+        the latest committed data, which is all they need."""
         for attempt in range(1, self.max_attempts + 1):
             try:
                 with self.engine.connect() as connection:
                     # SQLite: a reader need not take the write lock (see engine.py).
                     connection.info["ledger_read_only"] = read_only
-                    if read_only and self.dialect == "postgresql":
-                        # One snapshot for all the reads of the transaction.
-                        connection = connection.execution_options(
-                            isolation_level="REPEATABLE READ", postgresql_readonly=True
-                        )
+                    if self.dialect == "postgresql":
+                        if read_only:
+                            # One snapshot for all the reads of the transaction.
+                            connection = connection.execution_options(
+                                isolation_level="REPEATABLE READ", postgresql_readonly=True
+                            )
+                        elif single_write:
+                            connection = connection.execution_options(isolation_level="AUTOCOMMIT")
                     with connection.begin():
                         uow = UnitOfWork(connection, self)
                         result = work(uow)

@@ -166,8 +166,11 @@ class MemoryDatabase:
         """The committed state (read it, do not change it: write through a transaction)."""
         return self._state
 
-    def transaction(self, work: Callable[[port.UnitOfWork], T], *, read_only: bool = False) -> T:
-        """Run `work` on a copy of the state; commit the copy when it returns, drop it if it raises."""
+    def transaction(
+        self, work: Callable[[port.UnitOfWork], T], *, read_only: bool = False, single_write: bool = False
+    ) -> T:
+        """Run `work` on a copy of the state; commit the copy when it returns, drop it if it raises.
+        (`single_write` changes nothing here: every transaction is all or nothing.)"""
         if self._owner == threading.get_ident():
             raise NestedTransaction("a transaction was begun inside another one on the same thread")
         with self._lock:
