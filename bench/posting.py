@@ -1,12 +1,16 @@
-"""Posting throughput and latency of the ledger, on PostgreSQL and SQLite.
+"""Posting throughput of the ledger on PostgreSQL, beside pgbench and a PL/pgSQL ledger.
 
-    .venv/bin/python -m bench.posting            # 8 s per figure
-    .venv/bin/python -m bench.posting --quick    # 2 s per figure, a smoke run
+    .venv/bin/python -m bench.posting            # 3 rounds, 6 s per figure
+    .venv/bin/python -m bench.posting --quick    # 1 round, 2 s per figure: a smoke run
 
-It creates a scratch PostgreSQL database (and drops it at the end), a temporary
-SQLite file, prints the machine, then one line per figure: entries/s and p50/p95/p99
-latency of each call. It asserts nothing; see bench/README.md for what the figures
-mean and the aims they are read against.
+Each round measures, one after the other on one scratch PostgreSQL database: single
+two-leg postings through `Ledger.post` with 1 and with 4 worker processes, batches of
+1,000 through `Ledger.post_batch`, a hot account (every posting credits one revenue
+account) with 4 processes, SQLite with 1 process, and on the same server in the same
+round pgbench's TPC-B-like workload and a PL/pgSQL ledger (one function call per
+transfer) with 1 and 4 clients. It prints every figure of every round, then the median
+of the rounds beside pgbench's and the ratio, the client CPU and round trips per
+posting. It asserts nothing; see bench/README.md for the aims it is read against.
 
 Environment: LEDGER_BENCH_POSTGRES_URL, an admin URL of the PostgreSQL server
 (default postgresql://postgres@127.0.0.1:5432/postgres); the role must be allowed
@@ -18,6 +22,7 @@ from __future__ import annotations
 import argparse
 import glob
 import logging
+import multiprocessing
 import os
 import platform
 import random
@@ -25,20 +30,22 @@ import re
 import resource
 import shutil
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
+from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
 from ledger.accounts import AccountSpec, AccountType
@@ -54,34 +61,15 @@ HOT_ACCOUNT = "revenue:bench:hot"
 HOT_SLOTS = 16
 
 # The aims the figures are read against (never asserted; see README.md).
-AIM_ONE_WORKER = 1_100
-AIM_FOUR_WORKERS = 3_300
+AIM_FOUR_VS_PGBENCH = 0.75
+AIM_ONE_VS_PGBENCH = 0.55
 AIM_BATCHED = 25_000
-AIM_HOT_SHARE = 90.0
+AIM_HOT_SHARE = 0.90
+AIM_CPU_MS = 0.3
+AIM_ROUND_TRIPS = 1.0
 
 
-# --- measuring -----------------------------------------------------------------------
-
-
-@dataclass
-class Result:
-    """What one measured phase did.
-
-    Attributes:
-        entries: entries posted.
-        seconds: wall time from the start signal to the last call's return.
-        latencies: seconds per call (one entry, or one batch).
-        retries: transactions the ledger ran again during the phase.
-    """
-
-    entries: int
-    seconds: float
-    latencies: list[float] = field(default_factory=list)
-    retries: int = 0
-
-    @property
-    def rate(self) -> float:
-        return self.entries / self.seconds if self.seconds > 0 else 0.0
+# --- measuring --------------------------------------------------------------------------
 
 
 def percentile(sorted_values: Sequence[float], p: float) -> float:
@@ -92,140 +80,264 @@ def percentile(sorted_values: Sequence[float], p: float) -> float:
     return sorted_values[rank - 1]
 
 
-# One call of a worker: post something, return how many entries it posted.
-Call = Callable[[], int]
+@dataclass(frozen=True)
+class Job:
+    """What one worker process does.
+
+    Attributes:
+        workload: "transfer", "hot", "batch" (through the ledger) or "plpgsql" (the reference).
+        url: the database (a SQLAlchemy URL for the ledger, a libpq one for the reference).
+        worker: its number, for its idempotency keys and random seed.
+        run: the run and figure, also for the keys.
+        accounts: how many asset accounts transfers move money between.
+        batch_size: entries per `post_batch` call.
+        warmup, seconds: unmeasured, then measured seconds.
+    """
+
+    workload: str
+    url: str
+    worker: int
+    run: str
+    accounts: int
+    batch_size: int
+    warmup: float
+    seconds: float
 
 
-def run_phase(ledger: Ledger, calls: Sequence[Call], seconds: float) -> Result:
-    """Run each call in its own thread (or inline for one) in a loop for `seconds`."""
-    retries_before = ledger.database.retries
-    counts = [0] * len(calls)
-    latencies: list[list[float]] = [[] for _ in calls]
-    ends = [0.0] * len(calls)
-    errors: list[BaseException] = []
-    start_gate = threading.Barrier(len(calls) + 1) if len(calls) > 1 else None
-    started = [0.0]
+@dataclass
+class Measured:
+    """What one worker did in its measured seconds."""
 
-    def loop(i: int) -> None:
-        call, lat = calls[i], latencies[i]
-        try:
-            if start_gate is not None:
-                start_gate.wait()
-            deadline = started[0] + seconds
-            n = 0
-            clock = time.perf_counter
-            while True:
-                t0 = clock()
-                if t0 >= deadline:
-                    break
-                n += call()
-                lat.append(clock() - t0)
-            counts[i] = n
-            ends[i] = clock()
-        except BaseException as error:  # report, do not hang the others
-            errors.append(error)
-            ends[i] = time.perf_counter()
-
-    if start_gate is None:
-        started[0] = time.perf_counter()
-        loop(0)
-    else:
-        threads = [threading.Thread(target=loop, args=(i,), name=f"bench-worker-{i}") for i in range(len(calls))]
-        for thread in threads:
-            thread.start()
-        started[0] = time.perf_counter()
-        start_gate.wait()
-        for thread in threads:
-            thread.join()
-    if errors:
-        raise errors[0]
-    return Result(
-        entries=sum(counts),
-        seconds=max(ends) - started[0],
-        latencies=sorted(x for lat in latencies for x in lat),
-        retries=ledger.database.retries - retries_before,
-    )
-
-
-def measure(ledger: Ledger, calls: Sequence[Call], seconds: float, warmup: float) -> Result:
-    if warmup > 0:
-        run_phase(ledger, calls, warmup)
-    return run_phase(ledger, calls, seconds)
-
-
-# --- workloads -------------------------------------------------------------------------
-
-
-class Keys:
-    """Idempotency keys unique to this run, figure and worker."""
-
-    def __init__(self, run_id: str, figure: str, worker: int) -> None:
-        self._prefix = f"bench-{run_id}-{figure}-w{worker}-"
-        self._n = 0
-
-    def next(self) -> str:
-        self._n += 1
-        return f"{self._prefix}{self._n}"
+    entries: int = 0
+    seconds: float = 0.0
+    cpu_seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    retries: int = 0
 
 
 def account_codes(count: int) -> list[str]:
     return [f"assets:bench:a{i:04d}" for i in range(count)]
 
 
-def open_accounts(ledger: Ledger, codes: Sequence[str], *, hot: bool) -> None:
-    for code in codes:
-        ledger.open_account(AccountSpec(code=code, type=AccountType.ASSET, currency=CURRENCY))
-    if hot:
-        ledger.open_account(AccountSpec(code=HOT_ACCOUNT, type=AccountType.REVENUE, currency=CURRENCY, slots=HOT_SLOTS))
+def ledger_call(job: Job, ledger: Ledger) -> Callable[[], int]:
+    """One call of a ledger worker: post something, return how many entries it posted."""
+    codes = account_codes(job.accounts)
+    rng = random.Random(f"{job.run}-{job.worker}")
+    prefix = f"bench-{job.run}-w{job.worker}-"
+    counter = iter(range(1, 1 << 62))
+
+    def transfer() -> EntryRequest:
+        a, b = rng.sample(codes, 2)
+        amount = rng.randint(1, 10_000)
+        return EntryRequest(f"{prefix}{next(counter)}", KIND, (debit(a, amount, CURRENCY), credit(b, amount, CURRENCY)))
+
+    def hot() -> EntryRequest:
+        amount = rng.randint(1, 10_000)
+        postings = (debit(rng.choice(codes), amount, CURRENCY), credit(HOT_ACCOUNT, amount, CURRENCY))
+        return EntryRequest(f"{prefix}{next(counter)}", "bench.sale", postings)
+
+    if job.workload == "batch":
+
+        def batch() -> int:
+            ledger.post_batch([transfer() for _ in range(job.batch_size)])
+            return job.batch_size
+
+        return batch
+    make = hot if job.workload == "hot" else transfer
+
+    def single() -> int:
+        ledger.post(make())
+        return 1
+
+    return single
 
 
-def transfer(keys: Keys, rng: random.Random, codes: Sequence[str]) -> EntryRequest:
-    """A two-leg entry between two distinct random accounts (no floors)."""
-    a, b = rng.sample(codes, 2)
-    amount = rng.randint(1, 10_000)
-    return EntryRequest(keys.next(), KIND, (debit(a, amount, CURRENCY), credit(b, amount, CURRENCY)))
+def plpgsql_call(job: Job, conn: psycopg.Connection[Any]) -> Callable[[], int]:
+    rng = random.Random(f"{job.run}-{job.worker}")
+    prefix = f"ref-{job.run}-w{job.worker}-"
+    counter = iter(range(1, 1 << 62))
+
+    def call() -> int:
+        a, b = rng.sample(range(1, job.accounts + 1), 2)
+        conn.execute(
+            "SELECT bench_ref.transfer(%s, %s, %s, %s)", (f"{prefix}{next(counter)}", a, b, rng.randint(1, 10_000))
+        )
+        return 1
+
+    return call
 
 
-def hot_sale(keys: Keys, rng: random.Random, codes: Sequence[str]) -> EntryRequest:
-    """A two-leg entry crediting the shared hot revenue account."""
-    amount = rng.randint(1, 10_000)
-    return EntryRequest(
-        keys.next(),
-        "bench.sale",
-        (debit(rng.choice(codes), amount, CURRENCY), credit(HOT_ACCOUNT, amount, CURRENCY)),
+def run_worker(job: Job, ready: Any, start: Any, results: Any) -> None:
+    """A worker process: connect, wait for the common start, warm up, measure, report."""
+    logging.getLogger("ledger.transactions").setLevel(logging.ERROR)
+    closers: list[Callable[[], None]] = []
+    try:
+        if job.workload == "plpgsql":
+            conn = psycopg.connect(job.url, autocommit=True)
+            closers.append(conn.close)
+            call = plpgsql_call(job, conn)
+            retries: Callable[[], int] = lambda: 0  # noqa: E731
+        else:
+            ledger = connect(job.url)
+            closers.append(ledger.close)
+            # A long-running writer has the accounts it posts to cached (they never change).
+            keys = [(code, CURRENCY) for code in account_codes(job.accounts)]
+            if job.workload == "hot":
+                keys.append((HOT_ACCOUNT, CURRENCY))
+            ledger.transaction(lambda uow: uow.accounts.resolve(keys), read_only=True)
+            call = ledger_call(job, ledger)
+            retries = lambda: ledger.database.retries  # noqa: E731
+        ready.wait()
+        start.wait()
+        clock = time.perf_counter
+        deadline = clock() + job.warmup
+        while clock() < deadline:
+            call()
+        measured = Measured()
+        retries_before = retries()
+        cpu_before, began = time.process_time(), clock()
+        deadline = began + job.seconds
+        while True:
+            t0 = clock()
+            if t0 >= deadline:
+                break
+            measured.entries += call()
+            measured.latencies.append(clock() - t0)
+        measured.seconds = clock() - began
+        measured.cpu_seconds = time.process_time() - cpu_before
+        measured.retries = retries() - retries_before
+        results.put((job.worker, measured))
+    except BaseException as error:
+        results.put((job.worker, f"{type(error).__name__}: {error}"))
+    finally:
+        for close in closers:
+            close()
+
+
+@dataclass
+class Figure:
+    """One figure of one round: all workers together."""
+
+    entries: int
+    seconds: float
+    cpu_seconds: float
+    latencies: list[float]
+    retries: int
+
+    @property
+    def rate(self) -> float:
+        return self.entries / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def cpu_ms_per_entry(self) -> float:
+        return 1000.0 * self.cpu_seconds / self.entries if self.entries else float("nan")
+
+
+def measure(jobs: Sequence[Job]) -> Figure:
+    """Run the jobs in worker processes (spawned: no engine crosses a fork) from one start."""
+    context = multiprocessing.get_context("spawn")
+    ready = context.Barrier(len(jobs) + 1)
+    start = context.Barrier(len(jobs) + 1)
+    results = context.Queue()
+    processes = [context.Process(target=run_worker, args=(job, ready, start, results)) for job in jobs]
+    for process in processes:
+        process.start()
+    try:
+        ready.wait(timeout=120)
+        start.wait(timeout=30)
+        outcomes = [results.get(timeout=jobs[0].warmup + jobs[0].seconds + 120) for _ in jobs]
+    finally:
+        for process in processes:
+            process.join(timeout=30)
+            if process.is_alive():
+                process.kill()
+    failures = [outcome for _, outcome in outcomes if isinstance(outcome, str)]
+    if failures:
+        raise BenchError(f"a worker failed: {failures[0]}")
+    measured = [outcome for _, outcome in outcomes if isinstance(outcome, Measured)]
+    return Figure(
+        entries=sum(m.entries for m in measured),
+        seconds=max(m.seconds for m in measured),
+        cpu_seconds=sum(m.cpu_seconds for m in measured),
+        latencies=sorted(x for m in measured for x in m.latencies),
+        retries=sum(m.retries for m in measured),
     )
 
 
-def single_posters(
-    ledger: Ledger,
-    run_id: str,
-    figure: str,
-    workers: int,
-    codes: Sequence[str],
-    make: Callable[[Keys, random.Random, Sequence[str]], EntryRequest],
-) -> list[Call]:
-    calls: list[Call] = []
-    for worker in range(workers):
-        keys = Keys(run_id, figure, worker)
-        rng = random.Random(f"{run_id}-{figure}-{worker}")
-
-        def call(keys: Keys = keys, rng: random.Random = rng) -> int:
-            ledger.post(make(keys, rng, codes))
-            return 1
-
-        calls.append(call)
-    return calls
+class BenchError(RuntimeError):
+    pass
 
 
-def batch_poster(ledger: Ledger, run_id: str, figure: str, codes: Sequence[str], size: int) -> Call:
-    keys = Keys(run_id, figure, 0)
-    rng = random.Random(f"{run_id}-{figure}")
+def round_trips(ledger: Ledger, codes: Sequence[str], run: str, *, batch_size: int = 1) -> tuple[float, int]:
+    """Round trips per call of `post` (or `post_batch`), and calls probed.
 
-    def call() -> int:
-        ledger.post_batch([transfer(keys, rng, codes) for _ in range(size)])
-        return size
+    Counted by SQLAlchemy's events: every statement, and BEGIN and COMMIT unless the
+    connection runs in autocommit (then the driver sends neither)."""
+    engine = ledger.database.engine
+    sent = [0]
 
-    return call
+    def statement(conn: Any, *args: Any) -> None:
+        sent[0] += 1
+
+    def begin_or_commit(conn: Any) -> None:
+        if not conn.connection.dbapi_connection.autocommit:
+            sent[0] += 1
+
+    rng = random.Random(run)
+    calls = 200 if batch_size == 1 else 5
+
+    def request(i: int) -> EntryRequest:
+        a, b = rng.sample(list(codes), 2)
+        return EntryRequest(f"probe-{run}-{i}", KIND, (debit(a, 100, CURRENCY), credit(b, 100, CURRENCY)))
+
+    ledger.post(request(-1))  # the accounts are cached from here on
+    event.listen(engine, "before_cursor_execute", statement)
+    for name in ("begin", "commit"):
+        event.listen(engine, name, begin_or_commit)
+    try:
+        for i in range(calls):
+            if batch_size == 1:
+                ledger.post(request(i))
+            else:
+                ledger.post_batch([request(i * batch_size + j + 1_000_000) for j in range(batch_size)])
+    finally:
+        event.remove(engine, "before_cursor_execute", statement)
+        for name in ("begin", "commit"):
+            event.remove(engine, name, begin_or_commit)
+    return sent[0] / calls, calls
+
+
+# --- the PL/pgSQL reference ledger ---------------------------------------------------------------
+
+# The reference a hand-written database ledger reaches: one function call per transfer
+# (entry, two postings, two balance updates in id order), from a minimal psycopg client.
+PLPGSQL_LEDGER = """
+CREATE SCHEMA bench_ref;
+CREATE TABLE bench_ref.accounts (id bigint PRIMARY KEY, balance bigint NOT NULL DEFAULT 0);
+CREATE TABLE bench_ref.entries (id bigserial PRIMARY KEY, key text NOT NULL UNIQUE,
+                                recorded_at timestamptz NOT NULL DEFAULT now());
+CREATE TABLE bench_ref.postings (id bigserial PRIMARY KEY, entry_id bigint NOT NULL REFERENCES bench_ref.entries,
+                                 account_id bigint NOT NULL REFERENCES bench_ref.accounts, amount bigint NOT NULL);
+CREATE FUNCTION bench_ref.transfer(k text, debit_id bigint, credit_id bigint, amount bigint) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    entry bigint;
+BEGIN
+    INSERT INTO bench_ref.entries (key) VALUES (k) RETURNING id INTO entry;
+    INSERT INTO bench_ref.postings (entry_id, account_id, amount) VALUES (entry, debit_id, amount), (entry, credit_id, -amount);
+    PERFORM 1 FROM bench_ref.accounts WHERE id IN (debit_id, credit_id) ORDER BY id FOR UPDATE;
+    UPDATE bench_ref.accounts SET balance = balance + amount WHERE id = debit_id;
+    UPDATE bench_ref.accounts SET balance = balance - amount WHERE id = credit_id;
+    RETURN entry;
+END
+$$;
+"""
+
+
+def create_plpgsql_ledger(conninfo: str, accounts: int) -> None:
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(PLPGSQL_LEDGER)
+        conn.execute("INSERT INTO bench_ref.accounts (id) SELECT generate_series(1, %s)", (accounts,))
 
 
 # --- machine ---------------------------------------------------------------------------
@@ -346,51 +458,10 @@ def find_pgbench() -> str | None:
     return candidates[0] if candidates else None
 
 
-@dataclass
-class PgbenchResult:
-    tps: float | None
-    note: str
-
-
-def run_pgbench(pg: Postgres, run_id: str, seconds: int, clients: int, threads: int) -> PgbenchResult:
-    binary = find_pgbench()
-    if binary is None:
-        return PgbenchResult(None, "pgbench not found (PATH, /usr/lib/postgresql/*/bin): skipped")
-    name = f"ledger_bench_pgbench_{run_id}"
-    pg.create(name)
-    try:
-        target = pg.conninfo(name)
-        init = subprocess.run(
-            [binary, "-i", "-s", "1", "-q", target], capture_output=True, text=True, timeout=600, check=False
-        )
-        if init.returncode != 0:
-            return PgbenchResult(None, f"pgbench -i failed: {(init.stderr or init.stdout).strip()[-300:]}")
-        bench = subprocess.run(
-            [binary, "-c", str(clients), "-j", str(threads), "-T", str(seconds), target],
-            capture_output=True,
-            text=True,
-            timeout=seconds + 300,
-            check=False,
-        )
-        if bench.returncode != 0:
-            return PgbenchResult(None, f"pgbench failed: {(bench.stderr or bench.stdout).strip()[-300:]}")
-        match = re.search(r"^tps = ([0-9.]+)", bench.stdout, re.MULTILINE)
-        if match is None:
-            return PgbenchResult(None, "could not find 'tps = ' in pgbench's output")
-        latency = re.search(r"^latency average = ([0-9.]+) ms", bench.stdout, re.MULTILINE)
-        version = subprocess.run([binary, "--version"], capture_output=True, text=True, check=False).stdout.strip()
-        note = f"{version}; TPC-B-like, scale 1, -c {clients} -j {threads} -T {seconds}"
-        if latency:
-            note += f", latency avg {float(latency.group(1)):.2f} ms"
-        return PgbenchResult(float(match.group(1)), note)
-    finally:
-        pg.drop(name)
-
-
 # --- output ----------------------------------------------------------------------------------
 
 
-LABEL_WIDTH = 50
+LABEL_WIDTH = 44
 
 
 def line(label: str, value: str) -> None:
@@ -401,18 +472,16 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1000:.2f}"
 
 
-def report(label: str, result: Result, *, unit: str = "entry", extra: str = "") -> None:
-    lat = result.latencies
-    text = f"{result.rate:>9,.0f} entries/s"
-    if lat:
-        text += (
-            f"   p50 {ms(percentile(lat, 50))}  p95 {ms(percentile(lat, 95))}  p99 {ms(percentile(lat, 99))} ms"
-            f" per {unit}"
-        )
-    text += f"   ({result.entries:,} entries in {result.seconds:.1f} s)"
-    if extra:
-        text += f"   {extra}"
-    line(label, text)
+def describe(figure: Figure, unit: str = "posting") -> str:
+    lat = figure.latencies
+    return (
+        f"{figure.rate:>9,.0f}/s   p50 {ms(percentile(lat, 50))}  p99 {ms(percentile(lat, 99))} ms per {unit}"
+        f"   cpu {figure.cpu_ms_per_entry:.3f} ms/entry   retries {figure.retries}"
+    )
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else float("nan")
 
 
 # --- main ------------------------------------------------------------------------------------
@@ -420,37 +489,37 @@ def report(label: str, result: Result, *, unit: str = "entry", extra: str = "") 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.posting", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, help="measured seconds per figure (default 8; 2 with --quick)")
+    parser.add_argument("--seconds", type=float, help="measured seconds per figure (default 6; 2 with --quick)")
     parser.add_argument("--warmup", type=float, help="warm-up seconds before each figure (default 1; 0.5 with --quick)")
-    parser.add_argument("--quick", action="store_true", help="a 2-second smoke run of every figure")
-    parser.add_argument("--workers", type=int, default=4, help="threads of figures 2 and 4 (default 4)")
-    parser.add_argument("--accounts", type=int, default=100, help="accounts entries move money between (default 100)")
+    parser.add_argument("--rounds", type=int, help="rounds; medians are printed (default 3; 1 with --quick)")
+    parser.add_argument("--quick", action="store_true", help="one short round of every figure: a smoke run")
+    parser.add_argument("--workers", type=int, default=4, help="processes of the multi-worker figures (default 4)")
+    parser.add_argument(
+        "--accounts", type=int, default=1000, help="accounts transfers move money between (default 1000)"
+    )
     parser.add_argument("--batch-size", type=int, default=1000, help="entries per post_batch call (default 1000)")
-    parser.add_argument("--pgbench-seconds", type=int, help="pgbench -T (default 10; 2 with --quick)")
     parser.add_argument("--no-pgbench", action="store_true", help="skip the pgbench reference")
     args = parser.parse_args(argv)
     if args.seconds is None:
-        args.seconds = 2.0 if args.quick else 8.0
+        args.seconds = 2.0 if args.quick else 6.0
     if args.warmup is None:
         args.warmup = 0.5 if args.quick else 1.0
-    if args.pgbench_seconds is None:
-        args.pgbench_seconds = 2 if args.quick else 10
+    if args.rounds is None:
+        args.rounds = 1 if args.quick else 3
     if args.accounts < 2:
         parser.error("--accounts must be at least 2")
-    if args.workers < 1 or args.batch_size < 1 or args.seconds <= 0 or args.warmup < 0:
-        parser.error("--workers, --batch-size and --seconds must be positive, --warmup not negative")
+    if min(args.workers, args.batch_size, args.rounds) < 1 or args.seconds <= 0 or args.warmup < 0:
+        parser.error("--workers, --batch-size, --rounds and --seconds must be positive, --warmup not negative")
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    # Retries are counted by the ledger and reported; a log line per retry would only
-    # slow the workers down and bury the figures.
     logging.getLogger("ledger.transactions").setLevel(logging.ERROR)
-
     run_id = uuid.uuid4().hex[:10]
     pg = Postgres(os.environ.get("LEDGER_BENCH_POSTGRES_URL") or DEFAULT_ADMIN_URL)
     codes = account_codes(args.accounts)
+    n = args.workers
 
     print(f"ledger posting benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC, run {run_id}")
     print("machine")
@@ -459,6 +528,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     line("os", f"{platform.system()} {platform.release()} {platform.machine()}")
     line("load average at start", load_average())
     line("python", f"{platform.python_version()} ({platform.python_implementation()}) {sys.executable}")
+    line("ledger code", str(Path(sys.modules["ledger"].__file__ or "?").parent))
     try:
         settings = pg.settings()
     except psycopg.Error as error:
@@ -472,93 +542,149 @@ def main(argv: Sequence[str] | None = None) -> int:
     line("sqlite", f"{sqlite3.sqlite_version} (WAL, synchronous=NORMAL)")
     line(
         "run",
-        f"{args.seconds:g} s per figure after {args.warmup:g} s warm-up; {args.accounts} accounts, "
-        f"{args.workers} workers, batches of {args.batch_size:,}",
+        f"{args.rounds} round(s); {args.seconds:g} s per figure after {args.warmup:g} s warm-up; "
+        f"{args.accounts} USD accounts, random pairs, 1-10,000 cents; {n} processes; batches of {args.batch_size:,}",
     )
 
     pg_name = f"ledger_bench_{run_id}"
+    pgbench_name = f"ledger_bench_pgbench_{run_id}"
     sqlite_dir = tempfile.mkdtemp(prefix="ledger_bench_")
+    sqlite_url = f"sqlite:///{Path(sqlite_dir) / 'bench.sqlite3'}"
     ledger: Ledger | None = None
     lite: Ledger | None = None
-    audits: list[tuple[str, str]] = []
+    pgbench = find_pgbench() if not args.no_pgbench else None
     try:
         pg.create(pg_name)
-        ledger = connect(pg.sqlalchemy_url(pg_name), migrate=True)
-        open_accounts(ledger, codes, hot=True)
-        print("figures (PostgreSQL database " + pg_name + ")")
+        url = pg.sqlalchemy_url(pg_name)
+        ledger = connect(url, migrate=True)
+        for code in codes:
+            ledger.open_account(AccountSpec(code=code, type=AccountType.ASSET, currency=CURRENCY))
+        ledger.open_account(AccountSpec(code=HOT_ACCOUNT, type=AccountType.REVENUE, currency=CURRENCY, slots=HOT_SLOTS))
+        lite = connect(sqlite_url, migrate=True)
+        for code in codes:
+            lite.open_account(AccountSpec(code=code, type=AccountType.ASSET, currency=CURRENCY))
+        create_plpgsql_ledger(pg.conninfo(pg_name), args.accounts)
+        if pgbench is not None:
+            pg.create(pgbench_name)
+            subprocess.run([pgbench, "-i", "-s", "1", "-q", pg.conninfo(pgbench_name)], capture_output=True, check=True)
 
-        one = measure(ledger, single_posters(ledger, run_id, "f1", 1, codes, transfer), args.seconds, args.warmup)
-        report("1. PostgreSQL, 1 worker, 2-leg entries", one, extra=f"aim >= {AIM_ONE_WORKER:,}/s")
+        def jobs(workload: str, workers: int, figure: str, at: str = url) -> list[Job]:
+            return [
+                Job(workload, at, w, f"{run_id}-{figure}", args.accounts, args.batch_size, args.warmup, args.seconds)
+                for w in range(workers)
+            ]
 
-        many = measure(
-            ledger, single_posters(ledger, run_id, "f2", args.workers, codes, transfer), args.seconds, args.warmup
-        )
-        report(
-            f"2. PostgreSQL, {args.workers} workers, 2-leg entries",
-            many,
-            extra=f"retries {many.retries}; aim >= {AIM_FOUR_WORKERS:,}/s",
-        )
+        def pgbench_tps(clients: int) -> float | None:
+            if pgbench is None:
+                return None
+            done = subprocess.run(
+                [
+                    pgbench,
+                    "-n",
+                    "-c",
+                    str(clients),
+                    "-j",
+                    str(min(clients, 2)),
+                    "-T",
+                    str(max(1, round(args.seconds))),
+                    pg.conninfo(pgbench_name),
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            found = re.search(r"^tps = ([0-9.]+)", done.stdout, re.MULTILINE)
+            return float(found.group(1)) if found else None
 
-        batched = measure(
-            ledger, [batch_poster(ledger, run_id, "f3", codes, args.batch_size)], args.seconds, args.warmup
-        )
-        report(
-            f"3. PostgreSQL, batches of {args.batch_size:,}, 1 connection",
-            batched,
-            unit="batch",
-            extra=f"aim >= {AIM_BATCHED:,}/s",
-        )
+        rows: dict[str, list[float]] = {}
+        cpu: dict[str, list[float]] = {}
 
-        hot = measure(
-            ledger, single_posters(ledger, run_id, "f4", args.workers, codes, hot_sale), args.seconds, args.warmup
-        )
-        share = 100.0 * hot.rate / many.rate if many.rate else float("nan")
-        report(
-            f"4. PostgreSQL, {args.workers} workers, hot account ({HOT_SLOTS} slots)",
-            hot,
-            extra=f"retries {hot.retries}; {share:.0f}% of figure 2 (aim >= {AIM_HOT_SHARE:.0f}%)",
-        )
+        def keep(name: str, value: float | None, cpu_ms: float | None = None) -> None:
+            if value is not None:
+                rows.setdefault(name, []).append(value)
+            if cpu_ms is not None:
+                cpu.setdefault(name, []).append(cpu_ms)
 
-        lite = connect(f"sqlite:///{Path(sqlite_dir) / 'bench.sqlite3'}", migrate=True)
-        open_accounts(lite, codes, hot=False)
-        sqlite_one = measure(lite, single_posters(lite, run_id, "f5", 1, codes, transfer), args.seconds, args.warmup)
-        report("5. SQLite, 1 worker, 2-leg entries", sqlite_one)
+        for r in range(1, args.rounds + 1):
+            print(f"round {r} of {args.rounds}")
+            figures = [
+                ("ledger, 1 process", jobs("transfer", 1, f"r{r}one"), "posting"),
+                (f"ledger, {n} processes", jobs("transfer", n, f"r{r}many"), "posting"),
+                (f"ledger, batches of {args.batch_size:,}, 1 process", jobs("batch", 1, f"r{r}batch"), "batch"),
+                (f"ledger, hot account, {n} processes", jobs("hot", n, f"r{r}hot"), "posting"),
+                ("ledger on SQLite, 1 process", jobs("transfer", 1, f"r{r}lite", sqlite_url), "posting"),
+                ("PL/pgSQL ledger, 1 client", jobs("plpgsql", 1, f"r{r}ref1", pg.conninfo(pg_name)), "call"),
+                (f"PL/pgSQL ledger, {n} clients", jobs("plpgsql", n, f"r{r}refn", pg.conninfo(pg_name)), "call"),
+            ]
+            for name, figure_jobs, unit in figures:
+                figure = measure(figure_jobs)
+                keep(name, figure.rate, figure.cpu_ms_per_entry)
+                line(name, describe(figure, unit))
+            for clients in (1, n):
+                tps = pgbench_tps(clients)
+                keep(f"pgbench c={clients}", tps)
+                line(f"pgbench TPC-B-like, c={clients}", "skipped" if tps is None else f"{tps:>9,.0f} tps")
 
-        if args.no_pgbench:
-            line("6. pgbench reference", "skipped (--no-pgbench)")
-        else:
-            ref = run_pgbench(pg, run_id, args.pgbench_seconds, clients=8, threads=2)
-            if ref.tps is None:
-                line("6. pgbench reference", ref.note)
-            else:
-                line(
-                    "6. pgbench reference, 8 clients",
-                    f"{ref.tps:>9,.0f} tps   figure 2 is {100.0 * many.rate / ref.tps:.0f}% of it   ({ref.note})",
-                )
+        med = {name: median(values) for name, values in rows.items()}
+        med_cpu = {name: median(values) for name, values in cpu.items()}
+        pgb1, pgbn = med.get("pgbench c=1"), med.get(f"pgbench c={n}")
+
+        def ratio(value: float, reference: float | None) -> str:
+            return "" if not reference else f"{value / reference:.2f}x"
+
+        print(f"medians of {args.rounds} round(s), each figure beside the same run's references")
+        one, many = med["ledger, 1 process"], med[f"ledger, {n} processes"]
+        plpg1, plpgn = med["PL/pgSQL ledger, 1 client"], med[f"PL/pgSQL ledger, {n} clients"]
+        line(
+            "single postings, 1 process",
+            f"{one:>7,.0f}/s  pgbench c=1 {pgb1 or 0:,.0f} tps: {ratio(one, pgb1)} (aim >= {AIM_ONE_VS_PGBENCH}x)"
+            f"  PL/pgSQL {plpg1:,.0f}/s: {ratio(one, plpg1)}",
+        )
+        line(
+            f"single postings, {n} processes",
+            f"{many:>7,.0f}/s  pgbench c={n} {pgbn or 0:,.0f} tps: {ratio(many, pgbn)} (aim >= {AIM_FOUR_VS_PGBENCH}x)"
+            f"  PL/pgSQL {plpgn:,.0f}/s: {ratio(many, plpgn)}",
+        )
+        line("PL/pgSQL ledger vs pgbench", f"c=1 {ratio(plpg1, pgb1)}, c={n} {ratio(plpgn, pgbn)}")
+        batched = med[f"ledger, batches of {args.batch_size:,}, 1 process"]
+        line(f"batches of {args.batch_size:,}, 1 process", f"{batched:>7,.0f} entries/s (aim >= {AIM_BATCHED:,})")
+        hot = med[f"ledger, hot account, {n} processes"]
+        line(f"hot account, {n} processes", f"{hot:>7,.0f}/s: {hot / many:.0%} of uniform (aim >= {AIM_HOT_SHARE:.0%})")
+        line("SQLite, 1 process", f"{med['ledger on SQLite, 1 process']:>7,.0f}/s")
+        line(
+            "client CPU per posting (ledger workers)",
+            f"1 process {med_cpu['ledger, 1 process']:.3f} ms, {n} processes {med_cpu[f'ledger, {n} processes']:.3f} ms"
+            f" (aim <= {AIM_CPU_MS} ms); PL/pgSQL client {med_cpu['PL/pgSQL ledger, 1 client']:.3f} ms",
+        )
+        trips, probed = round_trips(ledger, codes, run_id)
+        batch_trips, _ = round_trips(ledger, codes, run_id + "b", batch_size=args.batch_size)
+        line(
+            "round trips per posting (PostgreSQL)",
+            f"{trips:.2f} per post (aim <= {AIM_ROUND_TRIPS:g}; {probed} posts probed), "
+            f"{batch_trips:.2f} per batch of {args.batch_size:,}",
+        )
 
         print("sanity")
         report_pg = ledger.audit()
-        audits.append(("ledger audit, PostgreSQL bench database", f"ok={report_pg.ok}"))
+        line("ledger audit, PostgreSQL bench database", f"ok={report_pg.ok}")
         report_lite = lite.audit()
-        audits.append(("ledger audit, SQLite bench file", f"ok={report_lite.ok}"))
-        for label, value in audits:
-            line(label, value)
+        line("ledger audit, SQLite bench file", f"ok={report_lite.ok}")
         if not report_pg.ok:
             print(report_pg.summary())
         if not report_lite.ok:
             print(report_lite.summary())
         line("load average at end", load_average())
-        line("peak RSS of this process", f"{peak_rss_kib() / 1024:.0f} MiB")
     finally:
         if lite is not None:
             lite.close()
         shutil.rmtree(sqlite_dir, ignore_errors=True)
         if ledger is not None:
             ledger.close()
-        try:
-            pg.drop(pg_name)
-        except psycopg.Error as error:
-            print(f"could not drop database {pg_name}: {error}", file=sys.stderr)
+        for name in (pg_name, pgbench_name):
+            try:
+                pg.drop(name)
+            except psycopg.Error as error:
+                print(f"could not drop database {name}: {error}", file=sys.stderr)
     return 0
 
 
