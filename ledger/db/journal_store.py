@@ -84,9 +84,13 @@ def balance_moves(planned: Iterable[PlannedEntry]) -> dict[tuple[int, int], tupl
     return {key: (running[key], lowest[key]) for key in running}
 
 
-# One round trip on PostgreSQL. `locked` takes the balance row locks in sorted
-# order (the LockRows step runs above the sort); `updated` joins to it, so no row is
-# updated before it has been locked in that order. The last branch calls
+# One round trip on PostgreSQL. `locked` takes the balance row locks in (account,
+# slot) order: the lateral lookup runs once per move, in the sorted order of the
+# moves, and each is a primary-key probe (a join over the whole table would read every
+# balance row once the planner, which expects 100 rows from jsonb_to_recordset, picks a
+# hash join). `updated` joins to it, so no row is updated before it has been locked in
+# that order; were that order ever lost, two writers could deadlock, and the loser's
+# transaction would be run again (`Database.transaction`), never booked wrong. The last branch calls
 # `ledger_refuse_below_floor` (migration 0012) for any account whose lowest running
 # balance over the batch would be below its floor: the function raises, and the whole
 # statement, data-modifying CTEs included, is undone. Its SQLAlchemy counterpart is
@@ -125,10 +129,10 @@ moves AS (
      GROUP BY account_id, slot
 ),
 locked AS (
-    SELECT b.account_id, b.slot
-      FROM balances b JOIN moves m ON m.account_id = b.account_id AND m.slot = b.slot
-     ORDER BY b.account_id, b.slot
-       FOR UPDATE OF b
+    SELECT l.account_id, l.slot
+      FROM (SELECT account_id, slot FROM moves ORDER BY account_id, slot) AS m
+     CROSS JOIN LATERAL (SELECT b.account_id, b.slot FROM balances b
+                          WHERE b.account_id = m.account_id AND b.slot = m.slot FOR UPDATE) AS l
 ),
 updated AS (
     UPDATE balances b SET balance = b.balance + m.total
