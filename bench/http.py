@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.http             # 200 requests/s for 20 s after a 2 s warm-up
     .venv/bin/python -m bench.http --quick     # 5 s (and a 1 s warm-up): a smoke run
+    .venv/bin/python -m bench.http --workers 1 # one server process (default: `ledger serve`'s)
 
 It creates a scratch PostgreSQL database, migrates it with `ledger db upgrade`,
 creates a marketplace API key with `ledger keys create`, starts `ledger serve` on a
@@ -91,6 +92,30 @@ def process_cpu_seconds(pid: int) -> float | None:
         return None
 
 
+def parent_pid(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return int(stat[stat.rindex(")") + 2 :].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def process_tree(root: int) -> list[int]:
+    """`root` and its descendants (uvicorn's supervisor, its workers and their helpers), from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            parent = parent_pid(int(entry.name))
+            if parent is not None:
+                children.setdefault(parent, []).append(int(entry.name))
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo += children.get(pid, [])
+    return tree
+
+
 def backend_pids(database: str) -> list[int]:
     """PostgreSQL backends connected to `database` (their title names it), from /proc/*/cmdline."""
     marker = f" {database} ".encode()
@@ -108,24 +133,43 @@ def backend_pids(database: str) -> list[int]:
 
 @dataclass
 class CpuSnapshot:
-    """CPU counters at one moment: the machine, `ledger serve`, this process, the database's backends."""
+    """CPU counters at one moment: the machine, `ledger serve` (each of its processes), this
+    process, the database's backends."""
 
     at: float
     machine: tuple[int, int]
-    server: float | None
+    server: dict[int, float]
     own: float
     backends: dict[int, float]
 
     @classmethod
     def take(cls, server_pid: int, database: str) -> CpuSnapshot:
-        backends = {pid: process_cpu_seconds(pid) for pid in backend_pids(database)}
         return cls(
             time.perf_counter(),
             machine_cpu_ticks(),
-            process_cpu_seconds(server_pid),
+            cpu_of(process_tree(server_pid)),
             time.process_time(),
-            {pid: cpu for pid, cpu in backends.items() if cpu is not None},
+            cpu_of(backend_pids(database)),
         )
+
+
+def cpu_of(pids: Sequence[int]) -> dict[int, float]:
+    found = {pid: process_cpu_seconds(pid) for pid in pids}
+    return {pid: cpu for pid, cpu in found.items() if cpu is not None}
+
+
+def cpu_seconds_between(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds the processes used between two snapshots (one started in between: all of its own)."""
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
+
+
+def cpu_per_request(before: CpuSnapshot, after: CpuSnapshot, answered: int) -> str:
+    """CPU milliseconds per answered request (cores x seconds / requests): the server's, the database's."""
+    if not answered:
+        return "no 2xx answers"
+    server = cpu_seconds_between(before.server, after.server) / answered * 1000
+    backends = cpu_seconds_between(before.backends, after.backends) / answered * 1000
+    return f"`ledger serve` {server:.2f}, PostgreSQL backends {backends:.2f}, together {server + backends:.2f}"
 
 
 def cpu_usage(before: CpuSnapshot, after: CpuSnapshot) -> list[str]:
@@ -136,26 +180,29 @@ def cpu_usage(before: CpuSnapshot, after: CpuSnapshot) -> list[str]:
     busy, total = after.machine[0] - before.machine[0], after.machine[1] - before.machine[1]
     cores = os.cpu_count() or 1
     used = {
-        "`ledger serve`": (after.server - before.server)
-        if after.server is not None and before.server is not None
-        else None,
-        "PostgreSQL backends of the bench database": sum(
-            cpu - before.backends.get(pid, 0.0) for pid, cpu in after.backends.items()
-        ),
+        f"`ledger serve` ({len(after.server)} processes)": cpu_seconds_between(before.server, after.server),
+        "PostgreSQL backends of the bench database": cpu_seconds_between(before.backends, after.backends),
         "this load generator": after.own - before.own,
     }
     parts = []
     if total > 0:
         machine = busy / total * cores
         parts.append(f"machine {machine:.2f} of {cores} cores busy")
-    parts += [f"{label} {seconds / wall:.2f}" for label, seconds in used.items() if seconds is not None]
+    parts += [f"{label} {seconds / wall:.2f}" for label, seconds in used.items()]
     if total > 0:
-        known = sum(seconds for seconds in used.values() if seconds is not None) / wall
+        known = sum(used.values()) / wall
         parts.append(f"everything else (other processes, kernel) {max(0.0, machine - known):.2f}")
     return parts
 
 
 # --- the server --------------------------------------------------------------------------
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 def ledger_command() -> str:
@@ -185,9 +232,12 @@ def run_ledger(env: dict[str, str], *args: str) -> str:
 
 
 class Server:
-    """`ledger serve` as a subprocess in its own session, its output in a log file."""
+    """`ledger serve` as a subprocess in its own session, its output in a log file.
 
-    def __init__(self, env: dict[str, str], port: int, database: str) -> None:
+    `workers`: its `--workers` (None: `ledger serve`'s default, one process per core on
+    PostgreSQL)."""
+
+    def __init__(self, env: dict[str, str], port: int, database: str, workers: int | None = None) -> None:
         self.port = port
         self.database = database
         self.base_url = f"http://127.0.0.1:{port}"
@@ -196,8 +246,9 @@ class Server:
         self.keep_log = False  # kept, and its path printed, when the API answered 5xx
         with os.fdopen(handle, "wb") as log:
             # Its own session: a Ctrl-C reaches the benchmark only, which then stops it in order.
+            workers_option = [] if workers is None else ["--workers", str(workers)]
             self.process = subprocess.Popen(
-                [ledger_command(), "serve", "--host", "127.0.0.1", "--port", str(port)],
+                [ledger_command(), "serve", "--host", "127.0.0.1", "--port", str(port), *workers_option],
                 env={**env, "PYTHONUNBUFFERED": "1"},
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -208,6 +259,10 @@ class Server:
     @property
     def pid(self) -> int:
         return self.process.pid
+
+    def worker_pids(self) -> list[int]:
+        """The server processes under uvicorn's supervisor; none when it serves in one process."""
+        return [pid for pid in process_tree(self.pid)[1:] if b"spawn_main" in _cmdline(pid)]
 
     def log_size(self) -> int:
         try:
@@ -224,6 +279,8 @@ class Server:
             return ""
 
     def wait_ready(self, timeout: float) -> None:
+        """Until /health/ready answers and every server process has started (the supervisor
+        starts them all at once, so all are listed once one answers)."""
         deadline = time.monotonic() + timeout
         last = "no answer yet"
         while time.monotonic() < deadline:
@@ -234,7 +291,8 @@ class Server:
                 probe.request("GET", "/health/ready")
                 response = probe.getresponse()
                 body = response.read()
-                if response.status == 200:
+                started = self.log_text().count("Application startup complete.")
+                if response.status == 200 and started >= max(1, len(self.worker_pids())):
                     return
                 last = f"{response.status} {body[:200].decode(errors='replace')}"
             except (OSError, HTTPException) as error:
@@ -250,7 +308,8 @@ class Server:
             try:
                 self.process.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                self.process.kill()
+                # The whole session: the supervisor and its workers.
+                os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(timeout=15)
 
 
@@ -561,6 +620,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--contracts", type=int, default=100, help="client-freelancer pairs (default 100)")
     parser.add_argument(
+        "--workers",
+        type=int,
+        help="`ledger serve --workers N`: server processes (default: serve's, one per CPU core on PostgreSQL)",
+    )
+    parser.add_argument(
         "--no-idempotency-key", action="store_true", help="send the approvals without an Idempotency-Key header"
     )
     args = parser.parse_args(argv)
@@ -568,9 +632,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.seconds = 5.0 if args.quick else 20.0
     if args.warmup is None:
         args.warmup = 1.0 if args.quick else 2.0
-    if min(args.rate, args.seconds, args.timeout) <= 0 or min(args.contracts, args.connections) < 1 or args.warmup < 0:
+    counts = [args.contracts, args.connections] + ([] if args.workers is None else [args.workers])
+    if min(args.rate, args.seconds, args.timeout) <= 0 or min(counts) < 1 or args.warmup < 0:
         parser.error(
-            "--rate, --seconds, --timeout, --contracts and --connections must be positive, --warmup not negative"
+            "--rate, --seconds, --timeout, --contracts, --connections and --workers must be positive,"
+            " --warmup not negative"
         )
     return args
 
@@ -640,6 +706,7 @@ def bench(args: argparse.Namespace, run_id: str, server: Server, api_key: str) -
     )
     for n, part in enumerate(cpu_usage(cpu_before, cpu_after)):
         line("" if n else "cpu while measured, in cores", part)
+    line("cpu per 2xx approval, ms", cpu_per_request(cpu_before, cpu_after, len(ok)))
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 0
     verdict = "within" if p99 <= GOAL_P99_MS / 1000 else "above"
     comparable = args.rate == GOAL_RATE and cores == GOAL_CORES
@@ -686,6 +753,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "run",
         f"{args.rate:g} requests/s for {args.seconds:g} s after {args.warmup:g} s warm-up; "
         f"{args.contracts} contracts; {args.connections} connections; "
+        f"{'serve default' if args.workers is None else args.workers} workers; "
         f"Idempotency-Key {'off' if args.no_idempotency_key else 'on'}; client timeout {args.timeout:g} s",
     )
 
@@ -698,9 +766,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         created = True
         run_ledger(env, "db", "upgrade")
         api_key = run_ledger(env, "keys", "create", "--role", "marketplace").strip().splitlines()[-1]
-        server = Server(env, free_port(), db_name)
+        server = Server(env, free_port(), db_name, args.workers)
         server.wait_ready(SERVER_START_TIMEOUT)
-        line("server", f"`ledger serve` pid {server.pid} on {server.base_url}, database {db_name}")
+        workers = server.worker_pids()
+        processes = (
+            f"supervisor pid {server.pid}, workers {', '.join(map(str, workers))}" if workers else f"pid {server.pid}"
+        )
+        line("server", f"`ledger serve` {processes} on {server.base_url}, database {db_name}")
         bench(args, run_id, server, api_key)
 
         print("sanity")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -23,7 +24,7 @@ from ledger.api.idempotency import prune_idempotency_keys
 from ledger.api.keys import create_key, list_keys, revoke_key
 from ledger.bootstrap import Services, build_services
 from ledger.config import Settings, load_settings, parse_duration
-from ledger.db.engine import current_revision, head_revision, make_engine, upgrade
+from ledger.db.engine import backend_name, current_revision, head_revision, make_engine, upgrade
 from ledger.errors import LedgerError
 from ledger.escrow.operations import list_orders, resolve_order, retry_order
 from ledger.escrow.services.transactions import require_gateway
@@ -58,6 +59,23 @@ def parse_time(text: str) -> datetime:
     if moment.tzinfo is None:
         raise UsageError(f"{text!r} has no UTC offset; add Z or +00:00")
     return moment
+
+
+def parse_workers(text: str) -> int:
+    try:
+        workers = int(text)
+    except ValueError:
+        workers = 0
+    if workers < 1:
+        raise UsageError(f"--workers must be a whole number of processes, at least 1, not {text!r}")
+    return workers
+
+
+def cpu_cores() -> int:
+    """The CPU cores this process may run on (its affinity, which a container may narrow)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1  # pragma: no cover
 
 
 def parse_duration_argument(text: str) -> timedelta:
@@ -178,6 +196,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve the HTTP API")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--workers",
+        type=parse_workers,
+        help="server processes (default: one per CPU core on PostgreSQL; SQLite allows only 1)",
+    )
 
     demo = commands.add_parser("demo", help="fill an empty database with a demo marketplace")
     demo.add_argument("--if-empty", action="store_true", help="do nothing (exit 0) if the database has data")
@@ -420,9 +443,26 @@ def run_worker_command(services: Services, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+#: What uvicorn imports in each server process of `ledger serve --workers N` (N > 1).
+APP_FACTORY = "ledger.api.app:create_app_from_environment"
+
+
 def run_serve(services: Services, args: argparse.Namespace) -> int:
-    app = create_app(services)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    """One process serving the app over `services`, or, with more than one worker, uvicorn's
+    supervisor and that many server processes, each building its own services from the
+    same environment (`create_app_from_environment`). The services built here have
+    checked the settings and the database first, so a bad setup is one line, not N."""
+    sqlite = backend_name(services.settings.database_url) == "sqlite"
+    workers = args.workers or (1 if sqlite else cpu_cores())
+    if sqlite and workers > 1:
+        # SQLite has one writer at a time: the other processes would queue on its lock
+        # and, past the busy timeout, answer SQLITE_BUSY.
+        raise UsageError(f"--workers {workers} needs PostgreSQL: SQLite serves from one process (--workers 1)")
+    if workers == 1:
+        uvicorn.run(create_app(services), host=args.host, port=args.port, log_level="info")
+        return EXIT_OK
+    services.close()  # the supervisor serves nothing: each worker opens its own
+    uvicorn.run(APP_FACTORY, factory=True, workers=workers, host=args.host, port=args.port, log_level="info")
     return EXIT_OK
 
 

@@ -6,7 +6,14 @@ through Litestar's dependency injection (`ledger.api.dependencies`).
 
 from __future__ import annotations
 
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+from collections.abc import Callable, Sequence
 from datetime import timedelta
+from multiprocessing.process import BaseProcess
 
 from litestar import Litestar, get
 from litestar.di import NamedDependency
@@ -34,8 +41,10 @@ from ledger.api.problems import EXCEPTION_HANDLERS
 from ledger.api.reports import ReportController
 from ledger.api.timeout import RequestTimeout
 from ledger.api.webhooks import stripe_webhook
-from ledger.bootstrap import Services
+from ledger.bootstrap import Services, build_services
 from ledger.service import Ledger
+
+log = logging.getLogger(__name__)
 
 
 class Health(Struct, omit_defaults=True):
@@ -68,12 +77,14 @@ def create_app(
     stripe_webhook_secret: str | None = None,
     request_timeout_seconds: float | None = None,
     idempotency_lease_margin: timedelta | None = None,
+    on_shutdown: Sequence[Callable[[], None]] = (),
     debug: bool = False,
 ) -> Litestar:
     """The API over the services (`ledger.bootstrap`). The options default to the
     services' settings: a request not answered within `request_timeout_seconds` gets a
     503 (`ledger.api.timeout`); an Idempotency-Key claim left in progress holds its key
-    for the timeout plus `idempotency_lease_margin`."""
+    for the timeout plus `idempotency_lease_margin`. `on_shutdown` runs when the server
+    stops."""
     settings = services.settings
     stripe_webhook_secret = stripe_webhook_secret or settings.stripe_webhook_secret
     if request_timeout_seconds is None:
@@ -102,6 +113,7 @@ def create_app(
         guards=[RequireRole(services.book)],
         middleware=[RequestTimeout(request_timeout_seconds)],
         exception_handlers=EXCEPTION_HANDLERS,
+        on_shutdown=list(on_shutdown),
         openapi_config=OpenAPIConfig(
             title="ledger",
             version="1.0.0",
@@ -119,3 +131,32 @@ def create_app(
         ),
         debug=debug,
     )
+
+
+def create_app_from_environment() -> Litestar:
+    """The app factory of `ledger serve --workers N`: each server process calls it for
+    itself (uvicorn imports it by name, `factory=True`), so each builds its own
+    services, engine, connection pools and gateway from the environment
+    (`ledger.config`) and closes them when it stops; no process shares one with
+    another. Also usable as `uvicorn --factory ledger.api.app:create_app_from_environment`.
+
+    A worker started by uvicorn's supervisor stops (SIGTERM, a graceful shutdown) when
+    the supervisor is gone: killed with SIGKILL, it can no longer stop its workers,
+    which would serve on unsupervised, holding the port and their database connections.
+    """
+    services = build_services()
+    try:
+        app = create_app(services, on_shutdown=[services.close])
+    except Exception:
+        services.close()
+        raise
+    supervisor = multiprocessing.parent_process()
+    if supervisor is not None:
+        threading.Thread(target=_stop_with, args=(supervisor,), name="ledger-supervisor-watch", daemon=True).start()
+    return app
+
+
+def _stop_with(supervisor: BaseProcess) -> None:
+    supervisor.join()  # returns when the supervisor has exited (its sentinel pipe closed)
+    log.warning("the server's supervisor (pid %s) is gone: stopping this worker", supervisor.pid)
+    os.kill(os.getpid(), signal.SIGTERM)

@@ -2,8 +2,9 @@
 
 Account attributes never change once opened, so they are cached per process once
 their transaction has committed (the posting hot path then needs no account
-lookups). Balances are stored per (account, slot) on the account's normal side; an
-account's balance is the sum of its slots.
+lookups; docs/architecture.md, "Server processes and caches"). Balances are stored
+per (account, slot) on the account's normal side; an account's balance is the sum
+of its slots.
 """
 
 from __future__ import annotations

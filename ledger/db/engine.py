@@ -43,6 +43,11 @@ def make_engine(url: str, **options: Any) -> Engine:
     )
 
 
+def backend_name(url: str) -> str:
+    """`sqlite` or `postgresql` (or whatever else the URL names), without connecting."""
+    return make_url(url).get_backend_name()
+
+
 def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def on_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -123,7 +123,9 @@ class Server:
         self.standby = self._spawn()
 
     def _spawn(self) -> subprocess.Popen[bytes]:
-        command = [sys.executable, "-c", STANDBY, "serve", "--host", "127.0.0.1", "--port", str(self.port)]
+        address = ["--host", "127.0.0.1", "--port", str(self.port)]
+        # One process: the test kills it and names the leases it held by its pid.
+        command = [sys.executable, "-c", STANDBY, "serve", *address, "--workers", "1"]
         return subprocess.Popen(
             command, cwd=ROOT, env=self.env, stdin=subprocess.PIPE, stdout=self.log, stderr=subprocess.STDOUT
         )

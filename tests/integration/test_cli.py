@@ -9,12 +9,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import uvicorn
 from sqlalchemy import text
 
 from ledger import AccountSpec, AccountType, EntryRequest, credit, debit
 from ledger.api.idempotency import claim_lease
 from ledger.bootstrap import connect
-from ledger.cli import main
+from ledger.cli import APP_FACTORY, cpu_cores, main
 from ledger.db.unit_of_work import UnitOfWork
 
 
@@ -49,10 +50,44 @@ def test_bad_input_gets_one_line_and_exit_2(
         (["balance", "assets:nope", "ZZZ"], "unknown currency"),
         (["balance", "a", "USD", "--as-of", "2026-01-01T00:00:00"], "no UTC offset"),
         (["frobnicate"], "invalid choice"),
+        (["serve", "--workers", "0"], "--workers must be a whole number"),
+        (["serve", "--workers", "-2"], "--workers must be a whole number"),
+        (["serve", "--workers", "two"], "--workers must be a whole number"),
     ]:
         assert main(args) == 2
         err = capsys.readouterr().err
         assert err.startswith("ledger: error: ") and message in err and err.count("\n") == 1
+
+
+def test_serve_runs_a_process_per_core_on_postgresql_and_one_on_sqlite(
+    fresh_database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    served: list[tuple[object, dict[str, object]]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: served.append((app, options)))
+    # Not the app itself: building a Litestar app sets up the process's logging.
+    one_process_app = object()
+    monkeypatch.setattr("ledger.cli.create_app", lambda services: one_process_app)
+    monkeypatch.setenv("LEDGER_DATABASE_URL", fresh_database_url)
+    sqlite = fresh_database_url.startswith("sqlite")
+    if sqlite:
+        # Refused: one writer at a time; other processes would answer SQLITE_BUSY.
+        assert main(["serve", "--workers", "2"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("ledger: error: --workers 2 needs PostgreSQL") and err.count("\n") == 1
+        assert not served
+    assert main(["serve", "--workers", "1"]) == 0
+    app, options = served.pop()
+    assert app is one_process_app and "workers" not in options  # one process, over the services built here
+    assert main(["serve"]) == 0
+    app, options = served.pop()
+    if sqlite or cpu_cores() == 1:
+        assert app is one_process_app and "workers" not in options
+    else:
+        assert (app, options["factory"], options["workers"]) == (APP_FACTORY, True, cpu_cores())
+    if not sqlite:
+        assert main(["serve", "--workers", "3", "--port", "8123"]) == 0
+        app, options = served.pop()
+        assert (app, options["factory"], options["workers"], options["port"]) == (APP_FACTORY, True, 3, 8123)
 
 
 def test_balance_and_journal_read_the_ledger(
