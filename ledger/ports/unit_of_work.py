@@ -8,7 +8,7 @@ implements this over SQLAlchemy.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Protocol, TypeVar
 
 from ledger.clock import Clock
@@ -101,5 +101,11 @@ class Transactions(Protocol):
     def retries(self) -> int: ...
 
     def transaction(self, work: Callable[[UnitOfWork], T], *, read_only: bool = False) -> T: ...
+
+    def stream(self, work: Callable[[UnitOfWork], Iterator[T]]) -> Iterator[T]:
+        """What `work(uow)` yields, read in one read-only transaction (one snapshot) that
+        begins at the first `next` and stays open until the iterator is exhausted or
+        closed. Not retried: what was yielded may already have been sent."""
+        ...
 
     def dispose(self) -> None: ...
