@@ -20,6 +20,7 @@ to create databases.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
@@ -44,13 +45,16 @@ from sqlalchemy import create_engine, func, select
 from bench.http import ledger_command
 from bench.posting import Postgres, cpu_cores, cpu_model, gib, load_average, meminfo_kib
 from ledger.accounts import AccountSpec, AccountType
+from ledger.audit import AuditReport, Check, run_checks
 from ledger.bookkeeping import open_account
-from ledger.bootstrap import Services, connect
+from ledger.bootstrap import Services, connect, marketplace_checks
 from ledger.config import normalize_database_url
 from ledger.db.provider_books import DatabaseBooks
 from ledger.db.schema import entries
+from ledger.gateway.books import provider_books_of
 from ledger.gateway.simulated import SimulatedGateway
 from ledger.journal import EntryRequest, Posting, credit, debit
+from ledger.ports.unit_of_work import UnitOfWork
 from ledger.service import Ledger
 
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -294,6 +298,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--accounts", type=int, default=2_000, help="asset accounts per currency")
     parser.add_argument("--reversals", type=int, default=1_000, help="transfers reversed afterwards")
     parser.add_argument("--sqlite", action="store_true", help="a SQLite file instead of PostgreSQL")
+    parser.add_argument("--no-breakdown", action="store_true", help="skip timing each check on its own")
     parser.add_argument("--seed", type=int, default=1, help="random seed of amounts and accounts")
     args = parser.parse_args(argv)
     if args.entries < 0 or args.milestones < 0 or args.reversals < 0:
@@ -337,14 +342,31 @@ def bench(args: argparse.Namespace, url: str, run_id: str, pg: Postgres | None, 
         line("entries in the journal", f"{journal_size(url):,}")
         if pg is not None:
             line("database size", database_size(pg, db_name))
+
+        print("ledger audit")
+        env = {**os.environ, "LEDGER_DATABASE_URL": url, "LEDGER_GATEWAY": "simulated"}
+        line("command", f"{ledger_command()} audit --json (LEDGER_GATEWAY=simulated)")
+        run = run_audit(env)
+        print_audit(run, built.entries)
+        if not args.no_breakdown:
+            print("time per check (each alone, in this process)")
+            check_times(book, gateway)
     finally:
         services.close()  # the gateway's books too
 
-    print("ledger audit")
-    env = {**os.environ, "LEDGER_DATABASE_URL": url, "LEDGER_GATEWAY": "simulated"}
-    line("command", f"{ledger_command()} audit --json (LEDGER_GATEWAY=simulated)")
-    run = run_audit(env)
-    print_audit(run, built.entries)
+
+def run_alone(check: tuple[str, Check], uow: UnitOfWork) -> AuditReport:
+    return run_checks(uow.audit, [check])
+
+
+def check_times(book: Ledger, gateway: SimulatedGateway) -> None:
+    """Each check of the audit run alone in its own read-only transaction, timed: where the audit's time goes."""
+    for name, check in marketplace_checks(provider_books_of(gateway)):
+        started = time.perf_counter()
+        result = book.transaction(functools.partial(run_alone, (name, check)), read_only=True)
+        found = result.checks[0]
+        verdict = "ok" if found.ok else f"{len(found.problems) + found.omitted} problems"
+        line(name, f"{time.perf_counter() - started:6.2f} s  {verdict}")
 
 
 def journal_size(url: str) -> int:
