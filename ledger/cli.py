@@ -30,7 +30,7 @@ from ledger.escrow.operations import list_orders, resolve_order, retry_order
 from ledger.escrow.services.transactions import require_gateway
 from ledger.fees.rule import FeeBreakdown
 from ledger.invoices.render import render_document, render_statement
-from ledger.invoices.statements import statement_csv
+from ledger.invoices.statements import csv_chunks
 from ledger.journal import Entry
 from ledger.money import format_amount, normalize_currency, to_minor
 from ledger.service import Ledger
@@ -503,16 +503,24 @@ def run_finance(services: Services, args: argparse.Namespace) -> int:
             out.write(render_document(finance.document(args.document)))
         print(f"wrote {args.output}")
     elif args.command == "statement":
-        if args.role:
-            made = finance.party_statement(args.subject, args.role, args.currency, args.period_from, args.period_to)
-        else:
-            made = finance.account_statement(args.subject, args.currency, args.period_from, args.period_to)
+        period = (args.period_from, args.period_to)
         if args.pdf:
+            # Built whole, so at most MAX_PDF_LINES lines (StatementTooLong beyond).
+            if args.role:
+                made = finance.party_statement(args.subject, args.role, args.currency, *period)
+            else:
+                made = finance.account_statement(args.subject, args.currency, *period)
             with open(args.pdf, "wb") as out:
                 out.write(render_statement(made))
             print(f"wrote {args.pdf}")
         else:
-            sys.stdout.write(statement_csv(made))
+            # CSV is written as it is read: a statement of any length.
+            if args.role:
+                chunks = finance.stream_party_statement(args.subject, args.role, args.currency, *period, csv_chunks)
+            else:
+                chunks = finance.stream_account_statement(args.subject, args.currency, *period, csv_chunks)
+            for chunk in chunks:
+                sys.stdout.write(chunk)
     elif args.report_command == "trial-balance":
         balance = finance.trial_balance(args.as_of)
         print("account,type,currency,debit,credit")

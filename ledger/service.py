@@ -9,7 +9,7 @@ functions of `ledger.accounts` and `ledger.journal` on the unit of work they get
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -72,6 +72,11 @@ class Ledger:
 
     def transaction(self, work: Callable[[UnitOfWork], T], *, read_only: bool = False) -> T:
         return self.database.transaction(work, read_only=read_only)
+
+    def stream(self, work: Callable[[UnitOfWork], Iterator[T]]) -> Iterator[T]:
+        """What `work` yields, read in one read-only transaction that lasts as long as
+        the iteration (`Transactions.stream`): for responses streamed after their handler returned."""
+        return self.database.stream(work)
 
     # --- writes ------------------------------------------------------------------
 

@@ -2,24 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any, Literal
 
-import msgspec
 from litestar import Controller, Response, get
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery
+from litestar.response import Stream
 
 from ledger.api.auth import FINANCE
 from ledger.api.pagination import PageRequest
 from ledger.api.params import PeriodStart, utc_param
 from ledger.api.schemas import AccountList, Amount, BalanceAtOut
-from ledger.api.views import account_out, statement_out
+from ledger.api.streaming import streamed
+from ledger.api.views import account_out, statement_json_chunks
+from ledger.invoices.documents import StatementHeading, StatementLine
 from ledger.invoices.render import render_statement
 from ledger.invoices.service import Finance
-from ledger.invoices.statements import statement_csv
+from ledger.invoices.statements import csv_chunks
 from ledger.money import normalize_currency
 from ledger.service import Ledger
+
+
+def csv_bytes(heading: StatementHeading, lines: Iterator[StatementLine]) -> Iterator[bytes]:
+    for text in csv_chunks(heading, lines):
+        yield text.encode()
 
 
 class AccountController(Controller):
@@ -56,10 +64,20 @@ class AccountController(Controller):
         to: FromQuery[datetime],
         format: FromQuery[Literal["json", "csv", "pdf"]] = "json",
     ) -> Response[Any]:
-        """The account's statement over [from, to): JSON, CSV (fixed columns) or PDF."""
-        made = finance.account_statement(code, currency, utc_param(from_, "from"), utc_param(to, "to"))
-        if format == "csv":
-            return Response(content=statement_csv(made).encode(), media_type="text/csv")
+        """The account's statement over [from, to): JSON, CSV (fixed columns) or PDF.
+
+        JSON and CSV are streamed as the lines are read, any number of them; a PDF is
+        built whole and refused with 422 `statement-too-long` beyond its line limit."""
+        start, end = utc_param(from_, "from"), utc_param(to, "to")
         if format == "pdf":
+            made = finance.account_statement(code, currency, start, end)
             return Response(content=render_statement(made), media_type="application/pdf")
-        return Response(content=msgspec.json.encode(statement_out(code, made)), media_type="application/json")
+        if format == "csv":
+            chunks = finance.stream_account_statement(code, currency, start, end, csv_bytes)
+            return Stream(streamed(chunks), media_type="text/csv")
+
+        def json_chunks(heading: StatementHeading, lines: Iterator[StatementLine]) -> Iterator[bytes]:
+            return statement_json_chunks(code, heading, lines)
+
+        chunks = finance.stream_account_statement(code, currency, start, end, json_chunks)
+        return Stream(streamed(chunks), media_type="application/json")

@@ -3,6 +3,10 @@ and the reads of the escrow records that GET routes and POST answers show."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+import msgspec
+
 from ledger.accounts import Account
 from ledger.api.schemas import (
     AccountOut,
@@ -35,8 +39,9 @@ from ledger.escrow.reconciliation import ReconciliationLine
 from ledger.escrow.services.funding import FundingOutcome
 from ledger.escrow.services.payouts import FreelancerBalance
 from ledger.fees.rule import FeeBreakdown
-from ledger.invoices.documents import Document, Party, PartyDetails, Statement
+from ledger.invoices.documents import Document, Party, PartyDetails, StatementHeading, StatementLine
 from ledger.invoices.reports import FeeRevenueRow, TrialBalance
+from ledger.invoices.statements import CHUNK_CHARS
 from ledger.journal import Entry
 from ledger.ports.unit_of_work import UnitOfWork
 from ledger.service import Ledger
@@ -257,28 +262,52 @@ def account_out(account: Account) -> AccountOut:
     return AccountOut(account.code, account.currency, account.type.value, account.normal_side.value, floor)
 
 
-def statement_out(code: str, statement: Statement) -> StatementOut:
-    c = statement.currency
-    return StatementOut(
-        account=code,
-        currency=c,
-        period_from=statement.period_from.isoformat(),
-        period_to=statement.period_to.isoformat(),
-        opening_balance=Amount.of(statement.opening_balance, c),
-        closing_balance=Amount.of(statement.closing_balance, c),
-        lines=[
-            StatementLineOut(
-                posted_at=line.posted_at.isoformat(),
-                entry_id=line.entry_id,
-                reference=line.reference,
-                kind=line.kind,
-                debit=Amount.of(line.debit, c),
-                credit=Amount.of(line.credit, c),
-                running_balance=Amount.of(line.running_balance, c),
-            )
-            for line in statement.lines
-        ],
+def statement_line_out(line: StatementLine) -> StatementLineOut:
+    c = line.currency
+    return StatementLineOut(
+        posted_at=line.posted_at.isoformat(),
+        entry_id=line.entry_id,
+        reference=line.reference,
+        kind=line.kind,
+        debit=Amount.of(line.debit, c),
+        credit=Amount.of(line.credit, c),
+        running_balance=Amount.of(line.running_balance, c),
     )
+
+
+def statement_json_chunks(code: str, heading: StatementHeading, lines: Iterator[StatementLine]) -> Iterator[bytes]:
+    """`StatementOut` as JSON, byte for byte, written as the lines are read: the heading
+    (both balances are known before the lines), then the lines in chunks of about
+    `CHUNK_CHARS` bytes, then the closing brackets."""
+    c = heading.currency
+    head = msgspec.json.encode(
+        StatementOut(
+            account=code,
+            currency=c,
+            period_from=heading.period_from.isoformat(),
+            period_to=heading.period_to.isoformat(),
+            opening_balance=Amount.of(heading.opening_balance, c),
+            closing_balance=Amount.of(heading.closing_balance, c),
+            lines=[],
+        )
+    )
+    # `lines` is the last field, so the document is the heading up to its "[" ...
+    tail = b"]}"
+    if not head.endswith(b"[" + tail):  # pragma: no cover - a field added after `lines`
+        raise AssertionError("StatementOut must end with its lines")
+    chunk = bytearray(head[: -len(tail)])
+    separator = b""
+    encoder = msgspec.json.Encoder()
+    for line in lines:
+        chunk += separator
+        encoder.encode_into(statement_line_out(line), chunk, -1)
+        separator = b","
+        if len(chunk) >= CHUNK_CHARS:
+            yield bytes(chunk)
+            chunk.clear()
+    # ... and the lines, then "]}".
+    chunk += tail
+    yield bytes(chunk)
 
 
 def trial_balance_out(report: TrialBalance) -> TrialBalanceOut:

@@ -1,14 +1,16 @@
-"""Finance reports' sums and statements' postings, computed by the database."""
+"""Finance reports' sums and statements' postings, computed by the database; statements'
+postings are streamed."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 
 from sqlalchemy import ColumnElement, Connection, case, exists, func, or_, select
 
 from ledger.accounts import Side
 from ledger.db.schema import accounts, contracts, entries, fee_events, postings
+from ledger.db.streaming import stream
 from ledger.ports.queries import AccountNet, FeeRevenueRow, StatementPosting
 
 
@@ -70,8 +72,16 @@ class SqlStatementQueries:
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
 
-    def postings(self, account_ids: Sequence[int], start: datetime, end: datetime) -> list[StatementPosting]:
-        rows = self._connection.execute(
+    @staticmethod
+    def _in_period(account_ids: Sequence[int], start: datetime, end: datetime) -> list[ColumnElement[bool]]:
+        return [
+            postings.c.account_id.in_(list(account_ids)),
+            entries.c.effective_at >= start,
+            entries.c.effective_at < end,
+        ]
+
+    def postings(self, account_ids: Sequence[int], start: datetime, end: datetime) -> Iterator[StatementPosting]:
+        query = (
             select(
                 postings.c.account_id,
                 postings.c.side,
@@ -82,15 +92,13 @@ class SqlStatementQueries:
                 entries.c.refs,
             )
             .select_from(postings.join(entries, entries.c.id == postings.c.entry_id))
-            .where(
-                postings.c.account_id.in_(list(account_ids)),
-                entries.c.effective_at >= start,
-                entries.c.effective_at < end,
-            )
+            .where(*self._in_period(account_ids, start, end))
             .order_by(entries.c.effective_at, entries.c.id, postings.c.id)
         )
-        return [
-            StatementPosting(
+        # A server-side cursor: a statement of a busy account over a long period may
+        # have millions of lines, and only a batch of them is held at a time.
+        for account_id, side, amount, entry_id, kind, effective_at, refs in stream(self._connection, query):
+            yield StatementPosting(
                 account_id=int(account_id),
                 side=Side(side),
                 amount=int(amount),
@@ -99,5 +107,11 @@ class SqlStatementQueries:
                 effective_at=effective_at,
                 refs={str(k): str(v) for k, v in dict(refs).items()},
             )
-            for account_id, side, amount, entry_id, kind, effective_at, refs in rows
-        ]
+
+    def count(self, account_ids: Sequence[int], start: datetime, end: datetime) -> int:
+        query = (
+            select(func.count())
+            .select_from(postings.join(entries, entries.c.id == postings.c.entry_id))
+            .where(*self._in_period(account_ids, start, end))
+        )
+        return int(self._connection.execute(query).scalar_one())

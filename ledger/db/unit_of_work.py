@@ -15,7 +15,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, TypeVar
 
 from sqlalchemy import Connection, Engine
@@ -148,15 +148,11 @@ class Database:
         for attempt in range(1, self.max_attempts + 1):
             try:
                 with self.engine.connect() as connection:
-                    # SQLite: a reader need not take the write lock (see engine.py).
-                    connection.info["ledger_read_only"] = read_only
-                    if self.dialect == "postgresql":
-                        if read_only:
-                            # One snapshot for all the reads of the transaction.
-                            connection = connection.execution_options(
-                                isolation_level="REPEATABLE READ", postgresql_readonly=True
-                            )
-                        elif single_write:
+                    if read_only:
+                        connection = self._read_only(connection)
+                    else:
+                        connection.info["ledger_read_only"] = False
+                        if single_write and self.dialect == "postgresql":
                             connection = connection.execution_options(isolation_level="AUTOCOMMIT")
                     with connection.begin():
                         uow = UnitOfWork(connection, self)
@@ -176,6 +172,29 @@ class Database:
                 # Jittered exponential backoff keeps retrying writers from colliding again.
                 time.sleep(random.uniform(0, 0.002 * 2 ** min(attempt, 8)))
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _read_only(self, connection: Connection) -> Connection:
+        # SQLite: a reader need not take the write lock (see engine.py).
+        connection.info["ledger_read_only"] = True
+        if self.dialect == "postgresql":
+            # One snapshot for all the reads of the transaction.
+            return connection.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+        return connection
+
+    def stream(self, work: Callable[[UnitOfWork], Iterator[T]]) -> Iterator[T]:
+        """Yield what `work(uow)` yields, inside one read-only transaction.
+
+        A generator: the connection is taken at the first `next` (so an iterator never
+        started holds nothing) and given back when it is exhausted or closed. A
+        response streamed from it runs after its handler returned, so the whole read
+        stays one snapshot (REPEATABLE READ on PostgreSQL, a WAL read transaction on
+        SQLite). Not retried: a read-only snapshot does not lose serialization races,
+        and what was yielded may already be on its way to a client.
+        """
+        with self.engine.connect() as connection:
+            connection = self._read_only(connection)
+            with connection.begin():
+                yield from work(UnitOfWork(connection, self))
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -16,7 +16,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from ledger.errors import NotFound
+from ledger.errors import InvalidRequest, NotFound
 
 
 class UnknownDocument(NotFound):
@@ -29,6 +29,12 @@ class UnknownParty(NotFound):
     """No party record has this id."""
 
     code = "unknown-party"
+
+
+class StatementTooLong(InvalidRequest):
+    """A statement has more lines than can be built whole (a PDF); CSV and JSON stream any number."""
+
+    code = "statement-too-long"
 
 
 class DocumentKind(StrEnum):
@@ -259,6 +265,27 @@ class StatementLine:
     credit: int
     currency: str
     running_balance: int
+
+
+@dataclass(frozen=True)
+class StatementHeading:
+    """A statement without its lines: what it covers and its balances, known before the
+    lines are read, so that JSON and CSV can stream the lines after it.
+
+    Attributes:
+        as in `Statement`; `closing_balance` is the balance from everything effective
+        before the period's end, which the running balance of the last line reaches.
+    """
+
+    title: str
+    subject: str
+    accounts: tuple[str, ...]
+    currency: str
+    normal_side: str
+    period_from: datetime
+    period_to: datetime
+    opening_balance: int
+    closing_balance: int
 
 
 @dataclass(frozen=True)

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
+from typing import TypeVar
 
 from ledger.accounts import Account
 from ledger.invoices import parties as party_records
+from ledger.invoices import statements
 from ledger.invoices.documents import Document, Party, Statement
 from ledger.invoices.reports import FeeRevenueRow, TrialBalance, fee_revenue, trial_balance
-from ledger.invoices.statements import account_statement, party_statement
+from ledger.invoices.statements import StatementWriter
 from ledger.service import Ledger
+
+R = TypeVar("R")
 
 
 class Finance:
@@ -47,15 +52,57 @@ class Finance:
         )
 
     def account_statement(self, code: str, currency: str, period_from: datetime, period_to: datetime) -> Statement:
+        """The account's statement whole, for a PDF: `StatementTooLong` beyond
+        `statements.MAX_PDF_LINES` lines (stream CSV or JSON instead)."""
         return self.book.transaction(
-            lambda uow: account_statement(uow, code, currency, period_from, period_to), read_only=True
+            lambda uow: statements.account_statement(uow, code, currency, period_from, period_to), read_only=True
         )
 
     def party_statement(
         self, party_id: str, role: str, currency: str, period_from: datetime, period_to: datetime
     ) -> Statement:
+        """A party's statement whole, for a PDF (at most `statements.MAX_PDF_LINES` lines)."""
         return self.book.transaction(
-            lambda uow: party_statement(uow, party_id, role, currency, period_from, period_to), read_only=True
+            lambda uow: statements.party_statement(uow, party_id, role, currency, period_from, period_to),
+            read_only=True,
+        )
+
+    def stream_account_statement(
+        self, code: str, currency: str, period_from: datetime, period_to: datetime, writer: StatementWriter[R]
+    ) -> Iterator[R]:
+        """The account's statement as `writer` writes it, read while the iterator is consumed.
+
+        The account and period are checked here, in a transaction of their own, so a
+        mistake is raised before anything is streamed (accounts are never removed, so
+        the check still holds when the stream reads). The stream reads the balances and
+        every line in one read-only transaction, taken at its first `next`."""
+        self.book.transaction(
+            lambda uow: statements.account_source(uow, code, currency, period_from, period_to), read_only=True
+        )
+        return self.book.stream(
+            lambda uow: statements.write(
+                uow, statements.account_source(uow, code, currency, period_from, period_to), writer
+            )
+        )
+
+    def stream_party_statement(
+        self,
+        party_id: str,
+        role: str,
+        currency: str,
+        period_from: datetime,
+        period_to: datetime,
+        writer: StatementWriter[R],
+    ) -> Iterator[R]:
+        """A party's statement as `writer` writes it (see `stream_account_statement`)."""
+        self.book.transaction(
+            lambda uow: statements.party_source(uow, party_id, role, currency, period_from, period_to),
+            read_only=True,
+        )
+        return self.book.stream(
+            lambda uow: statements.write(
+                uow, statements.party_source(uow, party_id, role, currency, period_from, period_to), writer
+            )
         )
 
     def trial_balance(self, as_of: datetime) -> TrialBalance:

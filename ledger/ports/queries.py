@@ -463,8 +463,13 @@ class StatementPosting:
 class StatementQueries(Protocol):
     """Postings for statements (`ledger.invoices.statements`)."""
 
-    def postings(self, account_ids: Sequence[int], start: datetime, end: datetime) -> list[StatementPosting]:
-        """The accounts' postings of entries effective in [start, end), in journal order."""
+    def postings(self, account_ids: Sequence[int], start: datetime, end: datetime) -> Iterator[StatementPosting]:
+        """The accounts' postings of entries effective in [start, end), in journal order
+        (effective time, entry, posting), streamed: a statement may have any number of lines."""
+        ...
+
+    def count(self, account_ids: Sequence[int], start: datetime, end: datetime) -> int:
+        """How many postings `postings` would give."""
         ...
 
 

@@ -8,7 +8,7 @@ implements this over SQLAlchemy.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Protocol, TypeVar
 
 from ledger.clock import Clock
@@ -103,6 +103,12 @@ class Transactions(Protocol):
     def transaction(self, work: Callable[[UnitOfWork], T], *, read_only: bool = False, single_write: bool = False) -> T:
         """`single_write`: `work`'s only write is one statement atomic by itself (a posting),
         which the database may then run without an explicit transaction around it."""
+        ...
+
+    def stream(self, work: Callable[[UnitOfWork], Iterator[T]]) -> Iterator[T]:
+        """What `work(uow)` yields, read in one read-only transaction (one snapshot) that
+        begins at the first `next` and stays open until the iterator is exhausted or
+        closed. Not retried: what was yielded may already have been sent."""
         ...
 
     def dispose(self) -> None: ...

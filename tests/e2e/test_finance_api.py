@@ -9,13 +9,25 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import timedelta
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
+import msgspec
 import pytest
 from httpx import Response
 from pypdf import PdfReader
 
+from ledger import AccountSpec, AccountType, EntryRequest, credit, debit
+from ledger.api.schemas import Amount, StatementOut
+from ledger.api.views import statement_line_out
+from ledger.invoices import statements
+from ledger.invoices.documents import StatementHeading, StatementLine
+from ledger.invoices.service import Finance
+from ledger.invoices.statements import statement_csv
+from ledger.journal import MAX_BATCH
+from ledger.money import format_amount
 from tests.e2e.conftest import Api
 
 JANUARY = {"from": "2026-01-01T00:00:00Z", "to": "2026-02-01T00:00:00Z"}
@@ -40,6 +52,16 @@ def get(api: Api, path: str, role: str = "finance", **params: Any) -> Response:
 
 def post(api: Api, path: str, body: Any = None) -> Response:
     return api.client.post(path, json=body, headers=api.headers("marketplace"))
+
+
+def ok_text(response: Response) -> str:
+    assert response.status_code == 200, response.text
+    return response.text
+
+
+def minor_to_text(minor: int) -> str:
+    """Minor units of USD as the API writes them (a decimal string)."""
+    return format_amount(minor, "USD")
 
 
 def problem(response: Response, status: int) -> dict[str, Any]:
@@ -253,6 +275,125 @@ def test_an_account_statement_as_pdf_is_a_pdf_showing_the_account_and_amounts(ap
     text = pdf_text(response.content)
     assert FEES in text
     assert "150.00" in text
+
+
+def post_transfers(api: Api, count: int, *, start: datetime) -> list[int]:
+    """`count` two-leg entries between two bench accounts, one a minute from `start`, in
+    batches of `MAX_BATCH` at most; returns the amounts debited to `assets:bench:a`."""
+    for code in ("assets:bench:a", "assets:bench:b"):
+        api.book.open_account(AccountSpec(code, AccountType.ASSET, "USD"))
+    amounts = [1 + (n * 7919) % 100_000 for n in range(count)]  # minor units, some odd cents
+    requests = [
+        EntryRequest(
+            f"bench-{n}",
+            "bench.transfer",
+            (debit("assets:bench:a", amount, "USD"), credit("assets:bench:b", amount, "USD")),
+            effective_at=start + timedelta(minutes=n),
+            refs={"payment": f"py_{n}"},
+        )
+        for n, amount in enumerate(amounts)
+    ]
+    for first in range(0, count, MAX_BATCH):
+        api.book.post_batch(requests[first : first + MAX_BATCH])
+    return amounts
+
+
+def test_a_long_statement_streams_as_json_and_csv_with_its_running_balance(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Small chunks, so that this statement is sent in many pieces.
+    monkeypatch.setattr(statements, "CHUNK_CHARS", 4096)
+    amounts = post_transfers(api, 3_000, start=datetime(2026, 1, 1, tzinfo=UTC))
+    total = sum(amounts)
+    later = {"from": "2026-01-01T00:30:00Z", "to": "2026-02-01T00:00:00Z"}  # the first 30 lines before it
+
+    response = get(api, "/v1/accounts/assets:bench:a/statement", currency="USD", **later)
+    body = ok(response)
+    assert "content-length" not in response.headers  # streamed, not built whole
+    assert body["opening_balance"] == usd(minor_to_text(sum(amounts[:30])))
+    assert body["closing_balance"] == usd(minor_to_text(total))
+    assert len(body["lines"]) == 3_000 - 30
+    running = sum(amounts[:30])
+    for line, amount in zip(body["lines"], amounts[30:], strict=True):
+        running += amount
+        assert line["debit"] == usd(minor_to_text(amount))
+        assert line["running_balance"] == usd(minor_to_text(running))
+    assert running == total
+
+    # Byte for byte what the whole statement encodes to.
+    whole = Finance(api.book).account_statement(
+        "assets:bench:a", "USD", datetime(2026, 1, 1, 0, 30, tzinfo=UTC), datetime(2026, 2, 1, tzinfo=UTC)
+    )
+    head = StatementOut(
+        account="assets:bench:a",
+        currency="USD",
+        period_from=whole.period_from.isoformat(),
+        period_to=whole.period_to.isoformat(),
+        opening_balance=Amount.of(whole.opening_balance, "USD"),
+        closing_balance=Amount.of(whole.closing_balance, "USD"),
+        lines=[statement_line_out(line) for line in whole.lines],
+    )
+    assert response.content == msgspec.json.encode(head)
+
+    response = get(api, "/v1/accounts/assets:bench:b/statement", currency="USD", format="csv", **JANUARY)
+    assert response.status_code == 200, response.text
+    assert "content-length" not in response.headers
+    rows = list(csv.DictReader(io.StringIO(response.text)))
+    assert len(rows) == 3_000
+    assert sum(Decimal(row["credit"]) for row in rows) == Decimal(total) / 100
+    assert rows[-1]["running_balance"] == minor_to_text(-total)  # an asset credited: below zero
+    assert rows[0]["reference"] == "py_0" and rows[-1]["entry_id"] == str(int(rows[0]["entry_id"]) + 2_999)
+    everything = Finance(api.book).account_statement(
+        "assets:bench:b", "USD", datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 2, 1, tzinfo=UTC)
+    )
+    assert response.text == statement_csv(everything)
+
+
+def test_a_statement_above_the_pdf_limit_is_refused_as_pdf_and_streams_as_csv(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(statements, "MAX_PDF_LINES", 20)
+    post_transfers(api, 21, start=datetime(2026, 1, 1, tzinfo=UTC))
+    path = "/v1/accounts/assets:bench:a/statement"
+
+    body = problem(get(api, path, currency="USD", format="pdf", **JANUARY), 422)
+    assert body["type"] == "urn:ledger:problem:statement-too-long"
+    assert "21 lines, more than the PDF limit of 20; ask for format=csv" in body["detail"]
+    assert (body["lines"], body["limit"]) == (21, 20)
+
+    at_the_limit = {"from": "2026-01-01T00:01:00Z", "to": "2026-02-01T00:00:00Z"}  # 20 lines
+    response = get(api, path, currency="USD", format="pdf", **at_the_limit)
+    assert response.status_code == 200, response.text
+    assert response.content.startswith(b"%PDF")
+    rows = list(csv.DictReader(io.StringIO(ok_text(get(api, path, currency="USD", format="csv", **JANUARY)))))
+    assert len(rows) == 21
+
+
+def test_a_statement_stream_reads_one_snapshot(api: Api) -> None:
+    amounts = post_transfers(api, 50, start=datetime(2026, 1, 1, tzinfo=UTC))
+    start, end = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 2, 1, tzinfo=UTC)
+
+    def post_between_heading_and_lines(
+        heading: StatementHeading, lines: Iterator[StatementLine]
+    ) -> Iterator[tuple[StatementHeading, list[StatementLine]]]:
+        # Another transaction commits an entry of the period after the balances were
+        # summed and before the lines are read: the stream sees neither.
+        api.book.post(
+            EntryRequest(
+                "after-the-snapshot",
+                "bench.transfer",
+                (debit("assets:bench:a", 1, "USD"), credit("assets:bench:b", 1, "USD")),
+                effective_at=start + timedelta(days=1),
+            )
+        )
+        yield heading, list(lines)
+
+    [(heading, lines)] = Finance(api.book).stream_account_statement(
+        "assets:bench:a", "USD", start, end, post_between_heading_and_lines
+    )
+    assert len(lines) == 50
+    assert heading.closing_balance == lines[-1].running_balance == sum(amounts)
+    assert api.book.balance("assets:bench:a", "USD") == sum(amounts) + 1
 
 
 def test_an_account_statement_refuses_an_unknown_format(api: Api) -> None:

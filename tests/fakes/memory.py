@@ -16,7 +16,7 @@ refuses writes in a read-only transaction) and commits nothing.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TypeVar
 
@@ -186,6 +186,20 @@ class MemoryDatabase:
                 self._owner = None
         uow.committed()
         return result
+
+    def stream(self, work: Callable[[port.UnitOfWork], Iterator[T]]) -> Iterator[T]:
+        """Iterate `work` over a snapshot of the committed state taken at the first `next`;
+        writers may commit meanwhile, as they may beside a database's read-only snapshot."""
+        if self._owner == threading.get_ident():
+            raise NestedTransaction("a transaction was begun inside another one on the same thread")
+        with self._lock:
+            snapshot = self._state
+            uow = MemoryUnitOfWork(snapshot.copy(), self._clock, self.platform)
+        yield from work(uow)
+        if uow.state != snapshot:
+            raise ReadOnlyWrite("a read-only transaction changed the ledger")
+        with self._lock:
+            self.transactions += 1
 
     def dispose(self) -> None:
         """Nothing to release: the state lives as long as the object."""

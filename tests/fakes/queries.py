@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 from ledger.accounts import Side
 from ledger.escrow.chart import escrow_account_code
@@ -347,7 +348,7 @@ class MemoryStatementQueries:
     def __init__(self, state: MemoryState) -> None:
         self._state = state
 
-    def postings(self, account_ids: Sequence[int], start: datetime, end: datetime) -> list[StatementPosting]:
+    def _found(self, account_ids: Sequence[int], start: datetime, end: datetime) -> list[tuple[Any, ...]]:
         wanted = set(account_ids)
         found = []
         for posting in self._state.postings:
@@ -355,8 +356,11 @@ class MemoryStatementQueries:
             if posting.account_id in wanted and start <= entry.effective_at < end:
                 found.append((entry.effective_at, entry.id, posting.id, posting, entry))
         found.sort(key=lambda item: item[:3])
-        return [
-            StatementPosting(
+        return found
+
+    def postings(self, account_ids: Sequence[int], start: datetime, end: datetime) -> Iterator[StatementPosting]:
+        for _, _, _, posting, entry in self._found(account_ids, start, end):
+            yield StatementPosting(
                 account_id=posting.account_id,
                 side=posting.side,
                 amount=posting.amount,
@@ -365,8 +369,9 @@ class MemoryStatementQueries:
                 effective_at=entry.effective_at,
                 refs={str(k): str(v) for k, v in entry.refs.items()},
             )
-            for _, _, _, posting, entry in found
-        ]
+
+    def count(self, account_ids: Sequence[int], start: datetime, end: datetime) -> int:
+        return len(self._found(account_ids, start, end))
 
 
 class MemoryReconciliationQueries:

@@ -17,6 +17,8 @@ from ledger.api.idempotency import claim_lease
 from ledger.bootstrap import connect
 from ledger.cli import APP_FACTORY, cpu_cores, main
 from ledger.db.unit_of_work import UnitOfWork
+from ledger.invoices import statements
+from ledger.money import format_amount
 
 
 def ledger_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -118,6 +120,42 @@ def test_balance_and_journal_read_the_ledger(
         "amount": "1234.56",
         "currency": "USD",
     }
+
+
+def test_statement_streams_csv_and_refuses_a_pdf_above_its_line_limit(
+    fresh_database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    book = connect(fresh_database_url)
+    book.open_account(AccountSpec("assets:psp:stripe", AccountType.ASSET, "USD"))
+    book.open_account(AccountSpec("liabilities:escrow:ms_1", AccountType.LIABILITY, "USD", floor=0))
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    book.post_batch(
+        [
+            EntryRequest(
+                f"k{n}",
+                "escrow.fund",
+                (debit("assets:psp:stripe", 100 + n, "USD"), credit("liabilities:escrow:ms_1", 100 + n, "USD")),
+                effective_at=start + timedelta(hours=n),
+            )
+            for n in range(1_500)
+        ]
+    )
+    book.close()
+    monkeypatch.setenv("LEDGER_DATABASE_URL", fresh_database_url)
+    monkeypatch.setattr(statements, "CHUNK_CHARS", 1024)  # many chunks
+    monkeypatch.setattr(statements, "MAX_PDF_LINES", 1_000)
+    period = ["--from", "2026-01-01T00:00:00Z", "--to", "2026-04-01T00:00:00Z"]
+
+    assert main(["statement", "liabilities:escrow:ms_1", "USD", *period]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert rows[0] == ",".join(statements.CSV_COLUMNS)
+    assert len(rows) == 1 + 1_500
+    assert rows[-1].endswith(f",USD,{format_amount(sum(100 + n for n in range(1_500)), 'USD')}")
+
+    pdf = tmp_path / "statement.pdf"
+    assert main(["statement", "liabilities:escrow:ms_1", "USD", *period, "--pdf", str(pdf)]) == 2
+    err = capsys.readouterr().err
+    assert "1,500 lines, more than the PDF limit of 1,000; ask for format=csv" in err and not pdf.exists()
 
 
 def test_idempotency_prune_removes_keys_older_than_the_retention_and_says_how_many(
