@@ -178,6 +178,7 @@ class JournalStore:
         if not requests:
             return []
         planned = self.plan(requests, recorded_at)
+        self._require_reversed_entries(requests)
         try:
             if self._uow.dialect == "postgresql":
                 new_ids = self._write_postgresql(planned, recorded_at)
@@ -299,6 +300,17 @@ class JournalStore:
             if account.floor is not None and after - total + lowest < account.floor:
                 raise self._below_floor(account, after - total + lowest)
         return new_ids
+
+    def _require_reversed_entries(self, requests: Sequence[EntryRequest]) -> None:
+        """A reversal of an entry that does not exist is refused as such, before its
+        postings can be refused for a floor (the foreign key would speak only after it)."""
+        reversed_ids = {r.reverses_entry_id for r in requests if r.reverses_entry_id is not None}
+        if not reversed_ids:
+            return
+        found = set(self._conn.execute(select(entries.c.id).where(entries.c.id.in_(reversed_ids))).scalars())
+        missing = sorted(reversed_ids - found)
+        if missing:
+            raise UnknownEntry(f"no entry among {missing} to reverse", entry_ids=missing)
 
     def _below_floor(self, account: Account, lowest: int) -> BelowFloor:
         assert account.floor is not None
