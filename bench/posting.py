@@ -29,6 +29,7 @@ import random
 import re
 import resource
 import shutil
+import signal
 import sqlite3
 import statistics
 import subprocess
@@ -513,8 +514,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(f"stopped by signal {signum}")  # runs the clean-up of `main`
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, on_sigterm)
     logging.getLogger("ledger.transactions").setLevel(logging.ERROR)
     run_id = uuid.uuid4().hex[:10]
     pg = Postgres(os.environ.get("LEDGER_BENCH_POSTGRES_URL") or DEFAULT_ADMIN_URL)
