@@ -336,7 +336,7 @@ def expire_review(uow: UnitOfWork, milestone_id: str, deadline: datetime) -> lis
         return []
     require_transition(milestone_id, milestone.state, Event.REVIEW_EXPIRED)
     contract = uow.escrow.contract(milestone.contract_id)
-    payment = release(uow, contract, milestone_id, milestone.held, effective_at=deadline)
+    payment = release(uow, contract, milestone, milestone.held, effective_at=deadline)
     uow.escrow.save_milestone(replace(milestone, state=MilestoneState.RELEASED, review_deadline=None))
     return [payment]
 
@@ -435,7 +435,7 @@ def resolve_dispute(uow: UnitOfWork, milestone_id: str, *, release_amount: int, 
     contract = uow.escrow.contract(milestone.contract_id)
     now = uow.clock.now()
     if release_amount:
-        release(uow, contract, milestone_id, release_amount, effective_at=now)
+        release(uow, contract, milestone, release_amount, effective_at=now)
     if refund_amount:
         refund_from_escrow(uow, contract, milestone_id, refund_amount, reason="dispute_resolved")
     final = (

@@ -49,6 +49,10 @@ class EscrowStore(Protocol):
         """The milestone with what its escrow account holds; `UnknownMilestone` if there is none."""
         ...
 
+    def milestone_and_contract(self, milestone_id: str, *, lock: bool = False) -> tuple[Milestone, Contract]:
+        """`milestone` and its contract, read together; `lock` locks the milestone only."""
+        ...
+
     def milestones_of(self, contract_id: str, *, lock: bool = False) -> list[Milestone]:
         """In the order they were added."""
         ...
