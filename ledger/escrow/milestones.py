@@ -14,7 +14,7 @@ from datetime import date, datetime
 
 from ledger.bookkeeping import post_entry
 from ledger.errors import CurrencyMismatch, InvalidRequest
-from ledger.escrow.accounts import open_escrow_account, open_platform_accounts
+from ledger.escrow.accounts import open_escrow_account, open_freelancer_accounts, open_platform_accounts
 from ledger.escrow.chart import (
     CLIENT_PROCESSING_FEES,
     escrow_account_code,
@@ -70,6 +70,8 @@ def open_contract(uow: UnitOfWork, *, client_id: str, freelancer_id: str, curren
     schedule_in_force(uow, uow.clock.now()).schedule.tiers_for(code)
     contract = Contract(new_id("ct"), client, freelancer, code, _title(title), uow.clock.now())
     uow.escrow.add_contract(contract)
+    # Opened now, so that the contract's first release, on the approval's hot path, finds them.
+    open_freelancer_accounts(uow, freelancer, code)
     return contract
 
 
