@@ -28,7 +28,7 @@ from ledger.db.audit_queries import SqlAuditQueries
 from ledger.db.document_store import DocumentStore
 from ledger.db.engine import make_engine
 from ledger.db.escrow_store import EscrowStore
-from ledger.db.fee_store import FeeStore
+from ledger.db.fee_store import FeeStore, ScheduleCache
 from ledger.db.journal_store import JournalStore
 from ledger.db.order_store import OrderStore
 from ledger.db.reconciliation_queries import SqlReconciliationQueries
@@ -75,7 +75,7 @@ class UnitOfWork:
         self.platform: PlatformDetails = database.platform
         self.accounts: AccountStore = AccountStore(self, database.account_cache)
         self.journal: JournalStore = JournalStore(self)
-        self.fees: FeeStore = FeeStore(self)
+        self.fees: FeeStore = FeeStore(self, database.schedule_cache)
         self.escrow: EscrowStore = EscrowStore(self)
         self.documents: DocumentStore = DocumentStore(self)
         self.api: ApiStore = ApiStore(self)
@@ -104,7 +104,7 @@ if TYPE_CHECKING:
 
 
 class Database:
-    """An engine, the account cache and the retry counter, shared by all units of work.
+    """An engine, the account and schedule caches and the retry counter, shared by all units of work.
 
     Attributes:
         engine: the SQLAlchemy engine.
@@ -126,6 +126,7 @@ class Database:
         self.max_attempts = max_attempts
         self.platform = platform or PlatformDetails()
         self.account_cache: AccountCache = AccountCache()
+        self.schedule_cache: ScheduleCache = ScheduleCache()
         self._retries = 0
         self._lock = threading.Lock()
 
