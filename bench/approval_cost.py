@@ -65,6 +65,7 @@ class Transaction:
 
     autocommit: bool
     statements: list[str] = field(default_factory=list)
+    closed: bool = False
 
 
 class StatementLog:
@@ -73,7 +74,8 @@ class StatementLog:
     PostgreSQL: a BEGIN is counted on the engine's `begin` event and a COMMIT on
     its `commit` event, unless the connection is in autocommit (psycopg then sends
     neither). SQLite: the ledger's own `begin` listener sends `BEGIN IMMEDIATE` as
-    a statement, which is counted as such; a COMMIT is counted on `commit`.
+    a statement, which is counted as such; a COMMIT is counted on `commit` after
+    one (sqlite3 sends none when no transaction was begun).
     """
 
     def __init__(self, engine: Engine) -> None:
@@ -101,8 +103,14 @@ class StatementLog:
             self.transactions[-1].statements.append("BEGIN")
 
     def _end(self, conn: Connection, what: str) -> None:
-        if self.on and self.transactions and not self._is_autocommit(conn):
-            self.transactions[-1].statements.append(what)
+        if not self.on or not self.transactions:
+            return
+        current = self.transactions[-1]
+        if current.closed:
+            return
+        current.closed = True
+        if not current.autocommit:  # sqlite3 sends COMMIT only inside a transaction it began
+            current.statements.append(what)
 
     def _commit(self, conn: Connection) -> None:
         self._end(conn, "COMMIT")
@@ -113,8 +121,10 @@ class StatementLog:
     def _execute(self, conn: Connection, cursor: Any, statement: str, *args: Any) -> None:
         if not self.on:
             return
-        if not self.transactions or (self._sqlite and kind_of(statement) == "BEGIN"):
-            self.transactions.append(Transaction(self._is_autocommit(conn)))
+        begins = self._sqlite and kind_of(statement) == "BEGIN"
+        if not self.transactions or self.transactions[-1].closed or begins:
+            autocommit = not begins if self._sqlite else self._is_autocommit(conn)
+            self.transactions.append(Transaction(autocommit))
         self.transactions[-1].statements.append(" ".join(statement.split()))
 
     def take(self) -> list[Transaction]:

@@ -73,6 +73,10 @@ class Ledger:
     def transaction(self, work: Callable[[UnitOfWork], T], *, read_only: bool = False) -> T:
         return self.database.transaction(work, read_only=read_only)
 
+    def autocommit(self, work: Callable[[UnitOfWork], T], *, read_only: bool = False) -> T:
+        """`work` of statements that each stand alone, committed one by one (`Transactions.autocommit`)."""
+        return self.database.autocommit(work, read_only=read_only)
+
     # --- writes ------------------------------------------------------------------
 
     def open_account(self, spec: AccountSpec) -> Account:

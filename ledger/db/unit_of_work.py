@@ -140,12 +140,24 @@ class Database:
 
     def transaction(self, work: Callable[[UnitOfWork], T], *, read_only: bool = False) -> T:
         """Run `work` in one transaction, committing once; retry it on a lost race."""
+        return self._run(work, read_only=read_only, autocommit=False)
+
+    def autocommit(self, work: Callable[[UnitOfWork], T], *, read_only: bool = False) -> T:
+        """Run `work`, whose statements each stand alone, with each committing as it runs:
+        PostgreSQL's AUTOCOMMIT, SQLite without BEGIN (engine.py). No BEGIN or COMMIT
+        round trip; retried on a lost race as `transaction` is."""
+        return self._run(work, read_only=read_only, autocommit=True)
+
+    def _run(self, work: Callable[[UnitOfWork], T], *, read_only: bool, autocommit: bool) -> T:
         for attempt in range(1, self.max_attempts + 1):
             try:
                 with self.engine.connect() as connection:
                     # SQLite: a reader need not take the write lock (see engine.py).
                     connection.info["ledger_read_only"] = read_only
-                    if read_only and self.dialect == "postgresql":
+                    connection.info["ledger_autocommit"] = autocommit
+                    if autocommit and self.dialect == "postgresql":
+                        connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+                    elif read_only and self.dialect == "postgresql":
                         # One snapshot for all the reads of the transaction.
                         connection = connection.execution_options(
                             isolation_level="REPEATABLE READ", postgresql_readonly=True
