@@ -282,10 +282,18 @@ class OrderStore:
 
     # --- request keys ------------------------------------------------------------------------
 
-    def bind_request_key(self, key: str, operation: str, request: Mapping[str, object]) -> dict[str, object] | None:
+    def bind_request_key(
+        self,
+        key: str,
+        operation: str,
+        request: Mapping[str, object],
+        *,
+        result: Mapping[str, object] | None = None,
+    ) -> dict[str, object] | None:
         """Bind `key` to this request. Returns None the first time (the caller does the work
-        and stores its result with `store_result`), the stored result when the same request
-        comes again; another request with the key is an `IdempotencyConflict`.
+        and stores its result with `store_result`, unless it gave `result` up front), the
+        stored result when the same request comes again; another request with the key is
+        an `IdempotencyConflict`.
 
         A concurrent duplicate waits on the key's row (PostgreSQL: the unique insert waits
         for the first transaction) and then finds its result, never a unique violation."""
@@ -295,7 +303,13 @@ class OrderStore:
         insert = postgresql.insert if self._uow.dialect == "postgresql" else sqlite.insert
         claimed = self._conn.execute(
             insert(request_keys)
-            .values(key=key, operation=operation, fingerprint=fingerprint, result={}, created_at=self._uow.clock.now())
+            .values(
+                key=key,
+                operation=operation,
+                fingerprint=fingerprint,
+                result=dict(result or {}),
+                created_at=self._uow.clock.now(),
+            )
             .on_conflict_do_nothing()
             .returning(request_keys.c.key)
         ).first()

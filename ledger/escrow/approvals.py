@@ -61,35 +61,39 @@ def approve(
     """Approve all held (default), part of it, or more (a bonus order for the extra)."""
     if amount is not None:
         positive_amount(amount)
-    if request_key is not None:
-        earlier = uow.orders.bind_request_key(request_key, "approve", {"milestone": milestone_id, "amount": amount})
-        if earlier is not None:
-            return replay_approval(uow, milestone_id, earlier)
+    # The milestone is locked before the request key is bound: a duplicate running
+    # concurrently waits here, then finds the key bound and replays. Locked, the
+    # milestone says what the approval will do, so the key is stored with its result
+    # in one write (the ids are chosen now); if the approval fails, both roll back.
     milestone, contract = uow.escrow.milestone_and_contract(milestone_id, lock=True)
-    require_transition(milestone_id, milestone.state, Event.APPROVE)
-    require_unfrozen(milestone, Event.APPROVE)
     held = milestone.held
     wanted = held if amount is None else amount
+    bonus = wanted > held and held > 0
+    payment_id, order_id = new_id("py"), new_id("ord")
+    if request_key is not None:
+        planned: dict[str, object] = {"payments": [] if bonus else [payment_id], "order": order_id if bonus else None}
+        request = {"milestone": milestone_id, "amount": amount}
+        earlier = uow.orders.bind_request_key(request_key, "approve", request, result=planned)
+        if earlier is not None:
+            return replay_approval(uow, milestone_id, earlier)
+    require_transition(milestone_id, milestone.state, Event.APPROVE)
+    require_unfrozen(milestone, Event.APPROVE)
     now = uow.clock.now()
     # The milestone after the approval is what this transaction made of it, under its
     # lock: built here rather than read back.
-    if wanted > held and held > 0:
-        order = _order_bonus(uow, milestone, contract, wanted - held, request_key, payment_method, now)
+    if bonus:
+        order = _order_bonus(uow, milestone, contract, wanted - held, request_key, payment_method, now, order_id)
         after = replace(milestone, state=MilestoneState.APPROVAL_PENDING)
         uow.escrow.save_milestone(after)
-        outcome = Approval(_standing(uow, after, contract), (), order)
-    else:
-        if wanted > held:
-            raise InvalidRequest(f"nothing is held to approve (held {held})", field="amount", held=held)
-        payment = release(uow, contract, milestone, wanted, effective_at=now)
-        after = replace(milestone, held=held - wanted)
-        if wanted == held:
-            after = replace(after, state=MilestoneState.RELEASED, review_deadline=None)
-            uow.escrow.save_milestone(after)
-        outcome = Approval(_standing(uow, after, contract), (payment,))
-    if request_key is not None:
-        uow.orders.store_result(request_key, _result_of(outcome))
-    return outcome
+        return Approval(_standing(uow, after, contract), (), order)
+    if wanted > held:
+        raise InvalidRequest(f"nothing is held to approve (held {held})", field="amount", held=held)
+    payment = release(uow, contract, milestone, wanted, effective_at=now, payment_id=payment_id)
+    after = replace(milestone, held=held - wanted)
+    if wanted == held:
+        after = replace(after, state=MilestoneState.RELEASED, review_deadline=None)
+        uow.escrow.save_milestone(after)
+    return Approval(_standing(uow, after, contract), (payment,))
 
 
 def _standing(uow: UnitOfWork, milestone: Milestone, contract: Contract) -> MilestoneStanding:
@@ -104,6 +108,7 @@ def _order_bonus(
     request_key: str | None,
     payment_method: str | None,
     now: datetime,
+    order_id: str,
 ) -> PaymentOrder:
     details = {
         "held": str(milestone.held),
@@ -117,7 +122,6 @@ def _order_bonus(
         details["request_key"] = request_key
     if payment_method:
         details["payment_method"] = payment_method
-    order_id = new_id("ord")
     return uow.orders.add(
         NewOrder(
             id=order_id,
@@ -131,13 +135,6 @@ def _order_bonus(
             details=details,
         )
     )
-
-
-def _result_of(outcome: Approval) -> dict[str, object]:
-    return {
-        "payments": [p.id for p in outcome.payments],
-        "order": None if outcome.order is None else outcome.order.id,
-    }
 
 
 def replay_approval(uow: UnitOfWork, milestone_id: str, stored: dict[str, object]) -> Approval:

@@ -70,16 +70,18 @@ def release(
     kind: str = "release",
     request_key: str | None = None,
     charge_reference: str | None = None,
+    payment_id: str | None = None,
 ) -> Payment:
     """Release `amount` from the milestone's escrow to the freelancer, less the fee.
 
     `milestone` is as the caller read it under its lock. `charge_reference` is the
     provider charge the money came in by (default: the milestone's funding): a
-    refund of this payment is made against that charge."""
+    refund of this payment is made against that charge. `payment_id` is the payment's
+    id when the caller chose it (to record it beforehand), else a new one."""
     milestone_id = milestone.id
     if amount <= 0:
         raise InvalidRequest("nothing to release: the amount must be positive", field="amount")
-    payment_id = new_id("py")
+    payment_id = payment_id or new_id("py")
     currency = contract.currency
     fee_event = charge_fee(
         uow,

@@ -693,13 +693,21 @@ class MemoryOrderStore:
 
     # --- request keys ------------------------------------------------------------------------
 
-    def bind_request_key(self, key: str, operation: str, request: Mapping[str, object]) -> dict[str, object] | None:
+    def bind_request_key(
+        self,
+        key: str,
+        operation: str,
+        request: Mapping[str, object],
+        *,
+        result: Mapping[str, object] | None = None,
+    ) -> dict[str, object] | None:
         fingerprint = hashlib.sha256(
             json.dumps({"operation": operation, **request}, sort_keys=True, default=str).encode()
         ).hexdigest()
         row = self._state.request_keys.get(key)
         if row is None:
-            self._state.request_keys[key] = RequestKeyRow(operation, fingerprint, {}, self._clock.now())
+            stored = _json_copy(result or {})
+            self._state.request_keys[key] = RequestKeyRow(operation, fingerprint, stored, self._clock.now())
             return None
         if row.fingerprint != fingerprint:
             raise IdempotencyConflict(
