@@ -75,14 +75,15 @@ class DocumentStore:
         invoices: client, then fee), so two issuers never wait for each other crosswise."""
         if len(set(kinds)) != len(kinds):
             raise ValueError("each series once: one statement moves a row once")
-        statement = self._insert()(document_sequences).values(
-            [{"kind": kind.value, "series_year": year, "last_sequence": 1} for kind in kinds]
-        )
+        statement = self._insert()(document_sequences)
+        # Many rows of parameters for one RETURNING statement: SQLAlchemy sends them as one
+        # multi-row INSERT (its "insertmanyvalues"), from one cached compiled statement.
         rows = self._conn.execute(
             statement.on_conflict_do_update(
                 index_elements=["kind", "series_year"],
                 set_={"last_sequence": document_sequences.c.last_sequence + 1},
-            ).returning(document_sequences.c.kind, document_sequences.c.last_sequence)
+            ).returning(document_sequences.c.kind, document_sequences.c.last_sequence),
+            [{"kind": kind.value, "series_year": year, "last_sequence": 1} for kind in kinds],
         )
         issued = {str(kind): int(sequence) for kind, sequence in rows}
         return [issued[kind.value] for kind in kinds]
@@ -105,31 +106,31 @@ class DocumentStore:
         """One INSERT of all the rows."""
         if not issued:
             return
+        # RETURNING makes the rows one multi-row INSERT ("insertmanyvalues"), as above.
         self._conn.execute(
-            documents.insert().values(
-                [
-                    {
-                        "id": i.document.id,
-                        "kind": i.document.kind.value,
-                        "number": i.document.number,
-                        "series_year": i.document.series_year,
-                        "sequence": i.document.sequence,
-                        "issued_at": i.document.issued_at,
-                        "issuer_id": i.document.issuer.party_id,
-                        "recipient_id": i.document.recipient.party_id,
-                        "currency": i.document.currency,
-                        "total": i.document.total,
-                        "payment_id": i.payment_id,
-                        "corrects_id": i.corrects_id,
-                        "entry_id": i.entry_id,
-                        "measured_account": i.measured_account,
-                        "measured_side": i.measured_side,
-                        "data": i.document.to_data(),
-                    }
-                    for i in issued
-                ]
-            )
-        )
+            documents.insert().returning(documents.c.id),
+            [
+                {
+                    "id": i.document.id,
+                    "kind": i.document.kind.value,
+                    "number": i.document.number,
+                    "series_year": i.document.series_year,
+                    "sequence": i.document.sequence,
+                    "issued_at": i.document.issued_at,
+                    "issuer_id": i.document.issuer.party_id,
+                    "recipient_id": i.document.recipient.party_id,
+                    "currency": i.document.currency,
+                    "total": i.document.total,
+                    "payment_id": i.payment_id,
+                    "corrects_id": i.corrects_id,
+                    "entry_id": i.entry_id,
+                    "measured_account": i.measured_account,
+                    "measured_side": i.measured_side,
+                    "data": i.document.to_data(),
+                }
+                for i in issued
+            ],
+        ).all()
 
     def get(self, id_or_number: str) -> Document:
         row = self._conn.execute(
