@@ -5,14 +5,27 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Row, select
+from sqlalchemy import Row, bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from ledger.db.schema import document_sequences, documents, parties
+from ledger.db.schema import DIALECT_INSERT, document_sequences, documents, parties
 from ledger.invoices.documents import Document, DocumentKind, IssuedDocument, Party, UnknownDocument
 
 if TYPE_CHECKING:
     from ledger.db.unit_of_work import UnitOfWork
+
+
+# A release's statements, built once (see schema.DIALECT_INSERT); values come when they run.
+_PARTIES = select(parties).where(parties.c.party_id.in_(bindparam("party_ids", expanding=True)))
+_NEXT_SEQUENCES = {
+    dialect: insert(document_sequences)
+    .on_conflict_do_update(
+        index_elements=["kind", "series_year"], set_={"last_sequence": document_sequences.c.last_sequence + 1}
+    )
+    .returning(document_sequences.c.kind, document_sequences.c.last_sequence)
+    for dialect, insert in DIALECT_INSERT.items()
+}
+_ADD_DOCUMENTS = documents.insert().returning(documents.c.id)
 
 
 def _party(row: Row[Any]) -> Party:
@@ -42,7 +55,7 @@ class DocumentStore:
         return self.parties([party_id]).get(party_id)
 
     def parties(self, party_ids: Sequence[str]) -> dict[str, Party]:
-        rows = self._conn.execute(select(parties).where(parties.c.party_id.in_(list(party_ids))))
+        rows = self._conn.execute(_PARTIES, {"party_ids": list(party_ids)})
         return {row.party_id: _party(row) for row in rows}
 
     def save_party(self, party: Party) -> None:
@@ -75,14 +88,10 @@ class DocumentStore:
         invoices: client, then fee), so two issuers never wait for each other crosswise."""
         if len(set(kinds)) != len(kinds):
             raise ValueError("each series once: one statement moves a row once")
-        statement = self._insert()(document_sequences)
         # Many rows of parameters for one RETURNING statement: SQLAlchemy sends them as one
         # multi-row INSERT (its "insertmanyvalues"), from one cached compiled statement.
         rows = self._conn.execute(
-            statement.on_conflict_do_update(
-                index_elements=["kind", "series_year"],
-                set_={"last_sequence": document_sequences.c.last_sequence + 1},
-            ).returning(document_sequences.c.kind, document_sequences.c.last_sequence),
+            _NEXT_SEQUENCES[self._uow.dialect],
             [{"kind": kind.value, "series_year": year, "last_sequence": 1} for kind in kinds],
         )
         issued = {str(kind): int(sequence) for kind, sequence in rows}
@@ -108,7 +117,7 @@ class DocumentStore:
             return
         # RETURNING makes the rows one multi-row INSERT ("insertmanyvalues"), as above.
         self._conn.execute(
-            documents.insert().returning(documents.c.id),
+            _ADD_DOCUMENTS,
             [
                 {
                     "id": i.document.id,

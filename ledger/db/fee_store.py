@@ -12,10 +12,9 @@ import threading
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Row, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Row, bindparam, select
 
-from ledger.db.schema import fee_events, fee_schedules, lifetime_billings
+from ledger.db.schema import DIALECT_INSERT, fee_events, fee_schedules, lifetime_billings
 from ledger.fees.model import ACTIVATION_LEAD, FeeEvent, NoScheduleInForce, ScheduleInForce
 from ledger.fees.rule import FeeBreakdown, fee_for_payment, fee_for_refund
 from ledger.fees.schedule import FeeSchedule
@@ -27,6 +26,26 @@ if TYPE_CHECKING:
 #: rest covers an activation's transaction still in flight when they were read, and
 #: clock skew between servers.
 SCHEDULES_KEPT = ACTIVATION_LEAD / 5
+
+
+# A release's statements, built once (see schema.DIALECT_INSERT); values come when they run.
+_LOCK_PAIR = {
+    dialect: insert(lifetime_billings)
+    .on_conflict_do_update(
+        index_elements=["freelancer_id", "client_id", "currency"], set_={"billed": lifetime_billings.c.billed}
+    )
+    .returning(lifetime_billings.c.billed)
+    for dialect, insert in DIALECT_INSERT.items()
+}
+_ADD_EVENT = {
+    dialect: insert(fee_events).on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(fee_events.c.id)
+    for dialect, insert in DIALECT_INSERT.items()
+}
+_SET_BILLED = lifetime_billings.update().where(
+    lifetime_billings.c.freelancer_id == bindparam("pair_freelancer_id"),
+    lifetime_billings.c.client_id == bindparam("pair_client_id"),
+    lifetime_billings.c.currency == bindparam("pair_currency"),
+)
 
 
 class ScheduleCache:
@@ -139,18 +158,8 @@ class FeeStore:
         the first one's total: ON CONFLICT DO UPDATE sees the latest committed row).
         SQLite: writers already hold the database's write lock from BEGIN IMMEDIATE.
         """
-        insert = postgresql.insert if self._uow.dialect == "postgresql" else sqlite.insert
-        statement = insert(lifetime_billings).values(
-            freelancer_id=freelancer_id, client_id=client_id, currency=currency, billed=0
-        )
-        return int(
-            self._conn.execute(
-                statement.on_conflict_do_update(
-                    index_elements=["freelancer_id", "client_id", "currency"],
-                    set_={"billed": lifetime_billings.c.billed},
-                ).returning(lifetime_billings.c.billed)
-            ).scalar_one()
-        )
+        pair = {"freelancer_id": freelancer_id, "client_id": client_id, "currency": currency, "billed": 0}
+        return int(self._conn.execute(_LOCK_PAIR[self._uow.dialect], pair).scalar_one())
 
     # --- events ------------------------------------------------------------------
 
@@ -200,37 +209,34 @@ class FeeStore:
         effective_at: datetime,
         recorded_at: datetime,
     ) -> FeeEvent | None:
-        insert = postgresql.insert if self._uow.dialect == "postgresql" else sqlite.insert
         new_id = self._conn.execute(
-            insert(fee_events)
-            .values(
-                idempotency_key=key,
-                request_hash=request_hash,
-                kind=kind,
-                freelancer_id=freelancer_id,
-                client_id=client_id,
-                currency=breakdown.currency,
-                amount=breakdown.amount,
-                fee=breakdown.fee,
-                lifetime_before=breakdown.lifetime_before,
-                lifetime_after=breakdown.lifetime_after,
-                schedule_id=schedule_id,
-                effective_at=effective_at,
-                recorded_at=recorded_at,
-            )
-            .on_conflict_do_nothing(index_elements=["idempotency_key"])
-            .returning(fee_events.c.id)
+            _ADD_EVENT[self._uow.dialect],
+            {
+                "idempotency_key": key,
+                "request_hash": request_hash,
+                "kind": kind,
+                "freelancer_id": freelancer_id,
+                "client_id": client_id,
+                "currency": breakdown.currency,
+                "amount": breakdown.amount,
+                "fee": breakdown.fee,
+                "lifetime_before": breakdown.lifetime_before,
+                "lifetime_after": breakdown.lifetime_after,
+                "schedule_id": schedule_id,
+                "effective_at": effective_at,
+                "recorded_at": recorded_at,
+            },
         ).scalar()
         if new_id is None:
             return None  # the key was used already: nothing written
         self._conn.execute(
-            lifetime_billings.update()
-            .where(
-                lifetime_billings.c.freelancer_id == freelancer_id,
-                lifetime_billings.c.client_id == client_id,
-                lifetime_billings.c.currency == breakdown.currency,
-            )
-            .values(billed=breakdown.lifetime_after)
+            _SET_BILLED,
+            {
+                "pair_freelancer_id": freelancer_id,
+                "pair_client_id": client_id,
+                "pair_currency": breakdown.currency,
+                "billed": breakdown.lifetime_after,
+            },
         )
         return FeeEvent(
             id=int(new_id),
