@@ -129,7 +129,13 @@ def build_parser() -> argparse.ArgumentParser:
     fee_commands.add_parser("schedules", help="list the schedules put in force, oldest first")
     activate = fee_commands.add_parser("activate", help="put a shipped schedule (classic, flat-10) in force")
     activate.add_argument("name")
-    activate.add_argument("--from", dest="effective_from", type=parse_time, required=True, help="a future time")
+    activate.add_argument(
+        "--from",
+        dest="effective_from",
+        type=parse_time,
+        required=True,
+        help="a future time, 5 minutes from now at least",
+    )
     quote = fee_commands.add_parser("quote", help="preview the fee of a payment (charges nothing)")
     quote.add_argument("--freelancer", required=True)
     quote.add_argument("--client", required=True)

@@ -78,6 +78,10 @@ class Ledger:
         the iteration (`Transactions.stream`): for responses streamed after their handler returned."""
         return self.database.stream(work)
 
+    def autocommit(self, work: Callable[[UnitOfWork], T], *, read_only: bool = False) -> T:
+        """`work` of statements that each stand alone, committed one by one (`Transactions.autocommit`)."""
+        return self.database.autocommit(work, read_only=read_only)
+
     # --- writes ------------------------------------------------------------------
 
     def open_account(self, spec: AccountSpec) -> Account:

@@ -39,7 +39,8 @@ class RequireRole:
         scheme, _, key = header.partition(" ")
         if scheme.lower() != "bearer" or not key.strip():
             raise NotAuthorizedException("an API key is required: Authorization: Bearer <key>")
-        api_key = self.book.transaction(lambda uow: authenticate(uow, key.strip()), read_only=True)
+        # One statement, read as it stands: a revoked key is refused at once.
+        api_key = self.book.autocommit(lambda uow: authenticate(uow, key.strip()), read_only=True)
         if api_key is None:
             raise NotAuthorizedException("unknown or revoked API key")
         if api_key.role != "admin" and api_key.role not in roles:

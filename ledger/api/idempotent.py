@@ -95,7 +95,9 @@ class IdempotencyKeys:
         path = request.url.path
         body_hash = request_fingerprint(body, path)
         claimed_at = book.clock.now()
-        earlier = book.transaction(
+        # The claim, the release and the record of the answer are statements that each
+        # stand alone (an insert, a conditional update, a read): run without a transaction.
+        earlier = book.autocommit(
             lambda uow: uow.api.claim_request(key, api_key.id, method, path, body_hash, now=claimed_at, lease=lease)
         )
         if earlier is not None:
@@ -110,7 +112,7 @@ class IdempotencyKeys:
             )
 
         def release() -> None:
-            book.transaction(lambda uow: uow.api.release_request(key, api_key.id, claimed_at))
+            book.autocommit(lambda uow: uow.api.release_request(key, api_key.id, claimed_at))
 
         try:
             content, media_type = msgspec.json.encode(handle()), JSON
@@ -126,7 +128,7 @@ class IdempotencyKeys:
         except BaseException:
             release()
             raise
-        book.transaction(
+        book.autocommit(
             lambda uow: uow.api.finish_request(key, api_key.id, claimed_at, status, media_type, content.decode())
         )
         return Response(content=content, status_code=status, media_type=media_type)

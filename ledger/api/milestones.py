@@ -12,7 +12,7 @@ from litestar.params import FromPath, JSONBody
 from ledger.api.auth import MARKETPLACE
 from ledger.api.idempotent import idempotent
 from ledger.api.schemas import ApproveRequest, DisputeOut, FundingOut, FundRequest, MilestoneOut, ResolveDispute
-from ledger.api.views import dispute_out, funding_out, milestone_currency, read_milestone
+from ledger.api.views import dispute_out, funding_out, milestone_currency, read_milestone, standing_out
 from ledger.escrow.service import Escrow
 from ledger.service import Ledger
 
@@ -90,10 +90,10 @@ class MilestoneController(Controller):
         """Approve all that is held, part of it (`amount` below it), or more (the extra is a bonus)."""
         body = data or ApproveRequest()
         amount = None if body.amount is None else body.amount.minor(milestone_currency(book, milestone_id))
-        escrow.approvals.approve(
+        standing = escrow.approvals.approve_and_show(
             milestone_id, amount=amount, payment_method=body.payment_method, request_key=request_key
         )
-        return read_milestone(book, milestone_id)
+        return standing_out(standing)
 
     @post(
         "/{milestone_id:str}/refund-request/accept",

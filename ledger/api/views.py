@@ -34,7 +34,7 @@ from ledger.api.schemas import (
     TrialBalanceOut,
     TrialBalanceRowOut,
 )
-from ledger.escrow.model import Contract, Dispute, Milestone, Payment, PaymentRefund, Payout
+from ledger.escrow.model import Contract, Dispute, Milestone, MilestoneStanding, Payment, PaymentRefund, Payout
 from ledger.escrow.reconciliation import ReconciliationLine
 from ledger.escrow.services.funding import FundingOutcome
 from ledger.escrow.services.payouts import FreelancerBalance
@@ -53,9 +53,8 @@ def read_milestone(book: Ledger, milestone_id: str) -> MilestoneOut:
     """A milestone with its payments, in its contract's currency."""
 
     def read(uow: UnitOfWork) -> MilestoneOut:
-        milestone = uow.escrow.milestone(milestone_id)
-        currency = uow.escrow.currency_of(milestone.contract_id)
-        return milestone_out(milestone, currency, uow.escrow.payments_of(milestone_id))
+        milestone, contract = uow.escrow.milestone_and_contract(milestone_id)
+        return milestone_out(milestone, contract.currency, uow.escrow.payments_of(milestone_id))
 
     return book.transaction(read, read_only=True)
 
@@ -133,6 +132,10 @@ def milestone_out(milestone: Milestone, currency: str, payments: list[Payment]) 
         payments=[payment_out(p, currency) for p in payments],
         frozen_by=milestone.frozen_by,
     )
+
+
+def standing_out(standing: MilestoneStanding) -> MilestoneOut:
+    return milestone_out(standing.milestone, standing.currency, list(standing.payments))
 
 
 def dispute_out(dispute: Dispute) -> DisputeOut:

@@ -61,10 +61,16 @@ class AccountStore:
         self._uow = uow
         self._conn = uow.connection
         self._cache = cache
+        #: accounts this transaction has opened or read: valid for as long as it lasts
+        self._seen: dict[AccountKey, Account] = {}
 
     def _remember_after_commit(self, account: Account) -> None:
+        self._seen[(account.code, account.currency)] = account
         # Never cache an account from a transaction that may still roll back.
         self._uow.after_commit(lambda: self._cache.add(account))
+
+    def _known(self, key: AccountKey) -> Account | None:
+        return self._cache.get(key) or self._seen.get(key)
 
     def open(self, spec: AccountSpec) -> Account:
         assert spec.normal_side is not None, "normalize the spec first"
@@ -114,7 +120,7 @@ class AccountStore:
         return existing
 
     def find(self, code: str, currency: str) -> Account | None:
-        cached = self._cache.get((code, currency))
+        cached = self._known((code, currency))
         if cached is not None:
             return cached
         row = self._conn.execute(
@@ -137,7 +143,7 @@ class AccountStore:
         found: dict[AccountKey, Account] = {}
         missing: list[AccountKey] = []
         for key in set(keys):
-            cached = self._cache.get(key)
+            cached = self._known(key)
             if cached is None:
                 missing.append(key)
             else:

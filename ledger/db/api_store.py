@@ -5,14 +5,27 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, Row, delete, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import ColumnElement, Row, bindparam, delete, select
 
 from ledger.access import ApiKey, IdempotentRequest
-from ledger.db.schema import api_keys, idempotent_requests
+from ledger.db.schema import DIALECT_INSERT, api_keys, idempotent_requests
 
 if TYPE_CHECKING:
     from ledger.db.unit_of_work import UnitOfWork
+
+
+# Every request runs these: built once (see schema.DIALECT_INSERT).
+_ACTIVE_KEY = select(api_keys).where(api_keys.c.key_hash == bindparam("key_hash"), api_keys.c.revoked_at.is_(None))
+_CLAIM = {
+    dialect: insert(idempotent_requests).on_conflict_do_nothing().returning(idempotent_requests.c.key)
+    for dialect, insert in DIALECT_INSERT.items()
+}
+_FINISH = idempotent_requests.update().where(
+    idempotent_requests.c.key == bindparam("claimed_key"),
+    idempotent_requests.c.api_key_id == bindparam("claimed_api_key_id"),
+    idempotent_requests.c.status.is_(None),
+    idempotent_requests.c.claimed_at == bindparam("claimed_claimed_at"),
+)
 
 
 def _key(row: Row[Any]) -> ApiKey:
@@ -45,9 +58,7 @@ class ApiStore:
         )
 
     def key_by_hash(self, key_hash: str) -> ApiKey | None:
-        row = self._conn.execute(
-            select(api_keys).where(api_keys.c.key_hash == key_hash, api_keys.c.revoked_at.is_(None))
-        ).first()
+        row = self._conn.execute(_ACTIVE_KEY, {"key_hash": key_hash}).first()
         return None if row is None else _key(row)
 
     def all_keys(self) -> list[ApiKey]:
@@ -73,20 +84,17 @@ class ApiStore:
         (same path and body hash) in one conditional UPDATE, so of two retries racing
         for it only one wins; the other finds it claimed again.
         """
-        insert = postgresql.insert if self._uow.dialect == "postgresql" else sqlite.insert
         claimed = self._conn.execute(
-            insert(idempotent_requests)
-            .values(
-                key=key,
-                api_key_id=api_key_id,
-                method=method,
-                path=path,
-                body_hash=body_hash,
-                created_at=now,
-                claimed_at=now,
-            )
-            .on_conflict_do_nothing()
-            .returning(idempotent_requests.c.key)
+            _CLAIM[self._uow.dialect],
+            {
+                "key": key,
+                "api_key_id": api_key_id,
+                "method": method,
+                "path": path,
+                "body_hash": body_hash,
+                "created_at": now,
+                "claimed_at": now,
+            },
         ).first()
         if claimed is not None:
             return None
@@ -112,9 +120,15 @@ class ApiStore:
         """Record the response of the claim made at `claimed_at`; False if that claim was
         taken over meanwhile (the newer claim records its own response)."""
         result = self._conn.execute(
-            idempotent_requests.update()
-            .where(*self._own_claim(key, api_key_id, claimed_at))
-            .values(status=status, media_type=media_type, response=response)
+            _FINISH,
+            {
+                "claimed_key": key,
+                "claimed_api_key_id": api_key_id,
+                "claimed_claimed_at": claimed_at,
+                "status": status,
+                "media_type": media_type,
+                "response": response,
+            },
         )
         return bool(result.rowcount)
 

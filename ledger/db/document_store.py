@@ -2,16 +2,43 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import Row, bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from ledger.db.schema import document_sequences, documents, parties
-from ledger.invoices.documents import Document, DocumentKind, Party, UnknownDocument
+from ledger.db.schema import DIALECT_INSERT, document_sequences, documents, parties
+from ledger.invoices.documents import Document, DocumentKind, IssuedDocument, Party, UnknownDocument
 
 if TYPE_CHECKING:
     from ledger.db.unit_of_work import UnitOfWork
+
+
+# A release's statements, built once (see schema.DIALECT_INSERT); values come when they run.
+_PARTIES = select(parties).where(parties.c.party_id.in_(bindparam("party_ids", expanding=True)))
+_NEXT_SEQUENCES = {
+    dialect: insert(document_sequences)
+    .on_conflict_do_update(
+        index_elements=["kind", "series_year"], set_={"last_sequence": document_sequences.c.last_sequence + 1}
+    )
+    .returning(document_sequences.c.kind, document_sequences.c.last_sequence)
+    for dialect, insert in DIALECT_INSERT.items()
+}
+_ADD_DOCUMENTS = documents.insert().returning(documents.c.id)
+
+
+def _party(row: Row[Any]) -> Party:
+    return Party(
+        party_id=row.party_id,
+        display_name=row.display_name,
+        legal_name=row.legal_name,
+        address=row.address,
+        country=row.country,
+        tax_id=row.tax_id,
+        provider_id=row.provider_id,
+        updated_at=row.updated_at,
+    )
 
 
 class DocumentStore:
@@ -25,19 +52,11 @@ class DocumentStore:
     # --- parties -------------------------------------------------------------------
 
     def party(self, party_id: str) -> Party | None:
-        row = self._conn.execute(select(parties).where(parties.c.party_id == party_id)).first()
-        if row is None:
-            return None
-        return Party(
-            party_id=row.party_id,
-            display_name=row.display_name,
-            legal_name=row.legal_name,
-            address=row.address,
-            country=row.country,
-            tax_id=row.tax_id,
-            provider_id=row.provider_id,
-            updated_at=row.updated_at,
-        )
+        return self.parties([party_id]).get(party_id)
+
+    def parties(self, party_ids: Sequence[str]) -> dict[str, Party]:
+        rows = self._conn.execute(_PARTIES, {"party_ids": list(party_ids)})
+        return {row.party_id: _party(row) for row in rows}
 
     def save_party(self, party: Party) -> None:
         fields = {
@@ -59,18 +78,24 @@ class DocumentStore:
 
         The series row is locked until commit, so concurrent issuers take turns;
         a rolled-back transaction gives its number back, so there are no gaps."""
-        self._conn.execute(
-            self._insert()(document_sequences)
-            .values(kind=kind.value, series_year=year, last_sequence=0)
-            .on_conflict_do_nothing()
+        return self.next_sequences([kind], year)[0]
+
+    def next_sequences(self, kinds: Sequence[DocumentKind], year: int) -> list[int]:
+        """The next numbers of several series, in one statement: each series' row is
+        started at 1 or moved on by 1, and locked until commit (PostgreSQL: the
+        upsert's row lock; SQLite: the write lock), so there are no gaps. The rows
+        are written in the order of `kinds`: callers name them in one order (release
+        invoices: client, then fee), so two issuers never wait for each other crosswise."""
+        if len(set(kinds)) != len(kinds):
+            raise ValueError("each series once: one statement moves a row once")
+        # Many rows of parameters for one RETURNING statement: SQLAlchemy sends them as one
+        # multi-row INSERT (its "insertmanyvalues"), from one cached compiled statement.
+        rows = self._conn.execute(
+            _NEXT_SEQUENCES[self._uow.dialect],
+            [{"kind": kind.value, "series_year": year, "last_sequence": 1} for kind in kinds],
         )
-        where = (document_sequences.c.kind == kind.value) & (document_sequences.c.series_year == year)
-        query = select(document_sequences.c.last_sequence).where(where)
-        if self._uow.dialect == "postgresql":
-            query = query.with_for_update()
-        following = int(self._conn.execute(query).scalar_one()) + 1
-        self._conn.execute(document_sequences.update().where(where).values(last_sequence=following))
-        return following
+        issued = {str(kind): int(sequence) for kind, sequence in rows}
+        return [issued[kind.value] for kind in kinds]
 
     # --- documents ---------------------------------------------------------------------
 
@@ -84,26 +109,37 @@ class DocumentStore:
         measured_account: str,
         measured_side: str,
     ) -> None:
+        self.add_all([IssuedDocument(document, payment_id, corrects_id, entry_id, measured_account, measured_side)])
+
+    def add_all(self, issued: Sequence[IssuedDocument]) -> None:
+        """One INSERT of all the rows."""
+        if not issued:
+            return
+        # RETURNING makes the rows one multi-row INSERT ("insertmanyvalues"), as above.
         self._conn.execute(
-            documents.insert().values(
-                id=document.id,
-                kind=document.kind.value,
-                number=document.number,
-                series_year=document.series_year,
-                sequence=document.sequence,
-                issued_at=document.issued_at,
-                issuer_id=document.issuer.party_id,
-                recipient_id=document.recipient.party_id,
-                currency=document.currency,
-                total=document.total,
-                payment_id=payment_id,
-                corrects_id=corrects_id,
-                entry_id=entry_id,
-                measured_account=measured_account,
-                measured_side=measured_side,
-                data=document.to_data(),
-            )
-        )
+            _ADD_DOCUMENTS,
+            [
+                {
+                    "id": i.document.id,
+                    "kind": i.document.kind.value,
+                    "number": i.document.number,
+                    "series_year": i.document.series_year,
+                    "sequence": i.document.sequence,
+                    "issued_at": i.document.issued_at,
+                    "issuer_id": i.document.issuer.party_id,
+                    "recipient_id": i.document.recipient.party_id,
+                    "currency": i.document.currency,
+                    "total": i.document.total,
+                    "payment_id": i.payment_id,
+                    "corrects_id": i.corrects_id,
+                    "entry_id": i.entry_id,
+                    "measured_account": i.measured_account,
+                    "measured_side": i.measured_side,
+                    "data": i.document.to_data(),
+                }
+                for i in issued
+            ],
+        ).all()
 
     def get(self, id_or_number: str) -> Document:
         row = self._conn.execute(

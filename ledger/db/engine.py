@@ -1,8 +1,9 @@
 """Engines for the two supported databases, and the migration status.
 
 SQLite (the embedded default) runs in WAL mode with foreign keys on, and every
-transaction starts with `BEGIN IMMEDIATE`: it takes the write lock up front, so two
-writers queue on the busy timeout instead of failing to upgrade a read lock.
+writing transaction starts with `BEGIN IMMEDIATE`: it takes the write lock up front, so two
+writers queue on the busy timeout instead of failing to upgrade a read lock
+(`Database.autocommit` work sends no BEGIN: each of its statements commits alone).
 PostgreSQL runs at READ COMMITTED; the posting path takes row locks in a fixed
 order, so concurrent writers neither lose updates nor deadlock.
 """
@@ -63,6 +64,8 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def on_begin(connection: Any) -> None:
+        if connection.info.get("ledger_autocommit", False):
+            return  # no BEGIN: each statement is a transaction of its own (Database.autocommit)
         # Writers take the write lock at BEGIN; readers read a WAL snapshot without it.
         read_only = connection.info.get("ledger_read_only", False)
         connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")

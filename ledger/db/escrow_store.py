@@ -10,10 +10,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Row, Select, Update, func, select
+from sqlalchemy import Row, Select, Update, bindparam, func, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ledger.db.schema import (
+    DIALECT_INSERT,
+    accounts,
+    balances,
     contracts,
     disputes,
     milestones,
@@ -25,7 +28,7 @@ from ledger.db.schema import (
     timers,
 )
 from ledger.errors import NotFound
-from ledger.escrow.chart import escrow_account_code
+from ledger.escrow.chart import ESCROW_ACCOUNT_PREFIX
 from ledger.escrow.model import (
     Contract,
     Dispute,
@@ -132,6 +135,47 @@ def _refund_order(row: Row[Any]) -> RefundOrder:
     )
 
 
+def _milestone_view() -> Select[Any]:
+    """A milestone as the domain sees it, in one statement: its row, its contract's,
+    what its escrow account holds (the account is opened in the contract's
+    currency) and the open chargeback that freezes it."""
+    held = (
+        select(func.coalesce(func.sum(balances.c.balance), 0))
+        .select_from(balances.join(accounts, accounts.c.id == balances.c.account_id))
+        .where(
+            accounts.c.code == literal(ESCROW_ACCOUNT_PREFIX) + milestones.c.id,
+            accounts.c.currency == contracts.c.currency,
+        )
+        .scalar_subquery()
+    )
+    frozen_by = (
+        select(disputes.c.id)
+        .where(disputes.c.milestone_id == milestones.c.id, disputes.c.outcome.is_(None))
+        .order_by(disputes.c.opened_at)
+        .limit(1)
+        .scalar_subquery()
+    )
+    # The contract's id is the milestone's contract_id.
+    contract = [c.label(f"contract_{c.name}") for c in contracts.c if c.name != "id"]
+    return select(milestones, *contract, held.label("held"), frozen_by.label("frozen_by")).select_from(
+        milestones.join(contracts, contracts.c.id == milestones.c.contract_id)
+    )
+
+
+# The approval's statements, built once (a statement built for every call costs more
+# CPU than running it); values are passed when they run.
+_MILESTONE = _milestone_view().where(milestones.c.id == bindparam("milestone_id"))
+_LOCK_MILESTONE = select(milestones.c.id).where(milestones.c.id == bindparam("milestone_id")).with_for_update()
+_SAVE_MILESTONE = milestones.update().where(milestones.c.id == bindparam("milestone_id"))
+_ADD_PAYMENT = payments.insert()
+_PAYMENTS_OF = (
+    select(payments)
+    .where(payments.c.milestone_id == bindparam("milestone_id"))
+    .order_by(payments.c.released_at, payments.c.id)
+)
+_SCHEDULE = {dialect: insert(timers).on_conflict_do_nothing() for dialect, insert in DIALECT_INSERT.items()}
+
+
 class EscrowStore:
     def __init__(self, uow: UnitOfWork) -> None:
         self._uow = uow
@@ -191,35 +235,60 @@ class EscrowStore:
             )
         )
 
-    def _milestone(self, row: Row[Any]) -> Milestone:
-        held = 0
-        state = MilestoneState(row.state)
-        account = self._uow.accounts.find(escrow_account_code(row.id), self.currency_of(row.contract_id))
-        if account is not None:
-            held = self._uow.accounts.balance(account)
+    @staticmethod
+    def _milestone(row: Row[Any]) -> Milestone:
         return Milestone(
             id=row.id,
             contract_id=row.contract_id,
             title=row.title,
             amount=int(row.amount),
             due_date=row.due_date,
-            state=state,
-            held=held,
+            state=MilestoneState(row.state),
+            held=int(row.held),
             review_deadline=row.review_deadline,
             refund_deadline=row.refund_deadline,
             failure_reason=row.failure_reason,
             created_at=row.created_at,
-            frozen_by=self.open_dispute_of(row.id),
+            frozen_by=row.frozen_by,
+            funding_reference=row.funding_reference,
+        )
+
+    @staticmethod
+    def _contract_of(row: Row[Any]) -> Contract:
+        return Contract(
+            id=row.contract_id,
+            client_id=row.contract_client_id,
+            freelancer_id=row.contract_freelancer_id,
+            currency=row.contract_currency,
+            title=row.contract_title,
+            created_at=row.contract_created_at,
+            ended_by=row.contract_ended_by,
+            ended_at=row.contract_ended_at,
         )
 
     def currency_of(self, contract_id: str) -> str:
         return str(self._conn.execute(select(contracts.c.currency).where(contracts.c.id == contract_id)).scalar_one())
 
-    def milestone(self, milestone_id: str, *, lock: bool = False) -> Milestone:
-        row = self._conn.execute(self._locked(select(milestones).where(milestones.c.id == milestone_id), lock)).first()
+    def _milestone_row(self, milestone_id: str, lock: bool) -> Row[Any]:
+        if lock and self._uow.dialect == "postgresql":
+            # The lock is a statement of its own: at READ COMMITTED a statement that waited
+            # for a row lock sees the row's new version but reads everything else (the
+            # escrow balance, disputes) as of its start. Read after the lock is granted,
+            # what is held reflects the transaction that held the lock before.
+            locked = self._conn.execute(_LOCK_MILESTONE, {"milestone_id": milestone_id}).first()
+            if locked is None:
+                raise UnknownMilestone(f"no milestone {milestone_id}", milestone_id=milestone_id)
+        row = self._conn.execute(_MILESTONE, {"milestone_id": milestone_id}).first()
         if row is None:
             raise UnknownMilestone(f"no milestone {milestone_id}", milestone_id=milestone_id)
-        return self._milestone(row)
+        return row
+
+    def milestone(self, milestone_id: str, *, lock: bool = False) -> Milestone:
+        return self._milestone(self._milestone_row(milestone_id, lock))
+
+    def milestone_and_contract(self, milestone_id: str, *, lock: bool = False) -> tuple[Milestone, Contract]:
+        row = self._milestone_row(milestone_id, lock)
+        return self._milestone(row), self._contract_of(row)
 
     def milestone_ids_of_client(self, client_id: str, currency: str) -> list[str]:
         query = (
@@ -251,12 +320,17 @@ class EscrowStore:
         return row.funding_key, row.psp_account
 
     def milestones_of(self, contract_id: str, *, lock: bool = False) -> list[Milestone]:
-        query = (
-            select(milestones)
-            .where(milestones.c.contract_id == contract_id)
-            .order_by(milestones.c.created_at, milestones.c.id)
-        )
-        return [self._milestone(row) for row in self._conn.execute(self._locked(query, lock))]
+        order = (milestones.c.created_at, milestones.c.id)
+        if lock and self._uow.dialect == "postgresql":
+            # Locked first, in a statement of their own (see `_milestone_row`).
+            self._conn.execute(
+                select(milestones.c.id)
+                .where(milestones.c.contract_id == contract_id)
+                .order_by(*order)
+                .with_for_update()
+            )
+        query = _milestone_view().where(milestones.c.contract_id == contract_id).order_by(*order)
+        return [self._milestone(row) for row in self._conn.execute(query)]
 
     def _milestone_update(self, milestone_id: str) -> Update:
         """The UPDATE of one milestone, stamped with the time of the change."""
@@ -264,12 +338,15 @@ class EscrowStore:
 
     def save_milestone(self, milestone: Milestone) -> None:
         self._conn.execute(
-            self._milestone_update(milestone.id).values(
-                state=milestone.state.value,
-                review_deadline=milestone.review_deadline,
-                refund_deadline=milestone.refund_deadline,
-                failure_reason=milestone.failure_reason,
-            )
+            _SAVE_MILESTONE,
+            {
+                "milestone_id": milestone.id,
+                "state": milestone.state.value,
+                "review_deadline": milestone.review_deadline,
+                "refund_deadline": milestone.refund_deadline,
+                "failure_reason": milestone.failure_reason,
+                "updated_at": self._uow.clock.now(),
+            },
         )
 
     def begin_funding(self, milestone_id: str, *, funding_key: str) -> None:
@@ -296,22 +373,23 @@ class EscrowStore:
 
     def add_payment(self, payment: Payment, *, pending_remaining: int, request_key: str | None) -> None:
         self._conn.execute(
-            payments.insert().values(
-                id=payment.id,
-                milestone_id=payment.milestone_id,
-                contract_id=payment.contract_id,
-                kind=payment.kind,
-                gross=payment.gross,
-                fee=payment.fee,
-                net=payment.net,
-                released_at=payment.released_at,
-                pending_until=payment.pending_until,
-                pending_remaining=pending_remaining,
-                refunded=payment.refunded,
-                entry_id=payment.entry_id,
-                request_key=request_key,
-                charge_reference=payment.charge_reference,
-            )
+            _ADD_PAYMENT,
+            {
+                "id": payment.id,
+                "milestone_id": payment.milestone_id,
+                "contract_id": payment.contract_id,
+                "kind": payment.kind,
+                "gross": payment.gross,
+                "fee": payment.fee,
+                "net": payment.net,
+                "released_at": payment.released_at,
+                "pending_until": payment.pending_until,
+                "pending_remaining": pending_remaining,
+                "refunded": payment.refunded,
+                "entry_id": payment.entry_id,
+                "request_key": request_key,
+                "charge_reference": payment.charge_reference,
+            },
         )
 
     def payment(self, payment_id: str, *, lock: bool = False) -> Payment:
@@ -330,12 +408,7 @@ class EscrowStore:
         return None if row is None else _payment(row)
 
     def payments_of(self, milestone_id: str) -> list[Payment]:
-        query = (
-            select(payments)
-            .where(payments.c.milestone_id == milestone_id)
-            .order_by(payments.c.released_at, payments.c.id)
-        )
-        return [_payment(row) for row in self._conn.execute(query)]
+        return [_payment(row) for row in self._conn.execute(_PAYMENTS_OF, {"milestone_id": milestone_id})]
 
     @staticmethod
     def _payment_update(payment_id: str) -> Update:
@@ -623,10 +696,7 @@ class EscrowStore:
     # --- timers ------------------------------------------------------------------
 
     def schedule(self, kind: str, subject_id: str, due_at: datetime) -> None:
-        insert = postgresql.insert if self._uow.dialect == "postgresql" else sqlite.insert
-        self._conn.execute(
-            insert(timers).values(kind=kind, subject_id=subject_id, due_at=due_at).on_conflict_do_nothing()
-        )
+        self._conn.execute(_SCHEDULE[self._uow.dialect], {"kind": kind, "subject_id": subject_id, "due_at": due_at})
 
     def due_timers(self, now: datetime, limit: int) -> list[tuple[int, str, str, datetime]]:
         query = (

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Row, Update, and_, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from ledger.db.schema import payment_orders, request_keys, worker_heartbeats
+from ledger.db.schema import DIALECT_INSERT, payment_orders, request_keys, worker_heartbeats
 from ledger.errors import IdempotencyConflict
 from ledger.escrow.model import new_id
 from ledger.escrow.orders import OPEN_STATES, NewOrder, OrderKind, OrderState, PaymentOrder, UnknownOrder
@@ -29,6 +29,13 @@ if TYPE_CHECKING:
 
 #: The width of a heartbeat summary (worker_heartbeats.summary).
 HEARTBEAT_SUMMARY_LENGTH = 500
+
+
+# Built once: every request with a request key runs it (see schema.DIALECT_INSERT).
+_BIND_REQUEST_KEY = {
+    dialect: insert(request_keys).on_conflict_do_nothing().returning(request_keys.c.key)
+    for dialect, insert in DIALECT_INSERT.items()
+}
 
 
 def _order(row: Row[Any]) -> PaymentOrder:
@@ -282,22 +289,33 @@ class OrderStore:
 
     # --- request keys ------------------------------------------------------------------------
 
-    def bind_request_key(self, key: str, operation: str, request: Mapping[str, object]) -> dict[str, object] | None:
+    def bind_request_key(
+        self,
+        key: str,
+        operation: str,
+        request: Mapping[str, object],
+        *,
+        result: Mapping[str, object] | None = None,
+    ) -> dict[str, object] | None:
         """Bind `key` to this request. Returns None the first time (the caller does the work
-        and stores its result with `store_result`), the stored result when the same request
-        comes again; another request with the key is an `IdempotencyConflict`.
+        and stores its result with `store_result`, unless it gave `result` up front), the
+        stored result when the same request comes again; another request with the key is
+        an `IdempotencyConflict`.
 
         A concurrent duplicate waits on the key's row (PostgreSQL: the unique insert waits
         for the first transaction) and then finds its result, never a unique violation."""
         fingerprint = hashlib.sha256(
             json.dumps({"operation": operation, **request}, sort_keys=True, default=str).encode()
         ).hexdigest()
-        insert = postgresql.insert if self._uow.dialect == "postgresql" else sqlite.insert
         claimed = self._conn.execute(
-            insert(request_keys)
-            .values(key=key, operation=operation, fingerprint=fingerprint, result={}, created_at=self._uow.clock.now())
-            .on_conflict_do_nothing()
-            .returning(request_keys.c.key)
+            _BIND_REQUEST_KEY[self._uow.dialect],
+            {
+                "key": key,
+                "operation": operation,
+                "fingerprint": fingerprint,
+                "result": dict(result or {}),
+                "created_at": self._uow.clock.now(),
+            },
         ).first()
         if claimed is not None:
             return None

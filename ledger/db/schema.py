@@ -8,6 +8,7 @@ minor units (never Numeric: SQLite stores that as REAL). Ledger foreign keys are
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, cast
 
@@ -28,6 +29,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import DateTime, TypeDecorator
@@ -648,3 +650,11 @@ class WorkerHeartbeatRow(Base):
 payment_orders = cast(Table, PaymentOrderRow.__table__)
 request_keys = cast(Table, RequestKeyRow.__table__)
 worker_heartbeats = cast(Table, WorkerHeartbeatRow.__table__)
+
+#: Each supported dialect's INSERT construct, for statements with an ON CONFLICT clause.
+#: The stores build their hot statements once, per dialect, at import: a statement
+#: object built anew for every call costs more CPU than running it.
+DIALECT_INSERT: dict[str, Callable[[Table], postgresql.Insert | sqlite.Insert]] = {
+    "postgresql": postgresql.insert,
+    "sqlite": sqlite.insert,
+}

@@ -28,7 +28,7 @@ from ledger.db.audit_queries import SqlAuditQueries
 from ledger.db.document_store import DocumentStore
 from ledger.db.engine import make_engine
 from ledger.db.escrow_store import EscrowStore
-from ledger.db.fee_store import FeeStore
+from ledger.db.fee_store import FeeStore, ScheduleCache
 from ledger.db.journal_store import JournalStore
 from ledger.db.order_store import OrderStore
 from ledger.db.reconciliation_queries import SqlReconciliationQueries
@@ -75,7 +75,7 @@ class UnitOfWork:
         self.platform: PlatformDetails = database.platform
         self.accounts: AccountStore = AccountStore(self, database.account_cache)
         self.journal: JournalStore = JournalStore(self)
-        self.fees: FeeStore = FeeStore(self)
+        self.fees: FeeStore = FeeStore(self, database.schedule_cache)
         self.escrow: EscrowStore = EscrowStore(self)
         self.documents: DocumentStore = DocumentStore(self)
         self.api: ApiStore = ApiStore(self)
@@ -104,7 +104,7 @@ if TYPE_CHECKING:
 
 
 class Database:
-    """An engine, the account cache and the retry counter, shared by all units of work.
+    """An engine, the account and schedule caches and the retry counter, shared by all units of work.
 
     Attributes:
         engine: the SQLAlchemy engine.
@@ -126,6 +126,7 @@ class Database:
         self.max_attempts = max_attempts
         self.platform = platform or PlatformDetails()
         self.account_cache: AccountCache = AccountCache()
+        self.schedule_cache: ScheduleCache = ScheduleCache()
         self._retries = 0
         self._lock = threading.Lock()
 
@@ -144,16 +145,31 @@ class Database:
         posting statement), so on PostgreSQL it runs without an explicit transaction:
         the statement is its own transaction, and BEGIN and COMMIT cost no round trips.
         Its reads (accounts not yet cached, the originals of replayed keys) then each see
-        the latest committed data, which is all they need."""
+        the latest committed data, which is all they need. (SQLite writes a posting with
+        several statements: there it stays a transaction.)"""
+        autocommit = single_write and not read_only and self.dialect == "postgresql"
+        return self._run(work, read_only=read_only, autocommit=autocommit)
+
+    def autocommit(self, work: Callable[[UnitOfWork], T], *, read_only: bool = False) -> T:
+        """Run `work`, whose statements each stand alone, with each committing as it runs:
+        PostgreSQL's AUTOCOMMIT, SQLite without BEGIN (engine.py). No BEGIN or COMMIT
+        round trip; retried on a lost race as `transaction` is."""
+        return self._run(work, read_only=read_only, autocommit=True)
+
+    def _run(self, work: Callable[[UnitOfWork], T], *, read_only: bool, autocommit: bool) -> T:
         for attempt in range(1, self.max_attempts + 1):
             try:
                 with self.engine.connect() as connection:
-                    if read_only:
+                    connection.info["ledger_autocommit"] = autocommit
+                    if autocommit:
+                        # SQLite: a reader need not take the write lock (see engine.py).
+                        connection.info["ledger_read_only"] = read_only
+                        if self.dialect == "postgresql":
+                            connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+                    elif read_only:
                         connection = self._read_only(connection)
                     else:
                         connection.info["ledger_read_only"] = False
-                        if single_write and self.dialect == "postgresql":
-                            connection = connection.execution_options(isolation_level="AUTOCOMMIT")
                     with connection.begin():
                         uow = UnitOfWork(connection, self)
                         result = work(uow)

@@ -19,8 +19,10 @@ from datetime import datetime
 from ledger.errors import InvalidRequest
 from ledger.escrow.milestones import REVIEW_EXPIRY, positive_amount, post_funding
 from ledger.escrow.model import (
+    Contract,
     Event,
     Milestone,
+    MilestoneStanding,
     MilestoneState,
     Payment,
     new_id,
@@ -38,12 +40,12 @@ class Approval:
     """What an approval did.
 
     Attributes:
+        standing: the milestone as it stands after the approval, with all its payments.
         payments: the payments released (none yet while a bonus charge is in flight).
         order: the bonus charge's payment order, when the approval asked for more than held.
-        milestone: the milestone as it stands after the approval.
     """
 
-    milestone: Milestone
+    standing: MilestoneStanding
     payments: tuple[Payment, ...] = ()
     order: PaymentOrder | None = None
 
@@ -59,42 +61,55 @@ def approve(
     """Approve all held (default), part of it, or more (a bonus order for the extra)."""
     if amount is not None:
         positive_amount(amount)
-    if request_key is not None:
-        earlier = uow.orders.bind_request_key(request_key, "approve", {"milestone": milestone_id, "amount": amount})
-        if earlier is not None:
-            return replay_approval(uow, milestone_id, earlier)
-    milestone = uow.escrow.milestone(milestone_id, lock=True)
-    require_transition(milestone_id, milestone.state, Event.APPROVE)
-    require_unfrozen(milestone, Event.APPROVE)
-    contract = uow.escrow.contract(milestone.contract_id)
+    # The milestone is locked before the request key is bound: a duplicate running
+    # concurrently waits here, then finds the key bound and replays. Locked, the
+    # milestone says what the approval will do, so the key is stored with its result
+    # in one write (the ids are chosen now); if the approval fails, both roll back.
+    milestone, contract = uow.escrow.milestone_and_contract(milestone_id, lock=True)
     held = milestone.held
     wanted = held if amount is None else amount
-    now = uow.clock.now()
-    if wanted > held and held > 0:
-        order = _order_bonus(uow, milestone, wanted - held, request_key, payment_method, now)
-        uow.escrow.save_milestone(replace(milestone, state=MilestoneState.APPROVAL_PENDING))
-        outcome = Approval(uow.escrow.milestone(milestone_id), (), order)
-    else:
-        if wanted > held:
-            raise InvalidRequest(f"nothing is held to approve (held {held})", field="amount", held=held)
-        payment = release(uow, contract, milestone_id, wanted, effective_at=now)
-        if wanted == held:
-            uow.escrow.save_milestone(replace(milestone, state=MilestoneState.RELEASED, review_deadline=None))
-        outcome = Approval(uow.escrow.milestone(milestone_id), (payment,))
+    bonus = wanted > held and held > 0
+    payment_id, order_id = new_id("py"), new_id("ord")
     if request_key is not None:
-        uow.orders.store_result(request_key, _result_of(outcome))
-    return outcome
+        planned: dict[str, object] = {"payments": [] if bonus else [payment_id], "order": order_id if bonus else None}
+        request = {"milestone": milestone_id, "amount": amount}
+        earlier = uow.orders.bind_request_key(request_key, "approve", request, result=planned)
+        if earlier is not None:
+            return replay_approval(uow, milestone_id, earlier)
+    require_transition(milestone_id, milestone.state, Event.APPROVE)
+    require_unfrozen(milestone, Event.APPROVE)
+    now = uow.clock.now()
+    # The milestone after the approval is what this transaction made of it, under its
+    # lock: built here rather than read back.
+    if bonus:
+        order = _order_bonus(uow, milestone, contract, wanted - held, request_key, payment_method, now, order_id)
+        after = replace(milestone, state=MilestoneState.APPROVAL_PENDING)
+        uow.escrow.save_milestone(after)
+        return Approval(_standing(uow, after, contract), (), order)
+    if wanted > held:
+        raise InvalidRequest(f"nothing is held to approve (held {held})", field="amount", held=held)
+    payment = release(uow, contract, milestone, wanted, effective_at=now, payment_id=payment_id)
+    after = replace(milestone, held=held - wanted)
+    if wanted == held:
+        after = replace(after, state=MilestoneState.RELEASED, review_deadline=None)
+        uow.escrow.save_milestone(after)
+    return Approval(_standing(uow, after, contract), (payment,))
+
+
+def _standing(uow: UnitOfWork, milestone: Milestone, contract: Contract) -> MilestoneStanding:
+    return MilestoneStanding(milestone, contract.currency, tuple(uow.escrow.payments_of(milestone.id)))
 
 
 def _order_bonus(
     uow: UnitOfWork,
     milestone: Milestone,
+    contract: Contract,
     extra: int,
     request_key: str | None,
     payment_method: str | None,
     now: datetime,
+    order_id: str,
 ) -> PaymentOrder:
-    contract = uow.escrow.contract(milestone.contract_id)
     details = {
         "held": str(milestone.held),
         "prior_state": milestone.state.value,
@@ -107,7 +122,6 @@ def _order_bonus(
         details["request_key"] = request_key
     if payment_method:
         details["payment_method"] = payment_method
-    order_id = new_id("ord")
     return uow.orders.add(
         NewOrder(
             id=order_id,
@@ -123,13 +137,6 @@ def _order_bonus(
     )
 
 
-def _result_of(outcome: Approval) -> dict[str, object]:
-    return {
-        "payments": [p.id for p in outcome.payments],
-        "order": None if outcome.order is None else outcome.order.id,
-    }
-
-
 def replay_approval(uow: UnitOfWork, milestone_id: str, stored: dict[str, object]) -> Approval:
     """The same approval again: what it did the first time, as it stands now."""
     payments = stored.get("payments") or []
@@ -137,7 +144,8 @@ def replay_approval(uow: UnitOfWork, milestone_id: str, stored: dict[str, object
     assert isinstance(payments, list)
     order = uow.orders.get(str(order_id)) if order_id else None
     found = tuple(uow.escrow.payment(str(p)) for p in payments)
-    return Approval(uow.escrow.milestone(milestone_id), found, order)
+    milestone, contract = uow.escrow.milestone_and_contract(milestone_id)
+    return Approval(_standing(uow, milestone, contract), found, order)
 
 
 def complete_bonus_approval(uow: UnitOfWork, order: PaymentOrder, *, reference: str, psp_account: str) -> None:
@@ -146,9 +154,8 @@ def complete_bonus_approval(uow: UnitOfWork, order: PaymentOrder, *, reference: 
     A charge that succeeds after its approval was withdrawn (declined, expired, or a
     chargeback froze the milestone) is booked and refunded to the client at once."""
     milestone_id = order.milestone_id or ""
-    milestone = uow.escrow.milestone(milestone_id, lock=True)
+    milestone, contract = uow.escrow.milestone_and_contract(milestone_id, lock=True)
     order = uow.orders.get(order.id, lock=True)
-    contract = uow.escrow.contract(milestone.contract_id)
     if uow.journal.find_by_keys([f"escrow.fund_bonus:{order.provider_key}"]):
         return  # booked already
     live = (
@@ -179,12 +186,12 @@ def complete_bonus_approval(uow: UnitOfWork, order: PaymentOrder, *, reference: 
     now = uow.clock.now()
     held = int(order.details["held"])
     request_key = order.details.get("request_key")
-    payments = [release(uow, contract, milestone_id, held, effective_at=now, request_key=request_key)]
+    payments = [release(uow, contract, milestone, held, effective_at=now, request_key=request_key)]
     payments.append(
         release(
             uow,
             contract,
-            milestone_id,
+            milestone,
             order.amount,
             effective_at=now,
             kind="bonus",

@@ -19,8 +19,12 @@ CHARGEBACKS = "expenses:chargebacks"
 HOT_ACCOUNT_SLOTS = 16
 
 
+#: A milestone's escrow account is this prefix and the milestone's id.
+ESCROW_ACCOUNT_PREFIX = "liabilities:escrow:"
+
+
 def escrow_account_code(milestone_id: str) -> str:
-    return f"liabilities:escrow:{milestone_id}"
+    return f"{ESCROW_ACCOUNT_PREFIX}{milestone_id}"
 
 
 def pending_account_code(freelancer_id: str) -> str:

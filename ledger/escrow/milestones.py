@@ -14,7 +14,7 @@ from datetime import date, datetime
 
 from ledger.bookkeeping import post_entry
 from ledger.errors import CurrencyMismatch, InvalidRequest
-from ledger.escrow.accounts import open_escrow_account, open_platform_accounts
+from ledger.escrow.accounts import open_escrow_account, open_freelancer_accounts, open_platform_accounts
 from ledger.escrow.chart import (
     CLIENT_PROCESSING_FEES,
     escrow_account_code,
@@ -70,6 +70,8 @@ def open_contract(uow: UnitOfWork, *, client_id: str, freelancer_id: str, curren
     schedule_in_force(uow, uow.clock.now()).schedule.tiers_for(code)
     contract = Contract(new_id("ct"), client, freelancer, code, _title(title), uow.clock.now())
     uow.escrow.add_contract(contract)
+    # Opened now, so that the contract's first release, on the approval's hot path, finds them.
+    open_freelancer_accounts(uow, freelancer, code)
     return contract
 
 
@@ -336,7 +338,7 @@ def expire_review(uow: UnitOfWork, milestone_id: str, deadline: datetime) -> lis
         return []
     require_transition(milestone_id, milestone.state, Event.REVIEW_EXPIRED)
     contract = uow.escrow.contract(milestone.contract_id)
-    payment = release(uow, contract, milestone_id, milestone.held, effective_at=deadline)
+    payment = release(uow, contract, milestone, milestone.held, effective_at=deadline)
     uow.escrow.save_milestone(replace(milestone, state=MilestoneState.RELEASED, review_deadline=None))
     return [payment]
 
@@ -435,7 +437,7 @@ def resolve_dispute(uow: UnitOfWork, milestone_id: str, *, release_amount: int, 
     contract = uow.escrow.contract(milestone.contract_id)
     now = uow.clock.now()
     if release_amount:
-        release(uow, contract, milestone_id, release_amount, effective_at=now)
+        release(uow, contract, milestone, release_amount, effective_at=now)
     if refund_amount:
         refund_from_escrow(uow, contract, milestone_id, refund_amount, reason="dispute_resolved")
     final = (

@@ -232,6 +232,8 @@ class Milestone:
         refund_deadline: when an unanswered refund request refunds the client.
         failure_reason: why the last funding failed, if it did.
         frozen_by: the open chargeback (dispute id) that freezes it, if any.
+        funding_reference: the provider charge its money came in by (a release's
+            payment is refunded against it), once funded.
     """
 
     id: str
@@ -246,6 +248,7 @@ class Milestone:
     failure_reason: str | None
     created_at: datetime
     frozen_by: str | None = None
+    funding_reference: str | None = None
 
 
 @dataclass(frozen=True)
@@ -281,6 +284,21 @@ class PayoutState(StrEnum):
     PAID = "paid"
     FAILED = "failed"
     REVERSED = "reversed"  # paid, then the transfer was reversed: the money is available again
+
+
+@dataclass(frozen=True)
+class MilestoneStanding:
+    """A milestone as it stands, with what an answer shows of it.
+
+    Attributes:
+        milestone: its state and what it holds.
+        currency: its contract's currency.
+        payments: every payment released of it, in release order.
+    """
+
+    milestone: Milestone
+    currency: str
+    payments: tuple[Payment, ...]
 
 
 @dataclass(frozen=True)

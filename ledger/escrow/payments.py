@@ -28,6 +28,7 @@ from ledger.escrow.model import (
     SECURITY_PERIOD,
     Contract,
     InvalidTransition,
+    Milestone,
     MilestoneFrozen,
     MilestoneState,
     Payment,
@@ -62,21 +63,25 @@ def entry_refs(contract: Contract, milestone_id: str, **more: str) -> dict[str, 
 def release(
     uow: UnitOfWork,
     contract: Contract,
-    milestone_id: str,
+    milestone: Milestone,
     amount: int,
     *,
     effective_at: datetime,
     kind: str = "release",
     request_key: str | None = None,
     charge_reference: str | None = None,
+    payment_id: str | None = None,
 ) -> Payment:
     """Release `amount` from the milestone's escrow to the freelancer, less the fee.
 
-    `charge_reference` is the provider charge the money came in by (default: the
-    milestone's funding): a refund of this payment is made against that charge."""
+    `milestone` is as the caller read it under its lock. `charge_reference` is the
+    provider charge the money came in by (default: the milestone's funding): a
+    refund of this payment is made against that charge. `payment_id` is the payment's
+    id when the caller chose it (to record it beforehand), else a new one."""
+    milestone_id = milestone.id
     if amount <= 0:
         raise InvalidRequest("nothing to release: the amount must be positive", field="amount")
-    payment_id = new_id("py")
+    payment_id = payment_id or new_id("py")
     currency = contract.currency
     fee_event = charge_fee(
         uow,
@@ -119,7 +124,7 @@ def release(
         pending_until=pending_until,
         refunded=0,
         entry_id=entry.id,
-        charge_reference=charge_reference or uow.escrow.funding_reference(milestone_id),
+        charge_reference=charge_reference or milestone.funding_reference,
     )
     uow.escrow.add_payment(payment, pending_remaining=net, request_key=request_key)
     uow.escrow.schedule(PENDING_RELEASE, payment_id, pending_until)
@@ -127,14 +132,14 @@ def release(
         uow,
         contract=contract,
         milestone_id=milestone_id,
-        milestone_title=uow.escrow.milestone_title(milestone_id),
+        milestone_title=milestone.title,
         payment_id=payment_id,
         payment_kind=kind,
         fee=fee_event.breakdown,
         entry_id=entry.id,
         issued_at=effective_at,
     )
-    return uow.escrow.payment(payment_id)
+    return payment
 
 
 def refund_from_escrow(

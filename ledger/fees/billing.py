@@ -19,7 +19,14 @@ from datetime import datetime
 
 from ledger.clock import require_utc
 from ledger.errors import IdempotencyConflict, InvalidRequest
-from ledger.fees.model import FeeEvent, RefundExceedsBillings, ScheduleInForce, ScheduleNotInFuture, UnknownCharge
+from ledger.fees.model import (
+    ACTIVATION_LEAD,
+    FeeEvent,
+    RefundExceedsBillings,
+    ScheduleInForce,
+    ScheduleNotInFuture,
+    UnknownCharge,
+)
 from ledger.fees.rule import FeeBreakdown, fee_for_payment, fee_for_refund
 from ledger.fees.schedule import shipped_schedule
 from ledger.money import normalize_currency
@@ -72,14 +79,19 @@ def activate_schedule(uow: UnitOfWork, name: str, effective_from: datetime) -> S
     """Put a shipped schedule (`classic`, `flat-10`) in force from a future time.
 
     The past is never re-priced: fees already charged were charged under the
-    schedule then in force, so `effective_from` must be later than now.
+    schedule then in force, so `effective_from` must be later than now, by
+    `ACTIVATION_LEAD` at least (so that servers may keep the schedules they read
+    for a while without pricing a fee under the wrong one).
     """
     schedule = shipped_schedule(name)
     start = _utc(effective_from, uow)
-    if start <= uow.clock.now():
+    earliest = uow.clock.now() + ACTIVATION_LEAD
+    if start < earliest:
         raise ScheduleNotInFuture(
-            f"a schedule can only take effect in the future; {start.isoformat()} is not after now",
+            f"a schedule can only take effect {ACTIVATION_LEAD} from now or later; "
+            f"{start.isoformat()} is before {earliest.isoformat()}",
             effective_from=start.isoformat(),
+            earliest=earliest.isoformat(),
         )
     return uow.fees.add_schedule(schedule, start, recorded_at=uow.clock.now())
 
@@ -157,20 +169,18 @@ def _record(
     request_hash = _fingerprint(kind, freelancer, client, code, minor, requested_at, refunds)
 
     billed = uow.fees.lock_pair(freelancer, client, code)  # serializes the pair's fee events
-    existing = uow.fees.event_by_key(key)
-    if existing is not None:
-        event, stored_hash = existing
-        if stored_hash != request_hash:
-            raise IdempotencyConflict(
-                f"idempotency key {key!r} was already used for fee event {event.id} with a different request",
-                idempotency_key=key,
-            )
-        return event
     moment = requested_at or uow.clock.now()
     if refunds is None:
+        # A charge's key is new but for a retry (a release's is its payment id): the event
+        # is written first and only a key already used is looked up.
         schedule = uow.fees.schedule_at(moment)
         breakdown = fee_for_payment(schedule.schedule, code, billed, minor)
     else:
+        # A refund's is looked up first: a replay must not be refused for what the
+        # first refund itself changed (the billings it lowered).
+        earlier = _replayed(uow, key, request_hash)
+        if earlier is not None:
+            return earlier
         schedule = _schedule_charged(uow, refunds, freelancer, client, code)
         if minor > billed:
             raise RefundExceedsBillings(
@@ -179,7 +189,7 @@ def _record(
                 billed=billed,
             )
         breakdown = fee_for_refund(schedule.schedule, code, billed, minor)
-    return uow.fees.add_event(
+    recorded = uow.fees.add_event(
         key=key,
         request_hash=request_hash,
         kind=kind,
@@ -190,6 +200,25 @@ def _record(
         effective_at=moment,
         recorded_at=uow.clock.now(),
     )
+    if recorded is not None:
+        return recorded
+    earlier = _replayed(uow, key, request_hash)
+    assert earlier is not None, "add_event writes nothing only when the key was used"
+    return earlier
+
+
+def _replayed(uow: UnitOfWork, key: str, request_hash: str) -> FeeEvent | None:
+    """The event recorded under `key` if the same request made it; `IdempotencyConflict` if another did."""
+    existing = uow.fees.event_by_key(key)
+    if existing is None:
+        return None
+    event, stored_hash = existing
+    if stored_hash != request_hash:
+        raise IdempotencyConflict(
+            f"idempotency key {key!r} was already used for fee event {event.id} with a different request",
+            idempotency_key=key,
+        )
+    return event
 
 
 def _schedule_charged(uow: UnitOfWork, charge_key: str, freelancer: str, client: str, currency: str) -> ScheduleInForce:

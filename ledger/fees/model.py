@@ -7,11 +7,16 @@ Plain values: the use cases in `ledger.fees.billing` compute them with the fee r
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from ledger.errors import Conflict, LedgerError, NotFound
 from ledger.fees.rule import FeeBreakdown
 from ledger.fees.schedule import FeeSchedule
+
+#: How far ahead of now a schedule must be put in force: a fee priced now never
+#: depends on a schedule activated a moment ago, and a server may keep the
+#: schedules it read for less than this (`ledger.db.fee_store`).
+ACTIVATION_LEAD = timedelta(minutes=5)
 
 
 class RefundExceedsBillings(Conflict):
@@ -27,7 +32,7 @@ class UnknownCharge(NotFound):
 
 
 class ScheduleNotInFuture(Conflict):
-    """A fee schedule can only be put in force from a future time."""
+    """A fee schedule can only be put in force from a future time, `ACTIVATION_LEAD` ahead at least."""
 
     code = "schedule-not-in-future"
 

@@ -231,6 +231,26 @@ class Document:
         )
 
 
+@dataclass(frozen=True)
+class IssuedDocument:
+    """A document as it is stored, with what ties it to the books.
+
+    Attributes:
+        document: the document itself.
+        payment_id: the payment it bills or corrects, if any.
+        corrects_id: the document (id) a credit note corrects.
+        entry_id: the journal entry it documents.
+        measured_account, measured_side: the posting of that entry its total equals.
+    """
+
+    document: Document
+    payment_id: str | None
+    corrects_id: str | None
+    entry_id: int
+    measured_account: str
+    measured_side: str
+
+
 def _party_data(party: PartyDetails) -> dict[str, Any]:
     return {
         "party_id": party.party_id,

@@ -20,6 +20,7 @@ from ledger.invoices.documents import (
     Document,
     DocumentKind,
     DocumentLine,
+    IssuedDocument,
     PartyDetails,
     PlatformDetails,
     party_details,
@@ -52,9 +53,9 @@ def _percent(rate: Decimal) -> str:
     return f"{(rate * 100).normalize():f}%"
 
 
-def _issue(
-    uow: UnitOfWork,
+def _document(
     kind: DocumentKind,
+    sequence: int,
     *,
     issued_at: datetime,
     issuer: PartyDetails,
@@ -69,10 +70,9 @@ def _issue(
     blended_rate: Decimal | None = None,
     corrects: Document | None = None,
     notes: tuple[str, ...] = (),
-) -> Document:
+) -> IssuedDocument:
+    """A document numbered `sequence` of its series for `issued_at`'s year, as stored."""
     year = issued_at.year
-    sequence = uow.documents.next_sequence(kind, year)
-
     document = Document(
         id=new_id("doc"),
         kind=kind,
@@ -91,7 +91,7 @@ def _issue(
         entry_ids=(entry_id,),
         notes=notes,
     )
-    uow.documents.add(
+    return IssuedDocument(
         document,
         payment_id=payment_id,
         corrects_id=None if corrects is None else corrects.id,
@@ -99,7 +99,6 @@ def _issue(
         measured_account=measured_account,
         measured_side=measured_side,
     )
-    return document
 
 
 def issue_release_documents(
@@ -115,13 +114,18 @@ def issue_release_documents(
     issued_at: datetime,
 ) -> tuple[Document, Document]:
     """The client invoice (gross) and the fee invoice (per-tier lines) of one release."""
-    client = party_details(uow.documents.party(contract.client_id), contract.client_id)
-    freelancer = party_details(uow.documents.party(contract.freelancer_id), contract.freelancer_id)
+    known = uow.documents.parties([contract.client_id, contract.freelancer_id])
+    client = party_details(known.get(contract.client_id), contract.client_id)
+    freelancer = party_details(known.get(contract.freelancer_id), contract.freelancer_id)
     references = {"contract": contract.id, "milestone": milestone_id, "payment": payment_id}
     what = "Bonus" if payment_kind == "bonus" else "Milestone"
-    client_invoice = _issue(
-        uow,
+    # Both numbers in one statement, always in this order (see `DocumentStore.next_sequences`).
+    client_number, fee_number = uow.documents.next_sequences(
+        [DocumentKind.CLIENT_INVOICE, DocumentKind.FEE_INVOICE], issued_at.year
+    )
+    client_invoice = _document(
         DocumentKind.CLIENT_INVOICE,
+        client_number,
         issued_at=issued_at,
         issuer=freelancer,
         recipient=client,
@@ -144,9 +148,9 @@ def issue_release_documents(
         )
         for line in fee.lines
     )
-    fee_invoice = _issue(
-        uow,
+    fee_invoice = _document(
         DocumentKind.FEE_INVOICE,
+        fee_number,
         issued_at=issued_at,
         issuer=platform_party(uow.platform),
         recipient=freelancer,
@@ -155,7 +159,7 @@ def issue_release_documents(
         entry_id=entry_id,
         measured_account=SERVICE_FEES,
         measured_side="credit",
-        references={**references, "client_invoice": client_invoice.number},
+        references={**references, "client_invoice": client_invoice.document.number},
         payment_id=payment_id,
         blended_rate=fee.blended_rate,
         notes=(
@@ -164,7 +168,8 @@ def issue_release_documents(
             f"{format_amount(fee.lifetime_after, contract.currency)} after ({contract.currency}).",
         ),
     )
-    return client_invoice, fee_invoice
+    uow.documents.add_all([client_invoice, fee_invoice])
+    return client_invoice.document, fee_invoice.document
 
 
 def issue_refund_credit_notes(
@@ -186,14 +191,16 @@ def issue_refund_credit_notes(
     in transit for a refund, the disputed money for a chargeback."""
     client_invoice = uow.documents.for_payment(payment_id, DocumentKind.CLIENT_INVOICE)
     fee_invoice = uow.documents.for_payment(payment_id, DocumentKind.FEE_INVOICE)
-    client = party_details(uow.documents.party(contract.client_id), contract.client_id)
-    freelancer = party_details(uow.documents.party(contract.freelancer_id), contract.freelancer_id)
+    known = uow.documents.parties([contract.client_id, contract.freelancer_id])
+    client = party_details(known.get(contract.client_id), contract.client_id)
+    freelancer = party_details(known.get(contract.freelancer_id), contract.freelancer_id)
     references = {"contract": contract.id, "payment": payment_id, "refund": refund_id}
-    notes: list[Document] = []
+    year = issued_at.year
+    notes: list[IssuedDocument] = []
     notes.append(
-        _issue(
-            uow,
+        _document(
             DocumentKind.CREDIT_NOTE,
+            uow.documents.next_sequence(DocumentKind.CREDIT_NOTE, year),
             issued_at=issued_at,
             issuer=freelancer,
             recipient=client,
@@ -209,9 +216,9 @@ def issue_refund_credit_notes(
     )
     if fee_back.fee:
         notes.append(
-            _issue(
-                uow,
+            _document(
                 DocumentKind.CREDIT_NOTE,
+                uow.documents.next_sequence(DocumentKind.CREDIT_NOTE, year),
                 issued_at=issued_at,
                 issuer=platform_party(uow.platform),
                 recipient=freelancer,
@@ -236,4 +243,5 @@ def issue_refund_credit_notes(
                 notes=(REFUND_RULE,),
             )
         )
-    return notes
+    uow.documents.add_all(notes)
+    return [note.document for note in notes]

@@ -143,6 +143,7 @@ class FeeStore(Protocol):
         schedule_id: int,
         effective_at: datetime,
         recorded_at: datetime,
-    ) -> FeeEvent:
-        """Record the event and set the pair's lifetime billings to `breakdown.lifetime_after`."""
+    ) -> FeeEvent | None:
+        """Record the event and set the pair's lifetime billings to `breakdown.lifetime_after`;
+        None, and nothing written, if an event has the key already."""
         ...

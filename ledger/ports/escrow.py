@@ -49,6 +49,10 @@ class EscrowStore(Protocol):
         """The milestone with what its escrow account holds; `UnknownMilestone` if there is none."""
         ...
 
+    def milestone_and_contract(self, milestone_id: str, *, lock: bool = False) -> tuple[Milestone, Contract]:
+        """`milestone` and its contract, read together; `lock` locks the milestone only."""
+        ...
+
     def milestones_of(self, contract_id: str, *, lock: bool = False) -> list[Milestone]:
         """In the order they were added."""
         ...
@@ -333,9 +337,18 @@ class OrderStore(Protocol):
         """Charges waiting for the payer (3-D Secure) since before `before`."""
         ...
 
-    def bind_request_key(self, key: str, operation: str, request: Mapping[str, object]) -> dict[str, object] | None:
+    def bind_request_key(
+        self,
+        key: str,
+        operation: str,
+        request: Mapping[str, object],
+        *,
+        result: Mapping[str, object] | None = None,
+    ) -> dict[str, object] | None:
         """Bind `key` to this request: None the first time, the stored result when the same
-        request comes again; another request with the key is an `IdempotencyConflict`."""
+        request comes again; another request with the key is an `IdempotencyConflict`.
+        `result` is stored with a new key when the caller knows it up front (else
+        `store_result` stores it once the work is done)."""
         ...
 
     def store_result(self, key: str, result: Mapping[str, object]) -> None: ...

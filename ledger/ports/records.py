@@ -3,15 +3,20 @@ and idempotent HTTP requests. `ledger.db` implements them over SQLAlchemy."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
 from ledger.access import ApiKey, IdempotentRequest
-from ledger.invoices.documents import Document, DocumentKind, Party
+from ledger.invoices.documents import Document, DocumentKind, IssuedDocument, Party
 
 
 class DocumentStore(Protocol):
     def party(self, party_id: str) -> Party | None: ...
+
+    def parties(self, party_ids: Sequence[str]) -> dict[str, Party]:
+        """The records of those parties that have one, by id."""
+        ...
 
     def save_party(self, party: Party) -> None:
         """Insert or replace the party's record."""
@@ -20,6 +25,10 @@ class DocumentStore(Protocol):
     def next_sequence(self, kind: DocumentKind, year: int) -> int:
         """The next number of a series, allocated inside the caller's transaction: concurrent
         issuers take turns, and a rolled-back transaction gives its number back (no gaps)."""
+        ...
+
+    def next_sequences(self, kinds: Sequence[DocumentKind], year: int) -> list[int]:
+        """`next_sequence` of several series at once (each kind once), in the order of `kinds`."""
         ...
 
     def add(
@@ -32,6 +41,10 @@ class DocumentStore(Protocol):
         measured_account: str,
         measured_side: str,
     ) -> None: ...
+
+    def add_all(self, documents: Sequence[IssuedDocument]) -> None:
+        """`add` each of them, together."""
+        ...
 
     def get(self, id_or_number: str) -> Document:
         """`UnknownDocument` if there is none."""

@@ -111,4 +111,11 @@ class Transactions(Protocol):
         closed. Not retried: what was yielded may already have been sent."""
         ...
 
+    def autocommit(self, work: Callable[[UnitOfWork], T], *, read_only: bool = False) -> T:
+        """Run `work` whose every statement stands on its own (each is atomic by itself,
+        none relies on another's being undone with it), without a transaction around
+        them where the database allows: each statement commits as it runs, so no
+        BEGIN or COMMIT is sent. Retried as `transaction` is; `after_commit` runs at the end."""
+        ...
+
     def dispose(self) -> None: ...

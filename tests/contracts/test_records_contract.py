@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from ledger.clock import FixedClock
-from ledger.invoices.documents import DocumentKind, Party, UnknownDocument
+from ledger.invoices.documents import DocumentKind, IssuedDocument, Party, UnknownDocument
 from ledger.ports.unit_of_work import Transactions, UnitOfWork
 from tests.contracts.rows import OWED, an_entry, document, open_books, request
 
@@ -34,6 +34,28 @@ def test_numbers_are_gapless_per_series_and_year(db: Transactions) -> None:
     with pytest.raises(RuntimeError):
         db.transaction(rolled_back)
     assert take(INVOICE, 2026) == 3
+
+
+def test_several_series_are_numbered_at_once_in_the_order_asked(db: Transactions) -> None:
+    fee = DocumentKind.FEE_INVOICE
+    db.transaction(lambda uow: uow.documents.next_sequence(fee, 2026))
+    assert db.transaction(lambda uow: uow.documents.next_sequences([INVOICE, fee], 2026)) == [1, 2]
+    assert db.transaction(lambda uow: uow.documents.next_sequences([fee, INVOICE], 2026)) == [3, 2]
+    assert db.transaction(lambda uow: uow.documents.next_sequence(INVOICE, 2026)) == 3
+    with pytest.raises(ValueError):
+        db.transaction(lambda uow: uow.documents.next_sequences([INVOICE, INVOICE], 2026))
+
+
+def test_documents_are_added_together(db: Transactions, clock: FixedClock) -> None:
+    def work(uow: UnitOfWork) -> None:
+        entry_id = an_entry(uow, "doc-together", clock.now())
+        uow.documents.add_all(
+            [IssuedDocument(document(clock.now(), n), "pay_1", None, entry_id, OWED.code, "credit") for n in (1, 2)]
+        )
+
+    db.transaction(work)
+    found = db.transaction(lambda uow: uow.documents.listing(party_id=None, limit=10))
+    assert [d.sequence for d in found] == [2, 1]
 
 
 def _issue(
@@ -93,6 +115,7 @@ def test_a_party_is_saved_and_replaced(db: Transactions, clock: FixedClock) -> N
     db.transaction(lambda uow: uow.documents.save_party(second))
     assert db.transaction(lambda uow: uow.documents.party("cl_1")) == second
     assert db.transaction(lambda uow: uow.documents.party("cl_2")) is None
+    assert db.transaction(lambda uow: uow.documents.parties(["cl_2", "cl_1"])) == {"cl_1": second}
 
 
 # --- API keys and idempotent requests ------------------------------------------------------------

@@ -349,9 +349,9 @@ class MemoryFeeStore:
         schedule_id: int,
         effective_at: datetime,
         recorded_at: datetime,
-    ) -> FeeEvent:
+    ) -> FeeEvent | None:
         if key in self._state.fee_event_keys:
-            raise DuplicateRow(f"a fee event has the idempotency key {key!r}")
+            return None
         if schedule_id not in self._state.schedules:
             raise ConstraintViolation(f"no fee schedule {schedule_id}")
         moves = {"charge": breakdown.amount, "refund": -breakdown.amount}

@@ -95,7 +95,7 @@ class MemoryEscrowStore:
             raise ConstraintViolation(f"milestone {milestone.id}: no contract {milestone.contract_id}")
         if milestone.amount <= 0:
             raise ConstraintViolation(f"milestone {milestone.id}: amount must be positive")
-        stored = replace(milestone, held=0, frozen_by=None)
+        stored = replace(milestone, held=0, frozen_by=None, funding_reference=None)
         self._state.milestones[milestone.id] = MilestoneRow(stored, updated_at=milestone.created_at)
 
     def _milestone(self, row: MilestoneRow) -> Milestone:
@@ -104,7 +104,9 @@ class MemoryEscrowStore:
         account = self._accounts.find(escrow_account_code(stored.id), self.currency_of(stored.contract_id))
         if account is not None:
             held = self._accounts.balance(account)
-        return replace(stored, held=held, frozen_by=self.open_dispute_of(stored.id))
+        return replace(
+            stored, held=held, frozen_by=self.open_dispute_of(stored.id), funding_reference=row.funding_reference
+        )
 
     def _row(self, milestone_id: str) -> MilestoneRow:
         row = self._state.milestones.get(milestone_id)
@@ -117,6 +119,10 @@ class MemoryEscrowStore:
         if row is None:
             raise UnknownMilestone(f"no milestone {milestone_id}", milestone_id=milestone_id)
         return self._milestone(row)
+
+    def milestone_and_contract(self, milestone_id: str, *, lock: bool = False) -> tuple[Milestone, Contract]:
+        milestone = self.milestone(milestone_id, lock=lock)
+        return milestone, self.contract(milestone.contract_id)
 
     def milestones_of(self, contract_id: str, *, lock: bool = False) -> list[Milestone]:
         rows = [r for r in self._state.milestones.values() if r.milestone.contract_id == contract_id]
@@ -687,13 +693,21 @@ class MemoryOrderStore:
 
     # --- request keys ------------------------------------------------------------------------
 
-    def bind_request_key(self, key: str, operation: str, request: Mapping[str, object]) -> dict[str, object] | None:
+    def bind_request_key(
+        self,
+        key: str,
+        operation: str,
+        request: Mapping[str, object],
+        *,
+        result: Mapping[str, object] | None = None,
+    ) -> dict[str, object] | None:
         fingerprint = hashlib.sha256(
             json.dumps({"operation": operation, **request}, sort_keys=True, default=str).encode()
         ).hexdigest()
         row = self._state.request_keys.get(key)
         if row is None:
-            self._state.request_keys[key] = RequestKeyRow(operation, fingerprint, {}, self._clock.now())
+            stored = _json_copy(result or {})
+            self._state.request_keys[key] = RequestKeyRow(operation, fingerprint, stored, self._clock.now())
             return None
         if row.fingerprint != fingerprint:
             raise IdempotencyConflict(

@@ -201,6 +201,10 @@ class MemoryDatabase:
         with self._lock:
             self.transactions += 1
 
+    def autocommit(self, work: Callable[[port.UnitOfWork], T], *, read_only: bool = False) -> T:
+        """A transaction: the fake has no round trips to save."""
+        return self.transaction(work, read_only=read_only)
+
     def dispose(self) -> None:
         """Nothing to release: the state lives as long as the object."""
 

@@ -5,13 +5,14 @@ HTTP requests (`ledger.ports.records`), answering as `ledger.db.document_store` 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from ledger.access import ApiKey, IdempotentRequest
 from ledger.clock import Clock
-from ledger.invoices.documents import Document, DocumentKind, Party, UnknownDocument
+from ledger.invoices.documents import Document, DocumentKind, IssuedDocument, Party, UnknownDocument
 from tests.fakes.state import ApiKeyRow, ConstraintViolation, DocumentRow, DuplicateRow, MemoryState
 
 
@@ -24,6 +25,9 @@ class MemoryDocumentStore:
     def party(self, party_id: str) -> Party | None:
         return self._state.parties.get(party_id)
 
+    def parties(self, party_ids: Sequence[str]) -> dict[str, Party]:
+        return {p: self._state.parties[p] for p in party_ids if p in self._state.parties}
+
     def save_party(self, party: Party) -> None:
         self._state.parties[party.party_id] = party
 
@@ -35,7 +39,23 @@ class MemoryDocumentStore:
         self._state.document_sequences[(kind.value, year)] = following
         return following
 
+    def next_sequences(self, kinds: Sequence[DocumentKind], year: int) -> list[int]:
+        if len(set(kinds)) != len(kinds):
+            raise ValueError("each series once")
+        return [self.next_sequence(kind, year) for kind in kinds]
+
     # --- documents ---------------------------------------------------------------------
+
+    def add_all(self, documents: Sequence[IssuedDocument]) -> None:
+        for i in documents:
+            self.add(
+                i.document,
+                payment_id=i.payment_id,
+                corrects_id=i.corrects_id,
+                entry_id=i.entry_id,
+                measured_account=i.measured_account,
+                measured_side=i.measured_side,
+            )
 
     def add(
         self,

@@ -8,7 +8,7 @@ import pytest
 
 from ledger.clock import FixedClock
 from ledger.errors import IdempotencyConflict
-from ledger.fees.model import FeeEvent, RefundExceedsBillings, ScheduleNotInFuture, UnknownCharge
+from ledger.fees.model import ACTIVATION_LEAD, FeeEvent, RefundExceedsBillings, ScheduleNotInFuture, UnknownCharge
 from ledger.service import Ledger
 
 D = 100
@@ -24,8 +24,8 @@ def refund(book: Ledger, key: str, amount: int, of: str) -> FeeEvent:
 
 
 def put_in_force(book: Ledger, clock: FixedClock, name: str) -> None:
-    book.activate_fee_schedule(name, clock.now() + timedelta(seconds=1))
-    clock.advance(timedelta(seconds=2))
+    book.activate_fee_schedule(name, clock.now() + ACTIVATION_LEAD)
+    clock.advance(ACTIVATION_LEAD + timedelta(seconds=1))
 
 
 def test_a_payment_crossing_a_tier_is_split_between_the_tiers(book: Ledger) -> None:

@@ -12,7 +12,7 @@ from ledger import FixedClock, Ledger
 from ledger.errors import IdempotencyConflict, InvalidRequest
 from ledger.escrow.chart import SERVICE_FEES
 from ledger.escrow.service import Escrow
-from ledger.fees.model import RefundExceedsBillings, ScheduleNotInFuture, UnknownCharge
+from ledger.fees.model import ACTIVATION_LEAD, RefundExceedsBillings, ScheduleNotInFuture, UnknownCharge
 from ledger.fees.rule import cumulative_fee, round_minor
 from ledger.fees.schedule import CLASSIC, FeeScheduleError
 from ledger.gateway.simulated import SimulatedGateway
@@ -95,6 +95,16 @@ def test_a_schedule_change_applies_from_its_effective_date_and_not_before(book: 
     clock.advance(timedelta(days=31))
     assert charge(book, "p3", 1_000 * D).fee == 100 * D  # now defaults to flat-10
     assert book.audit().ok
+
+
+def test_a_schedule_activated_after_fees_were_priced_rules_from_its_start(book: Ledger, clock: FixedClock) -> None:
+    assert charge(book, "p1", 100 * D).breakdown.schedule == "classic"  # the schedules are read and kept
+    with pytest.raises(ScheduleNotInFuture):
+        book.activate_fee_schedule("flat-10", clock.now() + ACTIVATION_LEAD - timedelta(seconds=1))
+    book.activate_fee_schedule("flat-10", clock.now() + ACTIVATION_LEAD)
+    assert charge(book, "p2", 100 * D).breakdown.schedule == "classic"
+    clock.advance(ACTIVATION_LEAD)
+    assert charge(book, "p3", 100 * D).breakdown.schedule == "flat-10"
 
 
 def test_schedules_cannot_be_put_in_force_in_the_past_or_by_an_unknown_name(book: Ledger, clock: FixedClock) -> None:

@@ -55,3 +55,28 @@ def test_other_database_errors_are_not_retried(book: Ledger) -> None:
     with pytest.raises(OperationalError):
         book.transaction(broken)
     assert calls == [1]
+
+
+def test_autocommit_work_commits_each_statement_as_it_runs(book: Ledger) -> None:
+    """No transaction holds autocommit work together: a statement that ran stays, whatever follows."""
+
+    def add_then_fail(uow: UnitOfWork) -> None:
+        uow.api.add_key("key_auto", "marketplace", "hash-auto")
+        raise RuntimeError("after the statement")
+
+    with pytest.raises(RuntimeError):
+        book.autocommit(add_then_fail)
+    assert [k.id for k in book.transaction(lambda uow: uow.api.all_keys())] == ["key_auto"]
+    assert book.autocommit(lambda uow: uow.api.key_by_hash("hash-auto"), read_only=True) is not None
+
+
+def test_a_transaction_after_autocommit_work_is_one_transaction_again(book: Ledger) -> None:
+    book.autocommit(lambda uow: uow.api.add_key("key_auto", "marketplace", "hash-auto"))
+
+    def add_then_fail(uow: UnitOfWork) -> None:
+        uow.api.add_key("key_rolled_back", "marketplace", "hash-rolled-back")
+        raise RuntimeError("rolls back")
+
+    with pytest.raises(RuntimeError):
+        book.transaction(add_then_fail)
+    assert [k.id for k in book.transaction(lambda uow: uow.api.all_keys())] == ["key_auto"]

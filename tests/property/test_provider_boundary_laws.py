@@ -31,6 +31,7 @@ from ledger.db.schema import fee_events, fee_schedules
 from ledger.errors import LedgerError
 from ledger.escrow.model import MilestoneState
 from ledger.escrow.service import Escrow
+from ledger.fees.model import ACTIVATION_LEAD
 from ledger.fees.schedule import CLASSIC, FLAT_10
 from ledger.gateway.simulated import SimulatedGateway
 from ledger.service import Ledger
@@ -107,8 +108,8 @@ class Script:
 
     def switch(self) -> None:
         self.in_force = "flat-10" if self.in_force == "classic" else "classic"
-        self.book.activate_fee_schedule(self.in_force, self.clock.now() + timedelta(minutes=1))
-        self.clock.advance(timedelta(minutes=1))
+        self.book.activate_fee_schedule(self.in_force, self.clock.now() + ACTIVATION_LEAD)
+        self.clock.advance(ACTIVATION_LEAD)
 
     def fault(self, method: str, fault: str) -> None:
         self.gateway.script(method, fault)

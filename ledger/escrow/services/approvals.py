@@ -4,7 +4,7 @@ charged to the client through a payment order."""
 from __future__ import annotations
 
 from ledger.escrow import approvals
-from ledger.escrow.model import MilestoneFrozen, Payment
+from ledger.escrow.model import MilestoneFrozen, MilestoneStanding, Payment
 from ledger.escrow.orders import OrderState, PaymentOrder
 from ledger.escrow.services.transactions import EscrowService
 from ledger.gateway import PaymentFailed
@@ -29,6 +29,34 @@ class ApprovalService(EscrowService):
         Returns the payments released. An approval whose bonus charge is still in flight
         returns none (the milestone is `approval_pending`); a declined bonus raises
         `PaymentFailed` (the milestone is back in its state)."""
+        payments, _ = self._approve(milestone_id, amount, currency, payment_method, request_key)
+        return payments
+
+    def approve_and_show(
+        self,
+        milestone_id: str,
+        *,
+        amount: int | None = None,
+        currency: str | None = None,
+        payment_method: str | None = None,
+        request_key: str | None = None,
+    ) -> MilestoneStanding:
+        """`approve`, answered with the milestone as it stands after it, with its payments.
+
+        Without a bonus, that is what the approval's own transaction made of the
+        milestone (nothing is read again); after a bonus charge, it is read once the
+        charge's answer is applied."""
+        _, standing = self._approve(milestone_id, amount, currency, payment_method, request_key)
+        return standing
+
+    def _approve(
+        self,
+        milestone_id: str,
+        amount: int | None,
+        currency: str | None,
+        payment_method: str | None,
+        request_key: str | None,
+    ) -> tuple[list[Payment], MilestoneStanding]:
         self._milestone_currency(milestone_id, currency)
         if amount is not None and self.gateway is None:
             held = self._milestone(milestone_id).held
@@ -40,7 +68,7 @@ class ApprovalService(EscrowService):
             )
         )
         if approval.order is None:
-            return list(approval.payments)
+            return list(approval.payments), approval.standing
         order_id = approval.order.id
 
         def read(uow: UnitOfWork) -> tuple[PaymentOrder, list[Payment]]:
@@ -55,7 +83,8 @@ class ApprovalService(EscrowService):
                 status="failed",
                 order_id=order.id,
             )
-        milestone = self._milestone(milestone_id)
+        standing = self._standing(milestone_id)
+        milestone = standing.milestone
         if order.state is OrderState.SUCCEEDED and not payments and milestone.frozen_by is not None:
             raise MilestoneFrozen(
                 f"milestone {milestone_id} was frozen by chargeback {milestone.frozen_by} during the bonus charge: "
@@ -63,4 +92,4 @@ class ApprovalService(EscrowService):
                 milestone_id=milestone_id,
                 dispute_id=milestone.frozen_by,
             )
-        return payments
+        return payments, standing

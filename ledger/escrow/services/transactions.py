@@ -18,7 +18,7 @@ from typing import TypeVar
 
 from ledger.escrow import milestones as use
 from ledger.escrow.dispatcher import Dispatcher
-from ledger.escrow.model import Milestone, new_id
+from ledger.escrow.model import Milestone, MilestoneStanding, new_id
 from ledger.gateway import GatewayNotConfigured, PaymentGateway, ProcessingFees
 from ledger.ports.unit_of_work import UnitOfWork
 from ledger.service import Ledger
@@ -79,6 +79,13 @@ class EscrowService:
 
     def _milestone(self, milestone_id: str) -> Milestone:
         return self.book.transaction(lambda uow: uow.escrow.milestone(milestone_id), read_only=True)
+
+    def _standing(self, milestone_id: str) -> MilestoneStanding:
+        def read(uow: UnitOfWork) -> MilestoneStanding:
+            milestone, contract = uow.escrow.milestone_and_contract(milestone_id)
+            return MilestoneStanding(milestone, contract.currency, tuple(uow.escrow.payments_of(milestone_id)))
+
+        return self.book.transaction(read, read_only=True)
 
     @staticmethod
     def _check_currency(uow: UnitOfWork, contract_id: str, currency: str | None) -> None:
