@@ -35,6 +35,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -210,6 +211,8 @@ def run_worker(job: Job, ready: Any, start: Any, results: Any) -> None:
         results.put((job.worker, measured))
     except BaseException as error:
         results.put((job.worker, f"{type(error).__name__}: {error}"))
+        ready.abort()  # the others, and the parent, stop waiting for this worker
+        start.abort()
     finally:
         for close in closers:
             close()
@@ -244,8 +247,11 @@ def measure(jobs: Sequence[Job]) -> Figure:
     for process in processes:
         process.start()
     try:
-        ready.wait(timeout=120)
-        start.wait(timeout=30)
+        try:
+            ready.wait(timeout=120)
+            start.wait(timeout=30)
+        except threading.BrokenBarrierError:
+            raise BenchError(f"a worker failed before the start: {results.get(timeout=30)[1]}") from None
         outcomes = [results.get(timeout=jobs[0].warmup + jobs[0].seconds + 120) for _ in jobs]
     finally:
         for process in processes:

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Case, and_, case, func, or_, select, tuple_
+from sqlalchemy import Case, case, func, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
 
@@ -24,6 +24,10 @@ from ledger.ports.accounting import AccountKey
 
 if TYPE_CHECKING:
     from ledger.db.unit_of_work import UnitOfWork
+
+
+#: Accounts looked up per statement by `resolve`.
+RESOLVE_CHUNK = 500
 
 
 class AccountCache:
@@ -149,11 +153,15 @@ class AccountStore:
             else:
                 found[key] = cached
         if missing:
-            condition = or_(*(and_(accounts.c.code == c, accounts.c.currency == cur) for c, cur in missing))
-            for row in self._conn.execute(select(accounts).where(condition)):
-                account = account_from_row(row)
-                found[(account.code, account.currency)] = account
-                self._remember_after_commit(account)
+            # In chunks: a batch may name thousands of accounts, more than one statement
+            # should carry (SQLite limits an expression's depth and its parameters).
+            for start in range(0, len(missing), RESOLVE_CHUNK):
+                chunk = missing[start : start + RESOLVE_CHUNK]
+                condition = tuple_(accounts.c.code, accounts.c.currency).in_(chunk)
+                for row in self._conn.execute(select(accounts).where(condition)):
+                    account = account_from_row(row)
+                    found[(account.code, account.currency)] = account
+                    self._remember_after_commit(account)
             for code, currency in missing:
                 if (code, currency) not in found:
                     raise self._missing(code, currency)

@@ -243,3 +243,17 @@ def test_an_entry_may_span_currencies_when_each_balances(chart: Ledger) -> None:
     )
     assert chart.balance(ESCROW, "USD") == 100
     assert chart.balance(ESCROW, "EUR") == 7
+
+
+def test_a_batch_may_name_thousands_of_accounts_none_of_them_cached(book: Ledger) -> None:
+    codes = [f"assets:many:{i}" for i in range(1_200)]
+    book.post_batch([])  # nothing to write, nothing refused
+    for code in codes:
+        book.open_account(AccountSpec(code, AccountType.ASSET, "USD"))
+    book.database.account_cache.clear()  # a fresh process: every account is looked up
+    pairs = list(zip(codes[::2], codes[1::2], strict=True))
+    posted = book.post_batch(
+        [EntryRequest(f"m{i}", "t", (debit(a, 1, "USD"), credit(b, 1, "USD"))) for i, (a, b) in enumerate(pairs)]
+    )
+    assert len(posted) == 600
+    assert book.balance(codes[0], "USD") == 1 and book.balance(codes[1], "USD") == -1
