@@ -186,7 +186,9 @@ def run_worker(job: Job, ready: Any, start: Any, results: Any) -> None:
             keys = [(code, CURRENCY) for code in account_codes(job.accounts)]
             if job.workload == "hot":
                 keys.append((HOT_ACCOUNT, CURRENCY))
-            ledger.transaction(lambda uow: uow.accounts.resolve(keys), read_only=True)
+            for start_at in range(0, len(keys), 100):
+                chunk = keys[start_at : start_at + 100]
+                ledger.transaction(lambda uow, chunk=chunk: uow.accounts.resolve(chunk), read_only=True)
             call = ledger_call(job, ledger)
             retries = lambda: ledger.database.retries  # noqa: E731
         ready.wait()
