@@ -332,9 +332,11 @@ LANGUAGE plpgsql AS $$
 DECLARE
     entry bigint;
 BEGIN
+    -- Lock both balances first, in id order: the postings' foreign keys would otherwise
+    -- share-lock the rows, and two transfers upgrading those locks could deadlock.
+    PERFORM 1 FROM bench_ref.accounts WHERE id IN (debit_id, credit_id) ORDER BY id FOR UPDATE;
     INSERT INTO bench_ref.entries (key) VALUES (k) RETURNING id INTO entry;
     INSERT INTO bench_ref.postings (entry_id, account_id, amount) VALUES (entry, debit_id, amount), (entry, credit_id, -amount);
-    PERFORM 1 FROM bench_ref.accounts WHERE id IN (debit_id, credit_id) ORDER BY id FOR UPDATE;
     UPDATE bench_ref.accounts SET balance = balance + amount WHERE id = debit_id;
     UPDATE bench_ref.accounts SET balance = balance - amount WHERE id = credit_id;
     RETURN entry;
