@@ -148,3 +148,26 @@ class ConfigurationError(LedgerError):
     """A setting is missing or malformed."""
 
     code = "configuration-error"
+
+
+# --- hourly timesheets -------------------------------------------------------------
+
+
+class SegmentOverlap(Conflict):
+    """A time segment overlaps another segment of the contract; a contract's segments
+    never share a minute."""
+
+    code = "segment-overlap"
+
+
+class WeekClosed(Conflict):
+    """The week has closed (Monday 12:00 after it ended): no time may be added to it or
+    deleted from it any more."""
+
+    code = "week-closed"
+
+
+class ManualTimeNotAllowed(Conflict):
+    """The contract does not allow manual time; only tracked time may be logged."""
+
+    code = "manual-time-not-allowed"

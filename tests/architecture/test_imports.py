@@ -44,7 +44,17 @@ def _loaded_after(statement: str) -> set[str]:
     return set(done.stdout.split())
 
 
-@pytest.mark.parametrize("module", ["ledger.fees.rule", "ledger.fees.schedule", "ledger.money", "ledger.escrow.model"])
+@pytest.mark.parametrize(
+    "module",
+    [
+        "ledger.fees.rule",
+        "ledger.fees.schedule",
+        "ledger.money",
+        "ledger.escrow.model",
+        "ledger.escrow.hourly_calendar",
+        "ledger.escrow.timesheet",
+    ],
+)
 def test_a_pure_module_loads_no_sqlalchemy_and_no_service(module: str) -> None:
     loaded = _loaded_after(f"import {module}")
     assert module in loaded
