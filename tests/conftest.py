@@ -102,7 +102,8 @@ def empty_postgres(url: str) -> None:
                 "TRUNCATE postings, entries, balances, accounts, fee_events, lifetime_billings,"
                 " payment_refunds, payments, milestones, contracts, payouts, timers,"
                 " documents, document_sequences, parties, api_keys, idempotent_requests, provider_events,"
-                " refund_orders, disputes, provider_books, payment_orders, request_keys, worker_heartbeats RESTART IDENTITY"
+                " refund_orders, disputes, provider_books, payment_orders, request_keys, worker_heartbeats,"
+                " contract_term_changes, time_segments RESTART IDENTITY"
             )
         )
         # Keep only the schedule the migrations put in force.

@@ -7,7 +7,8 @@ one milestone or payout take turns and the second sees the first's outcome.
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import replace
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Row, Select, Update, bindparam, func, literal, select
@@ -17,6 +18,7 @@ from ledger.db.schema import (
     DIALECT_INSERT,
     accounts,
     balances,
+    contract_term_changes,
     contracts,
     disputes,
     milestones,
@@ -25,10 +27,12 @@ from ledger.db.schema import (
     payouts,
     provider_events,
     refund_orders,
+    time_segments,
     timers,
 )
 from ledger.errors import NotFound
 from ledger.escrow.chart import ESCROW_ACCOUNT_PREFIX
+from ledger.escrow.hourly_calendar import week_of
 from ledger.escrow.model import (
     Contract,
     Dispute,
@@ -42,11 +46,17 @@ from ledger.escrow.model import (
     RefundOrder,
     RefundOrderState,
     RefundSource,
+    TermChange,
     UnknownContract,
     UnknownMilestone,
     UnknownPayment,
     UnknownPayout,
+    UnknownSegment,
 )
+from ledger.escrow.timesheet import Segment
+
+#: Ids are BIGINT: a larger number names no row (and would not fit the parameter).
+MAX_ID = 2**63 - 1
 
 if TYPE_CHECKING:
     from ledger.db.unit_of_work import UnitOfWork
@@ -62,7 +72,16 @@ def _contract(row: Row[Any]) -> Contract:
         created_at=row.created_at,
         ended_by=row.ended_by,
         ended_at=row.ended_at,
+        type=row.type,
+        hourly_rate=None if row.hourly_rate is None else int(row.hourly_rate),
+        weekly_limit_hours=None if row.weekly_limit_hours is None else int(row.weekly_limit_hours),
+        manual_time_allowed=bool(row.manual_time_allowed),
+        paused_at=row.paused_at,
     )
+
+
+def _segment(row: Row[Any]) -> Segment:
+    return Segment(start=row.start_at, end=row.end_at, memo=row.memo, manual=bool(row.manual), id=str(row.id))
 
 
 def _payment(row: Row[Any]) -> Payment:
@@ -195,6 +214,11 @@ class EscrowStore:
                 currency=contract.currency,
                 title=contract.title,
                 created_at=contract.created_at,
+                type=contract.type,
+                hourly_rate=contract.hourly_rate,
+                weekly_limit_hours=contract.weekly_limit_hours,
+                manual_time_allowed=contract.manual_time_allowed,
+                paused_at=contract.paused_at,
             )
         )
 
@@ -215,6 +239,102 @@ class EscrowStore:
         self._conn.execute(
             contracts.update().where(contracts.c.id == contract_id).values(ended_by=ended_by, ended_at=at)
         )
+
+    def save_contract_terms(self, contract: Contract) -> None:
+        self._conn.execute(
+            contracts.update()
+            .where(contracts.c.id == contract.id)
+            .values(
+                hourly_rate=contract.hourly_rate,
+                weekly_limit_hours=contract.weekly_limit_hours,
+                paused_at=contract.paused_at,
+            )
+        )
+
+    # --- hourly time -----------------------------------------------------------
+
+    def add_term_change(self, contract_id: str, change: TermChange) -> None:
+        self._conn.execute(
+            contract_term_changes.insert().values(
+                contract_id=contract_id, term=change.term, value=change.value, changed_at=change.changed_at
+            )
+        )
+
+    def term_changes(self, contract_id: str) -> list[TermChange]:
+        query = (
+            select(contract_term_changes)
+            .where(contract_term_changes.c.contract_id == contract_id)
+            .order_by(contract_term_changes.c.changed_at, contract_term_changes.c.id)
+        )
+        return [TermChange(row.term, int(row.value), row.changed_at) for row in self._conn.execute(query)]
+
+    def add_segment(self, contract_id: str, segment: Segment, at: datetime) -> Segment:
+        new_id = self._conn.execute(
+            time_segments.insert()
+            .values(
+                contract_id=contract_id,
+                start_at=segment.start,
+                end_at=segment.end,
+                memo=segment.memo,
+                manual=segment.manual,
+                created_at=at,
+            )
+            .returning(time_segments.c.id)
+        ).scalar_one()
+        return replace(segment, id=str(new_id))
+
+    def segment(self, contract_id: str, segment_id: str) -> Segment:
+        # Ids are the table's integers; anything else names no segment.
+        row = None
+        if segment_id.isascii() and segment_id.isdigit() and int(segment_id) <= MAX_ID:
+            row = self._conn.execute(
+                select(time_segments).where(
+                    time_segments.c.id == int(segment_id),
+                    time_segments.c.contract_id == contract_id,
+                    time_segments.c.deleted_at.is_(None),
+                )
+            ).first()
+        if row is None:
+            raise UnknownSegment(
+                f"contract {contract_id} has no segment {segment_id}", contract_id=contract_id, segment_id=segment_id
+            )
+        return _segment(row)
+
+    def segments_of(
+        self,
+        contract_id: str,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        after_id: int | None = None,
+        limit: int | None = None,
+    ) -> list[Segment]:
+        query = select(time_segments).where(
+            time_segments.c.contract_id == contract_id, time_segments.c.deleted_at.is_(None)
+        )
+        if start is not None:
+            query = query.where(time_segments.c.start_at >= start)
+        if end is not None:
+            query = query.where(time_segments.c.start_at < end)
+        if after_id is not None:
+            query = query.where(time_segments.c.id > after_id)
+        query = query.order_by(time_segments.c.id).limit(limit)
+        return [_segment(row) for row in self._conn.execute(query)]
+
+    def delete_segment(self, segment_id: str, at: datetime) -> None:
+        self._conn.execute(
+            time_segments.update()
+            .where(time_segments.c.id == int(segment_id), time_segments.c.deleted_at.is_(None))
+            .values(deleted_at=at)
+        )
+
+    def segment_weeks(self, contract_id: str) -> list[date]:
+        starts = self._conn.execute(
+            select(time_segments.c.start_at).where(
+                time_segments.c.contract_id == contract_id, time_segments.c.deleted_at.is_(None)
+            )
+        ).scalars()
+        return sorted({week_of(start) for start in starts}, reverse=True)
 
     # --- milestones ------------------------------------------------------------
 
@@ -264,6 +384,13 @@ class EscrowStore:
             created_at=row.contract_created_at,
             ended_by=row.contract_ended_by,
             ended_at=row.contract_ended_at,
+            type=row.contract_type,
+            hourly_rate=None if row.contract_hourly_rate is None else int(row.contract_hourly_rate),
+            weekly_limit_hours=None
+            if row.contract_weekly_limit_hours is None
+            else int(row.contract_weekly_limit_hours),
+            manual_time_allowed=bool(row.contract_manual_time_allowed),
+            paused_at=row.contract_paused_at,
         )
 
     def currency_of(self, contract_id: str) -> str:

@@ -15,6 +15,7 @@ from typing import Annotated, Any, cast
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     CheckConstraint,
     Date,
     Dialect,
@@ -28,6 +29,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
@@ -240,6 +242,64 @@ class ContractRow(Base):
     created_at: Mapped[Timestamp]
     ended_by: Mapped[str | None] = mapped_column(String(10))
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    type: Mapped[str] = mapped_column(String(10), server_default="fixed")
+    # An hourly contract's current terms; their history is `contract_term_changes`.
+    hourly_rate: Mapped[int | None] = mapped_column(BigInteger)
+    weekly_limit_hours: Mapped[int | None] = mapped_column(Integer)
+    manual_time_allowed: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        CheckConstraint("type IN ('fixed', 'hourly')", name="type"),
+        CheckConstraint("hourly_rate IS NULL OR hourly_rate > 0", name="hourly_rate_positive"),
+        CheckConstraint(
+            "weekly_limit_hours IS NULL OR (weekly_limit_hours >= 0 AND weekly_limit_hours <= 168)",
+            name="weekly_limit_hours",
+        ),
+        CheckConstraint(
+            "(type = 'hourly') = (hourly_rate IS NOT NULL AND weekly_limit_hours IS NOT NULL)",
+            name="hourly_terms",
+        ),
+    )
+
+
+class ContractTermChangeRow(Base):
+    """Every rate and weekly limit an hourly contract had, from the ones it opened with:
+    a week is billed at the terms in force for it, not at the current ones."""
+
+    __tablename__ = "contract_term_changes"
+
+    id: Mapped[Id]
+    contract_id: Mapped[str] = mapped_column(String(40), ForeignKey("contracts.id", ondelete="RESTRICT"), index=True)
+    term: Mapped[str] = mapped_column(String(20))
+    value: Mapped[int] = mapped_column(BigInteger)
+    changed_at: Mapped[Timestamp]
+
+    __table_args__ = (
+        CheckConstraint("term IN ('rate', 'weekly_limit')", name="term"),
+        CheckConstraint("(term = 'rate' AND value > 0) OR (term = 'weekly_limit' AND value >= 0)", name="value"),
+    )
+
+
+class TimeSegmentRow(Base):
+    """Time logged on an hourly contract, [start_at, end_at). A deleted segment keeps its
+    row with `deleted_at` set, so what was logged and withdrawn stays visible."""
+
+    __tablename__ = "time_segments"
+
+    id: Mapped[Id]
+    contract_id: Mapped[str] = mapped_column(String(40), ForeignKey("contracts.id", ondelete="RESTRICT"))
+    start_at: Mapped[Timestamp]
+    end_at: Mapped[Timestamp]
+    memo: Mapped[str] = mapped_column(Text)
+    manual: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[Timestamp]
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        CheckConstraint("end_at > start_at", name="end_after_start"),
+        Index("ix_time_segments_contract_start", "contract_id", "start_at"),
+    )
 
 
 class MilestoneRow(Base):
@@ -340,6 +400,8 @@ class TimerRow(Base):
 
 
 contracts = cast(Table, ContractRow.__table__)
+contract_term_changes = cast(Table, ContractTermChangeRow.__table__)
+time_segments = cast(Table, TimeSegmentRow.__table__)
 milestones = cast(Table, MilestoneRow.__table__)
 payments = cast(Table, PaymentRow.__table__)
 payment_refunds = cast(Table, PaymentRefundRow.__table__)

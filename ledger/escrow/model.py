@@ -59,10 +59,29 @@ class UnknownDispute(NotFound):
     code = "unknown-dispute"
 
 
+class UnknownSegment(NotFound):
+    """The contract has no (undeleted) time segment with this id."""
+
+    code = "unknown-segment"
+
+
 class ContractEnded(Conflict):
     """The contract has ended; it takes no new milestones or fundings."""
 
     code = "contract-ended"
+
+
+class WrongContractType(Conflict):
+    """The operation belongs to the other kind of contract: time, rates, limits and pauses
+    to hourly contracts, milestones to fixed-price ones."""
+
+    code = "wrong-contract-type"
+
+
+class ContractPaused(Conflict):
+    """The hourly contract is paused: no time may be logged until it is resumed."""
+
+    code = "contract-paused"
 
 
 class MilestoneFrozen(Conflict):
@@ -199,14 +218,20 @@ def require_unfrozen(milestone: Milestone, event: Event) -> None:
 
 @dataclass(frozen=True)
 class Contract:
-    """A fixed-price contract between a client and a freelancer in one currency.
+    """A contract between a client and a freelancer in one currency: fixed-price (paid by
+    milestones) or hourly (paid by the week for logged time).
 
     Attributes:
         id: `ct_...`.
         client_id, freelancer_id: the marketplace's ids.
-        currency: every milestone and payment is in it.
+        currency: every milestone, rate and payment is in it.
         title: shown on invoices.
         ended_by: None while open; "client" or "freelancer" once ended.
+        type: `FIXED` or `HOURLY`.
+        hourly_rate: an hourly contract's current rate (minor units per hour); None for fixed.
+        weekly_limit_hours: an hourly contract's current weekly limit; None for fixed.
+        manual_time_allowed: whether the freelancer may log time by hand.
+        paused_at: when an hourly contract was paused; None while it runs.
     """
 
     id: str
@@ -217,6 +242,41 @@ class Contract:
     created_at: datetime
     ended_by: str | None = None
     ended_at: datetime | None = None
+    type: str = "fixed"
+    hourly_rate: int | None = None
+    weekly_limit_hours: int | None = None
+    manual_time_allowed: bool = False
+    paused_at: datetime | None = None
+
+    @property
+    def is_hourly(self) -> bool:
+        return self.type == HOURLY
+
+
+FIXED = "fixed"
+HOURLY = "hourly"
+CONTRACT_TYPES = (FIXED, HOURLY)
+
+
+@dataclass(frozen=True)
+class TermChange:
+    """A change of an hourly contract's terms: its rate (minor units per hour) or its
+    weekly limit (hours), set at `changed_at`. The terms it opened with are changes too,
+    made at its creation.
+
+    Attributes:
+        term: `RATE` or `WEEKLY_LIMIT`.
+        value: the new rate or limit.
+        changed_at: when it was set.
+    """
+
+    term: str
+    value: int
+    changed_at: datetime
+
+
+RATE = "rate"
+WEEKLY_LIMIT = "weekly_limit"
 
 
 @dataclass(frozen=True)

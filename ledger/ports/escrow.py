@@ -9,7 +9,7 @@ first's outcome. `ledger.db` implements these Protocols over SQLAlchemy.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import date, datetime
 from typing import Protocol
 
 from ledger.escrow.model import (
@@ -24,8 +24,10 @@ from ledger.escrow.model import (
     RefundOrder,
     RefundOrderState,
     RefundSource,
+    TermChange,
 )
 from ledger.escrow.orders import NewOrder, OrderKind, OrderState, PaymentOrder
+from ledger.escrow.timesheet import Segment
 
 
 class EscrowStore(Protocol):
@@ -38,6 +40,49 @@ class EscrowStore(Protocol):
         ...
 
     def end_contract(self, contract_id: str, ended_by: str, at: datetime) -> None: ...
+
+    def save_contract_terms(self, contract: Contract) -> None:
+        """Write an hourly contract's current terms: rate, weekly limit, `paused_at`."""
+        ...
+
+    # --- hourly time -----------------------------------------------------------
+
+    def add_term_change(self, contract_id: str, change: TermChange) -> None:
+        """Record a rate or weekly limit the contract had from `change.changed_at` on."""
+        ...
+
+    def term_changes(self, contract_id: str) -> list[TermChange]:
+        """Every rate and limit the contract had, the opening ones included, in time order."""
+        ...
+
+    def add_segment(self, contract_id: str, segment: Segment, at: datetime) -> Segment:
+        """Insert a segment logged at `at`; returns it with its id."""
+        ...
+
+    def segment(self, contract_id: str, segment_id: str) -> Segment:
+        """An undeleted segment of the contract; `UnknownSegment` if there is none."""
+        ...
+
+    def segments_of(
+        self,
+        contract_id: str,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        after_id: int | None = None,
+        limit: int | None = None,
+    ) -> list[Segment]:
+        """The contract's undeleted segments starting in [start, end), ids above `after_id`,
+        in the order they were logged (by id), at most `limit`."""
+        ...
+
+    def delete_segment(self, segment_id: str, at: datetime) -> None:
+        """Mark the segment deleted at `at` (its row stays)."""
+        ...
+
+    def segment_weeks(self, contract_id: str) -> list[date]:
+        """The Mondays of the weeks with undeleted segments, newest first."""
+        ...
 
     # --- milestones ------------------------------------------------------------
 

@@ -13,12 +13,14 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
-from datetime import datetime
+from datetime import date, datetime
 
 from ledger.clock import Clock
 from ledger.errors import IdempotencyConflict, NotFound
 from ledger.escrow.chart import escrow_account_code
+from ledger.escrow.hourly_calendar import week_of
 from ledger.escrow.model import (
+    RATE,
     Contract,
     Dispute,
     DisputeOutcome,
@@ -31,13 +33,16 @@ from ledger.escrow.model import (
     RefundOrder,
     RefundOrderState,
     RefundSource,
+    TermChange,
     UnknownContract,
     UnknownMilestone,
     UnknownPayment,
     UnknownPayout,
+    UnknownSegment,
     new_id,
 )
 from ledger.escrow.orders import OPEN_STATES, NewOrder, OrderKind, OrderState, PaymentOrder, UnknownOrder
+from ledger.escrow.timesheet import Segment
 from tests.fakes.accounting import MemoryAccountStore
 from tests.fakes.state import (
     ConstraintViolation,
@@ -52,6 +57,8 @@ from tests.fakes.state import (
     ProviderEventRow,
     RefundRow,
     RequestKeyRow,
+    SegmentRow,
+    TermChangeRow,
     TimerRow,
 )
 
@@ -73,6 +80,10 @@ class MemoryEscrowStore:
     def add_contract(self, contract: Contract) -> None:
         if contract.id in self._state.contracts:
             raise DuplicateRow(f"contract {contract.id} exists")
+        if contract.is_hourly != (contract.hourly_rate is not None and contract.weekly_limit_hours is not None):
+            raise ConstraintViolation(f"contract {contract.id}: an hourly contract has a rate and a limit, no other")
+        if contract.hourly_rate is not None and contract.hourly_rate <= 0:
+            raise ConstraintViolation(f"contract {contract.id}: the rate must be positive")
         self._state.contracts[contract.id] = replace(contract, ended_by=None, ended_at=None)
 
     def contract(self, contract_id: str, *, lock: bool = False) -> Contract:
@@ -85,6 +96,75 @@ class MemoryEscrowStore:
         found = self._state.contracts.get(contract_id)
         if found is not None:
             self._state.contracts[contract_id] = replace(found, ended_by=ended_by, ended_at=at)
+
+    def save_contract_terms(self, contract: Contract) -> None:
+        found = self._state.contracts.get(contract.id)
+        if found is not None:
+            self._state.contracts[contract.id] = replace(
+                found,
+                hourly_rate=contract.hourly_rate,
+                weekly_limit_hours=contract.weekly_limit_hours,
+                paused_at=contract.paused_at,
+            )
+
+    # --- hourly time -----------------------------------------------------------
+
+    def add_term_change(self, contract_id: str, change: TermChange) -> None:
+        if contract_id not in self._state.contracts:
+            raise ConstraintViolation(f"term change: no contract {contract_id}")
+        if change.value < (1 if change.term == RATE else 0):
+            raise ConstraintViolation(f"term change: {change.term} of {change.value}")
+        row_id = self._state.next_id("contract_term_changes")
+        self._state.term_changes[row_id] = TermChangeRow(row_id, contract_id, change)
+
+    def term_changes(self, contract_id: str) -> list[TermChange]:
+        rows = [row for row in self._state.term_changes.values() if row.contract_id == contract_id]
+        return [row.change for row in sorted(rows, key=lambda row: (row.change.changed_at, row.id))]
+
+    def add_segment(self, contract_id: str, segment: Segment, at: datetime) -> Segment:
+        if contract_id not in self._state.contracts:
+            raise ConstraintViolation(f"segment: no contract {contract_id}")
+        row_id = self._state.next_id("time_segments")
+        stored = replace(segment, id=str(row_id))
+        self._state.segments[row_id] = SegmentRow(row_id, contract_id, stored, at)
+        return stored
+
+    def segment(self, contract_id: str, segment_id: str) -> Segment:
+        row = self._state.segments.get(int(segment_id)) if segment_id.isascii() and segment_id.isdigit() else None
+        if row is None or row.contract_id != contract_id or row.deleted_at is not None:
+            raise UnknownSegment(
+                f"contract {contract_id} has no segment {segment_id}", contract_id=contract_id, segment_id=segment_id
+            )
+        return row.segment
+
+    def segments_of(
+        self,
+        contract_id: str,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        after_id: int | None = None,
+        limit: int | None = None,
+    ) -> list[Segment]:
+        found = [
+            row.segment
+            for row_id, row in sorted(self._state.segments.items())
+            if row.contract_id == contract_id
+            and row.deleted_at is None
+            and (start is None or row.segment.start >= start)
+            and (end is None or row.segment.start < end)
+            and (after_id is None or row_id > after_id)
+        ]
+        return found if limit is None else found[:limit]
+
+    def delete_segment(self, segment_id: str, at: datetime) -> None:
+        row = self._state.segments.get(int(segment_id))
+        if row is not None and row.deleted_at is None:
+            self._state.segments[row.id] = replace(row, deleted_at=at)
+
+    def segment_weeks(self, contract_id: str) -> list[date]:
+        starts = {segment.start for segment in self.segments_of(contract_id)}
+        return sorted({week_of(start) for start in starts}, reverse=True)
 
     # --- milestones ------------------------------------------------------------
 

@@ -12,8 +12,19 @@ from typing import Any
 
 from ledger.access import ApiKey, IdempotentRequest
 from ledger.accounts import Account, Side
-from ledger.escrow.model import Contract, Dispute, Milestone, Payment, PaymentRefund, Payout, RefundOrder, RefundSource
+from ledger.escrow.model import (
+    Contract,
+    Dispute,
+    Milestone,
+    Payment,
+    PaymentRefund,
+    Payout,
+    RefundOrder,
+    RefundSource,
+    TermChange,
+)
 from ledger.escrow.orders import PaymentOrder
+from ledger.escrow.timesheet import Segment
 from ledger.fees.model import ScheduleInForce
 from ledger.invoices.documents import Party
 from ledger.journal import Entry
@@ -121,6 +132,22 @@ class TimerRow:
 
 
 @dataclass(frozen=True)
+class TermChangeRow:
+    id: int
+    contract_id: str
+    change: TermChange
+
+
+@dataclass(frozen=True)
+class SegmentRow:
+    id: int
+    contract_id: str
+    segment: Segment
+    created_at: datetime
+    deleted_at: datetime | None = None
+
+
+@dataclass(frozen=True)
 class DocumentRow:
     id: str
     kind: str
@@ -196,6 +223,8 @@ class MemoryState:
     disputes: dict[str, Dispute] = field(default_factory=dict)
     provider_events: dict[str, ProviderEventRow] = field(default_factory=dict)
     timers: dict[int, TimerRow] = field(default_factory=dict)
+    term_changes: dict[int, TermChangeRow] = field(default_factory=dict)
+    segments: dict[int, SegmentRow] = field(default_factory=dict)
     # records
     parties: dict[str, Party] = field(default_factory=dict)
     document_sequences: dict[tuple[str, int], int] = field(default_factory=dict)
