@@ -29,6 +29,7 @@ from ledger.escrow.model import (
     Milestone,
     MilestoneState,
     Payment,
+    WrongContractType,
     new_id,
     party_id,
     require_transition,
@@ -61,6 +62,13 @@ def positive_amount(amount: object, field: str = "amount") -> int:
 
 
 def open_contract(uow: UnitOfWork, *, client_id: str, freelancer_id: str, currency: str, title: str) -> Contract:
+    contract = new_contract(uow, client_id=client_id, freelancer_id=freelancer_id, currency=currency, title=title)
+    save_new_contract(uow, contract)
+    return contract
+
+
+def new_contract(uow: UnitOfWork, *, client_id: str, freelancer_id: str, currency: str, title: str) -> Contract:
+    """A fixed-price contract checked and not saved yet (an hourly one is made from it)."""
     client = party_id(client_id, "client_id")
     freelancer = party_id(freelancer_id, "freelancer_id")
     if client == freelancer:
@@ -68,11 +76,13 @@ def open_contract(uow: UnitOfWork, *, client_id: str, freelancer_id: str, curren
     code = normalize_currency(currency)
     # The fee schedule must cover the currency, or no release could ever be priced.
     schedule_in_force(uow, uow.clock.now()).schedule.tiers_for(code)
-    contract = Contract(new_id("ct"), client, freelancer, code, _title(title), uow.clock.now())
+    return Contract(new_id("ct"), client, freelancer, code, _title(title), uow.clock.now())
+
+
+def save_new_contract(uow: UnitOfWork, contract: Contract) -> None:
     uow.escrow.add_contract(contract)
     # Opened now, so that the contract's first release, on the approval's hot path, finds them.
-    open_freelancer_accounts(uow, freelancer, code)
-    return contract
+    open_freelancer_accounts(uow, contract.freelancer_id, contract.currency)
 
 
 def add_milestone(
@@ -81,6 +91,12 @@ def add_milestone(
     contract = uow.escrow.contract(contract_id, lock=True)
     if contract.ended_by is not None:
         raise ContractEnded(f"contract {contract_id} has ended", contract_id=contract_id)
+    if contract.is_hourly:
+        raise WrongContractType(
+            f"contract {contract_id} is hourly: it is paid by the week for logged time, not by milestones",
+            contract_id=contract_id,
+            type=contract.type,
+        )
     if due_date is not None and not isinstance(due_date, date):
         raise InvalidRequest("due_date must be a date", field="due_date")
     milestone = Milestone(

@@ -12,6 +12,7 @@ from ledger.escrow.services.approvals import ApprovalService
 from ledger.escrow.services.chargebacks import ChargebackService
 from ledger.escrow.services.contracts import ContractService
 from ledger.escrow.services.funding import FundingService
+from ledger.escrow.services.hourly import HourlyService
 from ledger.escrow.services.orders import PaymentOrderService
 from ledger.escrow.services.payouts import PayoutService
 from ledger.escrow.services.provider_events import ProviderEventService
@@ -30,6 +31,7 @@ class Escrow:
         reads: contracts, milestones and payments as they stand.
         contracts: opening and ending contracts, adding milestones, submitting work, asking for changes.
         funding: taking the client's money in.
+        hourly: hourly contracts' time: segments, rates, limits, pauses and weeks.
         approvals: approving work (releases, bonuses).
         refunds: refund requests and their disputes, refunds of released payments.
         payouts: the freelancer's balance and payouts.
@@ -44,6 +46,7 @@ class Escrow:
         self.reads = EscrowReads(book, gateway)
         self.contracts = ContractService(book, gateway)
         self.funding = FundingService(book, gateway)
+        self.hourly = HourlyService(book, gateway)
         self.approvals = ApprovalService(book, gateway)
         self.refunds = RefundService(book, gateway)
         self.payouts = PayoutService(book, gateway)

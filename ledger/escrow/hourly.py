@@ -1,0 +1,229 @@
+"""Hourly contracts' use cases, time only (docs/architecture.md, "Hourly contracts"):
+open one, log and delete time, change the rate and the weekly limit, pause and
+resume, and read a week as it would be billed.
+
+Every write locks the contract row first, so two requests on one contract take
+turns: a segment is checked against the segments the previous request committed,
+and a term change is ordered against the time logged. The rules themselves are the
+domain's (`ledger.escrow.timesheet`, `ledger.escrow.hourly_calendar`); this module
+only gathers what they need from the store. No money moves here: the weekly charge,
+review and release come with the money cycle.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import date, datetime
+
+from ledger.errors import InvalidRequest
+from ledger.escrow.hourly_calendar import (
+    available_at,
+    closes_at,
+    require_monday,
+    review_ends_at,
+    week_end,
+    week_of,
+    week_start,
+)
+from ledger.escrow.milestones import new_contract, positive_amount, save_new_contract
+from ledger.escrow.model import (
+    HOURLY,
+    RATE,
+    WEEKLY_LIMIT,
+    Contract,
+    ContractEnded,
+    ContractPaused,
+    TermChange,
+    WrongContractType,
+)
+from ledger.escrow.timesheet import (
+    MINUTES_PER_HOUR,
+    LimitChange,
+    LimitHistory,
+    RateChange,
+    RateHistory,
+    Segment,
+    WeekBill,
+    bill_week,
+    limit_for_week,
+    validate_new_segment,
+    validate_segment_deletion,
+)
+from ledger.ports.unit_of_work import UnitOfWork
+
+#: A weekly limit above the hours of a week would limit nothing.
+MAX_WEEKLY_LIMIT_HOURS = 168
+OPEN = "open"
+CLOSED = "closed"
+
+
+def weekly_limit(value: object, field: str = "weekly_limit_hours") -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_WEEKLY_LIMIT_HOURS:
+        raise InvalidRequest(
+            f"{field} is a whole number of hours from 0 to {MAX_WEEKLY_LIMIT_HOURS}, not {value!r}", field=field
+        )
+    return value
+
+
+def open_hourly_contract(
+    uow: UnitOfWork,
+    *,
+    client_id: str,
+    freelancer_id: str,
+    currency: str,
+    title: str,
+    hourly_rate: int,
+    weekly_limit_hours: int,
+    manual_time_allowed: bool,
+) -> Contract:
+    """Open an hourly contract; its opening rate and limit are the first entries of its term history."""
+    contract = replace(
+        new_contract(uow, client_id=client_id, freelancer_id=freelancer_id, currency=currency, title=title),
+        type=HOURLY,
+        hourly_rate=positive_amount(hourly_rate, "hourly_rate"),
+        weekly_limit_hours=weekly_limit(weekly_limit_hours),
+        manual_time_allowed=bool(manual_time_allowed),
+    )
+    save_new_contract(uow, contract)
+    uow.escrow.add_term_change(contract.id, TermChange(RATE, hourly_rate, contract.created_at))
+    uow.escrow.add_term_change(contract.id, TermChange(WEEKLY_LIMIT, weekly_limit_hours, contract.created_at))
+    return contract
+
+
+def hourly_contract(uow: UnitOfWork, contract_id: str, *, lock: bool = False) -> Contract:
+    """The contract, refused (`WrongContractType`) unless it is hourly."""
+    contract = uow.escrow.contract(contract_id, lock=lock)
+    if not contract.is_hourly:
+        raise WrongContractType(
+            f"contract {contract_id} is fixed-price: time, rates, limits and pauses belong to hourly contracts",
+            contract_id=contract_id,
+            type=contract.type,
+        )
+    return contract
+
+
+def _running(uow: UnitOfWork, contract_id: str) -> Contract:
+    contract = hourly_contract(uow, contract_id, lock=True)
+    if contract.ended_by is not None:
+        raise ContractEnded(f"contract {contract_id} has ended", contract_id=contract_id)
+    return contract
+
+
+def _week_segments(uow: UnitOfWork, contract_id: str, monday: date) -> list[Segment]:
+    # Segments never cross Monday 00:00, so a week's segments are those starting in it.
+    return uow.escrow.segments_of(contract_id, start=week_start(monday), end=week_end(monday))
+
+
+def log_segment(uow: UnitOfWork, contract_id: str, segment: Segment) -> Segment:
+    """Add time to a running, unpaused hourly contract, under the timesheet's rules."""
+    contract = _running(uow, contract_id)
+    if contract.paused_at is not None:
+        raise ContractPaused(
+            f"contract {contract_id} is paused since {contract.paused_at.isoformat()}; resume it to log time",
+            contract_id=contract_id,
+            paused_at=contract.paused_at.isoformat(),
+        )
+    if segment.start < contract.created_at:
+        raise InvalidRequest(
+            f"the contract was opened at {contract.created_at.isoformat()}; no time before it may be logged",
+            field="start",
+        )
+    existing = _week_segments(uow, contract_id, week_of(segment.start))
+    validate_new_segment(segment, existing, uow.clock.now(), contract.manual_time_allowed)
+    return uow.escrow.add_segment(contract_id, segment, uow.clock.now())
+
+
+def delete_segment(uow: UnitOfWork, contract_id: str, segment_id: str) -> Segment:
+    """Withdraw a segment of a week that has not closed (paused or ended contracts too:
+    deleting bills less, and the week is not billed before it closes)."""
+    hourly_contract(uow, contract_id, lock=True)
+    segment = uow.escrow.segment(contract_id, segment_id)
+    validate_segment_deletion(segment, uow.clock.now())
+    uow.escrow.delete_segment(segment_id, uow.clock.now())
+    return segment
+
+
+def change_terms(
+    uow: UnitOfWork, contract_id: str, *, weekly_limit_hours: int | None = None, hourly_rate: int | None = None
+) -> Contract:
+    """Set a new weekly limit and/or rate from now on; which weeks and segments they apply
+    to is the domain's (`limit_for_week`, `rate_for_segment`)."""
+    if weekly_limit_hours is None and hourly_rate is None:
+        raise InvalidRequest("name weekly_limit_hours or hourly_rate to change", field="body")
+    contract = _running(uow, contract_id)
+    now = uow.clock.now()
+    if weekly_limit_hours is not None:
+        uow.escrow.add_term_change(contract_id, TermChange(WEEKLY_LIMIT, weekly_limit(weekly_limit_hours), now))
+        contract = replace(contract, weekly_limit_hours=weekly_limit_hours)
+    if hourly_rate is not None:
+        uow.escrow.add_term_change(contract_id, TermChange(RATE, positive_amount(hourly_rate, "hourly_rate"), now))
+        contract = replace(contract, hourly_rate=hourly_rate)
+    uow.escrow.save_contract_terms(contract)
+    return contract
+
+
+def set_paused(uow: UnitOfWork, contract_id: str, *, paused: bool) -> Contract:
+    """Pause or resume; pausing a paused contract (or resuming a running one) changes nothing."""
+    contract = _running(uow, contract_id)
+    if (contract.paused_at is not None) == paused:
+        return contract
+    contract = replace(contract, paused_at=uow.clock.now() if paused else None)
+    uow.escrow.save_contract_terms(contract)
+    return contract
+
+
+def limit_history(changes: list[TermChange]) -> LimitHistory:
+    limits = [c for c in changes if c.term == WEEKLY_LIMIT]
+    return LimitHistory(limits[0].value, tuple(LimitChange(c.changed_at, c.value) for c in limits[1:]))
+
+
+def rate_history(changes: list[TermChange]) -> RateHistory:
+    rates = [c for c in changes if c.term == RATE]
+    return RateHistory(rates[0].value, tuple(RateChange(c.changed_at, c.value) for c in rates[1:]))
+
+
+@dataclass(frozen=True)
+class WeekView:
+    """A week of an hourly contract as it would be billed now.
+
+    Attributes:
+        week: the Monday.
+        currency: the contract's.
+        state: `OPEN` before the week closes, `CLOSED` after (the money cycle's states,
+            charged, in review, available, come with it).
+        bill: the week's segments under the limit and the rates in force for it.
+        closes_at, review_ends_at, available_at: the calendar's instants for the week.
+    """
+
+    week: date
+    currency: str
+    state: str
+    bill: WeekBill
+    closes_at: datetime
+    review_ends_at: datetime
+    available_at: datetime
+
+
+def week_view(uow: UnitOfWork, contract_id: str, monday: date) -> WeekView:
+    contract = hourly_contract(uow, contract_id)
+    monday = require_monday(monday)
+    changes = uow.escrow.term_changes(contract_id)
+    limit = limit_for_week(limit_history(changes), monday) * MINUTES_PER_HOUR
+    bill = bill_week(monday, _week_segments(uow, contract_id, monday), limit, rate_history(changes))
+    closes = closes_at(monday)
+    return WeekView(
+        week=monday,
+        currency=contract.currency,
+        state=OPEN if uow.clock.now() < closes else CLOSED,
+        bill=bill,
+        closes_at=closes,
+        review_ends_at=review_ends_at(monday),
+        available_at=available_at(monday),
+    )
+
+
+def weeks(uow: UnitOfWork, contract_id: str, *, before: date | None = None, limit: int | None = None) -> list[WeekView]:
+    """The weeks with time, newest first, those before `before` only (a page's cursor)."""
+    hourly_contract(uow, contract_id)
+    mondays = [m for m in uow.escrow.segment_weeks(contract_id) if before is None or m < before]
+    return [week_view(uow, contract_id, monday) for monday in mondays[:limit]]

@@ -1,0 +1,193 @@
+"""Hourly contracts' time: opening, logging and deleting time, term changes, pauses, and
+the weeks as they would be billed. Each write is one transaction under the contract's
+lock, bound to its request key so a retried request returns its first result."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import date, datetime
+from typing import TypeVar
+
+from ledger.escrow import hourly as use
+from ledger.escrow.hourly_calendar import week_end, week_start
+from ledger.escrow.model import Contract
+from ledger.escrow.services.transactions import EscrowService
+from ledger.escrow.timesheet import Segment
+from ledger.ports.unit_of_work import UnitOfWork
+
+T = TypeVar("T")
+
+
+def _segment_result(segment: Segment) -> dict[str, object]:
+    return {
+        "segment": segment.id,
+        "start": segment.start.isoformat(),
+        "end": segment.end.isoformat(),
+        "memo": segment.memo,
+        "manual": segment.manual,
+    }
+
+
+def _stored_segment(stored: Mapping[str, object]) -> Segment:
+    return Segment(
+        start=datetime.fromisoformat(str(stored["start"])),
+        end=datetime.fromisoformat(str(stored["end"])),
+        memo=str(stored["memo"]),
+        manual=bool(stored["manual"]),
+        id=str(stored["segment"]),
+    )
+
+
+class HourlyService(EscrowService):
+    """Time on hourly contracts (no money: the weekly charge comes with the money cycle)."""
+
+    def _keyed(
+        self,
+        request_key: str | None,
+        operation: str,
+        request: dict[str, object],
+        work: Callable[[UnitOfWork], T],
+        replay: Callable[[UnitOfWork, Mapping[str, object]], T],
+        result: Callable[[T], dict[str, object]],
+    ) -> T:
+        def run(uow: UnitOfWork) -> T:
+            if request_key is not None:
+                stored = uow.orders.bind_request_key(request_key, operation, request)
+                if stored is not None:
+                    return replay(uow, stored)
+            done = work(uow)
+            if request_key is not None:
+                uow.orders.store_result(request_key, result(done))
+            return done
+
+        return self.book.transaction(run)
+
+    def _contract_op(
+        self,
+        request_key: str | None,
+        operation: str,
+        request: dict[str, object],
+        work: Callable[[UnitOfWork], Contract],
+    ) -> Contract:
+        contract_id = str(request["contract"])
+        return self._keyed(
+            request_key,
+            operation,
+            request,
+            work,
+            lambda uow, _: uow.escrow.contract(contract_id),
+            lambda contract: {"contract": contract.id},
+        )
+
+    def open_contract(
+        self,
+        *,
+        client_id: str,
+        freelancer_id: str,
+        currency: str,
+        title: str,
+        hourly_rate: int,
+        weekly_limit_hours: int,
+        manual_time_allowed: bool,
+        request_key: str | None = None,
+    ) -> Contract:
+        request: dict[str, object] = {
+            "client": client_id,
+            "freelancer": freelancer_id,
+            "currency": currency,
+            "title": title,
+            "hourly_rate": hourly_rate,
+            "weekly_limit_hours": weekly_limit_hours,
+            "manual_time_allowed": manual_time_allowed,
+        }
+        return self._keyed(
+            request_key,
+            "open_hourly_contract",
+            request,
+            lambda uow: use.open_hourly_contract(
+                uow,
+                client_id=client_id,
+                freelancer_id=freelancer_id,
+                currency=currency,
+                title=title,
+                hourly_rate=hourly_rate,
+                weekly_limit_hours=weekly_limit_hours,
+                manual_time_allowed=manual_time_allowed,
+            ),
+            lambda uow, stored: uow.escrow.contract(str(stored["contract"])),
+            lambda contract: {"contract": contract.id},
+        )
+
+    def log_segment(self, contract_id: str, segment: Segment, *, request_key: str | None = None) -> Segment:
+        request: dict[str, object] = {"contract": contract_id, **_segment_result(segment)}
+        return self._keyed(
+            request_key,
+            "log_segment",
+            request,
+            lambda uow: use.log_segment(uow, contract_id, segment),
+            lambda _, stored: _stored_segment(stored),
+            _segment_result,
+        )
+
+    def delete_segment(self, contract_id: str, segment_id: str, *, request_key: str | None = None) -> Segment:
+        return self._keyed(
+            request_key,
+            "delete_segment",
+            {"contract": contract_id, "segment": segment_id},
+            lambda uow: use.delete_segment(uow, contract_id, segment_id),
+            lambda _, stored: _stored_segment(stored),
+            _segment_result,
+        )
+
+    def change_terms(
+        self,
+        contract_id: str,
+        *,
+        weekly_limit_hours: int | None = None,
+        hourly_rate: int | None = None,
+        request_key: str | None = None,
+    ) -> Contract:
+        return self._contract_op(
+            request_key,
+            "change_terms",
+            {"contract": contract_id, "weekly_limit_hours": weekly_limit_hours, "hourly_rate": hourly_rate},
+            lambda uow: use.change_terms(
+                uow, contract_id, weekly_limit_hours=weekly_limit_hours, hourly_rate=hourly_rate
+            ),
+        )
+
+    def pause(self, contract_id: str, *, request_key: str | None = None) -> Contract:
+        return self._contract_op(
+            request_key, "pause", {"contract": contract_id}, lambda uow: use.set_paused(uow, contract_id, paused=True)
+        )
+
+    def resume(self, contract_id: str, *, request_key: str | None = None) -> Contract:
+        return self._contract_op(
+            request_key,
+            "resume",
+            {"contract": contract_id},
+            lambda uow: use.set_paused(uow, contract_id, paused=False),
+        )
+
+    # --- reads -----------------------------------------------------------------
+
+    def segments(
+        self, contract_id: str, *, week: date | None = None, after_id: int | None = None, limit: int | None = None
+    ) -> list[Segment]:
+        """The contract's segments (of one week, when given), in the order they were logged."""
+
+        def read(uow: UnitOfWork) -> list[Segment]:
+            use.hourly_contract(uow, contract_id)
+            start = None if week is None else week_start(week)
+            end = None if week is None else week_end(week)
+            return uow.escrow.segments_of(contract_id, start=start, end=end, after_id=after_id, limit=limit)
+
+        return self.book.transaction(read, read_only=True)
+
+    def week(self, contract_id: str, monday: date) -> use.WeekView:
+        return self.book.transaction(lambda uow: use.week_view(uow, contract_id, monday), read_only=True)
+
+    def weeks(self, contract_id: str, *, before: date | None = None, limit: int | None = None) -> list[use.WeekView]:
+        return self.book.transaction(
+            lambda uow: use.weeks(uow, contract_id, before=before, limit=limit), read_only=True
+        )
