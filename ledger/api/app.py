@@ -30,6 +30,7 @@ from ledger.api.contracts import ContractController
 from ledger.api.dependencies import app_dependencies
 from ledger.api.fees import FeeController
 from ledger.api.freelancers import FreelancerController
+from ledger.api.hourly import HourlyController
 from ledger.api.idempotency import claim_lease
 from ledger.api.idempotent import IdempotencyKeys
 from ledger.api.invoices import InvoiceController
@@ -97,6 +98,7 @@ def create_app(
             live,
             ready,
             ContractController,
+            HourlyController,
             MilestoneController,
             PaymentController,
             FreelancerController,

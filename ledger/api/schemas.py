@@ -58,11 +58,35 @@ class Amount(Struct, forbid_unknown_fields=True):
 # --- requests ----------------------------------------------------------------------
 
 
+WeeklyLimitHours = Annotated[int, Meta(ge=0, le=168, description="whole hours a week")]
+
+
 class ContractCreate(Struct, forbid_unknown_fields=True):
     client_id: PartyId
     freelancer_id: PartyId
     currency: CurrencyCode
     title: Annotated[str, Meta(min_length=1, max_length=200)]
+    #: "hourly" needs `hourly_rate` and `weekly_limit_hours`; "fixed" refuses the hourly terms.
+    type: Literal["fixed", "hourly"] = "fixed"
+    hourly_rate: Amount | None = None
+    weekly_limit_hours: WeeklyLimitHours | None = None
+    manual_time_allowed: bool | None = None
+
+
+class ContractUpdate(Struct, forbid_unknown_fields=True):
+    """An hourly contract's new terms, from now on (at least one of them)."""
+
+    weekly_limit_hours: WeeklyLimitHours | None = None
+    hourly_rate: Amount | None = None
+
+
+class SegmentCreate(Struct, forbid_unknown_fields=True):
+    """Time logged, [start, end) in UTC on 10-minute boundaries within one week."""
+
+    start: datetime
+    end: datetime
+    memo: Annotated[str, Meta(max_length=2000)] = ""
+    manual: bool = False
 
 
 class MilestoneCreate(Struct, forbid_unknown_fields=True):
@@ -150,6 +174,60 @@ class ContractOut(Struct):
     ended_by: str | None
     ended_at: datetime | None
     milestones: list[MilestoneOut]
+    type: str = "fixed"
+    hourly_rate: Amount | None = None
+    weekly_limit_hours: int | None = None
+    manual_time_allowed: bool = False
+    paused_at: datetime | None = None
+
+
+class SegmentOut(Struct):
+    id: str
+    contract_id: str
+    week: date
+    start: datetime
+    end: datetime
+    minutes: int
+    memo: str
+    manual: bool
+
+
+class SegmentList(Struct):
+    data: list[SegmentOut]
+    has_more: bool
+    next_cursor: str | None
+
+
+class DayOut(Struct):
+    day: date
+    logged_minutes: int
+    billable_minutes: int
+    over_limit_minutes: int
+    amount: Amount
+
+
+class WeekOut(Struct):
+    """A week of an hourly contract as it would be billed now. `state` is "open" until
+    `closes_at`, "closed" after; no week is charged yet, so `payment_id` is null."""
+
+    week: date
+    state: str
+    limit_hours: int
+    logged_minutes: int
+    billable_minutes: int
+    over_limit_minutes: int
+    amount: Amount
+    closes_at: datetime
+    review_ends_at: datetime
+    available_at: datetime
+    days: list[DayOut]
+    payment_id: str | None = None
+
+
+class WeekList(Struct):
+    data: list[WeekOut]
+    has_more: bool
+    next_cursor: str | None
 
 
 class FundingOut(Struct):

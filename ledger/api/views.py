@@ -13,6 +13,7 @@ from ledger.api.schemas import (
     Amount,
     BalanceOut,
     ContractOut,
+    DayOut,
     DisputeOut,
     DocumentLineOut,
     DocumentOut,
@@ -29,15 +30,19 @@ from ledger.api.schemas import (
     PostingOut,
     ReconciliationOut,
     RefundOut,
+    SegmentOut,
     StatementLineOut,
     StatementOut,
     TrialBalanceOut,
     TrialBalanceRowOut,
+    WeekOut,
 )
+from ledger.escrow.hourly import WeekView
 from ledger.escrow.model import Contract, Dispute, Milestone, MilestoneStanding, Payment, PaymentRefund, Payout
 from ledger.escrow.reconciliation import ReconciliationLine
 from ledger.escrow.services.funding import FundingOutcome
 from ledger.escrow.services.payouts import FreelancerBalance
+from ledger.escrow.timesheet import MINUTES_PER_HOUR, Segment
 from ledger.fees.rule import FeeBreakdown
 from ledger.invoices.documents import Document, Party, PartyDetails, StatementHeading, StatementLine
 from ledger.invoices.reports import FeeRevenueRow, TrialBalance
@@ -172,6 +177,44 @@ def contract_out(contract: Contract, milestones: list[MilestoneOut]) -> Contract
         ended_by=contract.ended_by,
         ended_at=contract.ended_at,
         milestones=milestones,
+        type=contract.type,
+        hourly_rate=None if contract.hourly_rate is None else Amount.of(contract.hourly_rate, contract.currency),
+        weekly_limit_hours=contract.weekly_limit_hours,
+        manual_time_allowed=contract.manual_time_allowed,
+        paused_at=contract.paused_at,
+    )
+
+
+def segment_out(contract_id: str, segment: Segment) -> SegmentOut:
+    return SegmentOut(
+        id=str(segment.id),
+        contract_id=contract_id,
+        week=segment.week,
+        start=segment.start,
+        end=segment.end,
+        minutes=segment.minutes,
+        memo=segment.memo,
+        manual=segment.manual,
+    )
+
+
+def week_out(view: WeekView) -> WeekOut:
+    bill, currency = view.bill, view.currency
+    return WeekOut(
+        week=view.week,
+        state=view.state,
+        limit_hours=bill.limit_minutes // MINUTES_PER_HOUR,
+        logged_minutes=bill.logged_minutes,
+        billable_minutes=bill.billable_minutes,
+        over_limit_minutes=bill.over_limit_minutes,
+        amount=Amount.of(bill.amount, currency),
+        closes_at=view.closes_at,
+        review_ends_at=view.review_ends_at,
+        available_at=view.available_at,
+        days=[
+            DayOut(d.day, d.logged_minutes, d.billable_minutes, d.over_limit_minutes, Amount.of(d.amount, currency))
+            for d in bill.days
+        ],
     )
 
 

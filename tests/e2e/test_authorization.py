@@ -65,6 +65,8 @@ PLACEHOLDERS = {
     "party_id": "pt_nobody",
     "code": "revenue:fees:service",
     "number": "INV-2026-999999",
+    "segment_id": "1",
+    "monday": "2026-11-30",
 }
 #: Query parameters that let the routes that need them get past validation.
 QUERY = {

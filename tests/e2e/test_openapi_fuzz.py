@@ -174,6 +174,29 @@ class Seeder:
             self.call("POST", f"/v1/milestones/{milestone_id}/{step}")
         return milestone_id
 
+    def hourly(self) -> None:
+        """An hourly contract with an hour of time logged in the week it was opened."""
+        body = {
+            "client_id": "cl_fuzz",
+            "freelancer_id": "fr_fuzz",
+            "currency": "USD",
+            "title": "Fuzz hours",
+            "type": "hourly",
+            "hourly_rate": usd("50.00"),
+            "weekly_limit_hours": 40,
+            "manual_time_allowed": True,
+        }
+        opened = self.api.clock.now().replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+        self.api.clock.set(opened)
+        contract_id = str(self.call("POST", "/v1/contracts", body, 201)["id"])
+        self.api.clock.advance(timedelta(hours=2))
+        start, end = opened.isoformat(), (opened + timedelta(hours=1)).isoformat()
+        segment = self.call(
+            "POST", f"/v1/contracts/{contract_id}/time", {"start": start, "end": end, "manual": True}, 201
+        )
+        self.known["segment_id"] = {str(segment["id"])}
+        self.known["monday"] = {str(segment["week"])}
+
     def read_finance(self) -> None:
         self.call("GET", "/v1/accounts?limit=100", role="finance")
         self.call("GET", "/v1/invoices", role="finance")
@@ -195,6 +218,7 @@ class Seeder:
         disputed = self.milestone(ended, "fund")
         self.call("POST", f"/v1/contracts/{ended}/end", {"ended_by": "client"})
         self.call("POST", f"/v1/milestones/{disputed}/refund-request/dispute")
+        self.hourly()
         self.read_finance()
         return {name: sorted(values)[:KNOWN_PER_PARAMETER] for name, values in self.known.items()}
 

@@ -1,0 +1,123 @@
+"""`/v1/contracts/{id}/time`, `/weeks`, `/pause`, `/resume` (marketplace): the time of
+hourly contracts and its weeks as they would be billed. A fixed-price contract answers
+409 `wrong-contract-type` on each of them."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from litestar import Controller, Request, delete, get, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath, FromQuery, JSONBody
+
+from ledger.api.auth import MARKETPLACE
+from ledger.api.idempotent import idempotent
+from ledger.api.pagination import PageRequest
+from ledger.api.schemas import ContractOut, SegmentCreate, SegmentList, SegmentOut, WeekList, WeekOut
+from ledger.api.views import read_contract, segment_out, week_out
+from ledger.escrow.hourly_calendar import parse_monday
+from ledger.escrow.service import Escrow
+from ledger.escrow.timesheet import Segment
+from ledger.service import Ledger
+
+
+def _before(page: PageRequest) -> date | None:
+    """A weeks page's cursor: the ordinal of the last Monday shown (weeks go newest first)."""
+    after = page.after_id()
+    if after is None:
+        return None
+    return date.fromordinal(max(1, min(after, date.max.toordinal())))
+
+
+class HourlyController(Controller):
+    path = "/v1/contracts"
+    tags = ["escrow"]
+    opt = {"roles": MARKETPLACE}
+
+    @post("/{contract_id:str}/time", operation_id="logTime", sync_to_thread=True, status_code=201)
+    @idempotent
+    def log(
+        self,
+        request: Request[Any, Any, Any],
+        escrow: NamedDependency[Escrow],
+        request_key: NamedDependency[str | None],
+        contract_id: FromPath[str],
+        data: JSONBody[SegmentCreate],
+    ) -> SegmentOut:
+        """Log a segment of time: on 10-minute boundaries, within one week, not in the future,
+        in a week that has not closed (Monday 12:00 after it), overlapping nothing (409)."""
+        segment = Segment(start=data.start, end=data.end, memo=data.memo, manual=data.manual)
+        saved = escrow.hourly.log_segment(contract_id, segment, request_key=request_key)
+        return segment_out(contract_id, saved)
+
+    @get("/{contract_id:str}/time", operation_id="listTime", sync_to_thread=True)
+    def list_time(
+        self,
+        escrow: NamedDependency[Escrow],
+        page: NamedDependency[PageRequest],
+        contract_id: FromPath[str],
+        week: FromQuery[str | None] = None,
+    ) -> SegmentList:
+        """The contract's segments (of the week of Monday `week`, YYYY-MM-DD, when given), in
+        the order they were logged."""
+        monday = None if week is None else parse_monday(week)
+        found = escrow.hourly.segments(contract_id, week=monday, after_id=page.after_id(), limit=page.fetch)
+        return page.listing(
+            SegmentList, found, lambda segment: segment_out(contract_id, segment), cursor=lambda s: s.id
+        )
+
+    @delete("/{contract_id:str}/time/{segment_id:str}", operation_id="deleteTime", sync_to_thread=True, status_code=200)
+    @idempotent
+    def delete_time(
+        self,
+        request: Request[Any, Any, Any],
+        escrow: NamedDependency[Escrow],
+        request_key: NamedDependency[str | None],
+        contract_id: FromPath[str],
+        segment_id: FromPath[str],
+    ) -> SegmentOut:
+        """Delete a segment while its week is open; after it closes, 409 `week-closed`."""
+        deleted = escrow.hourly.delete_segment(contract_id, segment_id, request_key=request_key)
+        return segment_out(contract_id, deleted)
+
+    @get("/{contract_id:str}/weeks", operation_id="listWeeks", sync_to_thread=True)
+    def list_weeks(
+        self, escrow: NamedDependency[Escrow], page: NamedDependency[PageRequest], contract_id: FromPath[str]
+    ) -> WeekList:
+        """The weeks with logged time, newest first."""
+        found = escrow.hourly.weeks(contract_id, before=_before(page), limit=page.fetch)
+        return page.listing(WeekList, found, week_out, cursor=lambda view: view.week.toordinal())
+
+    @get("/{contract_id:str}/weeks/{monday:str}", operation_id="getWeek", sync_to_thread=True)
+    def week(self, escrow: NamedDependency[Escrow], contract_id: FromPath[str], monday: FromPath[str]) -> WeekOut:
+        """A week (named by its Monday, YYYY-MM-DD) as it would be billed now."""
+        return week_out(escrow.hourly.week(contract_id, parse_monday(monday, "monday")))
+
+    @post("/{contract_id:str}/pause", operation_id="pauseContract", sync_to_thread=True, status_code=200)
+    @idempotent
+    def pause(
+        self,
+        request: Request[Any, Any, Any],
+        book: NamedDependency[Ledger],
+        escrow: NamedDependency[Escrow],
+        request_key: NamedDependency[str | None],
+        contract_id: FromPath[str],
+    ) -> ContractOut:
+        """Pause an hourly contract: no time may be logged until it is resumed."""
+        escrow.hourly.pause(contract_id, request_key=request_key)
+        return read_contract(book, contract_id)
+
+    @post("/{contract_id:str}/resume", operation_id="resumeContract", sync_to_thread=True, status_code=200)
+    @idempotent
+    def resume(
+        self,
+        request: Request[Any, Any, Any],
+        book: NamedDependency[Ledger],
+        escrow: NamedDependency[Escrow],
+        request_key: NamedDependency[str | None],
+        contract_id: FromPath[str],
+    ) -> ContractOut:
+        """Resume a paused hourly contract."""
+        escrow.hourly.resume(contract_id, request_key=request_key)
+        return read_contract(book, contract_id)
