@@ -1,4 +1,4 @@
-"""Hourly contracts' use cases, time only (docs/architecture.md, "Hourly contracts"):
+"""Hourly contracts' use cases, time only (docs/architecture.md, "Hourly contracts (time, no money yet)"):
 open one, log and delete time, change the rate and the weekly limit, pause and
 resume, and read a week as it would be billed.
 
