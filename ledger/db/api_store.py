@@ -9,6 +9,7 @@ from sqlalchemy import ColumnElement, Row, bindparam, delete, select
 
 from ledger.access import ApiKey, IdempotentRequest
 from ledger.db.schema import DIALECT_INSERT, api_keys, idempotent_requests
+from ledger.errors import RetriesExhausted
 
 if TYPE_CHECKING:
     from ledger.db.unit_of_work import UnitOfWork
@@ -26,6 +27,10 @@ _FINISH = idempotent_requests.update().where(
     idempotent_requests.c.status.is_(None),
     idempotent_requests.c.claimed_at == bindparam("claimed_claimed_at"),
 )
+
+
+#: Times a claim starts over when the claim in its way was released before it was read.
+CLAIM_ATTEMPTS = 5
 
 
 def _key(row: Row[Any]) -> ApiKey:
@@ -82,8 +87,23 @@ class ApiStore:
 
         A claim older than `lease` that never finished is taken over by the same request
         (same path and body hash) in one conditional UPDATE, so of two retries racing
-        for it only one wins; the other finds it claimed again.
+        for it only one wins; the other finds it claimed again. Each statement stands
+        alone, so the claim that stopped this one may be released (its request failed)
+        before it is read: then the key is free, and claiming starts over.
         """
+        for _ in range(CLAIM_ATTEMPTS):
+            settled, earlier = self._claim_once(key, api_key_id, method, path, body_hash, now=now, lease=lease)
+            if settled:
+                return earlier
+        raise RetriesExhausted(
+            f"Idempotency-Key {key!r} was claimed and released {CLAIM_ATTEMPTS} times while this request claimed it",
+            attempts=CLAIM_ATTEMPTS,
+        )
+
+    def _claim_once(
+        self, key: str, api_key_id: str, method: str, path: str, body_hash: str, *, now: datetime, lease: timedelta
+    ) -> tuple[bool, IdempotentRequest | None]:
+        """(settled, earlier record): not settled when the claim in the way vanished."""
         claimed = self._conn.execute(
             _CLAIM[self._uow.dialect],
             {
@@ -97,7 +117,7 @@ class ApiStore:
             },
         ).first()
         if claimed is not None:
-            return None
+            return True, None
         taken_over = self._conn.execute(
             idempotent_requests.update()
             .where(
@@ -111,8 +131,9 @@ class ApiStore:
             .returning(idempotent_requests.c.key)
         ).first()
         if taken_over is not None:
-            return None
-        return _request(self._conn.execute(select(idempotent_requests).where(*self._same_key(key, api_key_id))).one())
+            return True, None
+        row = self._conn.execute(select(idempotent_requests).where(*self._same_key(key, api_key_id))).first()
+        return (False, None) if row is None else (True, _request(row))
 
     def finish_request(
         self, key: str, api_key_id: str, claimed_at: datetime, status: int, media_type: str, response: str

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import event, select, text
 
 from ledger.api.idempotency import LEASE_MARGIN, claim_lease, prune_idempotency_keys
 from ledger.clock import FixedClock
@@ -150,3 +150,33 @@ def test_a_pruned_key_is_new_again(book: Ledger, clock: FixedClock) -> None:
 
     prune_idempotency_keys(book, later)
     assert claim(book, "k", later, body_hash="another body") is None
+
+
+def test_a_claim_released_while_another_request_meets_it_leaves_the_key_to_that_request(
+    book: Ledger, clock: FixedClock
+) -> None:
+    """The claim, its take-over and its read are statements of their own: the claim in
+    the way may be released (its request failed) before it is read. The key is then free."""
+    first_claimed_at = clock.now()
+    assert claim(book, "k-released", first_claimed_at) is None
+    engine = book.database.engine
+    released: list[bool] = []
+
+    def release_before_the_read(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if not released and statement.lstrip().startswith("SELECT") and "idempotent_requests" in statement:
+            released.append(True)
+            with engine.connect() as other, other.begin():
+                other.execute(idempotent_requests.delete().where(idempotent_requests.c.key == "k-released"))
+
+    event.listen(engine, "before_cursor_execute", release_before_the_read)
+    try:
+        earlier = book.autocommit(
+            lambda uow: uow.api.claim_request(
+                "k-released", API_KEY, "POST", "/v1/contracts", "body-1", now=clock.now(), lease=LEASE
+            )
+        )
+    finally:
+        event.remove(engine, "before_cursor_execute", release_before_the_read)
+    assert released == [True]
+    assert earlier is None  # this request holds the key now
+    assert keys(book) == {"k-released"}
