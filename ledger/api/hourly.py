@@ -1,5 +1,5 @@
-"""`/v1/contracts/{id}/time`, `/weeks`, `/pause`, `/resume` (marketplace): the time of
-hourly contracts and its weeks as they would be billed. A fixed-price contract answers
+"""`/v1/contracts/{id}/time`, `/weeks`, `/pause`, `/resume`, `/bonus` (marketplace):
+the time of hourly contracts, its weeks as they stand, and bonuses. A fixed-price contract answers
 409 `wrong-contract-type` on each of them."""
 
 from __future__ import annotations
@@ -14,9 +14,19 @@ from litestar.params import FromPath, FromQuery, JSONBody
 from ledger.api.auth import MARKETPLACE
 from ledger.api.idempotent import idempotent
 from ledger.api.pagination import PageRequest
-from ledger.api.schemas import ContractOut, SegmentCreate, SegmentList, SegmentOut, WeekList, WeekOut
-from ledger.api.views import read_contract, segment_out, week_out
+from ledger.api.schemas import (
+    ContractOut,
+    HourlyBonusCreate,
+    HourlyBonusOut,
+    SegmentCreate,
+    SegmentList,
+    SegmentOut,
+    WeekList,
+    WeekOut,
+)
+from ledger.api.views import hourly_bonus_out, read_contract, segment_out, week_out
 from ledger.escrow.hourly_calendar import parse_monday
+from ledger.escrow.model import UnknownMilestone
 from ledger.escrow.service import Escrow
 from ledger.escrow.timesheet import Segment
 from ledger.service import Ledger
@@ -121,3 +131,32 @@ class HourlyController(Controller):
         """Resume a paused hourly contract."""
         escrow.hourly.resume(contract_id, request_key=request_key)
         return read_contract(book, contract_id)
+
+    @post("/{contract_id:str}/bonus", operation_id="payHourlyBonus", sync_to_thread=True, status_code=201)
+    @idempotent
+    def bonus(
+        self,
+        request: Request[Any, Any, Any],
+        escrow: NamedDependency[Escrow],
+        request_key: NamedDependency[str | None],
+        contract_id: FromPath[str],
+        data: JSONBody[HourlyBonusCreate],
+    ) -> HourlyBonusOut:
+        """Pay the freelancer a bonus on an hourly contract: the client is charged at once
+        and the bonus is released as its own payment when the charge succeeds, less the
+        service fee on the pair's lifetime billings. `state` says where it stands."""
+        currency = escrow.hourly.currency_of(contract_id)
+        bonus = escrow.hourly.pay_bonus(
+            contract_id, amount=data.amount.minor(currency), memo=data.memo, request_key=request_key
+        )
+        return hourly_bonus_out(bonus)
+
+    @get("/{contract_id:str}/bonuses/{bonus_id:str}", operation_id="getHourlyBonus", sync_to_thread=True)
+    def get_bonus(
+        self, escrow: NamedDependency[Escrow], contract_id: FromPath[str], bonus_id: FromPath[str]
+    ) -> HourlyBonusOut:
+        """A bonus as it stands."""
+        bonus = escrow.hourly.bonus(bonus_id)
+        if bonus.subject.contract_id != contract_id:
+            raise UnknownMilestone(f"no bonus {bonus_id} on contract {contract_id}", milestone_id=bonus_id)
+        return hourly_bonus_out(bonus)

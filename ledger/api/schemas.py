@@ -207,8 +207,13 @@ class DayOut(Struct):
 
 
 class WeekOut(Struct):
-    """A week of an hourly contract as it would be billed now. `state` is "open" until
-    `closes_at`, "closed" after; no week is charged yet, so `payment_id` is null."""
+    """A week of an hourly contract: as it would be billed while open, as it closed
+    after. `state` is one of: "open" (time may be logged and edited until `closes_at`),
+    "closing" (past `closes_at`, waiting for the next tick), "closed" (nothing
+    billable, no money moves), "charging" (the client's charge is with the provider),
+    "past_due" (the charge failed, `failure_reason` says why), "in_review" (charged;
+    released at `review_ends_at`), "released" (paid to the freelancer, `payment_id`,
+    pending until `available_at`), "available", "refunded"."""
 
     week: date
     state: str
@@ -222,6 +227,28 @@ class WeekOut(Struct):
     available_at: datetime
     days: list[DayOut]
     payment_id: str | None = None
+    charge_order_id: str | None = None
+    failure_reason: str | None = None
+
+
+class HourlyBonusCreate(Struct, forbid_unknown_fields=True):
+    """A bonus on an hourly contract: charged to the client at once, released to the
+    freelancer when the charge succeeds (the service fee applies)."""
+
+    amount: Amount
+    memo: str = ""
+
+
+class HourlyBonusOut(Struct):
+    """`state`: "charging", "released" (with `payment_id`) or "failed" (`failure_reason`)."""
+
+    bonus: str
+    contract_id: str
+    amount: Amount
+    state: str
+    order_id: str | None
+    payment_id: str | None = None
+    failure_reason: str | None = None
 
 
 class WeekList(Struct):

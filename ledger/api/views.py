@@ -23,6 +23,7 @@ from ledger.api.schemas import (
     FeeQuoteOut,
     FeeRevenueOut,
     FundingOut,
+    HourlyBonusOut,
     MilestoneOut,
     PartyOut,
     PaymentOut,
@@ -41,6 +42,7 @@ from ledger.escrow.hourly import WeekView
 from ledger.escrow.model import Contract, Dispute, Milestone, MilestoneStanding, Payment, PaymentRefund, Payout
 from ledger.escrow.reconciliation import ReconciliationLine
 from ledger.escrow.services.funding import FundingOutcome
+from ledger.escrow.services.hourly import HourlyBonus
 from ledger.escrow.services.payouts import FreelancerBalance
 from ledger.escrow.timesheet import MINUTES_PER_HOUR, Segment
 from ledger.fees.rule import FeeBreakdown
@@ -215,6 +217,22 @@ def week_out(view: WeekView) -> WeekOut:
             DayOut(d.day, d.logged_minutes, d.billable_minutes, d.over_limit_minutes, Amount.of(d.amount, currency))
             for d in bill.days
         ],
+        payment_id=view.payment_id,
+        charge_order_id=view.charge_order_id,
+        failure_reason=view.failure_reason,
+    )
+
+
+def hourly_bonus_out(bonus: HourlyBonus) -> HourlyBonusOut:
+    subject = bonus.subject
+    return HourlyBonusOut(
+        bonus=subject.id,
+        contract_id=subject.contract_id,
+        amount=Amount.of(subject.amount, bonus.currency),
+        state=bonus.state,
+        order_id=bonus.order_id,
+        payment_id=bonus.payment_id,
+        failure_reason=subject.failure_reason if bonus.state == "failed" else None,
     )
 
 

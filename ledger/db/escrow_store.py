@@ -21,6 +21,7 @@ from ledger.db.schema import (
     contract_term_changes,
     contracts,
     disputes,
+    hourly_weeks,
     milestones,
     payment_refunds,
     payments,
@@ -34,6 +35,7 @@ from ledger.errors import NotFound
 from ledger.escrow.chart import ESCROW_ACCOUNT_PREFIX
 from ledger.escrow.hourly_calendar import week_of
 from ledger.escrow.model import (
+    ClosedWeek,
     Contract,
     Dispute,
     DisputeOutcome,
@@ -46,6 +48,7 @@ from ledger.escrow.model import (
     RefundOrder,
     RefundOrderState,
     RefundSource,
+    SubjectKind,
     TermChange,
     UnknownContract,
     UnknownMilestone,
@@ -193,6 +196,25 @@ _PAYMENTS_OF = (
     .order_by(payments.c.released_at, payments.c.id)
 )
 _SCHEDULE = {dialect: insert(timers).on_conflict_do_nothing() for dialect, insert in DIALECT_INSERT.items()}
+_ADD_CLOSED_WEEK = {
+    dialect: insert(hourly_weeks).on_conflict_do_nothing(index_elements=["id"])
+    for dialect, insert in DIALECT_INSERT.items()
+}
+
+
+def closed_week(row: Row[Any]) -> ClosedWeek:
+    return ClosedWeek(
+        id=row.id,
+        contract_id=row.contract_id,
+        week=row.week,
+        limit_minutes=int(row.limit_minutes),
+        logged_minutes=int(row.logged_minutes),
+        billable_minutes=int(row.billable_minutes),
+        over_limit_minutes=int(row.over_limit_minutes),
+        amount=int(row.amount),
+        closed_at=row.closed_at,
+        milestone_id=row.milestone_id,
+    )
 
 
 class EscrowStore:
@@ -328,6 +350,28 @@ class EscrowStore:
             .values(deleted_at=at)
         )
 
+    def add_closed_week(self, week: ClosedWeek) -> bool:
+        inserted = self._conn.execute(
+            _ADD_CLOSED_WEEK[self._uow.dialect],
+            {
+                "id": week.id,
+                "contract_id": week.contract_id,
+                "week": week.week,
+                "limit_minutes": week.limit_minutes,
+                "logged_minutes": week.logged_minutes,
+                "billable_minutes": week.billable_minutes,
+                "over_limit_minutes": week.over_limit_minutes,
+                "amount": week.amount,
+                "closed_at": week.closed_at,
+                "milestone_id": week.milestone_id,
+            },
+        )
+        return bool(inserted.rowcount)
+
+    def closed_weeks(self, contract_id: str) -> dict[date, ClosedWeek]:
+        rows = self._conn.execute(select(hourly_weeks).where(hourly_weeks.c.contract_id == contract_id))
+        return {row.week: closed_week(row) for row in rows}
+
     def segment_weeks(self, contract_id: str) -> list[date]:
         starts = self._conn.execute(
             select(time_segments.c.start_at).where(
@@ -352,6 +396,7 @@ class EscrowStore:
                 failure_reason=milestone.failure_reason,
                 created_at=milestone.created_at,
                 updated_at=milestone.created_at,
+                kind=milestone.kind.value,
             )
         )
 
@@ -371,6 +416,7 @@ class EscrowStore:
             created_at=row.created_at,
             frozen_by=row.frozen_by,
             funding_reference=row.funding_reference,
+            kind=SubjectKind(row.kind),
         )
 
     @staticmethod
@@ -447,16 +493,17 @@ class EscrowStore:
         return row.funding_key, row.psp_account
 
     def milestones_of(self, contract_id: str, *, lock: bool = False) -> list[Milestone]:
+        """The contract's fixed-price milestones (an hourly contract's weeks and bonuses
+        are `milestones_of_kind`)."""
+        return self.milestones_of_kind(contract_id, SubjectKind.MILESTONE, lock=lock)
+
+    def milestones_of_kind(self, contract_id: str, kind: str, *, lock: bool = False) -> list[Milestone]:
         order = (milestones.c.created_at, milestones.c.id)
+        mine = (milestones.c.contract_id == contract_id, milestones.c.kind == kind)
         if lock and self._uow.dialect == "postgresql":
             # Locked first, in a statement of their own (see `_milestone_row`).
-            self._conn.execute(
-                select(milestones.c.id)
-                .where(milestones.c.contract_id == contract_id)
-                .order_by(*order)
-                .with_for_update()
-            )
-        query = _milestone_view().where(milestones.c.contract_id == contract_id).order_by(*order)
+            self._conn.execute(select(milestones.c.id).where(*mine).order_by(*order).with_for_update())
+        query = _milestone_view().where(*mine).order_by(*order)
         return [self._milestone(row) for row in self._conn.execute(query)]
 
     def _milestone_update(self, milestone_id: str) -> Update:

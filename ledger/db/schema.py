@@ -319,8 +319,43 @@ class MilestoneRow(Base):
     failure_reason: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[Timestamp]
     updated_at: Mapped[Timestamp]
+    # What the escrow subject is: a fixed-price milestone, a closed hourly week, or a
+    # bonus on an hourly contract (`ledger.escrow.model.SubjectKind`).
+    kind: Mapped[str] = mapped_column(String(10), server_default="milestone")
 
-    __table_args__ = (CheckConstraint("amount > 0", name="amount_positive"),)
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint("kind IN ('milestone', 'week', 'bonus')", name="kind"),
+    )
+
+
+class HourlyWeekRow(Base):
+    """An hourly week as it closed: the limit in force for it, its minutes and its amount,
+    and the escrow subject (a `milestones` row of kind 'week', same id) holding its money;
+    none when nothing was billable."""
+
+    __tablename__ = "hourly_weeks"
+
+    id: Mapped[TypedId]
+    contract_id: Mapped[str] = mapped_column(String(40), ForeignKey("contracts.id", ondelete="RESTRICT"))
+    week: Mapped[date] = mapped_column(Date)
+    limit_minutes: Mapped[int] = mapped_column(Integer)
+    logged_minutes: Mapped[int] = mapped_column(Integer)
+    billable_minutes: Mapped[int] = mapped_column(Integer)
+    over_limit_minutes: Mapped[int] = mapped_column(Integer)
+    amount: Mapped[MinorUnits]
+    closed_at: Mapped[Timestamp]
+    milestone_id: Mapped[str | None] = mapped_column(String(40), ForeignKey("milestones.id", ondelete="RESTRICT"))
+
+    __table_args__ = (
+        CheckConstraint(
+            "billable_minutes >= 0 AND over_limit_minutes >= 0"
+            " AND billable_minutes + over_limit_minutes = logged_minutes AND billable_minutes <= limit_minutes",
+            name="minutes",
+        ),
+        CheckConstraint("amount >= 0 AND (milestone_id IS NULL) = (amount = 0)", name="amount"),
+        UniqueConstraint("contract_id", "week"),
+    )
 
 
 class PaymentRow(Base):
@@ -403,6 +438,7 @@ contracts = cast(Table, ContractRow.__table__)
 contract_term_changes = cast(Table, ContractTermChangeRow.__table__)
 time_segments = cast(Table, TimeSegmentRow.__table__)
 milestones = cast(Table, MilestoneRow.__table__)
+hourly_weeks = cast(Table, HourlyWeekRow.__table__)
 payments = cast(Table, PaymentRow.__table__)
 payment_refunds = cast(Table, PaymentRefundRow.__table__)
 payouts = cast(Table, PayoutRow.__table__)

@@ -77,6 +77,12 @@ class DispatchReport:
     def count(self, outcome: str) -> None:
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
 
+    def merged(self, other: DispatchReport) -> DispatchReport:
+        outcomes = dict(self.outcomes)
+        for outcome, n in other.outcomes.items():
+            outcomes[outcome] = outcomes.get(outcome, 0) + n
+        return DispatchReport(self.sent + other.sent, outcomes, self.errors + other.errors)
+
     def summary(self) -> str:
         if not self.sent:
             return "no payment orders due"

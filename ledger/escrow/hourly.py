@@ -1,13 +1,13 @@
-"""Hourly contracts' use cases, time only (docs/architecture.md, "Hourly contracts (time, no money yet)"):
-open one, log and delete time, change the rate and the weekly limit, pause and
-resume, and read a week as it would be billed.
+"""Hourly contracts' time (docs/architecture.md, "Hourly contracts"): open one, log
+and delete time, change the rate and the weekly limit, pause and resume, and read a
+week as it stands.
 
 Every write locks the contract row first, so two requests on one contract take
 turns: a segment is checked against the segments the previous request committed,
 and a term change is ordered against the time logged. The rules themselves are the
 domain's (`ledger.escrow.timesheet`, `ledger.escrow.hourly_calendar`); this module
 only gathers what they need from the store. No money moves here: the weekly charge,
-review and release come with the money cycle.
+review and release are `ledger.escrow.hourly_billing`'s.
 """
 
 from __future__ import annotations
@@ -30,12 +30,15 @@ from ledger.escrow.model import (
     HOURLY,
     RATE,
     WEEKLY_LIMIT,
+    ClosedWeek,
     Contract,
     ContractEnded,
     ContractPaused,
+    MilestoneState,
     TermChange,
     WrongContractType,
 )
+from ledger.escrow.orders import OrderKind
 from ledger.escrow.timesheet import (
     MINUTES_PER_HOUR,
     LimitChange,
@@ -53,8 +56,33 @@ from ledger.ports.unit_of_work import UnitOfWork
 
 #: A weekly limit above the hours of a week would limit nothing.
 MAX_WEEKLY_LIMIT_HOURS = 168
-OPEN = "open"
-CLOSED = "closed"
+
+#: The timers of the weekly cycle (`ledger.escrow.hourly_billing` fires them): the close,
+#: scheduled when a week's first segment is logged, and the review end, at the close.
+WEEK_CLOSE = "week_close"
+WEEK_REVIEW_END = "week_review_end"
+
+# A week's states (docs/architecture.md, "Hourly contracts").
+OPEN = "open"  # time may be logged and edited
+CLOSING = "closing"  # past its close; the next tick closes it
+CLOSED = "closed"  # closed with nothing billable: no money moves
+CHARGING = "charging"  # its charge is with the provider
+PAST_DUE = "past_due"  # its charge failed
+IN_REVIEW = "in_review"  # charged; the client reviews it until review end
+RELEASED = "released"  # paid to the freelancer, pending until its availability day
+AVAILABLE = "available"  # the freelancer may withdraw it
+REFUNDED = "refunded"  # its money went back to the client
+WEEK_STATES = (OPEN, CLOSING, CLOSED, CHARGING, PAST_DUE, IN_REVIEW, RELEASED, AVAILABLE, REFUNDED)
+
+
+def week_subject(contract_id: str, monday: date) -> str:
+    """The id of a week's escrow subject and of its timers: `<contract>:<monday>`."""
+    return f"{contract_id}:{monday.isoformat()}"
+
+
+def parse_week_subject(subject_id: str) -> tuple[str, date]:
+    contract_id, _, monday = subject_id.rpartition(":")
+    return contract_id, date.fromisoformat(monday)
 
 
 def weekly_limit(value: object, field: str = "weekly_limit_hours") -> int:
@@ -128,8 +156,12 @@ def log_segment(uow: UnitOfWork, contract_id: str, segment: Segment) -> Segment:
             f"the contract was opened at {contract.created_at.isoformat()}; no time before it may be logged",
             field="start",
         )
-    existing = _week_segments(uow, contract_id, week_of(segment.start))
+    monday = week_of(segment.start)
+    existing = _week_segments(uow, contract_id, monday)
     validate_new_segment(segment, existing, uow.clock.now(), contract.manual_time_allowed)
+    # The week's close is a durable timer from its first segment on (scheduling it again
+    # is a no-op); a week whose segments are all deleted closes with nothing to bill.
+    uow.escrow.schedule(WEEK_CLOSE, week_subject(contract_id, monday), closes_at(monday))
     return uow.escrow.add_segment(contract_id, segment, uow.clock.now())
 
 
@@ -182,17 +214,26 @@ def rate_history(changes: list[TermChange]) -> RateHistory:
     return RateHistory(rates[0].value, tuple(RateChange(c.changed_at, c.value) for c in rates[1:]))
 
 
+def bill_of(uow: UnitOfWork, contract_id: str, monday: date) -> WeekBill:
+    """The week billed from its segments under the limit and the rates in force for it."""
+    changes = uow.escrow.term_changes(contract_id)
+    limit = limit_for_week(limit_history(changes), monday) * MINUTES_PER_HOUR
+    return bill_week(monday, _week_segments(uow, contract_id, monday), limit, rate_history(changes))
+
+
 @dataclass(frozen=True)
 class WeekView:
-    """A week of an hourly contract as it would be billed now.
+    """A week of an hourly contract: as it would be billed while open, as it closed after.
 
     Attributes:
         week: the Monday.
         currency: the contract's.
-        state: `OPEN` before the week closes, `CLOSED` after (the money cycle's states,
-            charged, in review, available, come with it).
+        state: one of `WEEK_STATES`.
         bill: the week's segments under the limit and the rates in force for it.
         closes_at, review_ends_at, available_at: the calendar's instants for the week.
+        payment_id: the payment that released it, once released.
+        charge_order_id: the payment order charging the client, once closed with an amount.
+        failure_reason: why the charge failed, when it did.
     """
 
     week: date
@@ -202,28 +243,57 @@ class WeekView:
     closes_at: datetime
     review_ends_at: datetime
     available_at: datetime
+    payment_id: str | None = None
+    charge_order_id: str | None = None
+    failure_reason: str | None = None
 
 
-def week_view(uow: UnitOfWork, contract_id: str, monday: date) -> WeekView:
+_SUBJECT_STATES = {
+    MilestoneState.DRAFT: PAST_DUE,
+    MilestoneState.FUNDING: CHARGING,
+    MilestoneState.FUNDED: IN_REVIEW,
+    MilestoneState.REFUNDED: REFUNDED,
+}
+
+
+def week_view(
+    uow: UnitOfWork, contract_id: str, monday: date, closed: dict[date, ClosedWeek] | None = None
+) -> WeekView:
     contract = hourly_contract(uow, contract_id)
     monday = require_monday(monday)
-    changes = uow.escrow.term_changes(contract_id)
-    limit = limit_for_week(limit_history(changes), monday) * MINUTES_PER_HOUR
-    bill = bill_week(monday, _week_segments(uow, contract_id, monday), limit, rate_history(changes))
+    if closed is None:
+        closed = uow.escrow.closed_weeks(contract_id)
+    bill = bill_of(uow, contract_id, monday)
     closes = closes_at(monday)
-    return WeekView(
+    view = WeekView(
         week=monday,
         currency=contract.currency,
-        state=OPEN if uow.clock.now() < closes else CLOSED,
+        state=OPEN if uow.clock.now() < closes else CLOSING,
         bill=bill,
         closes_at=closes,
         review_ends_at=review_ends_at(monday),
         available_at=available_at(monday),
     )
+    week = closed.get(monday)
+    if week is None:
+        return view
+    if week.milestone_id is None:
+        return replace(view, state=CLOSED)
+    subject = uow.escrow.milestone(week.milestone_id)
+    charges = uow.orders.of_milestone(subject.id, kinds=(OrderKind.FUND,))
+    view = replace(view, charge_order_id=charges[-1].id if charges else None, failure_reason=subject.failure_reason)
+    payments = uow.escrow.payments_of(subject.id)
+    if not payments:
+        return replace(view, state=_SUBJECT_STATES.get(subject.state, CHARGING))
+    payment = payments[0]
+    matured = uow.escrow.pending_remaining(payment.id) == 0
+    return replace(view, state=AVAILABLE if matured else RELEASED, payment_id=payment.id)
 
 
 def weeks(uow: UnitOfWork, contract_id: str, *, before: date | None = None, limit: int | None = None) -> list[WeekView]:
     """The weeks with time, newest first, those before `before` only (a page's cursor)."""
     hourly_contract(uow, contract_id)
-    mondays = [m for m in uow.escrow.segment_weeks(contract_id) if before is None or m < before]
-    return [week_view(uow, contract_id, monday) for monday in mondays[:limit]]
+    closed = uow.escrow.closed_weeks(contract_id)
+    logged = set(uow.escrow.segment_weeks(contract_id)) | set(closed)
+    mondays = sorted((m for m in logged if before is None or m < before), reverse=True)
+    return [week_view(uow, contract_id, monday, closed) for monday in mondays[:limit]]

@@ -29,6 +29,7 @@ from ledger.escrow.model import (
     Milestone,
     MilestoneState,
     Payment,
+    SubjectKind,
     WrongContractType,
     new_id,
     party_id,
@@ -147,19 +148,8 @@ def start_funding(uow: UnitOfWork, milestone_id: str, *, payment_method: str | N
     require_transition(milestone_id, milestone.state, Event.REQUEST_FUNDING)
     if contract.ended_by is not None:
         raise ContractEnded(f"contract {contract.id} has ended", contract_id=contract.id)
-    schedule = schedule_in_force(uow, uow.clock.now()).schedule
-    client_fee = client_processing_fee(schedule, milestone.amount)
     key = new_id("fund")
-    details = {
-        "funding_key": key,
-        "amount": str(milestone.amount),
-        "client_fee": str(client_fee),
-        "party": contract.client_id,
-        "contract": contract.id,
-        "milestone": milestone_id,
-    }
-    if payment_method:
-        details["payment_method"] = payment_method
+    details = _charge_details(uow, milestone, contract, key, payment_method)
     unfinished = [o for o in open_orders if o.kind is OrderKind.FUND and o.provider_reference]
     if unfinished:
         # The previous attempt's charge is not over at the provider (it failed authentication
@@ -186,6 +176,38 @@ def start_funding(uow: UnitOfWork, milestone_id: str, *, payment_method: str | N
     order = _order_charge(uow, milestone_id, contract.currency, details)
     uow.escrow.begin_funding(milestone_id, funding_key=key)
     return FundingStart(uow.escrow.milestone(milestone_id), order)
+
+
+def _charge_details(
+    uow: UnitOfWork, milestone: Milestone, contract: Contract, funding_key: str, payment_method: str | None
+) -> dict[str, str]:
+    """What a charge for the milestone's amount carries: the amount and the client
+    processing fee of the schedule in force now, fixed here for the booking."""
+    schedule = schedule_in_force(uow, uow.clock.now()).schedule
+    details = {
+        "funding_key": funding_key,
+        "amount": str(milestone.amount),
+        "client_fee": str(client_processing_fee(schedule, milestone.amount)),
+        "party": contract.client_id,
+        "contract": contract.id,
+        "milestone": milestone.id,
+    }
+    if payment_method:
+        details["payment_method"] = payment_method
+    return details
+
+
+def charge_subject(uow: UnitOfWork, milestone: Milestone, contract: Contract, *, funding_key: str) -> PaymentOrder:
+    """draft -> funding for an escrow subject the platform charges for on its own (an
+    hourly week at its close, an hourly bonus): the charge's order, under the subject's
+    lock. Unlike `start_funding` it is not refused on an ended contract: the week's
+    work was done before the end."""
+    require_transition(milestone.id, milestone.state, Event.REQUEST_FUNDING)
+    order = _order_charge(
+        uow, milestone.id, contract.currency, _charge_details(uow, milestone, contract, funding_key, None)
+    )
+    uow.escrow.begin_funding(milestone.id, funding_key=funding_key)
+    return order
 
 
 def _order_charge(uow: UnitOfWork, milestone_id: str, currency: str, details: dict[str, str]) -> PaymentOrder:
@@ -264,8 +286,9 @@ def confirm_funding(
     uow.escrow.mark_funded(milestone_id, reference=reference, psp_account=psp_account)
     if order is not None:
         uow.orders.finish(order.id, OrderState.SUCCEEDED, reference=reference)
-    if contract.ended_by is not None:
+    if contract.ended_by is not None and milestone.kind is SubjectKind.MILESTONE:
         # The payment landed after the contract ended: the money goes straight back.
+        # (An hourly week is charged for work done before the end: it is released.)
         refund_from_escrow(uow, contract, milestone_id, amount, reason="contract_ended")
         uow.escrow.save_milestone(replace(milestone, state=MilestoneState.REFUNDED))
     return uow.escrow.milestone(milestone_id)

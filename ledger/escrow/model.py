@@ -132,6 +132,15 @@ class MilestoneState(StrEnum):
         return self in HOLDING
 
 
+class SubjectKind(StrEnum):
+    """What an escrow subject (a `Milestone`) is. Funding, release, refunds, chargebacks
+    and invoices treat the three alike; what differs is who moves them on."""
+
+    MILESTONE = "milestone"  # a fixed-price milestone: the client approves, or its review clock runs out
+    WEEK = "week"  # a closed hourly week (id `<contract>:<monday>`): released at the week's review end
+    BONUS = "bonus"  # a bonus on an hourly contract: released as soon as its charge succeeds
+
+
 ACTIVE = frozenset({MilestoneState.FUNDED, MilestoneState.SUBMITTED, MilestoneState.CHANGES_REQUESTED})
 HOLDING = ACTIVE | {MilestoneState.APPROVAL_PENDING, MilestoneState.REFUND_REQUESTED, MilestoneState.DISPUTED}
 FINAL = frozenset({MilestoneState.RELEASED, MilestoneState.REFUNDED, MilestoneState.SETTLED})
@@ -280,6 +289,33 @@ WEEKLY_LIMIT = "weekly_limit"
 
 
 @dataclass(frozen=True)
+class ClosedWeek:
+    """An hourly week as it closed, fixed from then on.
+
+    Attributes:
+        id: `<contract>:<monday>`; also the id of the escrow subject (a `Milestone` of
+            kind `SubjectKind.WEEK`) that holds its money, when it billed anything.
+        week: the Monday.
+        limit_minutes: the weekly limit in force for the week.
+        logged_minutes, billable_minutes, over_limit_minutes: as billed at the close.
+        amount: what the client is charged (minor units), by the cumulative rule.
+        closed_at: the close (Monday 12:00 after the week).
+        milestone_id: the escrow subject, None when nothing was billable.
+    """
+
+    id: str
+    contract_id: str
+    week: date
+    limit_minutes: int
+    logged_minutes: int
+    billable_minutes: int
+    over_limit_minutes: int
+    amount: int
+    closed_at: datetime
+    milestone_id: str | None
+
+
+@dataclass(frozen=True)
 class Milestone:
     """A milestone and where it stands.
 
@@ -294,6 +330,7 @@ class Milestone:
         frozen_by: the open chargeback (dispute id) that freezes it, if any.
         funding_reference: the provider charge its money came in by (a release's
             payment is refunded against it), once funded.
+        kind: a fixed-price milestone, an hourly week or an hourly bonus.
     """
 
     id: str
@@ -309,6 +346,7 @@ class Milestone:
     created_at: datetime
     frozen_by: str | None = None
     funding_reference: str | None = None
+    kind: SubjectKind = SubjectKind.MILESTONE
 
 
 @dataclass(frozen=True)
@@ -317,9 +355,11 @@ class Payment:
 
     Attributes:
         id: `py_...`; also the idempotency key of its fee event.
-        kind: "release" (approval, auto-release or a dispute's release part) or "bonus".
+        kind: "release" (approval, auto-release or a dispute's release part), "bonus", or
+            "hourly" (a week's time on an hourly contract).
         gross, fee, net: minor units; gross = fee + net.
-        pending_until: when its net becomes available (5 days after release).
+        pending_until: when its net becomes available (5 days after release; an hourly
+            week's on the calendar's availability day).
         refunded: what the freelancer has refunded of it so far (gross, minor units).
         entry_id: the release's journal entry.
         charge_reference: the provider charge its money came in by (a bonus has its own).

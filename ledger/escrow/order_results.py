@@ -8,6 +8,7 @@ books once. What is booked is the order's own amount.
 from __future__ import annotations
 
 from ledger.escrow import approvals
+from ledger.escrow.hourly_billing import after_funding
 from ledger.escrow.milestones import await_funding, confirm_funding, fail_funding, start_next_attempt
 from ledger.escrow.orders import STATUS_POLL, NewOrder, OrderKind, OrderState, PaymentOrder
 from ledger.escrow.payments import book_processing_fee, settle_refund
@@ -41,6 +42,7 @@ def _fund(uow: UnitOfWork, order: PaymentOrder, result: GatewayResult, psp_accou
     key = order.details.get("funding_key", order.provider_key)
     if result.succeeded:
         confirm_funding(uow, milestone_id, funding_key=key, reference=result.reference, psp_account=psp_account)
+        after_funding(uow, milestone_id)
         if fees:
             _order_processing_fee(uow, order, result.reference)
         return

@@ -71,13 +71,18 @@ def release(
     request_key: str | None = None,
     charge_reference: str | None = None,
     payment_id: str | None = None,
+    pending_until: datetime | None = None,
+    invoice_lines: tuple[tuple[str, int], ...] = (),
 ) -> Payment:
     """Release `amount` from the milestone's escrow to the freelancer, less the fee.
 
     `milestone` is as the caller read it under its lock. `charge_reference` is the
     provider charge the money came in by (default: the milestone's funding): a
     refund of this payment is made against that charge. `payment_id` is the payment's
-    id when the caller chose it (to record it beforehand), else a new one."""
+    id when the caller chose it (to record it beforehand), else a new one.
+    `pending_until` is when its net becomes available (default: the security period
+    after release); `invoice_lines` bill the client the amount line by line, (text,
+    minor units) adding up to `amount` (default: one line naming the milestone)."""
     milestone_id = milestone.id
     if amount <= 0:
         raise InvalidRequest("nothing to release: the amount must be positive", field="amount")
@@ -111,7 +116,7 @@ def release(
             metadata={"fee_schedule": fee_event.breakdown.schedule, "payment_kind": kind},
         ),
     )
-    pending_until = effective_at + SECURITY_PERIOD
+    pending_until = pending_until or effective_at + SECURITY_PERIOD
     payment = Payment(
         id=payment_id,
         milestone_id=milestone_id,
@@ -138,6 +143,7 @@ def release(
         fee=fee_event.breakdown,
         entry_id=entry.id,
         issued_at=effective_at,
+        lines=invoice_lines,
     )
     return payment
 

@@ -1,7 +1,7 @@
 """`tick`: fire the durable timers that are due.
 
 Timers are rows, not sleeps: a review deadline, a refund request's deadline, the
-end of a payment's security period. `tick(now)` fires each due timer in its own
+end of a payment's security period, an hourly week's close and review end. `tick(now)` fires each due timer in its own
 transaction, dated at the timer's deadline, and marks it done; firing twice (two
 ticks at once, a tick racing an approval) moves money once, because each handler
 re-checks the milestone or payment under its row lock.
@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from ledger.clock import require_utc
+from ledger.escrow.hourly import WEEK_CLOSE, WEEK_REVIEW_END
+from ledger.escrow.hourly_billing import close_week, end_review
 from ledger.escrow.milestones import REFUND_REQUEST_EXPIRY, REVIEW_EXPIRY, expire_refund_request, expire_review
 from ledger.escrow.payments import PENDING_RELEASE, mature_payment
 from ledger.ports.unit_of_work import UnitOfWork
@@ -52,6 +54,10 @@ def fire(uow: UnitOfWork, timer_id: int, kind: str, subject_id: str, due_at: dat
         moved = expire_refund_request(uow, subject_id, due_at) is not None
     elif kind == PENDING_RELEASE:
         moved = mature_payment(uow, subject_id, due_at) > 0
+    elif kind == WEEK_CLOSE:
+        moved = close_week(uow, subject_id, due_at)
+    elif kind == WEEK_REVIEW_END:
+        moved = end_review(uow, subject_id, due_at)
     else:  # pragma: no cover - a timer kind from a newer version
         raise ValueError(f"unknown timer kind {kind}")
     uow.escrow.finish_timer(timer_id, uow.clock.now())

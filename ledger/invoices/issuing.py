@@ -112,13 +112,23 @@ def issue_release_documents(
     fee: FeeBreakdown,
     entry_id: int,
     issued_at: datetime,
+    lines: tuple[tuple[str, int], ...] = (),
 ) -> tuple[Document, Document]:
-    """The client invoice (gross) and the fee invoice (per-tier lines) of one release."""
+    """The client invoice (gross) and the fee invoice (per-tier lines) of one release.
+
+    `lines` are the client invoice's lines when the caller itemises the payment (an
+    hourly week, day by day); by default it has one line naming the milestone."""
     known = uow.documents.parties([contract.client_id, contract.freelancer_id])
     client = party_details(known.get(contract.client_id), contract.client_id)
     freelancer = party_details(known.get(contract.freelancer_id), contract.freelancer_id)
     references = {"contract": contract.id, "milestone": milestone_id, "payment": payment_id}
-    what = "Bonus" if payment_kind == "bonus" else "Milestone"
+    what = {"bonus": "Bonus", "hourly": "Hourly work"}.get(payment_kind, "Milestone")
+    if sum(amount for _, amount in lines) not in (0, fee.amount):
+        raise ValueError(f"invoice lines add up to {sum(a for _, a in lines)}, not the payment's {fee.amount}")
+    title = f"{what} \u201c{milestone_title}\u201d, contract \u201c{contract.title}\u201d"
+    client_lines = tuple(DocumentLine(f"{title}: {text}", amount) for text, amount in lines if amount) or (
+        DocumentLine(title, fee.amount),
+    )
     # Both numbers in one statement, always in this order (see `DocumentStore.next_sequences`).
     client_number, fee_number = uow.documents.next_sequences(
         [DocumentKind.CLIENT_INVOICE, DocumentKind.FEE_INVOICE], issued_at.year
@@ -130,9 +140,7 @@ def issue_release_documents(
         issuer=freelancer,
         recipient=client,
         currency=contract.currency,
-        lines=(
-            DocumentLine(f"{what} \u201c{milestone_title}\u201d, contract \u201c{contract.title}\u201d", fee.amount),
-        ),
+        lines=client_lines,
         entry_id=entry_id,
         measured_account=f"liabilities:escrow:{milestone_id}",
         measured_side="debit",

@@ -13,6 +13,7 @@ from datetime import date, datetime
 from typing import Protocol
 
 from ledger.escrow.model import (
+    ClosedWeek,
     Contract,
     Dispute,
     DisputeOutcome,
@@ -84,6 +85,14 @@ class EscrowStore(Protocol):
         """The Mondays of the weeks with undeleted segments, newest first."""
         ...
 
+    def add_closed_week(self, week: ClosedWeek) -> bool:
+        """Record a week's close; False (and nothing written) if it was recorded already."""
+        ...
+
+    def closed_weeks(self, contract_id: str) -> dict[date, ClosedWeek]:
+        """The contract's closed weeks by Monday."""
+        ...
+
     # --- milestones ------------------------------------------------------------
 
     def add_milestone(self, milestone: Milestone) -> None:
@@ -98,8 +107,12 @@ class EscrowStore(Protocol):
         """`milestone` and its contract, read together; `lock` locks the milestone only."""
         ...
 
+    def milestones_of_kind(self, contract_id: str, kind: str, *, lock: bool = False) -> list[Milestone]:
+        """The contract's escrow subjects of one kind (`SubjectKind`), oldest first."""
+        ...
+
     def milestones_of(self, contract_id: str, *, lock: bool = False) -> list[Milestone]:
-        """In the order they were added."""
+        """The contract's fixed-price milestones, in the order they were added."""
         ...
 
     def save_milestone(self, milestone: Milestone) -> None:

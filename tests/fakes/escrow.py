@@ -21,6 +21,7 @@ from ledger.escrow.chart import escrow_account_code
 from ledger.escrow.hourly_calendar import week_of
 from ledger.escrow.model import (
     RATE,
+    ClosedWeek,
     Contract,
     Dispute,
     DisputeOutcome,
@@ -33,6 +34,7 @@ from ledger.escrow.model import (
     RefundOrder,
     RefundOrderState,
     RefundSource,
+    SubjectKind,
     TermChange,
     UnknownContract,
     UnknownMilestone,
@@ -162,6 +164,26 @@ class MemoryEscrowStore:
         if row is not None and row.deleted_at is None:
             self._state.segments[row.id] = replace(row, deleted_at=at)
 
+    def add_closed_week(self, week: ClosedWeek) -> bool:
+        if week.id in self._state.closed_weeks:
+            return False
+        if week.contract_id not in self._state.contracts:
+            raise ConstraintViolation(f"closed week {week.id}: no contract {week.contract_id}")
+        if week.milestone_id is not None and week.milestone_id not in self._state.milestones:
+            raise ConstraintViolation(f"closed week {week.id}: no milestone {week.milestone_id}")
+        if (
+            week.billable_minutes + week.over_limit_minutes != week.logged_minutes
+            or week.billable_minutes > week.limit_minutes
+            or min(week.billable_minutes, week.over_limit_minutes, week.amount) < 0
+            or (week.milestone_id is None) != (week.amount == 0)
+        ):
+            raise ConstraintViolation(f"closed week {week.id}: minutes or amount out of line")
+        self._state.closed_weeks[week.id] = week
+        return True
+
+    def closed_weeks(self, contract_id: str) -> dict[date, ClosedWeek]:
+        return {w.week: w for w in self._state.closed_weeks.values() if w.contract_id == contract_id}
+
     def segment_weeks(self, contract_id: str) -> list[date]:
         starts = {segment.start for segment in self.segments_of(contract_id)}
         return sorted({week_of(start) for start in starts}, reverse=True)
@@ -205,7 +227,14 @@ class MemoryEscrowStore:
         return milestone, self.contract(milestone.contract_id)
 
     def milestones_of(self, contract_id: str, *, lock: bool = False) -> list[Milestone]:
-        rows = [r for r in self._state.milestones.values() if r.milestone.contract_id == contract_id]
+        return self.milestones_of_kind(contract_id, SubjectKind.MILESTONE)
+
+    def milestones_of_kind(self, contract_id: str, kind: str, *, lock: bool = False) -> list[Milestone]:
+        rows = [
+            r
+            for r in self._state.milestones.values()
+            if r.milestone.contract_id == contract_id and r.milestone.kind == kind
+        ]
         rows.sort(key=lambda r: (r.milestone.created_at, r.milestone.id))
         return [self._milestone(row) for row in rows]
 

@@ -13,6 +13,7 @@ from typing import Any
 from ledger.access import ApiKey, IdempotentRequest
 from ledger.accounts import Account, Side
 from ledger.escrow.model import (
+    ClosedWeek,
     Contract,
     Dispute,
     Milestone,
@@ -225,6 +226,7 @@ class MemoryState:
     timers: dict[int, TimerRow] = field(default_factory=dict)
     term_changes: dict[int, TermChangeRow] = field(default_factory=dict)
     segments: dict[int, SegmentRow] = field(default_factory=dict)
+    closed_weeks: dict[str, ClosedWeek] = field(default_factory=dict)
     # records
     parties: dict[str, Party] = field(default_factory=dict)
     document_sequences: dict[tuple[str, int], int] = field(default_factory=dict)

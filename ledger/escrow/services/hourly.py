@@ -1,16 +1,19 @@
-"""Hourly contracts' time: opening, logging and deleting time, term changes, pauses, and
-the weeks as they would be billed. Each write is one transaction under the contract's
+"""Hourly contracts: opening, logging and deleting time, term changes, pauses, the
+weeks as they stand, and bonuses. Each write is one transaction under the contract's
 lock, bound to its request key so a retried request returns its first result."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TypeVar
 
 from ledger.escrow import hourly as use
+from ledger.escrow import hourly_billing as billing
 from ledger.escrow.hourly_calendar import week_end, week_start
-from ledger.escrow.model import Contract
+from ledger.escrow.model import Contract, Milestone, MilestoneState, SubjectKind, UnknownMilestone
+from ledger.escrow.orders import OrderKind
 from ledger.escrow.services.transactions import EscrowService
 from ledger.escrow.timesheet import Segment
 from ledger.ports.unit_of_work import UnitOfWork
@@ -38,8 +41,29 @@ def _stored_segment(stored: Mapping[str, object]) -> Segment:
     )
 
 
+@dataclass(frozen=True)
+class HourlyBonus:
+    """A bonus on an hourly contract as it stands.
+
+    Attributes:
+        subject: its escrow subject (`funding` while charged, `released` once paid,
+            `draft` with a failure reason when the charge failed).
+        order_id: the charge's payment order; payment_id: its payment, once released.
+    """
+
+    subject: Milestone
+    currency: str
+    order_id: str | None
+    payment_id: str | None
+
+    @property
+    def state(self) -> str:
+        return {MilestoneState.RELEASED: "released", MilestoneState.DRAFT: "failed"}.get(self.subject.state, "charging")
+
+
 class HourlyService(EscrowService):
-    """Time on hourly contracts (no money: the weekly charge comes with the money cycle)."""
+    """Hourly contracts: time, term changes and pauses, the weeks, and bonuses. The weekly
+    charge, review and release run from the timers (`ledger tick`)."""
 
     def _keyed(
         self,
@@ -169,7 +193,48 @@ class HourlyService(EscrowService):
             lambda uow: use.set_paused(uow, contract_id, paused=False),
         )
 
+    def pay_bonus(
+        self, contract_id: str, *, amount: int, memo: str = "", request_key: str | None = None
+    ) -> HourlyBonus:
+        """Charge the client a bonus for the freelancer now; released when the charge
+        succeeds (within this request when the provider answers at once). The same
+        request key again reports the bonus it started, as it stands now."""
+        self._gateway()
+        request: dict[str, object] = {"contract": contract_id, "amount": amount, "memo": memo}
+
+        def work(uow: UnitOfWork) -> str:
+            if request_key is not None:
+                stored = uow.orders.bind_request_key(request_key, "hourly_bonus", request)
+                if stored is not None:
+                    return str(stored["bonus"])
+            subject, _ = billing.pay_bonus(uow, contract_id, amount=amount, memo=memo)
+            if request_key is not None:
+                uow.orders.store_result(request_key, {"bonus": subject.id})
+            return subject.id
+
+        return self.bonus(self._write(work))
+
+    def bonus(self, bonus_id: str) -> HourlyBonus:
+        def read(uow: UnitOfWork) -> HourlyBonus:
+            subject, contract = uow.escrow.milestone_and_contract(bonus_id)
+            if subject.kind is not SubjectKind.BONUS:
+                raise UnknownMilestone(f"no hourly bonus {bonus_id}", milestone_id=bonus_id)
+            orders = uow.orders.of_milestone(bonus_id, kinds=(OrderKind.FUND,))
+            payments = uow.escrow.payments_of(bonus_id)
+            return HourlyBonus(
+                subject,
+                contract.currency,
+                orders[-1].id if orders else None,
+                payments[0].id if payments else None,
+            )
+
+        return self.book.transaction(read, read_only=True)
+
     # --- reads -----------------------------------------------------------------
+
+    def currency_of(self, contract_id: str) -> str:
+        """The hourly contract's currency (`WrongContractType` for a fixed-price one)."""
+        return self.book.transaction(lambda uow: use.hourly_contract(uow, contract_id).currency, read_only=True)
 
     def segments(
         self, contract_id: str, *, week: date | None = None, after_id: int | None = None, limit: int | None = None

@@ -12,6 +12,9 @@ from ledger.escrow.reconciliation import ReconciliationLine, reconcile
 from ledger.escrow.services.transactions import EscrowService
 from ledger.escrow.timers import TickReport, tick
 
+#: At most this many rounds of timers and orders per tick after the first.
+TICK_ROUNDS = 5
+
 
 class PaymentOrderService(EscrowService):
     """Sending payment orders, firing timers, reconciling with the provider."""
@@ -29,7 +32,20 @@ class PaymentOrderService(EscrowService):
         retries, re-sends); one failing order never stops the others."""
         report = tick(self.book, now)
         orders = self.dispatch()
-        return replace(report, orders=orders.summary() if orders.sent else "")
+        sent = orders
+        # An order's answer can make a timer due (a week whose review ended while its
+        # charge was in flight is released, and its availability may be due too): go
+        # round again until a round fires nothing.
+        for _ in range(TICK_ROUNDS):
+            if not orders.sent:
+                break
+            again = tick(self.book, now)
+            if not again.fired and not again.stale:
+                break
+            report = replace(report, fired=report.fired + again.fired, stale=report.stale + again.stale)
+            orders = self.dispatch()
+            sent = sent.merged(orders)
+        return replace(report, orders=sent.summary() if sent.sent else "")
 
     def reconcile(self, since: datetime, until: datetime) -> list[ReconciliationLine]:
         """The provider's payments, refunds and transfers in [since, until) against the ledger."""

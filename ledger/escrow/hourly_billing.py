@@ -1,0 +1,200 @@
+"""Hourly contracts' money: the weekly cycle and bonuses (docs/architecture.md,
+"Hourly contracts").
+
+- **Close** (timer `WEEK_CLOSE`, Monday 12:00 after the week, `HOURLY_CALENDAR`): under
+  the contract's lock the week is billed from its segments (`bill_week`) and recorded as
+  it closed (`ClosedWeek`). A week with something to bill becomes an escrow subject of
+  kind `week`, id `<contract>:<monday>`, and its charge is written as a payment order
+  (provider key `week:<contract>:<monday>:1`), in the same transaction.
+- **Charge**: the dispatcher sends the order; its success is booked as any funding
+  (provider -> the week's escrow, with the order's amounts).
+- **Review end** (timer `WEEK_REVIEW_END`, Saturday 00:00): a charged week is released
+  to the freelancer like a milestone payment: the pair's one lifetime fee chain, the
+  fee event, a client invoice listing the week's days and a fee invoice. Its net becomes
+  available on the calendar's availability day (Wednesday 00:00) by the payment's
+  maturity timer. A charge still in flight at review end is released when it succeeds
+  (`after_funding`), dated then: provider calls are dated when they happen.
+- **Bonus**: an escrow subject of its own, charged at once and released as soon as
+  the charge succeeds.
+
+Each step runs in one transaction under the locks of the rows it changes, and each
+timer fires once (`ledger.escrow.timers`), so ticks racing each other or a provider's
+answer move money once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+
+from ledger.escrow.accounts import open_escrow_account
+from ledger.escrow.hourly import (
+    WEEK_REVIEW_END,
+    bill_of,
+    hourly_contract,
+    parse_week_subject,
+    week_subject,
+)
+from ledger.escrow.hourly_calendar import available_at, review_ends_at
+from ledger.escrow.milestones import charge_subject, positive_amount
+from ledger.escrow.model import (
+    ClosedWeek,
+    Contract,
+    ContractEnded,
+    Milestone,
+    MilestoneState,
+    Payment,
+    SubjectKind,
+    new_id,
+)
+from ledger.escrow.orders import PaymentOrder
+from ledger.escrow.payments import release
+from ledger.escrow.timesheet import DayLine, WeekBill
+from ledger.ports.unit_of_work import UnitOfWork
+
+#: The payment kind of a released week (bonuses are "bonus", as on milestones).
+HOURLY_PAYMENT = "hourly"
+
+
+def week_charge_key(subject_id: str, attempt: int = 1) -> str:
+    """The provider idempotency key of a week's charge attempt: `week:<id>:<n>`."""
+    return f"week:{subject_id}:{attempt}"
+
+
+def _new_subject(
+    uow: UnitOfWork, contract: Contract, *, subject_id: str, kind: SubjectKind, title: str, amount: int
+) -> Milestone:
+    subject = Milestone(
+        id=subject_id,
+        contract_id=contract.id,
+        title=title,
+        amount=amount,
+        due_date=None,
+        state=MilestoneState.DRAFT,
+        held=0,
+        review_deadline=None,
+        refund_deadline=None,
+        failure_reason=None,
+        created_at=uow.clock.now(),
+        kind=kind,
+    )
+    uow.escrow.add_milestone(subject)
+    open_escrow_account(uow, subject_id, contract.currency)
+    return subject
+
+
+def close_week(uow: UnitOfWork, subject_id: str, due_at: datetime) -> bool:
+    """Close the week: record it as billed and, when it bills anything, write its charge.
+    True if it billed anything. Dated at the close (`due_at`)."""
+    contract_id, monday = parse_week_subject(subject_id)
+    contract = hourly_contract(uow, contract_id, lock=True)
+    if monday in uow.escrow.closed_weeks(contract_id):
+        return False
+    bill = bill_of(uow, contract_id, monday)
+    subject = None
+    if bill.amount > 0:
+        subject = _new_subject(
+            uow,
+            contract,
+            subject_id=subject_id,
+            kind=SubjectKind.WEEK,
+            title=f"Week of {monday.isoformat()}",
+            amount=bill.amount,
+        )
+    uow.escrow.add_closed_week(
+        ClosedWeek(
+            id=subject_id,
+            contract_id=contract_id,
+            week=monday,
+            limit_minutes=bill.limit_minutes,
+            logged_minutes=bill.logged_minutes,
+            billable_minutes=bill.billable_minutes,
+            over_limit_minutes=bill.over_limit_minutes,
+            amount=bill.amount,
+            closed_at=due_at,
+            milestone_id=None if subject is None else subject.id,
+        )
+    )
+    if subject is None:
+        return False
+    charge_subject(uow, subject, contract, funding_key=week_charge_key(subject_id))
+    uow.escrow.schedule(WEEK_REVIEW_END, subject_id, review_ends_at(monday))
+    return True
+
+
+def end_review(uow: UnitOfWork, subject_id: str, due_at: datetime) -> bool:
+    """The client's review is over: release the week if its charge succeeded (dated at the
+    deadline). True if it released. A charge still in flight releases on success
+    (`after_funding`); a failed one releases nothing."""
+    subject, contract = uow.escrow.milestone_and_contract(subject_id, lock=True)
+    if subject.state is not MilestoneState.FUNDED or subject.frozen_by is not None:
+        return False
+    _release_week(uow, subject, contract, effective_at=due_at)
+    return True
+
+
+def after_funding(uow: UnitOfWork, milestone_id: str) -> Payment | None:
+    """A charge succeeded: release at once what is due on success (an hourly bonus, or a
+    week whose review ended while its charge was in flight), dated now."""
+    subject, contract = uow.escrow.milestone_and_contract(milestone_id, lock=True)
+    if subject.state is not MilestoneState.FUNDED or subject.frozen_by is not None:
+        return None
+    now = uow.clock.now()
+    if subject.kind is SubjectKind.BONUS:
+        payment = release(uow, contract, subject, subject.held, effective_at=now, kind="bonus")
+        uow.escrow.save_milestone(replace(subject, held=0, state=MilestoneState.RELEASED))
+        return payment
+    if subject.kind is SubjectKind.WEEK and now >= review_ends_at(parse_week_subject(subject.id)[1]):
+        return _release_week(uow, subject, contract, effective_at=now)
+    return None
+
+
+def day_text(day: DayLine) -> str:
+    hours, minutes = divmod(day.billable_minutes, 60)
+    return f"{day.day.strftime('%a %d %b %Y')}, {hours} h {minutes:02d} min"
+
+
+def invoice_lines(bill: WeekBill) -> tuple[tuple[str, int], ...]:
+    """The client invoice's lines: one per day with billable time; they add up to the week."""
+    return tuple((day_text(day), day.amount) for day in bill.days if day.amount)
+
+
+def _release_week(uow: UnitOfWork, subject: Milestone, contract: Contract, *, effective_at: datetime) -> Payment:
+    monday = parse_week_subject(subject.id)[1]
+    bill = bill_of(uow, contract.id, monday)
+    if bill.amount != subject.held:
+        # Segments and terms of a closed week cannot change; a difference is a defect.
+        raise AssertionError(f"week {subject.id} holds {subject.held} but bills {bill.amount}")
+    payment = release(
+        uow,
+        contract,
+        subject,
+        subject.held,
+        effective_at=effective_at,
+        kind=HOURLY_PAYMENT,
+        pending_until=max(available_at(monday), effective_at),
+        invoice_lines=invoice_lines(bill),
+    )
+    uow.escrow.save_milestone(replace(subject, held=0, state=MilestoneState.RELEASED))
+    return payment
+
+
+def pay_bonus(uow: UnitOfWork, contract_id: str, *, amount: int, memo: str) -> tuple[Milestone, PaymentOrder]:
+    """A bonus on a running hourly contract: its own subject and charge; released when
+    the charge succeeds."""
+    contract = hourly_contract(uow, contract_id, lock=True)
+    if contract.ended_by is not None:
+        raise ContractEnded(f"contract {contract_id} has ended", contract_id=contract_id)
+    subject = _new_subject(
+        uow,
+        contract,
+        subject_id=new_id("bn"),
+        kind=SubjectKind.BONUS,
+        title=(memo.strip() or "Bonus")[:200],
+        amount=positive_amount(amount),
+    )
+    order = charge_subject(uow, subject, contract, funding_key=new_id("fund"))
+    return uow.escrow.milestone(subject.id), order
+
+
+__all__ = ["after_funding", "close_week", "end_review", "pay_bonus", "week_charge_key", "week_subject"]

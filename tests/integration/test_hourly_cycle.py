@@ -1,0 +1,236 @@
+"""The weekly cycle of hourly contracts through the service layer, on both databases:
+the close at Monday 12:00 charges the client through a payment order, the review end at
+Saturday 00:00 releases the week like a milestone payment (one lifetime fee chain with
+the pair's milestones, invoices by day), and the money becomes available on Wednesday
+00:00. Time moves only through the test's clock; each step is fired by `tick`.
+
+The week of Monday 2026-11-30 closes 2026-12-07 12:00, its review ends 2026-12-12
+00:00 and it becomes available 2026-12-16 00:00."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+
+from ledger import FixedClock, Ledger
+from ledger.bootstrap import Services
+from ledger.errors import UnknownAccount
+from ledger.escrow.hourly import WeekView
+from ledger.escrow.service import Escrow
+from ledger.escrow.timesheet import Segment
+from ledger.gateway.simulated import SimulatedGateway
+from ledger.invoices.documents import DocumentKind
+
+MONDAY = datetime(2026, 11, 30, tzinfo=UTC)
+WEEK = date(2026, 11, 30)
+CLOSE = datetime(2026, 12, 7, 12, tzinfo=UTC)
+REVIEW_END = datetime(2026, 12, 12, tzinfo=UTC)
+AVAILABLE = datetime(2026, 12, 16, tzinfo=UTC)
+SECOND = timedelta(seconds=1)
+CLIENT, FREELANCER = "cl_hourly", "fr_hourly"
+
+
+class Marketplace:
+    """The services over a simulated provider, and the test's clock."""
+
+    def __init__(self, book: Ledger, clock: FixedClock) -> None:
+        self.book, self.clock = book, clock
+        self.gateway = SimulatedGateway()
+        self.services = Services.over(book, self.gateway)
+        self.escrow: Escrow = self.services.escrow
+
+    def open(self, *, rate: int = 5000, limit: int = 40, currency: str = "USD") -> str:
+        self.clock.set(MONDAY - timedelta(days=7))
+        contract = self.escrow.hourly.open_contract(
+            client_id=CLIENT,
+            freelancer_id=FREELANCER,
+            currency=currency,
+            title="Support hours",
+            hourly_rate=rate,
+            weekly_limit_hours=limit,
+            manual_time_allowed=True,
+        )
+        return contract.id
+
+    def log(self, contract_id: str, day: int, hour: int, hours: int, *, manual: bool = False) -> None:
+        start = MONDAY + timedelta(days=day, hours=hour)
+        self.clock.set(max(self.clock.now(), start + timedelta(hours=hours)))
+        segment = Segment(start=start, end=start + timedelta(hours=hours), memo="support", manual=manual)
+        self.escrow.hourly.log_segment(contract_id, segment)
+
+    def tick(self, at: datetime) -> str:
+        self.clock.set(at)
+        return self.escrow.orders.tick(at).summary()
+
+    def week(self, contract_id: str, monday: date = WEEK) -> WeekView:
+        return self.escrow.hourly.week(contract_id, monday)
+
+    def balance(self, code: str, currency: str = "USD") -> int:
+        try:
+            return self.book.balance(code, currency)
+        except UnknownAccount:
+            return 0
+
+    def audit_ok(self) -> None:
+        report = self.book.audit(provider=self.services.provider_books)
+        assert report.ok, report.summary()
+
+
+@pytest.fixture
+def market(book: Ledger, clock: FixedClock) -> Marketplace:
+    return Marketplace(book, clock)
+
+
+def pending(market: Marketplace) -> int:
+    return market.balance(f"liabilities:freelancer:{FREELANCER}:pending")
+
+
+def available(market: Marketplace) -> int:
+    return market.balance(f"liabilities:freelancer:{FREELANCER}:available")
+
+
+def test_a_week_is_charged_at_its_close_released_at_review_end_and_available_on_wednesday(
+    market: Marketplace,
+) -> None:
+    contract_id = market.open()
+    market.log(contract_id, 0, 9, 2)  # Monday 09:00-11:00
+    market.log(contract_id, 2, 9, 3, manual=True)  # Wednesday 09:00-12:00
+    escrow_account = f"liabilities:escrow:{contract_id}:2026-11-30"
+
+    assert "nothing due" in market.tick(CLOSE - SECOND)
+    assert market.week(contract_id).state == "open"
+    market.clock.set(CLOSE)
+    assert market.week(contract_id).state == "closing"  # until a tick closes it
+
+    market.tick(CLOSE)
+    week = market.week(contract_id)
+    assert week.state == "in_review"
+    assert (week.bill.billable_minutes, week.bill.amount) == (300, 25000)
+    assert week.charge_order_id is not None
+    assert market.balance(escrow_account) == 25000
+    assert market.balance("assets:psp:simulated") == 25000
+    assert pending(market) == 0
+
+    market.tick(REVIEW_END - SECOND)
+    assert market.week(contract_id).state == "in_review"
+    market.tick(REVIEW_END)
+    week = market.week(contract_id)
+    assert week.state == "released"
+    assert week.payment_id is not None
+    assert market.balance(escrow_account) == 0
+    assert pending(market) == 20000  # 250.00 at 20%: the first 500.00 of the pair
+    payment = market.book.transaction(lambda uow: uow.escrow.payment(week.payment_id or ""), read_only=True)
+    assert (payment.kind, payment.gross, payment.fee, payment.released_at) == ("hourly", 25000, 5000, REVIEW_END)
+    assert payment.pending_until == AVAILABLE
+
+    market.tick(AVAILABLE - SECOND)
+    assert (pending(market), available(market)) == (20000, 0)
+    market.tick(AVAILABLE)
+    assert (pending(market), available(market)) == (0, 20000)
+    assert market.week(contract_id).state == "available"
+    assert "nothing due" in market.tick(AVAILABLE)  # ticking again changes nothing
+    assert (pending(market), available(market)) == (0, 20000)
+    market.audit_ok()
+
+
+def test_the_client_invoice_lists_the_weeks_days_and_they_add_up_to_the_payment(market: Marketplace) -> None:
+    contract_id = market.open(rate=3333)
+    market.log(contract_id, 0, 9, 1)
+    market.log(contract_id, 1, 9, 1)
+    start = MONDAY + timedelta(days=3, hours=9)
+    market.clock.set(start + timedelta(hours=1))
+    market.escrow.hourly.log_segment(
+        contract_id, Segment(start=start, end=start + timedelta(minutes=50), memo="x", manual=True)
+    )
+    market.tick(REVIEW_END)
+    documents = market.services.finance.documents(party_id=CLIENT)
+    invoice = next(d for d in documents if d.kind is DocumentKind.CLIENT_INVOICE)
+    texts = [line.description for line in invoice.lines]
+    assert len(texts) == 3
+    assert "Mon 30 Nov 2026, 1 h 00 min" in texts[0]
+    assert "Thu 03 Dec 2026, 0 h 50 min" in texts[2]
+    week = market.week(contract_id)
+    assert [line.amount for line in invoice.lines] == [d.amount for d in week.bill.days if d.amount]
+    assert invoice.total == week.bill.amount == 3333 + 3333 + 2778  # R(33.33 x 170/60) = 94.44
+    market.audit_ok()
+
+
+def test_a_tick_three_weeks_late_fires_every_step_in_order(market: Marketplace) -> None:
+    contract_id = market.open()
+    market.log(contract_id, 0, 9, 4)
+    late = AVAILABLE + timedelta(days=14)
+    market.tick(late)
+    week = market.week(contract_id)
+    assert week.state == "available"
+    payment = market.book.transaction(lambda uow: uow.escrow.payment(week.payment_id or ""), read_only=True)
+    # The charge was made at the tick, so the release waited for it and is dated then.
+    assert payment.released_at == late
+    assert (pending(market), available(market)) == (0, 16000)
+    assert "nothing due" in market.tick(late)
+    market.audit_ok()
+
+
+def test_hourly_weeks_and_milestones_of_one_pair_share_one_lifetime_fee_chain(market: Marketplace) -> None:
+    contract_id = market.open()
+    fixed = market.escrow.contracts.open_contract(
+        client_id=CLIENT, freelancer_id=FREELANCER, currency="USD", title="Logo"
+    )
+    milestone = market.escrow.contracts.add_milestone(fixed.id, title="Logo", amount=30000)
+    market.escrow.funding.fund(milestone.id)
+    market.escrow.approvals.approve(milestone.id)  # 300.00 at 20%: fee 60.00
+    market.log(contract_id, 0, 9, 8)  # 400.00: 200.00 at 20% + 200.00 at 10% = 60.00
+    market.tick(REVIEW_END)
+    week = market.week(contract_id)
+    payment = market.book.transaction(lambda uow: uow.escrow.payment(week.payment_id or ""), read_only=True)
+    assert (payment.gross, payment.fee) == (40000, 6000)
+    assert market.balance("revenue:fees:service") == 12000
+    market.audit_ok()
+
+
+def test_a_week_with_nothing_billable_closes_and_moves_no_money(market: Marketplace) -> None:
+    contract_id = market.open()
+    market.log(contract_id, 0, 9, 1)
+    segment = market.escrow.hourly.segments(contract_id)[0]
+    market.escrow.hourly.delete_segment(contract_id, segment.id or "")
+    market.tick(AVAILABLE)
+    week = market.week(contract_id)
+    assert (week.state, week.charge_order_id, week.payment_id) == ("closed", None, None)
+    assert pending(market) == available(market) == 0
+    market.audit_ok()
+
+
+def test_a_declined_weekly_charge_leaves_the_week_past_due_and_releases_nothing(market: Marketplace) -> None:
+    contract_id = market.open()
+    market.log(contract_id, 0, 9, 2)
+    market.gateway.decline_next("card_declined")
+    market.tick(CLOSE)
+    week = market.week(contract_id)
+    assert (week.state, week.failure_reason) == ("past_due", "card_declined")
+    market.tick(AVAILABLE)
+    assert market.week(contract_id).state == "past_due"
+    assert pending(market) == available(market) == 0
+    market.audit_ok()
+
+
+def test_a_week_of_an_ended_contract_closes_and_is_released_as_usual(market: Marketplace) -> None:
+    contract_id = market.open()
+    market.log(contract_id, 0, 9, 2)
+    market.escrow.contracts.end_contract(contract_id, ended_by="client")
+    market.tick(AVAILABLE)
+    assert market.week(contract_id).state == "available"
+    assert available(market) == 8000
+    market.audit_ok()
+
+
+def test_a_bonus_on_an_hourly_contract_is_charged_and_released_at_once_less_the_fee(market: Marketplace) -> None:
+    contract_id = market.open()
+    market.clock.set(MONDAY)
+    bonus = market.escrow.hourly.pay_bonus(contract_id, amount=10000, memo="Thanks", request_key="bonus-1")
+    assert bonus.state == "released"
+    again = market.escrow.hourly.pay_bonus(contract_id, amount=10000, memo="Thanks", request_key="bonus-1")
+    assert (again.subject.id, again.payment_id) == (bonus.subject.id, bonus.payment_id)
+    payment = market.book.transaction(lambda uow: uow.escrow.payment(bonus.payment_id or ""), read_only=True)
+    assert (payment.kind, payment.gross, payment.fee) == ("bonus", 10000, 2000)
+    assert pending(market) == 8000
+    market.audit_ok()
