@@ -8,9 +8,30 @@ from collections.abc import Iterator, Mapping, Sequence
 from sqlalchemy import Connection, select, text
 
 from ledger.accounts import Side
-from ledger.db.schema import accounts, balances, disputes, entries, postings
+from ledger.db.escrow_store import closed_week, segment_of
+from ledger.db.schema import (
+    accounts,
+    balances,
+    contract_term_changes,
+    disputes,
+    entries,
+    hourly_weeks,
+    milestones,
+    postings,
+    time_segments,
+)
 from ledger.db.streaming import stream
-from ledger.ports.queries import ClientFlows, CurrencyBalances, DisputeFigures, DisputeLeg, MilestoneFlows
+from ledger.escrow.hourly_calendar import week_of
+from ledger.escrow.model import TermChange
+from ledger.escrow.timesheet import Segment
+from ledger.ports.queries import (
+    ClientFlows,
+    CurrencyBalances,
+    DisputeFigures,
+    DisputeLeg,
+    MilestoneFlows,
+    WeekAudit,
+)
 
 #: Per milestone: its escrow account's balance and what each family of entry kinds moved on it.
 FLOWS = """
@@ -93,6 +114,53 @@ class SqlEscrowAuditQueries:
                 foreign_postings=int(row.foreign_postings),
                 paid=int(row.paid),
             )
+
+    def hourly_weeks(self) -> Iterator[WeekAudit]:
+        # Hourly weeks are few beside the journal: read them whole, with the segments and
+        # terms of their contracts, in three statements.
+        weeks = list(
+            self._connection.execute(
+                select(
+                    hourly_weeks, milestones.c.kind.label("subject_kind"), milestones.c.amount.label("subject_amount")
+                )
+                .select_from(hourly_weeks.outerjoin(milestones, milestones.c.id == hourly_weeks.c.milestone_id))
+                .order_by(hourly_weeks.c.contract_id, hourly_weeks.c.week)
+            )
+        )
+        if not weeks:
+            return
+        contract_ids = sorted({row.contract_id for row in weeks})
+        segments: dict[tuple[str, object], list[Segment]] = defaultdict(list)
+        for row in self._connection.execute(
+            select(time_segments)
+            .where(time_segments.c.contract_id.in_(contract_ids), time_segments.c.deleted_at.is_(None))
+            .order_by(time_segments.c.start_at, time_segments.c.id)
+        ):
+            segments[(row.contract_id, week_of(row.start_at))].append(segment_of(row))
+        terms: dict[str, list[TermChange]] = defaultdict(list)
+        for row in self._connection.execute(
+            select(contract_term_changes)
+            .where(contract_term_changes.c.contract_id.in_(contract_ids))
+            .order_by(contract_term_changes.c.changed_at, contract_term_changes.c.id)
+        ):
+            terms[row.contract_id].append(TermChange(row.term, int(row.value), row.changed_at))
+        for row in weeks:
+            yield WeekAudit(
+                week=closed_week(row),
+                subject_kind=row.subject_kind,
+                subject_amount=None if row.subject_amount is None else int(row.subject_amount),
+                segments=tuple(segments[(row.contract_id, row.week)]),
+                term_changes=tuple(terms[row.contract_id]),
+            )
+
+    def unrecorded_week_subjects(self) -> Iterator[str]:
+        query = (
+            select(milestones.c.id)
+            .select_from(milestones.outerjoin(hourly_weeks, hourly_weeks.c.milestone_id == milestones.c.id))
+            .where(milestones.c.kind == "week", hourly_weeks.c.id.is_(None))
+            .order_by(milestones.c.id)
+        )
+        yield from (str(subject_id) for subject_id in self._connection.execute(query).scalars())
 
     def client_flows(self) -> Iterator[ClientFlows]:
         for row in stream(self._connection, text(CLIENT_FLOWS)):

@@ -83,7 +83,7 @@ def _contract(row: Row[Any]) -> Contract:
     )
 
 
-def _segment(row: Row[Any]) -> Segment:
+def segment_of(row: Row[Any]) -> Segment:
     return Segment(start=row.start_at, end=row.end_at, memo=row.memo, manual=bool(row.manual), id=str(row.id))
 
 
@@ -320,7 +320,7 @@ class EscrowStore:
             raise UnknownSegment(
                 f"contract {contract_id} has no segment {segment_id}", contract_id=contract_id, segment_id=segment_id
             )
-        return _segment(row)
+        return segment_of(row)
 
     def segments_of(
         self,
@@ -341,7 +341,7 @@ class EscrowStore:
         if after_id is not None:
             query = query.where(time_segments.c.id > after_id)
         query = query.order_by(time_segments.c.id).limit(limit)
-        return [_segment(row) for row in self._conn.execute(query)]
+        return [segment_of(row) for row in self._conn.execute(query)]
 
     def delete_segment(self, segment_id: str, at: datetime) -> None:
         self._conn.execute(

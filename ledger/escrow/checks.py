@@ -12,6 +12,12 @@
    assets + expenses = liabilities + equity + revenue (tested by normal side, so
    contra accounts count on the side they are kept on).
 
+Hourly weeks, `hourly_weeks_billed`: each closed week's limit, minutes and amount are
+what its segments and the terms in force bill (billable minutes within the limit, the
+amount by the cumulative rounding rule), and its escrow subject holds that amount. What
+a week's subject holds against its state (charged - released - refunded) is checked
+with the milestones, and conservation per client counts hourly money with the rest.
+
 Chargebacks, `chargebacks_accounted`: each figure of a dispute (withdrawn,
 reinstated, recovered from failed refunds, from escrow, from the freelancer, fee returned, unrecovered)
 equals the postings that booked it; `assets:psp:disputed` holds exactly what open
@@ -26,7 +32,9 @@ from collections.abc import Iterator
 
 from ledger.audit import Check, Detail, Problem
 from ledger.escrow.chart import CHARGEBACKS, DISPUTED, REFUNDS_IN_TRANSIT, SERVICE_FEES
-from ledger.escrow.model import HOLDING
+from ledger.escrow.hourly import limit_history, rate_history
+from ledger.escrow.model import HOLDING, SubjectKind
+from ledger.escrow.timesheet import MINUTES_PER_HOUR, bill_week, limit_for_week
 from ledger.kinds import EntryKind
 from ledger.ports.queries import EscrowAuditQueries
 
@@ -149,8 +157,60 @@ def chargebacks_accounted(escrow: EscrowAuditQueries) -> Iterator[Problem]:
             )
 
 
+def hourly_weeks_billed(escrow: EscrowAuditQueries) -> Iterator[Problem]:
+    """Each closed week's figures are what its segments and terms bill: the limit in force
+    for the week, billable minutes within it, the amount by the cumulative rounding rule;
+    and a week that billed anything is held by an escrow subject of kind week for exactly
+    that amount (what that subject holds against its state is `escrow_matches_milestones`)."""
+    for audit in escrow.hourly_weeks():
+        week = audit.week
+        where: dict[str, Detail] = {"week": week.id}
+        changes = list(audit.term_changes)
+        limit = limit_for_week(limit_history(changes), week.week) * MINUTES_PER_HOUR
+        bill = bill_week(week.week, list(audit.segments), limit, rate_history(changes))
+        recorded = (
+            week.limit_minutes,
+            week.logged_minutes,
+            week.billable_minutes,
+            week.over_limit_minutes,
+            week.amount,
+        )
+        billed = (limit, bill.logged_minutes, bill.billable_minutes, bill.over_limit_minutes, bill.amount)
+        if recorded != billed:
+            figures = ("limit_minutes", "logged_minutes", "billable_minutes", "over_limit_minutes", "amount")
+            yield Problem(
+                "hourly_weeks_billed",
+                "the week's figures differ from what its time bills",
+                {
+                    **where,
+                    "recorded": dict(zip(figures, recorded, strict=True)),
+                    "billed": dict(zip(figures, billed, strict=True)),
+                },
+            )
+        if week.billable_minutes > week.limit_minutes:
+            yield Problem("hourly_weeks_billed", "billable minutes exceed the week's limit", where)
+        held_by = (audit.subject_kind, audit.subject_amount)
+        expected = (SubjectKind.WEEK.value, week.amount) if week.amount else (None, None)
+        if held_by != expected:
+            yield Problem(
+                "hourly_weeks_billed",
+                "the week's escrow subject does not match it",
+                {
+                    **where,
+                    "amount": week.amount,
+                    "subject_kind": audit.subject_kind,
+                    "subject_amount": audit.subject_amount,
+                },
+            )
+    for subject_id in escrow.unrecorded_week_subjects():
+        yield Problem(
+            "hourly_weeks_billed", "an escrow subject of kind week has no closed week", {"subject": subject_id}
+        )
+
+
 ESCROW_CHECKS: list[tuple[str, Check]] = [
     ("escrow_matches_milestones", escrow_matches_milestones),
+    ("hourly_weeks_billed", hourly_weeks_billed),
     ("conservation_per_client", conservation_per_client),
     ("accounting_equation", accounting_equation),
     ("chargebacks_accounted", chargebacks_accounted),

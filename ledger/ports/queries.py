@@ -17,6 +17,8 @@ from datetime import datetime
 from typing import Protocol
 
 from ledger.accounts import Side
+from ledger.escrow.model import ClosedWeek, TermChange
+from ledger.escrow.timesheet import Segment
 from ledger.fees.schedule import FeeSchedule
 
 # --- the journal -------------------------------------------------------------------------
@@ -277,8 +279,35 @@ class DisputeFigures:
     unrecovered: int
 
 
+@dataclass(frozen=True)
+class WeekAudit:
+    """A closed hourly week with what it was billed from, and its escrow subject.
+
+    Attributes:
+        week: as recorded at its close.
+        subject_kind, subject_amount: its escrow subject's kind and amount (None: none).
+        segments: the undeleted segments that start in the week, in time order.
+        term_changes: every rate and limit of its contract, in time order.
+    """
+
+    week: ClosedWeek
+    subject_kind: str | None
+    subject_amount: int | None
+    segments: tuple[Segment, ...]
+    term_changes: tuple[TermChange, ...]
+
+
 class EscrowAuditQueries(Protocol):
-    """Milestones' escrow accounts, balances and disputes, for `ledger.escrow.checks`."""
+    """Milestones' escrow accounts, balances and disputes, and hourly weeks, for
+    `ledger.escrow.checks`."""
+
+    def hourly_weeks(self) -> Iterator[WeekAudit]:
+        """Every closed week, by contract, then Monday."""
+        ...
+
+    def unrecorded_week_subjects(self) -> Iterator[str]:
+        """The ids of escrow subjects of kind 'week' no closed week names."""
+        ...
 
     def milestone_flows(self) -> Iterator[MilestoneFlows]:
         """Every milestone, by id."""

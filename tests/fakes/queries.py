@@ -11,6 +11,7 @@ from typing import Any
 
 from ledger.accounts import Side
 from ledger.escrow.chart import escrow_account_code
+from ledger.escrow.hourly_calendar import week_of
 from ledger.fees.schedule import FeeSchedule
 from ledger.ports.queries import (
     AccountNet,
@@ -33,6 +34,7 @@ from ledger.ports.queries import (
     RepeatedKey,
     RepeatedReversal,
     StatementPosting,
+    WeekAudit,
 )
 from tests.fakes.state import MemoryState, PostingRow
 
@@ -189,6 +191,38 @@ class MemoryAuditQueries:
                 foreign_postings=foreign,
                 paid=paid[milestone_id],
             )
+
+    def hourly_weeks(self) -> Iterator[WeekAudit]:
+        weeks = sorted(self._state.closed_weeks.values(), key=lambda w: (w.contract_id, w.week))
+        for week in weeks:
+            subject = self._state.milestones.get(week.milestone_id or "")
+            segments = sorted(
+                (
+                    row
+                    for row in self._state.segments.values()
+                    if row.contract_id == week.contract_id
+                    and row.deleted_at is None
+                    and week_of(row.segment.start) == week.week
+                ),
+                key=lambda row: (row.segment.start, row.id),
+            )
+            changes = sorted(
+                (row for row in self._state.term_changes.values() if row.contract_id == week.contract_id),
+                key=lambda row: (row.change.changed_at, row.id),
+            )
+            yield WeekAudit(
+                week=week,
+                subject_kind=None if subject is None else subject.milestone.kind.value,
+                subject_amount=None if subject is None else subject.milestone.amount,
+                segments=tuple(row.segment for row in segments),
+                term_changes=tuple(row.change for row in changes),
+            )
+
+    def unrecorded_week_subjects(self) -> Iterator[str]:
+        recorded = {w.milestone_id for w in self._state.closed_weeks.values()}
+        for subject_id, row in sorted(self._state.milestones.items()):
+            if row.milestone.kind == "week" and subject_id not in recorded:
+                yield subject_id
 
     def client_flows(self) -> Iterator[ClientFlows]:
         sums: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0])

@@ -12,9 +12,11 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from sqlalchemy import update
 
 from ledger import FixedClock, Ledger
 from ledger.bootstrap import Services
+from ledger.db.schema import hourly_weeks
 from ledger.errors import UnknownAccount
 from ledger.escrow.hourly import WeekView
 from ledger.escrow.service import Escrow
@@ -234,3 +236,23 @@ def test_a_bonus_on_an_hourly_contract_is_charged_and_released_at_once_less_the_
     assert (payment.kind, payment.gross, payment.fee) == ("bonus", 10000, 2000)
     assert pending(market) == 8000
     market.audit_ok()
+
+
+def test_the_audit_finds_a_closed_week_whose_figures_its_time_does_not_bill(market: Marketplace) -> None:
+    contract_id = market.open()
+    market.log(contract_id, 0, 9, 2)
+    market.tick(CLOSE)
+    market.audit_ok()
+    week_id = f"{contract_id}:2026-11-30"
+    market.book.transaction(
+        lambda uow: uow.connection.execute(  # type: ignore[attr-defined]
+            update(hourly_weeks).where(hourly_weeks.c.id == week_id).values(amount=hourly_weeks.c.amount + 1)
+        )
+    )
+    report = market.book.audit(provider=market.services.provider_books).to_dict()
+    found = [p for check in report["checks"] if check["name"] == "hourly_weeks_billed" for p in check["problems"]]
+    messages = {p["problem"] for p in found}
+    assert messages == {
+        "the week's figures differ from what its time bills",
+        "the week's escrow subject does not match it",
+    }
