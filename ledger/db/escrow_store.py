@@ -372,6 +372,12 @@ class EscrowStore:
         rows = self._conn.execute(select(hourly_weeks).where(hourly_weeks.c.contract_id == contract_id))
         return {row.week: closed_week(row) for row in rows}
 
+    def closed_week(self, contract_id: str, monday: date) -> ClosedWeek | None:
+        row = self._conn.execute(
+            select(hourly_weeks).where(hourly_weeks.c.contract_id == contract_id, hourly_weeks.c.week == monday)
+        ).first()
+        return None if row is None else closed_week(row)
+
     def segment_weeks(self, contract_id: str) -> list[date]:
         starts = self._conn.execute(
             select(time_segments.c.start_at).where(

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 
-from ledger.errors import InvalidRequest
+from ledger.errors import InvalidRequest, WeekClosed
 from ledger.escrow.hourly_calendar import (
     available_at,
     closes_at,
@@ -142,6 +142,19 @@ def _week_segments(uow: UnitOfWork, contract_id: str, monday: date) -> list[Segm
     return uow.escrow.segments_of(contract_id, start=week_start(monday), end=week_end(monday))
 
 
+def _require_not_closed(uow: UnitOfWork, contract_id: str, monday: date) -> None:
+    """Refuse changing a week its close has billed, whatever this server's clock says:
+    the close and this write take the contract's lock in turn, so the one that comes
+    second sees the other."""
+    closed = uow.escrow.closed_week(contract_id, monday)
+    if closed is not None:
+        raise WeekClosed(
+            f"the week of {monday.isoformat()} closed at {closed.closed_at.isoformat()}; its time is billed",
+            week=monday.isoformat(),
+            closed_at=closed.closed_at.isoformat(),
+        )
+
+
 def log_segment(uow: UnitOfWork, contract_id: str, segment: Segment) -> Segment:
     """Add time to a running, unpaused hourly contract, under the timesheet's rules."""
     contract = _running(uow, contract_id)
@@ -159,6 +172,7 @@ def log_segment(uow: UnitOfWork, contract_id: str, segment: Segment) -> Segment:
     monday = week_of(segment.start)
     existing = _week_segments(uow, contract_id, monday)
     validate_new_segment(segment, existing, uow.clock.now(), contract.manual_time_allowed)
+    _require_not_closed(uow, contract_id, monday)
     # The week's close is a durable timer from its first segment on (scheduling it again
     # is a no-op); a week whose segments are all deleted closes with nothing to bill.
     uow.escrow.schedule(WEEK_CLOSE, week_subject(contract_id, monday), closes_at(monday))
@@ -171,6 +185,7 @@ def delete_segment(uow: UnitOfWork, contract_id: str, segment_id: str) -> Segmen
     hourly_contract(uow, contract_id, lock=True)
     segment = uow.escrow.segment(contract_id, segment_id)
     validate_segment_deletion(segment, uow.clock.now())
+    _require_not_closed(uow, contract_id, segment.week)
     uow.escrow.delete_segment(segment_id, uow.clock.now())
     return segment
 

@@ -88,7 +88,7 @@ def close_week(uow: UnitOfWork, subject_id: str, due_at: datetime) -> bool:
     True if it billed anything. Dated at the close (`due_at`)."""
     contract_id, monday = parse_week_subject(subject_id)
     contract = hourly_contract(uow, contract_id, lock=True)
-    if monday in uow.escrow.closed_weeks(contract_id):
+    if uow.escrow.closed_week(contract_id, monday) is not None:
         return False
     bill = bill_of(uow, contract_id, monday)
     subject = None

@@ -1,5 +1,5 @@
 """The weekly calendar of hourly contracts: when a week starts, ends, closes, is
-reviewed and becomes available (docs/architecture.md, "Hourly contracts (time, no money yet)").
+reviewed and becomes available (docs/architecture.md, "Hourly contracts").
 
 Every figure of the calendar is a field of `HourlyCalendarPolicy`, and the
 marketplace's figures are its one instance, `HOURLY_CALENDAR`; the functions here

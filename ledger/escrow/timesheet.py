@@ -1,6 +1,6 @@
 """Timesheets of hourly contracts: segments of logged time, the rules for adding and
 deleting them, the weekly limit and the rate in force, and the bill of a week
-(docs/architecture.md, "Hourly contracts (time, no money yet)").
+(docs/architecture.md, "Hourly contracts").
 
 The billing rule. A week's segments count in time order; the first `limit` minutes
 are billable and the rest is over the limit (shown, never billed); a segment that

@@ -93,6 +93,10 @@ class EscrowStore(Protocol):
         """The contract's closed weeks by Monday."""
         ...
 
+    def closed_week(self, contract_id: str, monday: date) -> ClosedWeek | None:
+        """The week as it closed; None while it has not."""
+        ...
+
     # --- milestones ------------------------------------------------------------
 
     def add_milestone(self, milestone: Milestone) -> None:

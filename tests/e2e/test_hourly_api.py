@@ -12,6 +12,7 @@ from httpx import Response
 from sqlalchemy import func, select
 
 from ledger.db.schema import contracts, time_segments
+from ledger.escrow.service import Escrow
 from tests.e2e.conftest import Api
 from tests.e2e.test_escrow_api import get, ok, post, problem, usd
 
@@ -254,3 +255,57 @@ def test_logging_time_again_with_its_idempotency_key_replays_the_segment(api: Ap
     again = ok(api.client.post(f"/v1/contracts/{contract_id}/time", json=body, headers=headers), 201)
     assert again == first
     assert len(ok(get(api, f"/v1/contracts/{contract_id}/time"))["data"]) == 1
+
+
+REVIEW_END = datetime(2026, 12, 12, tzinfo=UTC)
+AVAILABLE = datetime(2026, 12, 16, tzinfo=UTC)
+
+
+def tick(api: Api, moment: datetime) -> None:
+    """What the operators' timer job runs: the timers due, then the payment orders due."""
+    api.clock.set(moment)
+    Escrow(api.book, api.gateway).orders.tick(moment)
+
+
+def balance(api: Api) -> tuple[str, str]:
+    shown = ok(get(api, "/v1/freelancers/fr_h/balance", currency="USD"))
+    return shown["pending"]["amount"], shown["available"]["amount"]
+
+
+def test_a_week_is_charged_released_and_made_available_over_the_api(api: Api) -> None:
+    contract_id = open_hourly(api)
+    ok(log(api, contract_id, at(0, 9), at(0, 11)), 201)
+    ok(log(api, contract_id, at(1, 9), at(1, 10), manual=False), 201)
+    tick(api, CLOSE)
+    shown = week(api, contract_id)
+    assert (shown["state"], shown["amount"], shown["payment_id"]) == ("in_review", usd("150.00"), None)
+    assert shown["charge_order_id"].startswith("ord_")
+    tick(api, REVIEW_END)
+    shown = week(api, contract_id)
+    assert shown["state"] == "released"
+    payment = ok(get(api, f"/v1/payments/{shown['payment_id']}"))
+    assert (payment["gross"], payment["fee"], payment["net"]) == (usd("150.00"), usd("30.00"), usd("120.00"))
+    assert balance(api) == ("120.00", "0.00")
+    listed = ok(get(api, "/v1/freelancers/fr_h/transactions", currency="USD"))
+    assert any(e["kind"] == "escrow.release" for e in listed["data"])
+    tick(api, AVAILABLE)
+    assert week(api, contract_id)["state"] == "available"
+    assert balance(api) == ("0.00", "120.00")
+    assert [w["state"] for w in ok(get(api, f"/v1/contracts/{contract_id}/weeks"))["data"]] == ["available"]
+
+
+def test_a_bonus_on_an_hourly_contract_is_paid_at_once_and_a_bad_one_changes_nothing(api: Api) -> None:
+    contract_id = open_hourly(api)
+    bonus = ok(post(api, f"/v1/contracts/{contract_id}/bonus", {"amount": usd("100.00"), "memo": "Thanks"}), 201)
+    assert (bonus["state"], bonus["amount"]) == ("released", usd("100.00"))
+    assert ok(get(api, f"/v1/payments/{bonus['payment_id']}"))["fee"] == usd("20.00")
+    assert ok(get(api, f"/v1/contracts/{contract_id}/bonuses/{bonus['bonus']}"))["payment_id"] == bonus["payment_id"]
+    assert balance(api) == ("80.00", "0.00")
+    problem(post(api, f"/v1/contracts/{contract_id}/bonus", {"amount": usd("-1.00")}), 422)
+    problem(post(api, f"/v1/contracts/{contract_id}/bonus", {"amount": {"amount": "1.00", "currency": "EUR"}}), 422)
+    problem(post(api, f"/v1/contracts/{contract_id}/bonus", {"amount": usd("1.00"), "tip": 1}), 400)
+    fixed = ok(
+        post(api, "/v1/contracts", {"client_id": "c", "freelancer_id": "f", "currency": "USD", "title": "t"}), 201
+    )
+    problem(post(api, f"/v1/contracts/{fixed['id']}/bonus", {"amount": usd("1.00")}), 409, urn("wrong-contract-type"))
+    assert balance(api) == ("80.00", "0.00")

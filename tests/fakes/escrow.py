@@ -184,6 +184,9 @@ class MemoryEscrowStore:
     def closed_weeks(self, contract_id: str) -> dict[date, ClosedWeek]:
         return {w.week: w for w in self._state.closed_weeks.values() if w.contract_id == contract_id}
 
+    def closed_week(self, contract_id: str, monday: date) -> ClosedWeek | None:
+        return self.closed_weeks(contract_id).get(monday)
+
     def segment_weeks(self, contract_id: str) -> list[date]:
         starts = {segment.start for segment in self.segments_of(contract_id)}
         return sorted({week_of(start) for start in starts}, reverse=True)
