@@ -10,6 +10,7 @@ The week of Monday 2026-11-30 closes 2026-12-07 12:00, its review ends 2026-12-1
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import update
@@ -23,6 +24,7 @@ from ledger.escrow.service import Escrow
 from ledger.escrow.timesheet import Segment
 from ledger.gateway.simulated import SimulatedGateway
 from ledger.invoices.documents import DocumentKind
+from tests.faulty_gateway import BEFORE, FaultyGateway
 
 MONDAY = datetime(2026, 11, 30, tzinfo=UTC)
 WEEK = date(2026, 11, 30)
@@ -36,9 +38,9 @@ CLIENT, FREELANCER = "cl_hourly", "fr_hourly"
 class Marketplace:
     """The services over a simulated provider, and the test's clock."""
 
-    def __init__(self, book: Ledger, clock: FixedClock) -> None:
+    def __init__(self, book: Ledger, clock: FixedClock, gateway: Any = None) -> None:
         self.book, self.clock = book, clock
-        self.gateway = SimulatedGateway()
+        self.gateway = gateway or SimulatedGateway()
         self.services = Services.over(book, self.gateway)
         self.escrow: Escrow = self.services.escrow
 
@@ -256,3 +258,27 @@ def test_the_audit_finds_a_closed_week_whose_figures_its_time_does_not_bill(mark
         "the week's figures differ from what its time bills",
         "the week's escrow subject does not match it",
     }
+
+
+def test_review_end_waits_for_a_charge_still_in_flight_and_the_release_is_dated_when_it_lands(
+    book: Ledger, clock: FixedClock
+) -> None:
+    gateway = FaultyGateway(SimulatedGateway())
+    gateway.script("charge", BEFORE, BEFORE)  # the provider cannot be reached at the close nor at review end
+    market = Marketplace(book, clock, gateway)
+    contract_id = market.open()
+    market.log(contract_id, 0, 9, 2)
+    market.tick(CLOSE)
+    assert market.week(contract_id).state == "charging"
+    market.tick(REVIEW_END)
+    assert market.week(contract_id).state == "charging"  # nothing is released before the money is in
+    assert pending(market) == 0
+    landed = REVIEW_END + timedelta(days=1)
+    market.tick(landed)
+    week = market.week(contract_id)
+    assert week.state == "released"
+    payment = market.book.transaction(lambda uow: uow.escrow.payment(week.payment_id or ""), read_only=True)
+    assert (payment.released_at, payment.pending_until) == (landed, AVAILABLE)
+    market.tick(AVAILABLE)
+    assert available(market) == 8000
+    market.audit_ok()
