@@ -67,6 +67,7 @@ PLACEHOLDERS = {
     "number": "INV-2026-999999",
     "segment_id": "1",
     "monday": "2026-11-30",
+    "bonus_id": "bn_0000000000000000",
 }
 #: Query parameters that let the routes that need them get past validation.
 QUERY = {
