@@ -758,10 +758,10 @@ class EscrowMachine(RuleBasedStateMachine):
 # --- running it on both databases ------------------------------------------------------
 
 
-def stateful_settings() -> settings:
-    """The current profile (dev or ci), with the state machine's own budget."""
+def stateful_settings(budgets: dict[str, tuple[int, int]] | None = None) -> settings:
+    """The current profile (dev or ci), with a state machine's own budget (this one's by default)."""
     profile = settings.get_current_profile_name()
-    examples, steps = STATEFUL_BUDGET.get(profile, DEFAULT_BUDGET)
+    examples, steps = (STATEFUL_BUDGET if budgets is None else budgets).get(profile, DEFAULT_BUDGET)
     return settings(
         parent=settings.get_profile(profile),
         max_examples=examples,

@@ -54,6 +54,10 @@ from tests.property.test_escrow_machine import (
     stateful_settings,
 )
 
+#: (examples, steps per example) in the ci profile, on each database: each step audits
+#: the whole ledger, so this is about 90 s on PostgreSQL on the CI machine.
+HOURLY_BUDGET = {"ci": (25, 30)}
+
 # The calendar (docs/architecture.md, "Hourly contracts"), restated: the model is the spec.
 CLOSE_AFTER_WEEK_END = timedelta(hours=12)
 REVIEW_END_AFTER_WEEK_END = timedelta(days=5)
@@ -365,4 +369,5 @@ def test_hourly_machine(database: str, request: pytest.FixtureRequest, tmp_path:
         connect = sqlite_connector(request.getfixturevalue("sqlite_template"), tmp_path)
     else:
         connect = postgres_connector(request.getfixturevalue("postgres_database"))
-    run_state_machine_as_test(lambda: HourlyMachine(connect), settings=stateful_settings())  # type: ignore[arg-type]
+    budget = stateful_settings(HOURLY_BUDGET)
+    run_state_machine_as_test(lambda: HourlyMachine(connect), settings=budget)  # type: ignore[arg-type]
