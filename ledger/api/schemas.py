@@ -179,6 +179,7 @@ class ContractOut(Struct):
     weekly_limit_hours: int | None = None
     manual_time_allowed: bool = False
     paused_at: datetime | None = None
+    paused_by: str | None = None
 
 
 class SegmentOut(Struct):
@@ -211,7 +212,9 @@ class WeekOut(Struct):
     after. `state` is one of: "open" (time may be logged and edited until `closes_at`),
     "closing" (past `closes_at`, waiting for the next tick), "closed" (nothing
     billable, no money moves), "charging" (the client's charge is with the provider),
-    "past_due" (the charge failed, `failure_reason` says why), "in_review" (charged;
+    "past_due" (the charge failed, `failure_reason` says why; it is tried again a day
+    after each attempt, `charge_attempts` counts them, and the contract is paused
+    after 5; a success lifts that pause), "in_review" (charged;
     released at `review_ends_at`), "released" (paid to the freelancer, `payment_id`,
     pending until `available_at`), "available", "refunded"."""
 
@@ -229,6 +232,7 @@ class WeekOut(Struct):
     payment_id: str | None = None
     charge_order_id: str | None = None
     failure_reason: str | None = None
+    charge_attempts: int = 0
 
 
 class HourlyBonusCreate(Struct, forbid_unknown_fields=True):

@@ -184,6 +184,7 @@ def contract_out(contract: Contract, milestones: list[MilestoneOut]) -> Contract
         weekly_limit_hours=contract.weekly_limit_hours,
         manual_time_allowed=contract.manual_time_allowed,
         paused_at=contract.paused_at,
+        paused_by=contract.paused_by,
     )
 
 
@@ -220,6 +221,7 @@ def week_out(view: WeekView) -> WeekOut:
         payment_id=view.payment_id,
         charge_order_id=view.charge_order_id,
         failure_reason=view.failure_reason,
+        charge_attempts=view.charge_attempts,
     )
 
 

@@ -80,6 +80,7 @@ def _contract(row: Row[Any]) -> Contract:
         weekly_limit_hours=None if row.weekly_limit_hours is None else int(row.weekly_limit_hours),
         manual_time_allowed=bool(row.manual_time_allowed),
         paused_at=row.paused_at,
+        paused_by=row.paused_by,
     )
 
 
@@ -241,6 +242,7 @@ class EscrowStore:
                 weekly_limit_hours=contract.weekly_limit_hours,
                 manual_time_allowed=contract.manual_time_allowed,
                 paused_at=contract.paused_at,
+                paused_by=contract.paused_by,
             )
         )
 
@@ -270,6 +272,7 @@ class EscrowStore:
                 hourly_rate=contract.hourly_rate,
                 weekly_limit_hours=contract.weekly_limit_hours,
                 paused_at=contract.paused_at,
+                paused_by=contract.paused_by,
             )
         )
 
@@ -443,6 +446,7 @@ class EscrowStore:
             else int(row.contract_weekly_limit_hours),
             manual_time_allowed=bool(row.contract_manual_time_allowed),
             paused_at=row.contract_paused_at,
+            paused_by=row.contract_paused_by,
         )
 
     def currency_of(self, contract_id: str) -> str:

@@ -248,6 +248,8 @@ class ContractRow(Base):
     weekly_limit_hours: Mapped[int | None] = mapped_column(Integer)
     manual_time_allowed: Mapped[bool] = mapped_column(Boolean, server_default=false())
     paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Who paused it: 'request' (the marketplace) or 'past_due' (weekly charges failing).
+    paused_by: Mapped[str | None] = mapped_column(String(10))
 
     __table_args__ = (
         CheckConstraint("type IN ('fixed', 'hourly')", name="type"),
@@ -260,6 +262,7 @@ class ContractRow(Base):
             "(type = 'hourly') = (hourly_rate IS NOT NULL AND weekly_limit_hours IS NOT NULL)",
             name="hourly_terms",
         ),
+        CheckConstraint("paused_by IS NULL OR paused_by IN ('request', 'past_due')", name="paused_by"),
     )
 
 

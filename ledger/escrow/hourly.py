@@ -28,6 +28,7 @@ from ledger.escrow.hourly_calendar import (
 from ledger.escrow.milestones import new_contract, positive_amount, save_new_contract
 from ledger.escrow.model import (
     HOURLY,
+    PAUSED_ON_REQUEST,
     RATE,
     WEEKLY_LIMIT,
     ClosedWeek,
@@ -61,6 +62,7 @@ MAX_WEEKLY_LIMIT_HOURS = 168
 #: scheduled when a week's first segment is logged, and the review end, at the close.
 WEEK_CLOSE = "week_close"
 WEEK_REVIEW_END = "week_review_end"
+WEEK_CHARGE_RETRY = "week_charge_retry"
 
 # A week's states (docs/architecture.md, "Hourly contracts").
 OPEN = "open"  # time may be logged and edited
@@ -214,7 +216,11 @@ def set_paused(uow: UnitOfWork, contract_id: str, *, paused: bool) -> Contract:
     contract = _running(uow, contract_id)
     if (contract.paused_at is not None) == paused:
         return contract
-    contract = replace(contract, paused_at=uow.clock.now() if paused else None)
+    contract = replace(
+        contract,
+        paused_at=uow.clock.now() if paused else None,
+        paused_by=PAUSED_ON_REQUEST if paused else None,
+    )
     uow.escrow.save_contract_terms(contract)
     return contract
 
@@ -248,7 +254,8 @@ class WeekView:
         closes_at, review_ends_at, available_at: the calendar's instants for the week.
         payment_id: the payment that released it, once released.
         charge_order_id: the payment order charging the client, once closed with an amount.
-        failure_reason: why the charge failed, when it did.
+        failure_reason: why the last charge attempt failed, when it did.
+        charge_attempts: the charge attempts made so far (one a day while past due).
     """
 
     week: date
@@ -261,6 +268,7 @@ class WeekView:
     payment_id: str | None = None
     charge_order_id: str | None = None
     failure_reason: str | None = None
+    charge_attempts: int = 0
 
 
 _SUBJECT_STATES = {
@@ -296,7 +304,12 @@ def week_view(
         return replace(view, state=CLOSED)
     subject = uow.escrow.milestone(week.milestone_id)
     charges = uow.orders.of_milestone(subject.id, kinds=(OrderKind.FUND,))
-    view = replace(view, charge_order_id=charges[-1].id if charges else None, failure_reason=subject.failure_reason)
+    view = replace(
+        view,
+        charge_order_id=charges[-1].id if charges else None,
+        failure_reason=subject.failure_reason,
+        charge_attempts=len(charges),
+    )
     payments = uow.escrow.payments_of(subject.id)
     if not payments:
         return replace(view, state=_SUBJECT_STATES.get(subject.state, CHARGING))

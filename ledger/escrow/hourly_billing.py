@@ -29,15 +29,17 @@ from datetime import datetime
 
 from ledger.escrow.accounts import open_escrow_account
 from ledger.escrow.hourly import (
+    WEEK_CHARGE_RETRY,
     WEEK_REVIEW_END,
     bill_of,
     hourly_contract,
     parse_week_subject,
     week_subject,
 )
-from ledger.escrow.hourly_calendar import available_at, review_ends_at
+from ledger.escrow.hourly_calendar import HOURLY_CALENDAR, available_at, closes_at, review_ends_at
 from ledger.escrow.milestones import charge_subject, positive_amount
 from ledger.escrow.model import (
+    PAUSED_PAST_DUE,
     ClosedWeek,
     Contract,
     ContractEnded,
@@ -47,7 +49,7 @@ from ledger.escrow.model import (
     SubjectKind,
     new_id,
 )
-from ledger.escrow.orders import PaymentOrder
+from ledger.escrow.orders import OrderKind, OrderState, PaymentOrder
 from ledger.escrow.payments import release
 from ledger.escrow.timesheet import DayLine, WeekBill
 from ledger.ports.unit_of_work import UnitOfWork
@@ -117,9 +119,50 @@ def close_week(uow: UnitOfWork, subject_id: str, due_at: datetime) -> bool:
     )
     if subject is None:
         return False
-    charge_subject(uow, subject, contract, funding_key=week_charge_key(subject_id))
+    charge_subject(uow, subject, contract, funding_key=week_charge_key(subject_id), off_session=True)
     uow.escrow.schedule(WEEK_REVIEW_END, subject_id, review_ends_at(monday))
     return True
+
+
+def after_failed_charge(uow: UnitOfWork, milestone_id: str) -> None:
+    """A week's charge attempt failed: the week is past due. The next attempt is due a
+    day after this one ran, while the policy retries; once as many attempts as the
+    policy allows have failed, the contract is paused (`PAUSED_PAST_DUE`)."""
+    subject, contract = uow.escrow.milestone_and_contract(milestone_id, lock=True)
+    if subject.kind is not SubjectKind.WEEK or subject.state is not MilestoneState.DRAFT:
+        return
+    monday = parse_week_subject(subject.id)[1]
+    charges = uow.orders.of_milestone(subject.id, kinds=(OrderKind.FUND,))
+    failed = [o for o in charges if o.state is OrderState.FAILED]
+    now = uow.clock.now()
+    contract = uow.escrow.contract(contract.id, lock=True)
+    if len(failed) >= HOURLY_CALENDAR.pause_after_failed_charges and contract.paused_at is None:
+        uow.escrow.save_contract_terms(replace(contract, paused_at=now, paused_by=PAUSED_PAST_DUE))
+    retry_at = now + HOURLY_CALENDAR.charge_retry_after
+    if retry_at <= closes_at(monday) + HOURLY_CALENDAR.retry_charges_for:
+        uow.escrow.schedule(WEEK_CHARGE_RETRY, subject.id, retry_at)
+
+
+def retry_charge(uow: UnitOfWork, subject_id: str, due_at: datetime) -> bool:
+    """A past-due week's next charge attempt, with its own provider key
+    (`week:<id>:<n>`: the key of a declined attempt would replay the decline)."""
+    subject, contract = uow.escrow.milestone_and_contract(subject_id, lock=True)
+    if subject.state is not MilestoneState.DRAFT:
+        return False
+    attempt = len(uow.orders.of_milestone(subject_id, kinds=(OrderKind.FUND,))) + 1
+    charge_subject(uow, subject, contract, funding_key=week_charge_key(subject_id, attempt), off_session=True)
+    return True
+
+
+def _lift_past_due_pause(uow: UnitOfWork, contract: Contract) -> None:
+    """The client's money came in: a pause for past-due weeks ends when none is left."""
+    contract = uow.escrow.contract(contract.id, lock=True)
+    if contract.paused_by != PAUSED_PAST_DUE:
+        return
+    weeks = uow.escrow.milestones_of_kind(contract.id, SubjectKind.WEEK)
+    if any(week.state is MilestoneState.DRAFT for week in weeks):
+        return
+    uow.escrow.save_contract_terms(replace(contract, paused_at=None, paused_by=None))
 
 
 def end_review(uow: UnitOfWork, subject_id: str, due_at: datetime) -> bool:
@@ -144,7 +187,10 @@ def after_funding(uow: UnitOfWork, milestone_id: str) -> Payment | None:
         payment = release(uow, contract, subject, subject.held, effective_at=now, kind="bonus")
         uow.escrow.save_milestone(replace(subject, held=0, state=MilestoneState.RELEASED))
         return payment
-    if subject.kind is SubjectKind.WEEK and now >= review_ends_at(parse_week_subject(subject.id)[1]):
+    if subject.kind is not SubjectKind.WEEK:
+        return None
+    _lift_past_due_pause(uow, contract)
+    if now >= review_ends_at(parse_week_subject(subject.id)[1]):
         return _release_week(uow, subject, contract, effective_at=now)
     return None
 

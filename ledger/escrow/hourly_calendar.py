@@ -33,12 +33,20 @@ class HourlyCalendarPolicy:
             this long after it ends.
         available_after_week_end: the released money becomes available to the
             freelancer this long after the week ends.
+        charge_retry_after: a failed weekly charge is tried again this long after the
+            failed attempt ran (one attempt a day).
+        pause_after_failed_charges: the contract is paused once a week's charge has
+            failed this many times (on as many days).
+        retry_charges_for: no attempt is made later than this after the week closed.
     """
 
     segment_length: dt.timedelta = dt.timedelta(minutes=10)
     closes_after_week_end: dt.timedelta = dt.timedelta(hours=12)
     review_ends_after_week_end: dt.timedelta = dt.timedelta(days=5)
     available_after_week_end: dt.timedelta = dt.timedelta(days=9)
+    charge_retry_after: dt.timedelta = dt.timedelta(days=1)
+    pause_after_failed_charges: int = 5
+    retry_charges_for: dt.timedelta = dt.timedelta(days=30)
 
     def __post_init__(self) -> None:
         # Segments tile the week exactly, so no segment ever straddles Monday 00:00

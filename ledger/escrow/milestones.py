@@ -197,15 +197,19 @@ def _charge_details(
     return details
 
 
-def charge_subject(uow: UnitOfWork, milestone: Milestone, contract: Contract, *, funding_key: str) -> PaymentOrder:
+def charge_subject(
+    uow: UnitOfWork, milestone: Milestone, contract: Contract, *, funding_key: str, off_session: bool = False
+) -> PaymentOrder:
     """draft -> funding for an escrow subject the platform charges for on its own (an
     hourly week at its close, an hourly bonus): the charge's order, under the subject's
     lock. Unlike `start_funding` it is not refused on an ended contract: the week's
-    work was done before the end."""
+    work was done before the end. An `off_session` charge has no payer present to act:
+    the provider asking for the payer's action is its failure."""
     require_transition(milestone.id, milestone.state, Event.REQUEST_FUNDING)
-    order = _order_charge(
-        uow, milestone.id, contract.currency, _charge_details(uow, milestone, contract, funding_key, None)
-    )
+    details = _charge_details(uow, milestone, contract, funding_key, None)
+    if off_session:
+        details["off_session"] = "true"
+    order = _order_charge(uow, milestone.id, contract.currency, details)
     uow.escrow.begin_funding(milestone.id, funding_key=funding_key)
     return order
 

@@ -241,6 +241,9 @@ class Contract:
         weekly_limit_hours: an hourly contract's current weekly limit; None for fixed.
         manual_time_allowed: whether the freelancer may log time by hand.
         paused_at: when an hourly contract was paused; None while it runs.
+        paused_by: who paused it: `PAUSED_ON_REQUEST` (the marketplace) or
+            `PAUSED_PAST_DUE` (weekly charges failed on as many days as the policy allows;
+            lifted when the client's money comes in).
     """
 
     id: str
@@ -256,6 +259,7 @@ class Contract:
     weekly_limit_hours: int | None = None
     manual_time_allowed: bool = False
     paused_at: datetime | None = None
+    paused_by: str | None = None
 
     @property
     def is_hourly(self) -> bool:
@@ -264,6 +268,8 @@ class Contract:
 
 FIXED = "fixed"
 HOURLY = "hourly"
+PAUSED_ON_REQUEST = "request"
+PAUSED_PAST_DUE = "past_due"
 CONTRACT_TYPES = (FIXED, HOURLY)
 
 

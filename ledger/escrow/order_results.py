@@ -8,7 +8,7 @@ books once. What is booked is the order's own amount.
 from __future__ import annotations
 
 from ledger.escrow import approvals
-from ledger.escrow.hourly_billing import after_funding
+from ledger.escrow.hourly_billing import after_failed_charge, after_funding
 from ledger.escrow.milestones import await_funding, confirm_funding, fail_funding, start_next_attempt
 from ledger.escrow.orders import STATUS_POLL, NewOrder, OrderKind, OrderState, PaymentOrder
 from ledger.escrow.payments import book_processing_fee, settle_refund
@@ -45,6 +45,17 @@ def _fund(uow: UnitOfWork, order: PaymentOrder, result: GatewayResult, psp_accou
         after_funding(uow, milestone_id)
         if fees:
             _order_processing_fee(uow, order, result.reference)
+        return
+    if order.details.get("off_session") == "true" and (result.failed or result.status == "requires_action"):
+        # No payer is present to act or to try another card (an hourly week's charge):
+        # asking for the payer's action is a failure, and any failure ends the attempt.
+        if result.failed:
+            reason = result.failure_reason or result.status
+        else:
+            reason = "the provider asked for the payer's action; an off-session charge has no payer present"
+        uow.orders.finish(order.id, OrderState.FAILED, reference=result.reference or None, reason=reason)
+        fail_funding(uow, milestone_id, funding_key=key, reason=reason)
+        after_failed_charge(uow, milestone_id)
         return
     if result.status == "requires_action" or (result.failed and not result.final):
         # The payer must act, or try another payment method: the charge is not over. A

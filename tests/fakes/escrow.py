@@ -107,6 +107,7 @@ class MemoryEscrowStore:
                 hourly_rate=contract.hourly_rate,
                 weekly_limit_hours=contract.weekly_limit_hours,
                 paused_at=contract.paused_at,
+                paused_by=contract.paused_by,
             )
 
     # --- hourly time -----------------------------------------------------------

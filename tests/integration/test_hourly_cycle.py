@@ -20,6 +20,7 @@ from ledger.bootstrap import Services
 from ledger.db.schema import hourly_weeks
 from ledger.errors import UnknownAccount
 from ledger.escrow.hourly import WeekView
+from ledger.escrow.model import ContractPaused
 from ledger.escrow.service import Escrow
 from ledger.escrow.timesheet import Segment
 from ledger.gateway.simulated import SimulatedGateway
@@ -204,19 +205,6 @@ def test_a_week_with_nothing_billable_closes_and_moves_no_money(market: Marketpl
     market.audit_ok()
 
 
-def test_a_declined_weekly_charge_leaves_the_week_past_due_and_releases_nothing(market: Marketplace) -> None:
-    contract_id = market.open()
-    market.log(contract_id, 0, 9, 2)
-    market.gateway.decline_next("card_declined")
-    market.tick(CLOSE)
-    week = market.week(contract_id)
-    assert (week.state, week.failure_reason) == ("past_due", "card_declined")
-    market.tick(AVAILABLE)
-    assert market.week(contract_id).state == "past_due"
-    assert pending(market) == available(market) == 0
-    market.audit_ok()
-
-
 def test_a_week_of_an_ended_contract_closes_and_is_released_as_usual(market: Marketplace) -> None:
     contract_id = market.open()
     market.log(contract_id, 0, 9, 2)
@@ -281,4 +269,84 @@ def test_review_end_waits_for_a_charge_still_in_flight_and_the_release_is_dated_
     assert (payment.released_at, payment.pending_until) == (landed, AVAILABLE)
     market.tick(AVAILABLE)
     assert available(market) == 8000
+    market.audit_ok()
+
+
+DAY = timedelta(days=1)
+
+
+def test_a_declined_weekly_charge_is_tried_again_the_next_day_and_the_week_is_released_as_usual(
+    market: Marketplace,
+) -> None:
+    contract_id = market.open()
+    market.log(contract_id, 0, 9, 2)
+    market.gateway.decline_next("card_declined")
+    market.tick(CLOSE)
+    assert (market.week(contract_id).state, market.week(contract_id).charge_attempts) == ("past_due", 1)
+    market.tick(CLOSE + DAY - SECOND)
+    assert market.week(contract_id).charge_attempts == 1  # one attempt a day
+    market.tick(CLOSE + DAY)
+    week = market.week(contract_id)
+    assert (week.state, week.charge_attempts) == ("in_review", 2)
+    week_id = f"{contract_id}:2026-11-30"
+    assert {f"week:{week_id}:1", f"week:{week_id}:2"} <= set(market.gateway.calls)  # a key per attempt
+    market.tick(REVIEW_END)
+    assert market.week(contract_id).state == "released"
+    assert pending(market) == 8000
+    market.audit_ok()
+
+
+def test_a_week_never_paid_pauses_its_contract_after_five_failed_days_and_releases_nothing(
+    market: Marketplace,
+) -> None:
+    contract_id = market.open()
+    market.log(contract_id, 0, 9, 2)
+    for _ in range(40):
+        market.gateway.decline_next("insufficient_funds")
+    moment = CLOSE
+    for day in range(5):
+        market.tick(moment + day * DAY)
+        contract = market.book.transaction(lambda uow: uow.escrow.contract(contract_id), read_only=True)
+        assert (contract.paused_by is None) == (day < 4), f"day {day + 1}: paused_by {contract.paused_by}"
+    assert market.week(contract_id).charge_attempts == 5
+    assert contract.paused_by == "past_due"
+    start = CLOSE + 5 * DAY
+    with pytest.raises(ContractPaused):
+        market.escrow.hourly.log_segment(contract_id, Segment(start=start - timedelta(hours=1), end=start, memo="more"))
+    for day in range(5, 40):
+        market.tick(CLOSE + day * DAY)
+    week = market.week(contract_id)
+    # Attempts stop 30 days after the close: the first and one a day after it, 31 in all.
+    assert (week.state, week.charge_attempts) == ("past_due", 31)
+    assert pending(market) == available(market) == 0
+    market.gateway._declines.clear()
+    market.audit_ok()
+
+
+def test_a_success_after_the_pause_releases_the_week_at_once_and_resumes_the_contract(market: Marketplace) -> None:
+    contract_id = market.open()
+    market.log(contract_id, 0, 9, 2)
+    for _ in range(5):
+        market.gateway.decline_next("card_declined")
+    for day in range(6):
+        market.tick(CLOSE + day * DAY)
+    contract = market.book.transaction(lambda uow: uow.escrow.contract(contract_id), read_only=True)
+    assert (contract.paused_at, contract.paused_by) == (None, None)
+    week = market.week(contract_id)
+    assert (week.state, week.charge_attempts) == ("released", 6)
+    payment = market.book.transaction(lambda uow: uow.escrow.payment(week.payment_id or ""), read_only=True)
+    assert payment.released_at == CLOSE + 5 * DAY  # after review end: released when the money came
+    market.audit_ok()
+
+
+def test_an_off_session_charge_that_asks_for_the_payers_action_counts_as_failed(market: Marketplace) -> None:
+    contract_id = market.open()
+    market.log(contract_id, 0, 9, 2)
+    market.gateway.require_action_next()
+    market.tick(CLOSE)
+    week = market.week(contract_id)
+    assert week.state == "past_due"
+    assert "payer" in (week.failure_reason or "")
+    market.tick(CLOSE + DAY)
+    assert market.week(contract_id).state == "in_review"
     market.audit_ok()
