@@ -29,6 +29,12 @@ class EntryKind(StrEnum):
     PAYMENT_REFUND = "escrow.payment_refund"
     #: a chargeback recovered from the money still held in escrow
     CHARGEBACK = "escrow.chargeback"
+    #: protected hourly work advanced at review end: receivables -> the week's escrow
+    ADVANCE = "escrow.advance"
+    #: an advanced week's charge succeeded: the week's escrow -> receivables (and a write-off undone)
+    RECOVERY = "escrow.recovery"
+    #: an advance not recovered 30 days after the week closed: hourly protection expense -> receivables
+    WRITE_OFF = "escrow.write_off"
     #: what the provider kept of a payment: PSP account -> expenses
     PROCESSING_FEE = "psp.fee"
     #: the provider refunded: refunds in transit -> PSP account

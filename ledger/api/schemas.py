@@ -129,6 +129,8 @@ class PartyUpdate(Struct, forbid_unknown_fields=True):
     country: str | None = None
     tax_id: str | None = None
     provider_id: str | None = None
+    #: ISO 8601 with offset: when the client's payment method was verified (hourly protection).
+    payment_method_verified_at: str | None = None
 
 
 # --- responses -------------------------------------------------------------------------
@@ -349,6 +351,7 @@ class PartyOut(Struct):
     tax_id: str | None
     provider_id: str | None
     updated_at: datetime
+    payment_method_verified_at: datetime | None = None
 
 
 class FeeLineOut(Struct):

@@ -320,6 +320,7 @@ def party_out(party: Party) -> PartyOut:
         tax_id=party.tax_id,
         provider_id=party.provider_id,
         updated_at=party.updated_at,
+        payment_method_verified_at=party.payment_method_verified_at,
     )
 
 

@@ -38,6 +38,7 @@ def _party(row: Row[Any]) -> Party:
         tax_id=row.tax_id,
         provider_id=row.provider_id,
         updated_at=row.updated_at,
+        payment_method_verified_at=row.payment_method_verified_at,
     )
 
 
@@ -67,6 +68,7 @@ class DocumentStore:
             "tax_id": party.tax_id,
             "provider_id": party.provider_id,
             "updated_at": party.updated_at,
+            "payment_method_verified_at": party.payment_method_verified_at,
         }
         statement = self._insert()(parties).values(party_id=party.party_id, **fields)
         self._conn.execute(statement.on_conflict_do_update(index_elements=["party_id"], set_=fields))

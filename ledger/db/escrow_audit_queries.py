@@ -29,6 +29,7 @@ from ledger.ports.queries import (
     CurrencyBalances,
     DisputeFigures,
     DisputeLeg,
+    KindLeg,
     MilestoneFlows,
     WeekAudit,
 )
@@ -45,12 +46,14 @@ flows AS (
     SELECT p.account_id,
            sum(CASE WHEN e.kind IN ('escrow.fund', 'escrow.fund_bonus', 'escrow.fund.reversal', 'escrow.fund_bonus.reversal')
                     THEN CASE WHEN p.side = 'credit' THEN p.amount ELSE -p.amount END ELSE 0 END) AS funded,
+           sum(CASE WHEN e.kind IN ('escrow.advance', 'escrow.recovery')
+                    THEN CASE WHEN p.side = 'credit' THEN p.amount ELSE -p.amount END ELSE 0 END) AS advanced,
            sum(CASE WHEN e.kind IN ('escrow.release', 'escrow.release.reversal')
                     THEN CASE WHEN p.side = 'debit' THEN p.amount ELSE -p.amount END ELSE 0 END) AS released,
            sum(CASE WHEN e.kind IN ('escrow.refund', 'escrow.refund.reversal', 'escrow.chargeback')
                     THEN CASE WHEN p.side = 'debit' THEN p.amount ELSE -p.amount END ELSE 0 END) AS refunded,
            sum(CASE WHEN e.kind NOT IN ('escrow.fund', 'escrow.fund_bonus', 'escrow.release', 'escrow.refund',
-                                        'escrow.chargeback',
+                                        'escrow.chargeback', 'escrow.advance', 'escrow.recovery',
                                         'escrow.fund.reversal', 'escrow.fund_bonus.reversal',
                                         'escrow.release.reversal', 'escrow.refund.reversal')
                     THEN 1 ELSE 0 END) AS foreign_postings
@@ -68,6 +71,7 @@ paid AS (
 SELECT x.milestone_id, x.state, x.client_id, x.currency,
        coalesce(h.held, 0) AS held, coalesce(f.funded, 0) AS funded, coalesce(f.released, 0) AS released,
        coalesce(f.refunded, 0) AS refunded, coalesce(f.foreign_postings, 0) AS foreign_postings,
+       coalesce(f.advanced, 0) AS advanced,
        coalesce(y.gross, 0) AS paid
   FROM escrow x
   LEFT JOIN flows f ON f.account_id = x.account_id
@@ -77,7 +81,9 @@ SELECT x.milestone_id, x.state, x.client_id, x.currency,
 
 CLIENT_FLOWS = (
     "SELECT client_id, currency, sum(funded) AS collected, sum(held) AS held, sum(paid) AS released,"
-    " sum(refunded) AS refunded FROM (" + FLOWS + ") AS m GROUP BY client_id, currency ORDER BY client_id, currency"
+    " sum(refunded) AS refunded, sum(advanced) AS advanced FROM ("
+    + FLOWS
+    + ") AS m GROUP BY client_id, currency ORDER BY client_id, currency"
 )
 
 BALANCES_BY_CURRENCY = """
@@ -113,6 +119,7 @@ class SqlEscrowAuditQueries:
                 refunded=int(row.refunded),
                 foreign_postings=int(row.foreign_postings),
                 paid=int(row.paid),
+                advanced=int(row.advanced),
             )
 
     def hourly_weeks(self) -> Iterator[WeekAudit]:
@@ -165,7 +172,13 @@ class SqlEscrowAuditQueries:
     def client_flows(self) -> Iterator[ClientFlows]:
         for row in stream(self._connection, text(CLIENT_FLOWS)):
             yield ClientFlows(
-                row.client_id, row.currency, int(row.collected), int(row.held), int(row.released), int(row.refunded)
+                row.client_id,
+                row.currency,
+                int(row.collected),
+                int(row.held),
+                int(row.released),
+                int(row.refunded),
+                int(row.advanced),
             )
 
     def balances_by_currency(self) -> Iterator[CurrencyBalances]:
@@ -180,6 +193,28 @@ class SqlEscrowAuditQueries:
                 revenue=int(row.revenue),
                 expenses=int(row.expenses),
             )
+
+    def kind_legs(self, kinds: Sequence[str]) -> Iterator[KindLeg]:
+        legs = (
+            select(
+                entries.c.kind,
+                entries.c.refs,
+                entries.c.effective_at,
+                accounts.c.code,
+                accounts.c.currency,
+                postings.c.side,
+                postings.c.amount,
+            )
+            .select_from(
+                postings.join(entries, entries.c.id == postings.c.entry_id).join(
+                    accounts, accounts.c.id == postings.c.account_id
+                )
+            )
+            .where(entries.c.kind.in_(list(kinds)))
+            .order_by(entries.c.id, postings.c.id)
+        )
+        for kind, refs, effective_at, code, currency, side, amount in stream(self._connection, legs):
+            yield KindLeg(kind, dict(refs), effective_at, code, currency, Side(side), int(amount))
 
     def dispute_legs(self, kinds: Sequence[str]) -> Iterator[DisputeLeg]:
         legs = (

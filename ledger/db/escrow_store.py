@@ -215,6 +215,7 @@ def closed_week(row: Row[Any]) -> ClosedWeek:
         amount=int(row.amount),
         closed_at=row.closed_at,
         milestone_id=row.milestone_id,
+        protected_amount=int(row.protected_amount),
     )
 
 
@@ -365,6 +366,7 @@ class EscrowStore:
                 "billable_minutes": week.billable_minutes,
                 "over_limit_minutes": week.over_limit_minutes,
                 "amount": week.amount,
+                "protected_amount": week.protected_amount,
                 "closed_at": week.closed_at,
                 "milestone_id": week.milestone_id,
             },

@@ -347,6 +347,8 @@ class HourlyWeekRow(Base):
     billable_minutes: Mapped[int] = mapped_column(Integer)
     over_limit_minutes: Mapped[int] = mapped_column(Integer)
     amount: Mapped[MinorUnits]
+    # What the platform advances at review end if the charge has not succeeded.
+    protected_amount: Mapped[MinorUnits]
     closed_at: Mapped[Timestamp]
     milestone_id: Mapped[str | None] = mapped_column(String(40), ForeignKey("milestones.id", ondelete="RESTRICT"))
 
@@ -357,6 +359,7 @@ class HourlyWeekRow(Base):
             name="minutes",
         ),
         CheckConstraint("amount >= 0 AND (milestone_id IS NULL) = (amount = 0)", name="amount"),
+        CheckConstraint("protected_amount >= 0 AND protected_amount <= amount", name="protected_amount"),
         UniqueConstraint("contract_id", "week"),
     )
 
@@ -464,6 +467,8 @@ class PartyRow(Base):
     tax_id: Mapped[str | None] = mapped_column(String(64))
     provider_id: Mapped[str | None] = mapped_column(String(255))
     updated_at: Mapped[Timestamp]
+    # Set by the marketplace: hourly time of a week closed after it is protected.
+    payment_method_verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class DocumentSequenceRow(Base):

@@ -9,8 +9,10 @@ from ledger.escrow.chart import (
     CLIENT_PROCESSING_FEES,
     DISPUTED,
     HOT_ACCOUNT_SLOTS,
+    HOURLY_PROTECTION,
     PAYOUTS_IN_TRANSIT,
     PSP_FEES,
+    RECEIVABLES,
     REFUNDS_IN_TRANSIT,
     SERVICE_FEES,
     available_account_code,
@@ -29,10 +31,22 @@ def open_freelancer_accounts(uow: UnitOfWork, freelancer_id: str, currency: str)
         open_account(uow, AccountSpec(code, AccountType.LIABILITY, currency, floor=0))
 
 
-def open_platform_accounts(uow: UnitOfWork, currency: str, psp_account: str) -> None:
-    open_account(uow, AccountSpec(psp_account, AccountType.ASSET, currency, slots=HOT_ACCOUNT_SLOTS))
+def open_revenue_accounts(uow: UnitOfWork, currency: str) -> None:
     for code in (SERVICE_FEES, CLIENT_PROCESSING_FEES):
         open_account(uow, AccountSpec(code, AccountType.REVENUE, currency, slots=HOT_ACCOUNT_SLOTS))
+
+
+def open_protection_accounts(uow: UnitOfWork, currency: str) -> None:
+    """What hourly protection posts to: advances owed by clients, their write-offs, and
+    the fee revenue of the advanced release (no charge may have opened it yet)."""
+    open_revenue_accounts(uow, currency)
+    open_account(uow, AccountSpec(RECEIVABLES, AccountType.ASSET, currency))
+    open_account(uow, AccountSpec(HOURLY_PROTECTION, AccountType.EXPENSE, currency))
+
+
+def open_platform_accounts(uow: UnitOfWork, currency: str, psp_account: str) -> None:
+    open_account(uow, AccountSpec(psp_account, AccountType.ASSET, currency, slots=HOT_ACCOUNT_SLOTS))
+    open_revenue_accounts(uow, currency)
     open_account(uow, AccountSpec(PSP_FEES, AccountType.EXPENSE, currency, slots=HOT_ACCOUNT_SLOTS))
     for code in (PAYOUTS_IN_TRANSIT, REFUNDS_IN_TRANSIT):
         open_account(uow, AccountSpec(code, AccountType.LIABILITY, currency, slots=HOT_ACCOUNT_SLOTS))

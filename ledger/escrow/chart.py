@@ -15,6 +15,10 @@ PSP_FEES = "expenses:psp_fees"
 DISPUTED = "assets:psp:disputed"
 #: Lost chargebacks, as far as they could not be recovered.
 CHARGEBACKS = "expenses:chargebacks"
+#: Hourly work advanced to freelancers before the client's charge succeeded.
+RECEIVABLES = "assets:receivables:clients"
+#: Advanced hourly work written off (30 days after the week's close).
+HOURLY_PROTECTION = "expenses:hourly_protection"
 #: Fee revenue is credited by every release: spread it over slots so releases do not queue.
 HOT_ACCOUNT_SLOTS = 16
 

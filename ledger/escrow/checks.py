@@ -29,10 +29,22 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterator
+from datetime import datetime
 
+from ledger.accounts import Side
 from ledger.audit import Check, Detail, Problem
-from ledger.escrow.chart import CHARGEBACKS, DISPUTED, REFUNDS_IN_TRANSIT, SERVICE_FEES
+from ledger.escrow.chart import (
+    CHARGEBACKS,
+    DISPUTED,
+    ESCROW_ACCOUNT_PREFIX,
+    HOURLY_PROTECTION,
+    RECEIVABLES,
+    REFUNDS_IN_TRANSIT,
+    SERVICE_FEES,
+)
 from ledger.escrow.hourly import limit_history, rate_history
+from ledger.escrow.hourly_billing import protected_amount
+from ledger.escrow.hourly_calendar import HOURLY_CALENDAR
 from ledger.escrow.model import HOLDING, SubjectKind
 from ledger.escrow.timesheet import MINUTES_PER_HOUR, bill_week, limit_for_week
 from ledger.kinds import EntryKind
@@ -43,8 +55,13 @@ def escrow_matches_milestones(escrow: EscrowAuditQueries) -> Iterator[Problem]:
     holding = {state.value for state in HOLDING}
     for flows in escrow.milestone_flows():
         where: dict[str, Detail] = {"milestone_id": flows.milestone_id, "state": flows.state, "held": flows.held}
-        if flows.held != flows.funded - flows.released - flows.refunded:
-            figures = {"funded": flows.funded, "released": flows.released, "refunded": flows.refunded}
+        if flows.held != flows.funded + flows.advanced - flows.released - flows.refunded:
+            figures = {
+                "funded": flows.funded,
+                "advanced": flows.advanced,
+                "released": flows.released,
+                "refunded": flows.refunded,
+            }
             yield Problem("escrow_matches_milestones", "", {**where, **figures})
         if flows.foreign_postings:
             message = f"{flows.foreign_postings} postings of other kinds touch its escrow"
@@ -58,7 +75,7 @@ def escrow_matches_milestones(escrow: EscrowAuditQueries) -> Iterator[Problem]:
 
 def conservation_per_client(escrow: EscrowAuditQueries) -> Iterator[Problem]:
     for client in escrow.client_flows():
-        if client.collected != client.held + client.released + client.refunded:
+        if client.collected + client.advanced != client.held + client.released + client.refunded:
             yield Problem(
                 "conservation_per_client",
                 "",
@@ -66,6 +83,7 @@ def conservation_per_client(escrow: EscrowAuditQueries) -> Iterator[Problem]:
                     "client": client.client_id,
                     "currency": client.currency,
                     "collected": client.collected,
+                    "advanced": client.advanced,
                     "held": client.held,
                     "released": client.released,
                     "refunded": client.refunded,
@@ -187,6 +205,12 @@ def hourly_weeks_billed(escrow: EscrowAuditQueries) -> Iterator[Problem]:
                     "billed": dict(zip(figures, billed, strict=True)),
                 },
             )
+        if week.protected_amount not in (0, protected_amount(bill)):
+            yield Problem(
+                "hourly_weeks_billed",
+                "the protected amount is not the week's tracked time within the limit",
+                {**where, "protected_amount": week.protected_amount, "tracked": protected_amount(bill)},
+            )
         if week.billable_minutes > week.limit_minutes:
             yield Problem("hourly_weeks_billed", "billable minutes exceed the week's limit", where)
         held_by = (audit.subject_kind, audit.subject_amount)
@@ -208,9 +232,60 @@ def hourly_weeks_billed(escrow: EscrowAuditQueries) -> Iterator[Problem]:
         )
 
 
+def receivables_match_advances(escrow: EscrowAuditQueries) -> Iterator[Problem]:
+    """Per client and currency, what the platform advanced into weeks' escrow (net of what
+    it took back) = receivables outstanding + written off, none outstanding below 0;
+    `assets:receivables:clients` holds what is outstanding; and every write-off is dated
+    when retries stop, `retry_charges_for` after its week closed."""
+    kinds = [EntryKind.ADVANCE, EntryKind.RECOVERY, EntryKind.WRITE_OFF]
+    figures: dict[tuple[str, str], dict[str, int]] = defaultdict(
+        lambda: {"advanced": 0, "outstanding": 0, "written_off": 0}
+    )
+    write_offs: list[tuple[str, datetime]] = []
+    for leg in escrow.kind_legs(kinds):
+        debit_positive = leg.amount if leg.side is Side.DEBIT else -leg.amount
+        client = figures[(leg.refs.get("client", ""), leg.currency)]
+        if leg.account.startswith(ESCROW_ACCOUNT_PREFIX):
+            client["advanced"] -= debit_positive
+        elif leg.account == RECEIVABLES:
+            client["outstanding"] += debit_positive
+            if leg.kind == EntryKind.WRITE_OFF:
+                write_offs.append((leg.refs.get("milestone", ""), leg.effective_at))
+        elif leg.account == HOURLY_PROTECTION:
+            client["written_off"] += debit_positive
+    outstanding: dict[str, int] = defaultdict(int)
+    for (client_id, currency), found in sorted(figures.items()):
+        outstanding[currency] += found["outstanding"]
+        if found["advanced"] != found["outstanding"] + found["written_off"] or found["outstanding"] < 0:
+            yield Problem("receivables_match_advances", "", {"client": client_id, "currency": currency, **found})
+    at_platform = escrow.balances_of(RECEIVABLES)
+    for currency in sorted(set(at_platform) | set(outstanding)):
+        if at_platform.get(currency, 0) != outstanding[currency]:
+            yield Problem(
+                "receivables_match_advances",
+                "",
+                {
+                    "currency": currency,
+                    "receivables": at_platform.get(currency, 0),
+                    "outstanding": outstanding[currency],
+                },
+            )
+    if write_offs:
+        closed = {audit.week.id: audit.week.closed_at for audit in escrow.hourly_weeks()}
+        for subject_id, at in write_offs:
+            due = closed.get(subject_id)
+            if due is None or at != due + HOURLY_CALENDAR.retry_charges_for:
+                yield Problem(
+                    "receivables_match_advances",
+                    "a write-off is not dated when its week's retries stopped",
+                    {"week": subject_id, "written_off_at": at.isoformat()},
+                )
+
+
 ESCROW_CHECKS: list[tuple[str, Check]] = [
     ("escrow_matches_milestones", escrow_matches_milestones),
     ("hourly_weeks_billed", hourly_weeks_billed),
+    ("receivables_match_advances", receivables_match_advances),
     ("conservation_per_client", conservation_per_client),
     ("accounting_equation", accounting_equation),
     ("chargebacks_accounted", chargebacks_accounted),

@@ -63,6 +63,7 @@ MAX_WEEKLY_LIMIT_HOURS = 168
 WEEK_CLOSE = "week_close"
 WEEK_REVIEW_END = "week_review_end"
 WEEK_CHARGE_RETRY = "week_charge_retry"
+WEEK_WRITE_OFF = "week_write_off"
 
 # A week's states (docs/architecture.md, "Hourly contracts").
 OPEN = "open"  # time may be logged and edited
@@ -311,11 +312,12 @@ def week_view(
         charge_attempts=len(charges),
     )
     payments = uow.escrow.payments_of(subject.id)
-    if not payments:
+    # A past-due week whose protected part was advanced has a payment and is still due.
+    view = replace(view, payment_id=payments[0].id if payments else None)
+    if subject.state is not MilestoneState.RELEASED:
         return replace(view, state=_SUBJECT_STATES.get(subject.state, CHARGING))
-    payment = payments[0]
-    matured = uow.escrow.pending_remaining(payment.id) == 0
-    return replace(view, state=AVAILABLE if matured else RELEASED, payment_id=payment.id)
+    matured = all(uow.escrow.pending_remaining(payment.id) == 0 for payment in payments)
+    return replace(view, state=AVAILABLE if matured else RELEASED)
 
 
 def weeks(uow: UnitOfWork, contract_id: str, *, before: date | None = None, limit: int | None = None) -> list[WeekView]:

@@ -27,10 +27,13 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime
 
-from ledger.escrow.accounts import open_escrow_account
+from ledger.bookkeeping import post_entry
+from ledger.escrow.accounts import open_escrow_account, open_protection_accounts
+from ledger.escrow.chart import HOURLY_PROTECTION, RECEIVABLES, escrow_account_code
 from ledger.escrow.hourly import (
     WEEK_CHARGE_RETRY,
     WEEK_REVIEW_END,
+    WEEK_WRITE_OFF,
     bill_of,
     hourly_contract,
     parse_week_subject,
@@ -50,8 +53,10 @@ from ledger.escrow.model import (
     new_id,
 )
 from ledger.escrow.orders import OrderKind, OrderState, PaymentOrder
-from ledger.escrow.payments import release
+from ledger.escrow.payments import entry_refs, release
 from ledger.escrow.timesheet import DayLine, WeekBill
+from ledger.journal import EntryRequest, credit, debit
+from ledger.kinds import EntryKind
 from ledger.ports.unit_of_work import UnitOfWork
 
 #: The payment kind of a released week (bonuses are "bonus", as on milestones).
@@ -93,6 +98,9 @@ def close_week(uow: UnitOfWork, subject_id: str, due_at: datetime) -> bool:
     if uow.escrow.closed_week(contract_id, monday) is not None:
         return False
     bill = bill_of(uow, contract_id, monday)
+    client = uow.documents.party(contract.client_id)
+    verified = client.payment_method_verified_at if client is not None else None
+    protected = protected_amount(bill) if verified is not None and verified < due_at else 0
     subject = None
     if bill.amount > 0:
         subject = _new_subject(
@@ -115,6 +123,7 @@ def close_week(uow: UnitOfWork, subject_id: str, due_at: datetime) -> bool:
             amount=bill.amount,
             closed_at=due_at,
             milestone_id=None if subject is None else subject.id,
+            protected_amount=protected,
         )
     )
     if subject is None:
@@ -139,7 +148,7 @@ def after_failed_charge(uow: UnitOfWork, milestone_id: str) -> None:
     if len(failed) >= HOURLY_CALENDAR.pause_after_failed_charges and contract.paused_at is None:
         uow.escrow.save_contract_terms(replace(contract, paused_at=now, paused_by=PAUSED_PAST_DUE))
     retry_at = now + HOURLY_CALENDAR.charge_retry_after
-    if retry_at <= closes_at(monday) + HOURLY_CALENDAR.retry_charges_for:
+    if retry_at < closes_at(monday) + HOURLY_CALENDAR.retry_charges_for:
         uow.escrow.schedule(WEEK_CHARGE_RETRY, subject.id, retry_at)
 
 
@@ -170,9 +179,112 @@ def end_review(uow: UnitOfWork, subject_id: str, due_at: datetime) -> bool:
     deadline). True if it released. A charge still in flight releases on success
     (`after_funding`); a failed one releases nothing."""
     subject, contract = uow.escrow.milestone_and_contract(subject_id, lock=True)
+    if subject.state is MilestoneState.DRAFT:
+        return _advance(uow, subject, contract, due_at)
     if subject.state is not MilestoneState.FUNDED or subject.frozen_by is not None:
         return False
     _release_week(uow, subject, contract, effective_at=due_at)
+    return True
+
+
+def protected_amount(bill: WeekBill) -> int:
+    """The part of the week protected for a verified client: its tracked segments with a
+    memo, within the limit (their lines are cut from the week's one cost function, so
+    this part and the rest add up to the week)."""
+    return sum(line.amount for line in bill.segments if not line.segment.manual and line.segment.memo.strip())
+
+
+def _posted(uow: UnitOfWork, key: str, account: str) -> int:
+    """What the entry with `key` moved on `account` (0 if there is no such entry)."""
+    found = uow.journal.find_by_keys([key]).get(key)
+    if found is None:
+        return 0
+    return sum(p.amount for p in found[0].postings if p.account == account)
+
+
+def _advance(uow: UnitOfWork, subject: Milestone, contract: Contract, due_at: datetime) -> bool:
+    """Review end of a past-due week: the platform advances its protected part (receivables
+    -> the week's escrow) and releases it as usual; the rest waits for the client's money.
+    A write-off is scheduled for when retries stop."""
+    monday = parse_week_subject(subject.id)[1]
+    week = uow.escrow.closed_week(contract.id, monday)
+    key = f"{EntryKind.ADVANCE}:{subject.id}"
+    if week is None or week.protected_amount == 0 or _posted(uow, key, RECEIVABLES):
+        return False
+    currency = contract.currency
+    open_protection_accounts(uow, currency)
+    post_entry(
+        uow,
+        EntryRequest(
+            idempotency_key=key,
+            kind=EntryKind.ADVANCE,
+            postings=(
+                debit(RECEIVABLES, week.protected_amount, currency),
+                credit(escrow_account_code(subject.id), week.protected_amount, currency),
+            ),
+            effective_at=due_at,
+            refs=entry_refs(contract, subject.id),
+        ),
+    )
+    release(
+        uow,
+        contract,
+        subject,
+        week.protected_amount,
+        effective_at=due_at,
+        kind=HOURLY_PAYMENT,
+        pending_until=max(available_at(monday), due_at),
+        invoice_lines=(("protected tracked time", week.protected_amount),),
+    )
+    uow.escrow.schedule(WEEK_WRITE_OFF, subject.id, week.closed_at + HOURLY_CALENDAR.retry_charges_for)
+    return True
+
+
+def _recover(uow: UnitOfWork, subject: Milestone, contract: Contract) -> int:
+    """An advanced week's charge succeeded: what was advanced goes back from the week's
+    escrow to receivables (to the protection expense for what was written off). Returns
+    the amount recovered."""
+    advanced = _posted(uow, f"{EntryKind.ADVANCE}:{subject.id}", RECEIVABLES)
+    if not advanced:
+        return 0
+    written_off = _posted(uow, f"{EntryKind.WRITE_OFF}:{subject.id}", HOURLY_PROTECTION)
+    currency = contract.currency
+    postings = [debit(escrow_account_code(subject.id), advanced, currency)]
+    if advanced - written_off:
+        postings.append(credit(RECEIVABLES, advanced - written_off, currency))
+    if written_off:
+        postings.append(credit(HOURLY_PROTECTION, written_off, currency))
+    post_entry(
+        uow,
+        EntryRequest(
+            idempotency_key=f"{EntryKind.RECOVERY}:{subject.id}",
+            kind=EntryKind.RECOVERY,
+            postings=tuple(postings),
+            refs=entry_refs(contract, subject.id),
+        ),
+    )
+    return advanced
+
+
+def write_off(uow: UnitOfWork, subject_id: str, due_at: datetime) -> bool:
+    """Retries are over and the advance was not recovered: it is the platform's loss."""
+    subject, contract = uow.escrow.milestone_and_contract(subject_id, lock=True)
+    advanced = _posted(uow, f"{EntryKind.ADVANCE}:{subject.id}", RECEIVABLES)
+    if subject.state is not MilestoneState.DRAFT or not advanced:
+        return False
+    post_entry(
+        uow,
+        EntryRequest(
+            idempotency_key=f"{EntryKind.WRITE_OFF}:{subject.id}",
+            kind=EntryKind.WRITE_OFF,
+            postings=(
+                debit(HOURLY_PROTECTION, advanced, contract.currency),
+                credit(RECEIVABLES, advanced, contract.currency),
+            ),
+            effective_at=due_at,
+            refs=entry_refs(contract, subject.id),
+        ),
+    )
     return True
 
 
@@ -190,6 +302,12 @@ def after_funding(uow: UnitOfWork, milestone_id: str) -> Payment | None:
     if subject.kind is not SubjectKind.WEEK:
         return None
     _lift_past_due_pause(uow, contract)
+    recovered = _recover(uow, subject, contract)
+    if recovered:
+        subject = replace(subject, held=subject.held - recovered)
+        if subject.held == 0:
+            uow.escrow.save_milestone(replace(subject, state=MilestoneState.RELEASED))
+            return None
     if now >= review_ends_at(parse_week_subject(subject.id)[1]):
         return _release_week(uow, subject, contract, effective_at=now)
     return None
@@ -208,9 +326,9 @@ def invoice_lines(bill: WeekBill) -> tuple[tuple[str, int], ...]:
 def _release_week(uow: UnitOfWork, subject: Milestone, contract: Contract, *, effective_at: datetime) -> Payment:
     monday = parse_week_subject(subject.id)[1]
     bill = bill_of(uow, contract.id, monday)
-    if bill.amount != subject.held:
-        # Segments and terms of a closed week cannot change; a difference is a defect.
-        raise AssertionError(f"week {subject.id} holds {subject.held} but bills {bill.amount}")
+    # Segments and terms of a closed week cannot change: what it holds is its amount, or
+    # what is left of it once its protected part was advanced and released.
+    lines = invoice_lines(bill) if subject.held == bill.amount else (("unprotected time", subject.held),)
     payment = release(
         uow,
         contract,
@@ -219,7 +337,7 @@ def _release_week(uow: UnitOfWork, subject: Milestone, contract: Contract, *, ef
         effective_at=effective_at,
         kind=HOURLY_PAYMENT,
         pending_until=max(available_at(monday), effective_at),
-        invoice_lines=invoice_lines(bill),
+        invoice_lines=lines,
     )
     uow.escrow.save_milestone(replace(subject, held=0, state=MilestoneState.RELEASED))
     return payment

@@ -305,6 +305,9 @@ class ClosedWeek:
         limit_minutes: the weekly limit in force for the week.
         logged_minutes, billable_minutes, over_limit_minutes: as billed at the close.
         amount: what the client is charged (minor units), by the cumulative rule.
+        protected_amount: the part of it the platform advances at review end when the
+            charge has not succeeded: tracked time within the limit, for a client whose
+            payment method was verified before the close; else 0.
         closed_at: the close (Monday 12:00 after the week).
         milestone_id: the escrow subject, None when nothing was billable.
     """
@@ -319,6 +322,7 @@ class ClosedWeek:
     amount: int
     closed_at: datetime
     milestone_id: str | None
+    protected_amount: int = 0
 
 
 @dataclass(frozen=True)

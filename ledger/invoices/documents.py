@@ -82,7 +82,15 @@ class PartyDetails:
 
 
 #: A party record's fields that may be set (`Party` less its id and update time).
-PARTY_FIELDS = ("display_name", "legal_name", "address", "country", "tax_id", "provider_id")
+PARTY_FIELDS = (
+    "display_name",
+    "legal_name",
+    "address",
+    "country",
+    "tax_id",
+    "provider_id",
+    "payment_method_verified_at",
+)
 
 
 @dataclass(frozen=True)
@@ -95,6 +103,8 @@ class Party:
             alpha-2), tax_id: printed on invoices when known.
         provider_id: the payment provider's customer (client) or connected account (freelancer).
         updated_at: when the record last changed.
+        payment_method_verified_at: when the marketplace verified the client's payment
+            method (hourly time of weeks closed after it is protected).
     """
 
     party_id: str
@@ -105,6 +115,7 @@ class Party:
     tax_id: str | None
     provider_id: str | None
     updated_at: datetime
+    payment_method_verified_at: datetime | None = None
 
 
 def party_details(record: Party | None, party_id: str) -> PartyDetails:

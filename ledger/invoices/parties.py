@@ -6,6 +6,9 @@ required; invoices print what is known and never fail for a missing optional fie
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
+from ledger.clock import require_utc
 from ledger.errors import InvalidRequest
 from ledger.escrow.model import party_id as valid_party_id
 from ledger.invoices.documents import PARTY_FIELDS, Party, UnknownParty
@@ -21,6 +24,7 @@ def set_party(uow: UnitOfWork, party_id: str, **fields: str | None) -> Party:
     if unknown:
         raise InvalidRequest(f"unknown party fields: {', '.join(sorted(unknown))}", field=sorted(unknown)[0])
     values: dict[str, str | None] = {}
+    verified_at = _verified_at(fields.pop("payment_method_verified_at", None))
     for name, value in fields.items():
         if value is None:
             continue
@@ -54,9 +58,31 @@ def set_party(uow: UnitOfWork, party_id: str, **fields: str | None) -> Party:
             tax_id=values.get("tax_id", current.tax_id),
             provider_id=values.get("provider_id", current.provider_id),
             updated_at=now,
+            payment_method_verified_at=verified_at or current.payment_method_verified_at,
         )
     )
     return get_party(uow, pid)
+
+
+def _verified_at(value: object) -> datetime | None:
+    """The time the client's payment method was verified: an ISO 8601 time with its offset."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return require_utc(value)
+    if not isinstance(value, str):
+        raise InvalidRequest("payment_method_verified_at is an ISO 8601 time", field="payment_method_verified_at")
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidRequest(
+            f"payment_method_verified_at is an ISO 8601 time, not {value!r}", field="payment_method_verified_at"
+        ) from None
+    if parsed.tzinfo is None:
+        raise InvalidRequest(
+            "payment_method_verified_at has no UTC offset (add Z or +00:00)", field="payment_method_verified_at"
+        )
+    return parsed.astimezone(UTC)
 
 
 def get_party(uow: UnitOfWork, party_id: str) -> Party:

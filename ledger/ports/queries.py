@@ -199,6 +199,8 @@ class MilestoneFlows:
             chargeback taken from escrow counts as refunded).
         foreign_postings: postings of entries of other kinds.
         paid: the gross of its payments.
+        advanced: what the platform advanced into it (protected hourly time), net of
+            what it took back when the client's money came.
     """
 
     milestone_id: str
@@ -211,6 +213,7 @@ class MilestoneFlows:
     refunded: int
     foreign_postings: int
     paid: int
+    advanced: int = 0
 
 
 @dataclass(frozen=True)
@@ -218,7 +221,9 @@ class ClientFlows:
     """A client's escrow in one currency, summed over its milestones.
 
     Attributes:
-        collected: funded; held: still in escrow; released: paid gross; refunded.
+        collected: funded; held: still in escrow; released: paid gross; refunded;
+        advanced: advanced by the platform and not taken back (receivables
+            outstanding + written off).
     """
 
     client_id: str
@@ -227,6 +232,7 @@ class ClientFlows:
     held: int
     released: int
     refunded: int
+    advanced: int = 0
 
 
 @dataclass(frozen=True)
@@ -297,6 +303,19 @@ class WeekAudit:
     term_changes: tuple[TermChange, ...]
 
 
+@dataclass(frozen=True)
+class KindLeg:
+    """A posting of an entry of a given kind, with the entry's references and date."""
+
+    kind: str
+    refs: Mapping[str, str]
+    effective_at: datetime
+    account: str
+    currency: str
+    side: Side
+    amount: int
+
+
 class EscrowAuditQueries(Protocol):
     """Milestones' escrow accounts, balances and disputes, and hourly weeks, for
     `ledger.escrow.checks`."""
@@ -307,6 +326,10 @@ class EscrowAuditQueries(Protocol):
 
     def unrecorded_week_subjects(self) -> Iterator[str]:
         """The ids of escrow subjects of kind 'week' no closed week names."""
+        ...
+
+    def kind_legs(self, kinds: Sequence[str]) -> Iterator[KindLeg]:
+        """The postings of every entry of one of `kinds` (few: advances, recoveries, write-offs)."""
         ...
 
     def milestone_flows(self) -> Iterator[MilestoneFlows]:

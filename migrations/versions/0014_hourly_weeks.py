@@ -7,8 +7,9 @@ hourly contract. Funding, release, refunds, chargebacks and invoices treat the t
 alike. SQLite adds the column with its CHECK by ALTER TABLE ADD COLUMN (see 0013).
 
 `hourly_weeks` keeps each week as it closed: the limit in force for it, its logged,
-billable and over-limit minutes and its amount, and the escrow subject that holds its
-money (none when nothing was billable).
+billable and over-limit minutes, its amount and the part of it that is protected
+(tracked time within the limit, for a client whose payment method was verified before
+the close), and the escrow subject that holds its money (none when nothing was billable).
 
 Revision ID: 0014
 Revises: 0013
@@ -48,6 +49,7 @@ def upgrade() -> None:
         sa.Column("billable_minutes", sa.Integer(), nullable=False),
         sa.Column("over_limit_minutes", sa.Integer(), nullable=False),
         sa.Column("amount", sa.BigInteger(), nullable=False),
+        sa.Column("protected_amount", sa.BigInteger(), nullable=False),
         sa.Column("closed_at", UTCDateTime(), nullable=False),
         sa.Column("milestone_id", sa.String(length=40), nullable=True),
         sa.CheckConstraint(
@@ -57,6 +59,9 @@ def upgrade() -> None:
         ),
         sa.CheckConstraint(
             "amount >= 0 AND (milestone_id IS NULL) = (amount = 0)", name=op.f("ck_hourly_weeks_amount")
+        ),
+        sa.CheckConstraint(
+            "protected_amount >= 0 AND protected_amount <= amount", name=op.f("ck_hourly_weeks_protected_amount")
         ),
         sa.ForeignKeyConstraint(
             ["contract_id"], ["contracts.id"], name=op.f("fk_hourly_weeks_contract_id_contracts"), ondelete="RESTRICT"

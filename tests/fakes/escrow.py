@@ -177,6 +177,7 @@ class MemoryEscrowStore:
             or week.billable_minutes > week.limit_minutes
             or min(week.billable_minutes, week.over_limit_minutes, week.amount) < 0
             or (week.milestone_id is None) != (week.amount == 0)
+            or not 0 <= week.protected_amount <= week.amount
         ):
             raise ConstraintViolation(f"closed week {week.id}: minutes or amount out of line")
         self._state.closed_weeks[week.id] = week

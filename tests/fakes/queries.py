@@ -28,6 +28,7 @@ from ledger.ports.queries import (
     EntryPostingCount,
     FeeChainLink,
     FeeRevenueRow,
+    KindLeg,
     MilestoneFlows,
     PairBillings,
     ProviderPosting,
@@ -41,6 +42,7 @@ from tests.fakes.state import MemoryState, PostingRow
 FUNDED_KINDS = frozenset({"escrow.fund", "escrow.fund_bonus", "escrow.fund.reversal", "escrow.fund_bonus.reversal"})
 RELEASED_KINDS = frozenset({"escrow.release", "escrow.release.reversal"})
 REFUNDED_KINDS = frozenset({"escrow.refund", "escrow.refund.reversal", "escrow.chargeback"})
+ADVANCED_KINDS = frozenset({"escrow.advance", "escrow.recovery"})
 
 
 def _debit(posting: PostingRow) -> int:
@@ -167,7 +169,7 @@ class MemoryAuditQueries:
             account_id = self._state.account_ids.get((escrow_account_code(milestone_id), contract.currency))
             if account_id is None:
                 continue  # the SQL joins milestones to their escrow accounts: none, no row
-            funded = released = refunded = foreign = 0
+            funded = released = refunded = foreign = advanced = 0
             for posting in by_account[account_id]:
                 kind = self._state.entries[posting.entry_id].entry.kind
                 credit_positive = posting.amount if posting.side is Side.CREDIT else -posting.amount
@@ -177,6 +179,8 @@ class MemoryAuditQueries:
                     released -= credit_positive
                 elif kind in REFUNDED_KINDS:
                     refunded -= credit_positive
+                elif kind in ADVANCED_KINDS:
+                    advanced += credit_positive
                 else:
                     foreign += 1
             yield MilestoneFlows(
@@ -190,6 +194,7 @@ class MemoryAuditQueries:
                 refunded=refunded,
                 foreign_postings=foreign,
                 paid=paid[milestone_id],
+                advanced=advanced,
             )
 
     def hourly_weeks(self) -> Iterator[WeekAudit]:
@@ -225,15 +230,16 @@ class MemoryAuditQueries:
                 yield subject_id
 
     def client_flows(self) -> Iterator[ClientFlows]:
-        sums: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+        sums: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0])
         for flows in self.milestone_flows():
             totals = sums[(flows.client_id, flows.currency)]
             totals[0] += flows.funded
             totals[1] += flows.held
             totals[2] += flows.paid
             totals[3] += flows.refunded
-        for (client_id, currency), (collected, held, released, refunded) in sorted(sums.items()):
-            yield ClientFlows(client_id, currency, collected, held, released, refunded)
+            totals[4] += flows.advanced
+        for (client_id, currency), (collected, held, released, refunded, advanced) in sorted(sums.items()):
+            yield ClientFlows(client_id, currency, collected, held, released, refunded, advanced)
 
     def balances_by_currency(self) -> Iterator[CurrencyBalances]:
         sums: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
@@ -253,6 +259,22 @@ class MemoryAuditQueries:
                 revenue=totals["revenue"],
                 expenses=totals["expense"],
             )
+
+    def kind_legs(self, kinds: Sequence[str]) -> Iterator[KindLeg]:
+        wanted = set(kinds)
+        for posting in self._state.postings:
+            entry = self._state.entries[posting.entry_id].entry
+            if entry.kind in wanted:
+                account = self._state.accounts[posting.account_id]
+                yield KindLeg(
+                    entry.kind,
+                    dict(entry.refs),
+                    entry.effective_at,
+                    account.code,
+                    account.currency,
+                    posting.side,
+                    posting.amount,
+                )
 
     def dispute_legs(self, kinds: Sequence[str]) -> Iterator[DisputeLeg]:
         wanted = set(kinds)

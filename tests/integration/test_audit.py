@@ -80,6 +80,7 @@ def test_a_clean_ledger_passes_every_check(sqlite_book: Ledger) -> None:
             {"name": "fee_chain", "ok": True, "problems": []},
             {"name": "escrow_matches_milestones", "ok": True, "problems": []},
             {"name": "hourly_weeks_billed", "ok": True, "problems": []},
+            {"name": "receivables_match_advances", "ok": True, "problems": []},
             {"name": "conservation_per_client", "ok": True, "problems": []},
             {"name": "accounting_equation", "ok": True, "problems": []},
             {"name": "chargebacks_accounted", "ok": True, "problems": []},

@@ -316,8 +316,8 @@ def test_a_week_never_paid_pauses_its_contract_after_five_failed_days_and_releas
     for day in range(5, 40):
         market.tick(CLOSE + day * DAY)
     week = market.week(contract_id)
-    # Attempts stop 30 days after the close: the first and one a day after it, 31 in all.
-    assert (week.state, week.charge_attempts) == ("past_due", 31)
+    # Attempts stop 30 days after the close: the first and one a day after it, 30 in all.
+    assert (week.state, week.charge_attempts) == ("past_due", 30)
     assert pending(market) == available(market) == 0
     market.gateway._declines.clear()
     market.audit_ok()
@@ -349,4 +349,72 @@ def test_an_off_session_charge_that_asks_for_the_payers_action_counts_as_failed(
     assert "payer" in (week.failure_reason or "")
     market.tick(CLOSE + DAY)
     assert market.week(contract_id).state == "in_review"
+    market.audit_ok()
+
+
+RECEIVABLES = "assets:receivables:clients"
+PROTECTION = "expenses:hourly_protection"
+
+
+def verified_client(market: Marketplace, at: str = "2026-11-01T00:00:00Z") -> None:
+    market.services.finance.set_party(CLIENT, display_name="Client", payment_method_verified_at=at)
+
+
+def tracked_and_manual_week(market: Marketplace) -> str:
+    """2 h tracked (100.00, protected for a verified client) and 1 h manual (50.00, not)."""
+    contract_id = market.open()
+    market.log(contract_id, 0, 9, 2)
+    market.log(contract_id, 1, 9, 1, manual=True)
+    return contract_id
+
+
+def test_protected_tracked_time_is_advanced_at_review_end_and_recovered_when_a_retry_succeeds(
+    market: Marketplace,
+) -> None:
+    verified_client(market)
+    contract_id = tracked_and_manual_week(market)
+    for _ in range(6):
+        market.gateway.decline_next("insufficient_funds")
+    for day in range(6):  # Monday 12:00 to Saturday 12:00: review end passes meanwhile
+        market.tick(CLOSE + day * DAY)
+    assert market.balance(RECEIVABLES) == 10000  # the tracked part, advanced
+    assert pending(market) == 8000  # released less the 20% fee; the manual hour waits
+    week = market.week(contract_id)
+    assert (week.state, week.payment_id is not None) == ("past_due", True)
+    market.audit_ok()
+    market.tick(CLOSE + 6 * DAY)  # the seventh attempt succeeds
+    assert market.balance(RECEIVABLES) == 0
+    assert pending(market) == 12000  # the manual hour released at once, less its fee
+    market.tick(AVAILABLE)
+    assert (pending(market), available(market)) == (0, 12000)
+    market.audit_ok()
+
+
+def test_an_advance_never_recovered_is_written_off_30_days_after_the_close_and_manual_time_is_never_paid(
+    market: Marketplace,
+) -> None:
+    verified_client(market)
+    contract_id = tracked_and_manual_week(market)
+    for _ in range(40):
+        market.gateway.decline_next("insufficient_funds")
+    for day in range(31):
+        market.tick(CLOSE + day * DAY)
+    assert market.balance(RECEIVABLES) == 0
+    assert market.balance(PROTECTION) == 10000
+    assert available(market) == 8000  # the advanced part only
+    assert market.week(contract_id).charge_attempts == 30
+    market.gateway._declines.clear()
+    market.audit_ok()
+
+
+def test_a_client_verified_after_the_close_gets_no_protection(market: Marketplace) -> None:
+    verified_client(market, "2026-12-07T12:00:01Z")
+    tracked_and_manual_week(market)
+    for _ in range(10):
+        market.gateway.decline_next("insufficient_funds")
+    for day in range(8):
+        market.tick(CLOSE + day * DAY)
+    assert market.balance(RECEIVABLES) == 0
+    assert pending(market) == available(market) == 0
+    market.gateway._declines.clear()
     market.audit_ok()
