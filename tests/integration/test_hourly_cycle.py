@@ -418,3 +418,17 @@ def test_a_client_verified_after_the_close_gets_no_protection(market: Marketplac
     assert pending(market) == available(market) == 0
     market.gateway._declines.clear()
     market.audit_ok()
+
+
+def test_a_released_week_is_refunded_after_release_like_a_milestone_payment(market: Marketplace) -> None:
+    contract_id = market.open()
+    market.log(contract_id, 0, 9, 4)  # 200.00 at 20%: fee 40.00
+    market.tick(AVAILABLE)
+    week = market.week(contract_id)
+    refund = market.escrow.refunds.refund_payment(week.payment_id or "", 5000)
+    assert (refund.amount, refund.fee_returned) == (5000, 1000)
+    assert available(market) == 16000 - 4000
+    assert market.book.lifetime_billings(FREELANCER, CLIENT, "USD") == 15000
+    notes = [d for d in market.services.finance.documents(party_id=CLIENT) if d.kind is DocumentKind.CREDIT_NOTE]
+    assert len(notes) == 1 and notes[0].total == 5000
+    market.audit_ok()
