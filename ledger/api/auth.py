@@ -17,6 +17,7 @@ from ledger.api.keys import authenticate
 from ledger.service import Ledger
 
 MARKETPLACE = ("marketplace",)
+ADMIN = ("admin",)
 FINANCE = ("finance",)
 READERS = ("finance", "auditor")
 

@@ -11,16 +11,18 @@ from litestar import Controller, Request, delete, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody
 
-from ledger.api.auth import MARKETPLACE
+from ledger.api.auth import ADMIN, MARKETPLACE
 from ledger.api.idempotent import idempotent
 from ledger.api.pagination import PageRequest
 from ledger.api.schemas import (
     ContractOut,
     HourlyBonusCreate,
     HourlyBonusOut,
+    ResolveDispute,
     SegmentCreate,
     SegmentList,
     SegmentOut,
+    WeekDisputeCreate,
     WeekList,
     WeekOut,
 )
@@ -160,3 +162,97 @@ class HourlyController(Controller):
         if bonus.subject.contract_id != contract_id:
             raise UnknownMilestone(f"no bonus {bonus_id} on contract {contract_id}", milestone_id=bonus_id)
         return hourly_bonus_out(bonus)
+
+    @post(
+        "/{contract_id:str}/weeks/{monday:str}/dispute",
+        operation_id="disputeWeek",
+        sync_to_thread=True,
+        status_code=201,
+    )
+    @idempotent
+    def dispute_week(
+        self,
+        request: Request[Any, Any, Any],
+        escrow: NamedDependency[Escrow],
+        request_key: NamedDependency[str | None],
+        contract_id: FromPath[str],
+        monday: FromPath[str],
+        data: JSONBody[WeekDisputeCreate],
+    ) -> WeekOut:
+        """The client disputes the week's last `minutes` billable minutes, with a reason,
+        until its review ends: only their amount is held, the contract is paused."""
+        week = parse_monday(monday, "monday")
+        return week_out(
+            escrow.hourly.dispute_week(
+                contract_id, week, minutes=data.minutes, reason=data.reason, request_key=request_key
+            )
+        )
+
+    @post(
+        "/{contract_id:str}/weeks/{monday:str}/dispute/accept",
+        operation_id="acceptWeekDispute",
+        sync_to_thread=True,
+        status_code=200,
+    )
+    @idempotent
+    def accept_dispute(
+        self,
+        request: Request[Any, Any, Any],
+        escrow: NamedDependency[Escrow],
+        request_key: NamedDependency[str | None],
+        contract_id: FromPath[str],
+        monday: FromPath[str],
+    ) -> WeekOut:
+        """The freelancer accepts the dispute: its amount is refunded to the client."""
+        week = parse_monday(monday, "monday")
+        return week_out(escrow.hourly.accept_week_dispute(contract_id, week, request_key=request_key))
+
+    @post(
+        "/{contract_id:str}/weeks/{monday:str}/dispute/contest",
+        operation_id="contestWeekDispute",
+        sync_to_thread=True,
+        status_code=200,
+    )
+    @idempotent
+    def contest_dispute(
+        self,
+        request: Request[Any, Any, Any],
+        escrow: NamedDependency[Escrow],
+        request_key: NamedDependency[str | None],
+        contract_id: FromPath[str],
+        monday: FromPath[str],
+    ) -> WeekOut:
+        """The freelancer contests the dispute before `answer_by`: an operator resolves it."""
+        week = parse_monday(monday, "monday")
+        return week_out(escrow.hourly.contest_week_dispute(contract_id, week, request_key=request_key))
+
+    @post(
+        "/{contract_id:str}/weeks/{monday:str}/dispute/resolve",
+        operation_id="resolveWeekDispute",
+        sync_to_thread=True,
+        status_code=200,
+        opt={"roles": ADMIN},
+    )
+    @idempotent
+    def resolve_dispute(
+        self,
+        request: Request[Any, Any, Any],
+        escrow: NamedDependency[Escrow],
+        request_key: NamedDependency[str | None],
+        contract_id: FromPath[str],
+        monday: FromPath[str],
+        data: JSONBody[ResolveDispute],
+    ) -> WeekOut:
+        """An operator (`admin`) splits the dispute: `release` to the freelancer (the fee on
+        it only), `refund` to the client; together the disputed amount."""
+        week = parse_monday(monday, "monday")
+        currency = escrow.hourly.currency_of(contract_id)
+        return week_out(
+            escrow.hourly.resolve_week_dispute(
+                contract_id,
+                week,
+                release=data.release.minor(currency, field="release"),
+                refund=data.refund.minor(currency, field="refund"),
+                request_key=request_key,
+            )
+        )

@@ -209,6 +209,27 @@ class DayOut(Struct):
     amount: Amount
 
 
+class WeekDisputeOut(Struct):
+    """A dispute of a week's last `minutes` billable minutes, costing `amount`. `state`:
+    "open" (the freelancer accepts or contests before `answer_by`, else it is refunded),
+    "contested" (an operator resolves it), "accepted", "expired", "resolved"."""
+
+    minutes: int
+    amount: Amount
+    reason: str
+    state: str
+    opened_at: datetime
+    answer_by: datetime
+    closed_at: datetime | None
+    released: Amount
+    refunded: Amount
+
+
+class WeekDisputeCreate(Struct, forbid_unknown_fields=True):
+    minutes: int
+    reason: str
+
+
 class WeekOut(Struct):
     """A week of an hourly contract: as it would be billed while open, as it closed
     after. `state` is one of: "open" (time may be logged and edited until `closes_at`),
@@ -216,7 +237,8 @@ class WeekOut(Struct):
     billable, no money moves), "charging" (the client's charge is with the provider),
     "past_due" (the charge failed, `failure_reason` says why; it is tried again a day
     after each attempt, `charge_attempts` counts them, and the contract is paused
-    after 5; a success lifts that pause), "in_review" (charged;
+    after 5; a success lifts that pause), "disputed" (the client disputes some of its
+    minutes: `dispute`), "in_review" (charged;
     released at `review_ends_at`), "released" (paid to the freelancer, `payment_id`,
     pending until `available_at`), "available", "refunded"."""
 
@@ -235,6 +257,7 @@ class WeekOut(Struct):
     charge_order_id: str | None = None
     failure_reason: str | None = None
     charge_attempts: int = 0
+    dispute: WeekDisputeOut | None = None
 
 
 class HourlyBonusCreate(Struct, forbid_unknown_fields=True):

@@ -36,10 +36,20 @@ from ledger.api.schemas import (
     StatementOut,
     TrialBalanceOut,
     TrialBalanceRowOut,
+    WeekDisputeOut,
     WeekOut,
 )
 from ledger.escrow.hourly import WeekView
-from ledger.escrow.model import Contract, Dispute, Milestone, MilestoneStanding, Payment, PaymentRefund, Payout
+from ledger.escrow.model import (
+    Contract,
+    Dispute,
+    Milestone,
+    MilestoneStanding,
+    Payment,
+    PaymentRefund,
+    Payout,
+    WeekDispute,
+)
 from ledger.escrow.reconciliation import ReconciliationLine
 from ledger.escrow.services.funding import FundingOutcome
 from ledger.escrow.services.hourly import HourlyBonus
@@ -222,6 +232,21 @@ def week_out(view: WeekView) -> WeekOut:
         charge_order_id=view.charge_order_id,
         failure_reason=view.failure_reason,
         charge_attempts=view.charge_attempts,
+        dispute=None if view.dispute is None else week_dispute_out(view.dispute, currency),
+    )
+
+
+def week_dispute_out(dispute: WeekDispute, currency: str) -> WeekDisputeOut:
+    return WeekDisputeOut(
+        minutes=dispute.minutes,
+        amount=Amount.of(dispute.amount, currency),
+        reason=dispute.reason,
+        state=dispute.state,
+        opened_at=dispute.opened_at,
+        answer_by=dispute.answer_by,
+        closed_at=dispute.closed_at,
+        released=Amount.of(dispute.released, currency),
+        refunded=Amount.of(dispute.refunded, currency),
     )
 
 

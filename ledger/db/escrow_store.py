@@ -30,6 +30,7 @@ from ledger.db.schema import (
     refund_orders,
     time_segments,
     timers,
+    week_disputes,
 )
 from ledger.errors import NotFound
 from ledger.escrow.chart import ESCROW_ACCOUNT_PREFIX
@@ -55,6 +56,7 @@ from ledger.escrow.model import (
     UnknownPayment,
     UnknownPayout,
     UnknownSegment,
+    WeekDispute,
 )
 from ledger.escrow.timesheet import Segment
 
@@ -201,6 +203,22 @@ _ADD_CLOSED_WEEK = {
     dialect: insert(hourly_weeks).on_conflict_do_nothing(index_elements=["id"])
     for dialect, insert in DIALECT_INSERT.items()
 }
+
+
+def _dispute_values(dispute: WeekDispute) -> dict[str, object]:
+    return {
+        "id": dispute.id,
+        "contract_id": dispute.contract_id,
+        "minutes": dispute.minutes,
+        "amount": dispute.amount,
+        "reason": dispute.reason,
+        "state": dispute.state,
+        "opened_at": dispute.opened_at,
+        "answer_by": dispute.answer_by,
+        "closed_at": dispute.closed_at,
+        "released": dispute.released,
+        "refunded": dispute.refunded,
+    }
 
 
 def closed_week(row: Row[Any]) -> ClosedWeek:
@@ -382,6 +400,39 @@ class EscrowStore:
             select(hourly_weeks).where(hourly_weeks.c.contract_id == contract_id, hourly_weeks.c.week == monday)
         ).first()
         return None if row is None else closed_week(row)
+
+    def add_week_dispute(self, dispute: WeekDispute) -> None:
+        self._conn.execute(week_disputes.insert().values(**_dispute_values(dispute)))
+
+    def week_dispute(self, week_id: str) -> WeekDispute | None:
+        row = self._conn.execute(select(week_disputes).where(week_disputes.c.id == week_id)).first()
+        if row is None:
+            return None
+        return WeekDispute(
+            id=row.id,
+            contract_id=row.contract_id,
+            minutes=int(row.minutes),
+            amount=int(row.amount),
+            reason=row.reason,
+            state=row.state,
+            opened_at=row.opened_at,
+            answer_by=row.answer_by,
+            closed_at=row.closed_at,
+            released=int(row.released),
+            refunded=int(row.refunded),
+        )
+
+    def save_week_dispute(self, dispute: WeekDispute) -> None:
+        self._conn.execute(
+            week_disputes.update()
+            .where(week_disputes.c.id == dispute.id)
+            .values(
+                state=dispute.state,
+                closed_at=dispute.closed_at,
+                released=dispute.released,
+                refunded=dispute.refunded,
+            )
+        )
 
     def segment_weeks(self, contract_id: str) -> list[date]:
         starts = self._conn.execute(

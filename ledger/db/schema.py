@@ -262,7 +262,7 @@ class ContractRow(Base):
             "(type = 'hourly') = (hourly_rate IS NOT NULL AND weekly_limit_hours IS NOT NULL)",
             name="hourly_terms",
         ),
-        CheckConstraint("paused_by IS NULL OR paused_by IN ('request', 'past_due')", name="paused_by"),
+        CheckConstraint("paused_by IS NULL OR paused_by IN ('request', 'past_due', 'dispute')", name="paused_by"),
     )
 
 
@@ -445,6 +445,40 @@ contract_term_changes = cast(Table, ContractTermChangeRow.__table__)
 time_segments = cast(Table, TimeSegmentRow.__table__)
 milestones = cast(Table, MilestoneRow.__table__)
 hourly_weeks = cast(Table, HourlyWeekRow.__table__)
+
+
+class WeekDisputeRow(Base):
+    """A client's dispute of a charged week's last billable minutes (its id is the week's)."""
+
+    __tablename__ = "week_disputes"
+
+    id: Mapped[str] = mapped_column(String(40), ForeignKey("milestones.id", ondelete="RESTRICT"), primary_key=True)
+    contract_id: Mapped[str] = mapped_column(String(40), ForeignKey("contracts.id", ondelete="RESTRICT"))
+    minutes: Mapped[int] = mapped_column(Integer)
+    amount: Mapped[MinorUnits]
+    reason: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(12))
+    opened_at: Mapped[Timestamp]
+    answer_by: Mapped[Timestamp]
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    released: Mapped[MinorUnits]
+    refunded: Mapped[MinorUnits]
+
+    __table_args__ = (
+        CheckConstraint(
+            "minutes > 0 AND amount > 0 AND released >= 0 AND refunded >= 0 AND released + refunded <= amount",
+            name="figures",
+        ),
+        CheckConstraint("state IN ('open', 'contested', 'accepted', 'expired', 'resolved')", name="state"),
+        CheckConstraint(
+            "(state IN ('open', 'contested')) = (closed_at IS NULL)"
+            " AND (closed_at IS NULL OR released + refunded = amount)",
+            name="closed",
+        ),
+    )
+
+
+week_disputes = cast(Table, WeekDisputeRow.__table__)
 payments = cast(Table, PaymentRow.__table__)
 payment_refunds = cast(Table, PaymentRefundRow.__table__)
 payouts = cast(Table, PayoutRow.__table__)

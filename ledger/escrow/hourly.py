@@ -37,6 +37,7 @@ from ledger.escrow.model import (
     ContractPaused,
     MilestoneState,
     TermChange,
+    WeekDispute,
     WrongContractType,
 )
 from ledger.escrow.orders import OrderKind
@@ -64,6 +65,7 @@ WEEK_CLOSE = "week_close"
 WEEK_REVIEW_END = "week_review_end"
 WEEK_CHARGE_RETRY = "week_charge_retry"
 WEEK_WRITE_OFF = "week_write_off"
+WEEK_DISPUTE_EXPIRY = "week_dispute_expiry"
 
 # A week's states (docs/architecture.md, "Hourly contracts").
 OPEN = "open"  # time may be logged and edited
@@ -72,10 +74,11 @@ CLOSED = "closed"  # closed with nothing billable: no money moves
 CHARGING = "charging"  # its charge is with the provider
 PAST_DUE = "past_due"  # its charge failed
 IN_REVIEW = "in_review"  # charged; the client reviews it until review end
+DISPUTED = "disputed"  # part or all of its minutes are disputed: that amount is held
 RELEASED = "released"  # paid to the freelancer, pending until its availability day
 AVAILABLE = "available"  # the freelancer may withdraw it
 REFUNDED = "refunded"  # its money went back to the client
-WEEK_STATES = (OPEN, CLOSING, CLOSED, CHARGING, PAST_DUE, IN_REVIEW, RELEASED, AVAILABLE, REFUNDED)
+WEEK_STATES = (OPEN, CLOSING, CLOSED, CHARGING, PAST_DUE, IN_REVIEW, DISPUTED, RELEASED, AVAILABLE, REFUNDED)
 
 
 def week_subject(contract_id: str, monday: date) -> str:
@@ -257,6 +260,7 @@ class WeekView:
         charge_order_id: the payment order charging the client, once closed with an amount.
         failure_reason: why the last charge attempt failed, when it did.
         charge_attempts: the charge attempts made so far (one a day while past due).
+        dispute: the client's dispute of its hours, if any.
     """
 
     week: date
@@ -270,6 +274,7 @@ class WeekView:
     charge_order_id: str | None = None
     failure_reason: str | None = None
     charge_attempts: int = 0
+    dispute: WeekDispute | None = None
 
 
 _SUBJECT_STATES = {
@@ -311,10 +316,17 @@ def week_view(
         failure_reason=subject.failure_reason,
         charge_attempts=len(charges),
     )
+    dispute = uow.escrow.week_dispute(subject.id)
+    view = replace(view, dispute=dispute)
+    if dispute is not None and dispute.is_open:
+        payments = uow.escrow.payments_of(subject.id)
+        return replace(view, state=DISPUTED, payment_id=payments[0].id if payments else None)
     payments = uow.escrow.payments_of(subject.id)
     # A past-due week whose protected part was advanced has a payment and is still due.
     view = replace(view, payment_id=payments[0].id if payments else None)
-    if subject.state is not MilestoneState.RELEASED:
+    if subject.state is MilestoneState.SETTLED and not payments:
+        return replace(view, state=REFUNDED)
+    if subject.state not in (MilestoneState.RELEASED, MilestoneState.SETTLED):
         return replace(view, state=_SUBJECT_STATES.get(subject.state, CHARGING))
     matured = all(uow.escrow.pending_remaining(payment.id) == 0 for payment in payments)
     return replace(view, state=AVAILABLE if matured else RELEASED)

@@ -40,6 +40,7 @@ from ledger.escrow.hourly import (
     week_subject,
 )
 from ledger.escrow.hourly_calendar import HOURLY_CALENDAR, available_at, closes_at, review_ends_at
+from ledger.escrow.hourly_disputes import held_for_dispute
 from ledger.escrow.milestones import charge_subject, positive_amount
 from ledger.escrow.model import (
     PAUSED_PAST_DUE,
@@ -183,8 +184,7 @@ def end_review(uow: UnitOfWork, subject_id: str, due_at: datetime) -> bool:
         return _advance(uow, subject, contract, due_at)
     if subject.state is not MilestoneState.FUNDED or subject.frozen_by is not None:
         return False
-    _release_week(uow, subject, contract, effective_at=due_at)
-    return True
+    return _release_week(uow, subject, contract, effective_at=due_at) is not None
 
 
 def protected_amount(bill: WeekBill) -> int:
@@ -323,23 +323,29 @@ def invoice_lines(bill: WeekBill) -> tuple[tuple[str, int], ...]:
     return tuple((day_text(day), day.amount) for day in bill.days if day.amount)
 
 
-def _release_week(uow: UnitOfWork, subject: Milestone, contract: Contract, *, effective_at: datetime) -> Payment:
+def _release_week(uow: UnitOfWork, subject: Milestone, contract: Contract, *, effective_at: datetime) -> Payment | None:
+    """Release what the week holds but an open dispute of its hours."""
     monday = parse_week_subject(subject.id)[1]
     bill = bill_of(uow, contract.id, monday)
+    disputed = held_for_dispute(uow, subject.id)
+    amount = subject.held - disputed
+    if amount <= 0:
+        return None
     # Segments and terms of a closed week cannot change: what it holds is its amount, or
-    # what is left of it once its protected part was advanced and released.
-    lines = invoice_lines(bill) if subject.held == bill.amount else (("unprotected time", subject.held),)
+    # what is left of it once a protected part was advanced or a disputed part set aside.
+    lines = invoice_lines(bill) if amount == bill.amount else (("undisputed time", amount),)
     payment = release(
         uow,
         contract,
         subject,
-        subject.held,
+        amount,
         effective_at=effective_at,
         kind=HOURLY_PAYMENT,
         pending_until=max(available_at(monday), effective_at),
         invoice_lines=lines,
     )
-    uow.escrow.save_milestone(replace(subject, held=0, state=MilestoneState.RELEASED))
+    if not disputed:
+        uow.escrow.save_milestone(replace(subject, held=0, state=MilestoneState.RELEASED))
     return payment
 
 

@@ -37,7 +37,10 @@ class HourlyCalendarPolicy:
             failed attempt ran (one attempt a day).
         pause_after_failed_charges: the contract is paused once a week's charge has
             failed this many times (on as many days).
-        retry_charges_for: no attempt is made later than this after the week closed.
+        retry_charges_for: no attempt is made this long after the week closed or later;
+            an advance not recovered by then is written off.
+        dispute_answer_period: the freelancer accepts or contests a dispute of a week's
+            hours within this time of its opening; silence refunds the client.
     """
 
     segment_length: dt.timedelta = dt.timedelta(minutes=10)
@@ -47,6 +50,7 @@ class HourlyCalendarPolicy:
     charge_retry_after: dt.timedelta = dt.timedelta(days=1)
     pause_after_failed_charges: int = 5
     retry_charges_for: dt.timedelta = dt.timedelta(days=30)
+    dispute_answer_period: dt.timedelta = dt.timedelta(days=3)
 
     def __post_init__(self) -> None:
         # Segments tile the week exactly, so no segment ever straddles Monday 00:00

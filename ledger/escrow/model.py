@@ -270,6 +270,7 @@ FIXED = "fixed"
 HOURLY = "hourly"
 PAUSED_ON_REQUEST = "request"
 PAUSED_PAST_DUE = "past_due"
+PAUSED_BY_DISPUTE = "dispute"
 CONTRACT_TYPES = (FIXED, HOURLY)
 
 
@@ -292,6 +293,49 @@ class TermChange:
 
 RATE = "rate"
 WEEKLY_LIMIT = "weekly_limit"
+
+
+@dataclass(frozen=True)
+class WeekDispute:
+    """A client's dispute of a charged hourly week.
+
+    Attributes:
+        id: the week's (`<contract>:<monday>`).
+        minutes: the week's last billable minutes disputed; amount: what they cost by
+            the cumulative rule (held until the dispute closes).
+        state: `open`, `contested` (the freelancer contests; an operator resolves), or
+            closed: `accepted` (the freelancer accepted: refunded), `expired` (no answer
+            in time: refunded), `resolved` (an operator split it).
+        answer_by: the freelancer accepts or contests before this; after it, refunded.
+        released, refunded: what of `amount` went to the freelancer and back to the client.
+    """
+
+    id: str
+    contract_id: str
+    minutes: int
+    amount: int
+    reason: str
+    state: str
+    opened_at: datetime
+    answer_by: datetime
+    closed_at: datetime | None = None
+    released: int = 0
+    refunded: int = 0
+
+    @property
+    def is_open(self) -> bool:
+        return self.state in ("open", "contested")
+
+    @property
+    def unsettled(self) -> int:
+        """What of the disputed amount is still held for it."""
+        return self.amount - self.released - self.refunded
+
+
+class WeekNotDisputable(Conflict):
+    """The week cannot be disputed (or its dispute answered) now, or not as asked."""
+
+    code = "week-not-disputable"
 
 
 @dataclass(frozen=True)

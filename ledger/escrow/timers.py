@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from ledger.clock import require_utc
-from ledger.escrow.hourly import WEEK_CHARGE_RETRY, WEEK_CLOSE, WEEK_REVIEW_END, WEEK_WRITE_OFF
+from ledger.escrow import hourly_disputes
+from ledger.escrow.hourly import WEEK_CHARGE_RETRY, WEEK_CLOSE, WEEK_DISPUTE_EXPIRY, WEEK_REVIEW_END, WEEK_WRITE_OFF
 from ledger.escrow.hourly_billing import close_week, end_review, retry_charge, write_off
 from ledger.escrow.milestones import REFUND_REQUEST_EXPIRY, REVIEW_EXPIRY, expire_refund_request, expire_review
 from ledger.escrow.payments import PENDING_RELEASE, mature_payment
@@ -62,6 +63,8 @@ def fire(uow: UnitOfWork, timer_id: int, kind: str, subject_id: str, due_at: dat
         moved = retry_charge(uow, subject_id, due_at)
     elif kind == WEEK_WRITE_OFF:
         moved = write_off(uow, subject_id, due_at)
+    elif kind == WEEK_DISPUTE_EXPIRY:
+        moved = hourly_disputes.expire(uow, subject_id, due_at)
     else:  # pragma: no cover - a timer kind from a newer version
         raise ValueError(f"unknown timer kind {kind}")
     uow.escrow.finish_timer(timer_id, uow.clock.now())

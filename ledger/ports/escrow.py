@@ -26,6 +26,7 @@ from ledger.escrow.model import (
     RefundOrderState,
     RefundSource,
     TermChange,
+    WeekDispute,
 )
 from ledger.escrow.orders import NewOrder, OrderKind, OrderState, PaymentOrder
 from ledger.escrow.timesheet import Segment
@@ -95,6 +96,16 @@ class EscrowStore(Protocol):
 
     def closed_week(self, contract_id: str, monday: date) -> ClosedWeek | None:
         """The week as it closed; None while it has not."""
+        ...
+
+    def add_week_dispute(self, dispute: WeekDispute) -> None: ...
+
+    def week_dispute(self, week_id: str) -> WeekDispute | None:
+        """The week's dispute (its id is the week's); None if it was never disputed."""
+        ...
+
+    def save_week_dispute(self, dispute: WeekDispute) -> None:
+        """Write its state, closed_at, released and refunded."""
         ...
 
     # --- milestones ------------------------------------------------------------

@@ -52,7 +52,7 @@ ALLOWED = {
     "marketplace": {"escrow", "balances and payouts", "parties", "fees"},
     "finance": {"fees", "finance", "audit and journal"},
     "auditor": {"audit and journal"},
-    "admin": set(FAMILIES.values()),
+    "admin": set(FAMILIES.values()) | {"operators"},
 }
 
 #: Placeholder path parameters: well-formed, naming nothing that exists.
@@ -82,7 +82,13 @@ QUERY = {
 PARAMETER = re.compile(r"\{(\w+)(?::\w+)?\}")
 
 
+#: Routes only operators may use, whatever their prefix's family.
+OPERATOR_ROUTES = {"/v1/contracts/{contract_id:str}/weeks/{monday:str}/dispute/resolve"}
+
+
 def family(path: str) -> str | None:
+    if path in OPERATOR_ROUTES:
+        return "operators"
     for prefix, name in FAMILIES.items():
         if path == prefix or path.startswith(prefix + "/"):
             return name

@@ -309,3 +309,23 @@ def test_a_bonus_on_an_hourly_contract_is_paid_at_once_and_a_bad_one_changes_not
     )
     problem(post(api, f"/v1/contracts/{fixed['id']}/bonus", {"amount": usd("1.00")}), 409, urn("wrong-contract-type"))
     assert balance(api) == ("80.00", "0.00")
+
+
+def test_a_week_is_disputed_contested_and_resolved_by_an_operator_over_the_api(api: Api) -> None:
+    contract_id = open_hourly(api)
+    ok(log(api, contract_id, at(0, 9), at(0, 11)), 201)  # 100.00
+    tick(api, CLOSE)
+    url = f"/v1/contracts/{contract_id}/weeks/2026-11-30/dispute"
+    problem(post(api, url, {"minutes": 60}), 400)  # the reason is required
+    shown = ok(post(api, url, {"minutes": 60, "reason": "one hour too many"}), 201)
+    assert shown["state"] == "disputed"
+    assert (shown["dispute"]["amount"], shown["dispute"]["state"]) == (usd("50.00"), "open")
+    assert ok(get(api, f"/v1/contracts/{contract_id}"))["paused_by"] == "dispute"
+    assert ok(post(api, f"{url}/contest"))["dispute"]["state"] == "contested"
+    body = {"release": usd("20.00"), "refund": usd("30.00")}
+    problem(post(api, f"{url}/resolve", body), 403)  # operators only
+    resolved = ok(post(api, f"{url}/resolve", body, role="admin"))
+    assert (resolved["dispute"]["state"], resolved["dispute"]["released"]) == ("resolved", usd("20.00"))
+    tick(api, REVIEW_END)
+    assert balance(api) == ("56.00", "0.00")  # 20.00 + 50.00 released, less 20%
+    problem(post(api, f"{url}/accept"), 409, urn("week-not-disputable"))

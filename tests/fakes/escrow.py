@@ -41,6 +41,7 @@ from ledger.escrow.model import (
     UnknownPayment,
     UnknownPayout,
     UnknownSegment,
+    WeekDispute,
     new_id,
 )
 from ledger.escrow.orders import OPEN_STATES, NewOrder, OrderKind, OrderState, PaymentOrder, UnknownOrder
@@ -188,6 +189,31 @@ class MemoryEscrowStore:
 
     def closed_week(self, contract_id: str, monday: date) -> ClosedWeek | None:
         return self.closed_weeks(contract_id).get(monday)
+
+    def add_week_dispute(self, dispute: WeekDispute) -> None:
+        if dispute.id in self._state.week_disputes:
+            raise DuplicateRow(f"week dispute {dispute.id} exists")
+        if dispute.id not in self._state.milestones:
+            raise ConstraintViolation(f"week dispute {dispute.id}: no escrow subject")
+        self._state.week_disputes[dispute.id] = dispute
+
+    def week_dispute(self, week_id: str) -> WeekDispute | None:
+        return self._state.week_disputes.get(week_id)
+
+    def save_week_dispute(self, dispute: WeekDispute) -> None:
+        if dispute.released + dispute.refunded > dispute.amount or (
+            not dispute.is_open and dispute.released + dispute.refunded != dispute.amount
+        ):
+            raise ConstraintViolation(f"week dispute {dispute.id}: figures out of line")
+        found = self._state.week_disputes.get(dispute.id)
+        if found is not None:
+            self._state.week_disputes[dispute.id] = replace(
+                found,
+                state=dispute.state,
+                closed_at=dispute.closed_at,
+                released=dispute.released,
+                refunded=dispute.refunded,
+            )
 
     def segment_weeks(self, contract_id: str) -> list[date]:
         starts = {segment.start for segment in self.segments_of(contract_id)}

@@ -23,6 +23,7 @@ from ledger.escrow.model import (
     RefundOrder,
     RefundSource,
     TermChange,
+    WeekDispute,
 )
 from ledger.escrow.orders import PaymentOrder
 from ledger.escrow.timesheet import Segment
@@ -227,6 +228,7 @@ class MemoryState:
     term_changes: dict[int, TermChangeRow] = field(default_factory=dict)
     segments: dict[int, SegmentRow] = field(default_factory=dict)
     closed_weeks: dict[str, ClosedWeek] = field(default_factory=dict)
+    week_disputes: dict[str, WeekDispute] = field(default_factory=dict)
     # records
     parties: dict[str, Party] = field(default_factory=dict)
     document_sequences: dict[tuple[str, int], int] = field(default_factory=dict)

@@ -18,9 +18,9 @@ from sqlalchemy import update
 from ledger import FixedClock, Ledger
 from ledger.bootstrap import Services
 from ledger.db.schema import hourly_weeks
-from ledger.errors import UnknownAccount
+from ledger.errors import InvalidRequest, UnknownAccount
 from ledger.escrow.hourly import WeekView
-from ledger.escrow.model import ContractPaused
+from ledger.escrow.model import ContractPaused, WeekNotDisputable
 from ledger.escrow.service import Escrow
 from ledger.escrow.timesheet import Segment
 from ledger.gateway.simulated import SimulatedGateway
@@ -431,4 +431,103 @@ def test_a_released_week_is_refunded_after_release_like_a_milestone_payment(mark
     assert market.book.lifetime_billings(FREELANCER, CLIENT, "USD") == 15000
     notes = [d for d in market.services.finance.documents(party_id=CLIENT) if d.kind is DocumentKind.CREDIT_NOTE]
     assert len(notes) == 1 and notes[0].total == 5000
+    market.audit_ok()
+
+
+def disputed_week(market: Marketplace, minutes: int = 60) -> str:
+    """4 h at 50.00 (200.00) charged at the close; the client disputes its last `minutes`."""
+    contract_id = market.open()
+    market.log(contract_id, 0, 9, 4)
+    market.tick(CLOSE)
+    market.clock.set(CLOSE + DAY)
+    market.escrow.hourly.dispute_week(contract_id, WEEK, minutes=minutes, reason="the last hour was not worked")
+    return contract_id
+
+
+def contract_of(market: Marketplace, contract_id: str) -> Any:
+    return market.book.transaction(lambda uow: uow.escrow.contract(contract_id), read_only=True)
+
+
+def test_a_partial_dispute_holds_only_its_amount_pauses_the_contract_and_an_acceptance_refunds_it(
+    market: Marketplace,
+) -> None:
+    contract_id = disputed_week(market)
+    week = market.week(contract_id)
+    assert week.state == "disputed"
+    assert week.dispute is not None and (week.dispute.amount, week.dispute.state) == (5000, "open")
+    assert contract_of(market, contract_id).paused_by == "dispute"
+    market.escrow.hourly.accept_week_dispute(contract_id, WEEK)
+    assert contract_of(market, contract_id).paused_at is None
+    assert market.balance(f"liabilities:escrow:{contract_id}:2026-11-30") == 15000
+    market.tick(REVIEW_END)
+    week = market.week(contract_id)
+    assert week.state == "released"
+    assert pending(market) == 12000  # 150.00 at 20%
+    assert week.dispute is not None and (week.dispute.state, week.dispute.refunded) == ("accepted", 5000)
+    market.audit_ok()
+
+
+def test_a_dispute_left_unanswered_for_three_days_is_refunded_at_its_deadline(market: Marketplace) -> None:
+    contract_id = disputed_week(market, minutes=240)  # the whole week
+    market.tick(CLOSE + 4 * DAY - SECOND)
+    assert market.week(contract_id).state == "disputed"
+    market.tick(CLOSE + 4 * DAY)  # three days after the dispute opened
+    week = market.week(contract_id)
+    assert week.state == "refunded"
+    assert week.dispute is not None and (week.dispute.state, week.dispute.closed_at) == ("expired", CLOSE + 4 * DAY)
+    assert pending(market) == 0
+    assert contract_of(market, contract_id).paused_at is None
+    market.tick(REVIEW_END)  # nothing is left to release
+    assert (market.week(contract_id).state, pending(market)) == ("refunded", 0)
+    market.audit_ok()
+
+
+def test_a_contested_dispute_is_split_by_an_operator_after_the_undisputed_part_was_released(
+    market: Marketplace,
+) -> None:
+    contract_id = disputed_week(market, minutes=120)  # 100.00 disputed
+    market.escrow.hourly.contest_week_dispute(contract_id, WEEK)
+    with pytest.raises(InvalidRequest):  # release + refund must be what is disputed
+        market.escrow.hourly.resolve_week_dispute(contract_id, WEEK, release=1000, refund=1000)
+    market.tick(REVIEW_END)  # the undisputed 100.00 is released at review end
+    assert pending(market) == 8000
+    assert market.week(contract_id).state == "disputed"
+    market.clock.set(REVIEW_END + 3 * DAY)
+    market.escrow.hourly.resolve_week_dispute(contract_id, WEEK, release=6000, refund=4000)
+    week = market.week(contract_id)
+    assert week.dispute is not None and (week.dispute.released, week.dispute.refunded) == (6000, 4000)
+    # 160.00 billed in all, within the first 500.00: 20% on each release.
+    assert pending(market) == 8000 + 4800
+    assert market.book.lifetime_billings(FREELANCER, CLIENT, "USD") == 16000
+    assert market.balance(f"liabilities:escrow:{contract_id}:2026-11-30") == 0
+    market.tick(AVAILABLE + 4 * DAY)
+    assert market.week(contract_id).state == "available"
+    market.audit_ok()
+
+
+def test_disputes_are_refused_where_the_rules_say_and_change_nothing(market: Marketplace) -> None:
+    contract_id = market.open()
+    market.log(contract_id, 0, 9, 2)
+    with pytest.raises(WeekNotDisputable):  # not closed yet
+        market.escrow.hourly.dispute_week(contract_id, WEEK, minutes=60, reason="r")
+    market.tick(CLOSE)
+    with pytest.raises(InvalidRequest):
+        market.escrow.hourly.dispute_week(contract_id, WEEK, minutes=121, reason="r")
+    with pytest.raises(InvalidRequest):
+        market.escrow.hourly.dispute_week(contract_id, WEEK, minutes=60, reason=" ")
+    with pytest.raises(WeekNotDisputable):  # nothing disputed to accept
+        market.escrow.hourly.accept_week_dispute(contract_id, WEEK)
+    market.escrow.hourly.dispute_week(contract_id, WEEK, minutes=60, reason="r", request_key="d-1")
+    again = market.escrow.hourly.dispute_week(contract_id, WEEK, minutes=60, reason="r", request_key="d-1")
+    assert again.dispute is not None and again.dispute.minutes == 60  # a retried request replays
+    with pytest.raises(WeekNotDisputable):  # one dispute per week
+        market.escrow.hourly.dispute_week(contract_id, WEEK, minutes=30, reason="again")
+    with pytest.raises(WeekNotDisputable):  # not contested: the freelancer answers first
+        market.escrow.hourly.resolve_week_dispute(contract_id, WEEK, release=5000, refund=0)
+    market.clock.set(CLOSE + 4 * DAY)
+    with pytest.raises(WeekNotDisputable):  # too late to contest
+        market.escrow.hourly.contest_week_dispute(contract_id, WEEK)
+    market.tick(REVIEW_END)
+    with pytest.raises(WeekNotDisputable):  # after review end
+        market.escrow.hourly.dispute_week(contract_id, WEEK, minutes=10, reason="late")
     market.audit_ok()

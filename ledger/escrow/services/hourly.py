@@ -11,6 +11,7 @@ from typing import TypeVar
 
 from ledger.escrow import hourly as use
 from ledger.escrow import hourly_billing as billing
+from ledger.escrow import hourly_disputes as disputes
 from ledger.escrow.hourly_calendar import week_end, week_start
 from ledger.escrow.model import Contract, Milestone, MilestoneState, SubjectKind, UnknownMilestone
 from ledger.escrow.orders import OrderKind
@@ -229,6 +230,68 @@ class HourlyService(EscrowService):
             )
 
         return self.book.transaction(read, read_only=True)
+
+    def _week_op(
+        self, request_key: str | None, operation: str, request: dict[str, object], work: Callable[[UnitOfWork], object]
+    ) -> use.WeekView:
+        """A change of a week bound to its request key, its payment orders (a dispute's
+        refund) sent after commit; the answer is the week as it stands then."""
+        contract_id, monday = str(request["contract"]), date.fromisoformat(str(request["week"]))
+
+        def run(uow: UnitOfWork) -> None:
+            if request_key is not None and uow.orders.bind_request_key(request_key, operation, request) is not None:
+                return
+            work(uow)
+            if request_key is not None:
+                uow.orders.store_result(request_key, {"week": monday.isoformat()})
+
+        self._write(run)
+        return self.week(contract_id, monday)
+
+    def dispute_week(
+        self, contract_id: str, monday: date, *, minutes: int, reason: str, request_key: str | None = None
+    ) -> use.WeekView:
+        """The client disputes the week's last `minutes` billable minutes until its review ends."""
+        request: dict[str, object] = {
+            "contract": contract_id,
+            "week": monday.isoformat(),
+            "minutes": minutes,
+            "reason": reason,
+        }
+        return self._week_op(
+            request_key,
+            "dispute_week",
+            request,
+            lambda uow: disputes.open_dispute(uow, contract_id, monday, minutes=minutes, reason=reason),
+        )
+
+    def accept_week_dispute(self, contract_id: str, monday: date, *, request_key: str | None = None) -> use.WeekView:
+        request: dict[str, object] = {"contract": contract_id, "week": monday.isoformat()}
+        return self._week_op(
+            request_key, "accept_week_dispute", request, lambda uow: disputes.accept(uow, contract_id, monday)
+        )
+
+    def contest_week_dispute(self, contract_id: str, monday: date, *, request_key: str | None = None) -> use.WeekView:
+        request: dict[str, object] = {"contract": contract_id, "week": monday.isoformat()}
+        return self._week_op(
+            request_key, "contest_week_dispute", request, lambda uow: disputes.contest(uow, contract_id, monday)
+        )
+
+    def resolve_week_dispute(
+        self, contract_id: str, monday: date, *, release: int, refund: int, request_key: str | None = None
+    ) -> use.WeekView:
+        request: dict[str, object] = {
+            "contract": contract_id,
+            "week": monday.isoformat(),
+            "release": release,
+            "refund": refund,
+        }
+        return self._week_op(
+            request_key,
+            "resolve_week_dispute",
+            request,
+            lambda uow: disputes.resolve(uow, contract_id, monday, release_amount=release, refund_amount=refund),
+        )
 
     # --- reads -----------------------------------------------------------------
 

@@ -1,0 +1,211 @@
+"""Disputes of an hourly week's hours (docs/architecture.md, "Hourly contracts").
+
+Until its review ends, the client may dispute some or all of a charged week's billable
+minutes with a reason. The disputed minutes are the week's last ones; they cost
+`cost_of_range(billable - minutes, billable)` by the week's one cost function, so the
+disputed and undisputed parts add up to the week. Only the disputed amount is held: at
+review end the rest is released as usual. The contract is paused while the dispute is
+open (`PAUSED_BY_DISPUTE`).
+
+The freelancer accepts (the disputed amount is refunded to the client through a payment
+order) or contests before `answer_by` (`dispute_answer_period` after the opening); with
+no answer by then it is refunded (timer `week_dispute_expiry`). A contested dispute is
+resolved by an operator: release a + refund b = disputed, the service fee on a only.
+
+Each step runs under the contract's lock, then the week's subject's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import date, datetime
+
+from ledger.errors import InvalidRequest
+from ledger.escrow.hourly import WEEK_DISPUTE_EXPIRY, bill_of, hourly_contract, week_subject
+from ledger.escrow.hourly_calendar import HOURLY_CALENDAR, available_at, review_ends_at
+from ledger.escrow.model import (
+    PAUSED_BY_DISPUTE,
+    Contract,
+    Milestone,
+    MilestoneState,
+    WeekDispute,
+    WeekNotDisputable,
+)
+from ledger.escrow.payments import refund_from_escrow, release
+from ledger.ports.unit_of_work import UnitOfWork
+
+OPEN = "open"
+CONTESTED = "contested"
+ACCEPTED = "accepted"
+EXPIRED = "expired"
+RESOLVED = "resolved"
+MAX_REASON = 500
+
+
+def open_dispute(uow: UnitOfWork, contract_id: str, monday: date, *, minutes: int, reason: str) -> WeekDispute:
+    contract = hourly_contract(uow, contract_id, lock=True)
+    week = uow.escrow.closed_week(contract_id, monday)
+    now = uow.clock.now()
+    if week is None or week.milestone_id is None:
+        raise WeekNotDisputable(
+            f"the week of {monday.isoformat()} has not closed with an amount: there is nothing to dispute",
+            week=monday.isoformat(),
+        )
+    if now >= review_ends_at(monday):
+        raise WeekNotDisputable(
+            f"the review of the week of {monday.isoformat()} ended at {review_ends_at(monday).isoformat()}",
+            week=monday.isoformat(),
+        )
+    subject = uow.escrow.milestone(week.milestone_id, lock=True)
+    if subject.state is not MilestoneState.FUNDED:
+        raise WeekNotDisputable(
+            f"the week of {monday.isoformat()} is not charged yet ({subject.state.value}): only a charged week"
+            " can be disputed",
+            week=monday.isoformat(),
+        )
+    if uow.escrow.week_dispute(subject.id) is not None:
+        raise WeekNotDisputable(f"the week of {monday.isoformat()} is disputed already", week=monday.isoformat())
+    if isinstance(minutes, bool) or not isinstance(minutes, int) or not 0 < minutes <= week.billable_minutes:
+        raise InvalidRequest(
+            f"minutes is a whole number from 1 to the week's {week.billable_minutes} billable minutes, not {minutes!r}",
+            field="minutes",
+        )
+    text = reason.strip() if isinstance(reason, str) else ""
+    if not text or len(text) > MAX_REASON:
+        raise InvalidRequest(f"a dispute needs a reason of 1 to {MAX_REASON} characters", field="reason")
+    bill = bill_of(uow, contract_id, monday)
+    amount = bill.cost_of_range(bill.billable_minutes - minutes, bill.billable_minutes)
+    if amount <= 0:
+        raise InvalidRequest(f"the week's last {minutes} minutes cost nothing to dispute", field="minutes")
+    dispute = WeekDispute(
+        id=subject.id,
+        contract_id=contract_id,
+        minutes=minutes,
+        amount=amount,
+        reason=text,
+        state=OPEN,
+        opened_at=now,
+        answer_by=now + HOURLY_CALENDAR.dispute_answer_period,
+    )
+    uow.escrow.add_week_dispute(dispute)
+    if contract.paused_at is None:
+        uow.escrow.save_contract_terms(replace(contract, paused_at=now, paused_by=PAUSED_BY_DISPUTE))
+    uow.escrow.schedule(WEEK_DISPUTE_EXPIRY, subject.id, dispute.answer_by)
+    return dispute
+
+
+def _open_dispute_of(uow: UnitOfWork, contract_id: str, monday: date) -> tuple[Contract, Milestone, WeekDispute]:
+    contract = hourly_contract(uow, contract_id, lock=True)
+    subject_id = week_subject(contract_id, monday)
+    dispute = uow.escrow.week_dispute(subject_id)
+    if dispute is None:
+        raise WeekNotDisputable(f"the week of {monday.isoformat()} is not disputed", week=monday.isoformat())
+    if not dispute.is_open:
+        raise WeekNotDisputable(
+            f"the dispute of the week of {monday.isoformat()} is closed ({dispute.state})",
+            week=monday.isoformat(),
+            state=dispute.state,
+        )
+    return contract, uow.escrow.milestone(subject_id, lock=True), dispute
+
+
+def accept(uow: UnitOfWork, contract_id: str, monday: date) -> WeekDispute:
+    """The freelancer accepts: the disputed amount is refunded to the client."""
+    contract, subject, dispute = _open_dispute_of(uow, contract_id, monday)
+    if dispute.state != OPEN:
+        raise WeekNotDisputable("a contested dispute is resolved by an operator", week=monday.isoformat())
+    return _close(uow, contract, subject, dispute, ACCEPTED, release_amount=0, refund_amount=dispute.unsettled)
+
+
+def contest(uow: UnitOfWork, contract_id: str, monday: date) -> WeekDispute:
+    """The freelancer contests before `answer_by`: an operator resolves it."""
+    _, _, dispute = _open_dispute_of(uow, contract_id, monday)
+    if dispute.state != OPEN or uow.clock.now() >= dispute.answer_by:
+        raise WeekNotDisputable(
+            f"a dispute is contested while open and before {dispute.answer_by.isoformat()}", week=monday.isoformat()
+        )
+    contested = replace(dispute, state=CONTESTED)
+    uow.escrow.save_week_dispute(contested)
+    return contested
+
+
+def resolve(uow: UnitOfWork, contract_id: str, monday: date, *, release_amount: int, refund_amount: int) -> WeekDispute:
+    """An operator splits a dispute: release + refund = the disputed amount."""
+    contract, subject, dispute = _open_dispute_of(uow, contract_id, monday)
+    if dispute.state != CONTESTED:
+        raise WeekNotDisputable(
+            "an operator resolves a contested dispute; this one is open to the freelancer's answer",
+            week=monday.isoformat(),
+        )
+    for name, value in (("release", release_amount), ("refund", refund_amount)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise InvalidRequest(f"{name} is an amount of 0 or more", field=name)
+    if release_amount + refund_amount != dispute.unsettled:
+        raise InvalidRequest(
+            f"release + refund must be the disputed {dispute.unsettled}, not {release_amount + refund_amount}",
+            field="release",
+            disputed=dispute.unsettled,
+        )
+    return _close(uow, contract, subject, dispute, RESOLVED, release_amount=release_amount, refund_amount=refund_amount)
+
+
+def expire(uow: UnitOfWork, subject_id: str, due_at: datetime) -> bool:
+    """The answer period is over and the freelancer did not answer: refunded, dated at the
+    deadline. True if it was."""
+    dispute = uow.escrow.week_dispute(subject_id)
+    if dispute is None or dispute.state != OPEN:
+        return False
+    contract = hourly_contract(uow, dispute.contract_id, lock=True)
+    subject = uow.escrow.milestone(subject_id, lock=True)
+    _close(uow, contract, subject, dispute, EXPIRED, release_amount=0, refund_amount=dispute.unsettled, at=due_at)
+    return True
+
+
+def _close(
+    uow: UnitOfWork,
+    contract: Contract,
+    subject: Milestone,
+    dispute: WeekDispute,
+    state: str,
+    *,
+    release_amount: int,
+    refund_amount: int,
+    at: datetime | None = None,
+) -> WeekDispute:
+    now = at or uow.clock.now()
+    monday = date.fromisoformat(subject.id.rpartition(":")[2])
+    held = subject.held
+    if release_amount:
+        release(
+            uow,
+            contract,
+            subject,
+            release_amount,
+            effective_at=now,
+            kind="hourly",
+            pending_until=max(available_at(monday), now),
+            invoice_lines=(("disputed time released", release_amount),),
+        )
+        held -= release_amount
+    if refund_amount:
+        refund_from_escrow(uow, contract, subject.id, refund_amount, reason="hourly_dispute", effective_at=now)
+        held -= refund_amount
+    if held == 0:
+        uow.escrow.save_milestone(replace(subject, held=0, state=MilestoneState.SETTLED))
+    closed = replace(
+        dispute,
+        state=state,
+        closed_at=now,
+        released=dispute.released + release_amount,
+        refunded=dispute.refunded + refund_amount,
+    )
+    uow.escrow.save_week_dispute(closed)
+    if contract.paused_by == PAUSED_BY_DISPUTE:
+        uow.escrow.save_contract_terms(replace(contract, paused_at=None, paused_by=None))
+    return closed
+
+
+def held_for_dispute(uow: UnitOfWork, subject_id: str) -> int:
+    """What an open dispute holds of the week (what review end must not release)."""
+    dispute = uow.escrow.week_dispute(subject_id)
+    return dispute.unsettled if dispute is not None and dispute.is_open else 0
