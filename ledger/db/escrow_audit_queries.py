@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 
-from sqlalchemy import Connection, select, text
+from sqlalchemy import Connection, func, select, text
 
 from ledger.accounts import Side
-from ledger.db.escrow_store import closed_week, segment_of
+from ledger.db.escrow_store import closed_week, segment_of, week_dispute_of
 from ledger.db.schema import (
     accounts,
     balances,
@@ -19,8 +19,10 @@ from ledger.db.schema import (
     milestones,
     postings,
     time_segments,
+    week_disputes,
 )
 from ledger.db.streaming import stream
+from ledger.escrow.chart import ESCROW_ACCOUNT_PREFIX
 from ledger.escrow.hourly_calendar import week_of
 from ledger.escrow.model import TermChange
 from ledger.escrow.timesheet import Segment
@@ -151,13 +153,29 @@ class SqlEscrowAuditQueries:
             .order_by(contract_term_changes.c.changed_at, contract_term_changes.c.id)
         ):
             terms[row.contract_id].append(TermChange(row.term, int(row.value), row.changed_at))
+        subject_ids = [row.milestone_id for row in weeks if row.milestone_id is not None]
+        found = self._connection.execute(select(week_disputes).where(week_disputes.c.id.in_(subject_ids)))
+        disputed = {row.id: week_dispute_of(row) for row in found}
+        codes = {ESCROW_ACCOUNT_PREFIX + subject_id: subject_id for subject_id in subject_ids}
+        held: dict[str, int] = defaultdict(int)
+        balances_held = (
+            select(accounts.c.code, func.sum(balances.c.balance))
+            .select_from(balances.join(accounts, accounts.c.id == balances.c.account_id))
+            .where(accounts.c.code.in_(list(codes)))
+            .group_by(accounts.c.code)
+        )
+        for code, balance in self._connection.execute(balances_held):
+            held[codes[code]] = int(balance)
         for row in weeks:
+            subject_id = row.milestone_id
             yield WeekAudit(
                 week=closed_week(row),
                 subject_kind=row.subject_kind,
                 subject_amount=None if row.subject_amount is None else int(row.subject_amount),
                 segments=tuple(segments[(row.contract_id, row.week)]),
                 term_changes=tuple(terms[row.contract_id]),
+                held=0 if subject_id is None else held[subject_id],
+                dispute=None if subject_id is None else disputed.get(subject_id),
             )
 
     def unrecorded_week_subjects(self) -> Iterator[str]:

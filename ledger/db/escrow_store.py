@@ -221,6 +221,22 @@ def _dispute_values(dispute: WeekDispute) -> dict[str, object]:
     }
 
 
+def week_dispute_of(row: Row[Any]) -> WeekDispute:
+    return WeekDispute(
+        id=row.id,
+        contract_id=row.contract_id,
+        minutes=int(row.minutes),
+        amount=int(row.amount),
+        reason=row.reason,
+        state=row.state,
+        opened_at=row.opened_at,
+        answer_by=row.answer_by,
+        closed_at=row.closed_at,
+        released=int(row.released),
+        refunded=int(row.refunded),
+    )
+
+
 def closed_week(row: Row[Any]) -> ClosedWeek:
     return ClosedWeek(
         id=row.id,
@@ -406,21 +422,7 @@ class EscrowStore:
 
     def week_dispute(self, week_id: str) -> WeekDispute | None:
         row = self._conn.execute(select(week_disputes).where(week_disputes.c.id == week_id)).first()
-        if row is None:
-            return None
-        return WeekDispute(
-            id=row.id,
-            contract_id=row.contract_id,
-            minutes=int(row.minutes),
-            amount=int(row.amount),
-            reason=row.reason,
-            state=row.state,
-            opened_at=row.opened_at,
-            answer_by=row.answer_by,
-            closed_at=row.closed_at,
-            released=int(row.released),
-            refunded=int(row.refunded),
-        )
+        return None if row is None else week_dispute_of(row)
 
     def save_week_dispute(self, dispute: WeekDispute) -> None:
         self._conn.execute(

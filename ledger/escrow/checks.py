@@ -226,6 +226,15 @@ def hourly_weeks_billed(escrow: EscrowAuditQueries) -> Iterator[Problem]:
                     "subject_amount": audit.subject_amount,
                 },
             )
+        dispute = audit.dispute
+        if dispute is not None and dispute.is_open and audit.held < dispute.unsettled:
+            yield Problem(
+                "hourly_weeks_billed",
+                "an open dispute's amount is not held",
+                {**where, "held": audit.held, "disputed": dispute.unsettled},
+            )
+        if dispute is not None and not dispute.is_open and dispute.released + dispute.refunded != dispute.amount:
+            yield Problem("hourly_weeks_billed", "a closed dispute is not fully released and refunded", where)
     for subject_id in escrow.unrecorded_week_subjects():
         yield Problem(
             "hourly_weeks_billed", "an escrow subject of kind week has no closed week", {"subject": subject_id}

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Protocol
 
 from ledger.accounts import Side
-from ledger.escrow.model import ClosedWeek, TermChange
+from ledger.escrow.model import ClosedWeek, TermChange, WeekDispute
 from ledger.escrow.timesheet import Segment
 from ledger.fees.schedule import FeeSchedule
 
@@ -294,6 +294,7 @@ class WeekAudit:
         subject_kind, subject_amount: its escrow subject's kind and amount (None: none).
         segments: the undeleted segments that start in the week, in time order.
         term_changes: every rate and limit of its contract, in time order.
+        held: what its escrow subject's account holds; dispute: its dispute, if any.
     """
 
     week: ClosedWeek
@@ -301,6 +302,8 @@ class WeekAudit:
     subject_amount: int | None
     segments: tuple[Segment, ...]
     term_changes: tuple[TermChange, ...]
+    held: int = 0
+    dispute: WeekDispute | None = None
 
 
 @dataclass(frozen=True)

@@ -221,7 +221,14 @@ class MemoryAuditQueries:
                 subject_amount=None if subject is None else subject.milestone.amount,
                 segments=tuple(row.segment for row in segments),
                 term_changes=tuple(row.change for row in changes),
+                held=0 if subject is None else self._held(subject.milestone.id, week.contract_id),
+                dispute=self._state.week_disputes.get(week.milestone_id or ""),
             )
+
+    def _held(self, subject_id: str, contract_id: str) -> int:
+        currency = self._state.contracts[contract_id].currency
+        account_id = self._state.account_ids.get((escrow_account_code(subject_id), currency))
+        return 0 if account_id is None else self._state.balances.get(account_id, 0)
 
     def unrecorded_week_subjects(self) -> Iterator[str]:
         recorded = {w.milestone_id for w in self._state.closed_weeks.values()}

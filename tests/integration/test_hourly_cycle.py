@@ -17,7 +17,7 @@ from sqlalchemy import update
 
 from ledger import FixedClock, Ledger
 from ledger.bootstrap import Services
-from ledger.db.schema import hourly_weeks
+from ledger.db.schema import hourly_weeks, week_disputes
 from ledger.errors import InvalidRequest, UnknownAccount
 from ledger.escrow.hourly import WeekView
 from ledger.escrow.model import ContractPaused, WeekNotDisputable
@@ -531,3 +531,16 @@ def test_disputes_are_refused_where_the_rules_say_and_change_nothing(market: Mar
     with pytest.raises(WeekNotDisputable):  # after review end
         market.escrow.hourly.dispute_week(contract_id, WEEK, minutes=10, reason="late")
     market.audit_ok()
+
+
+def test_the_audit_finds_an_open_dispute_whose_amount_is_not_held(market: Marketplace) -> None:
+    contract_id = disputed_week(market)
+    market.audit_ok()
+    market.book.transaction(
+        lambda uow: uow.connection.execute(  # type: ignore[attr-defined]
+            update(week_disputes).where(week_disputes.c.contract_id == contract_id).values(amount=30000)
+        )
+    )
+    report = market.book.audit(provider=market.services.provider_books).to_dict()
+    found = [p for check in report["checks"] if check["name"] == "hourly_weeks_billed" for p in check["problems"]]
+    assert [p["problem"] for p in found] == ["an open dispute's amount is not held"]
