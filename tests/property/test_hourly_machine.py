@@ -55,8 +55,8 @@ from tests.property.test_escrow_machine import (
 )
 
 #: (examples, steps per example) in the ci profile, on each database: each step audits
-#: the whole ledger, so this is about 90 s on PostgreSQL on the CI machine.
-HOURLY_BUDGET = {"ci": (25, 30)}
+#: the whole ledger, so this is about 45 s on PostgreSQL on the CI machine.
+HOURLY_BUDGET = {"ci": (12, 30)}
 
 # The calendar (docs/architecture.md, "Hourly contracts"), restated: the model is the spec.
 CLOSE_AFTER_WEEK_END = timedelta(hours=12)
