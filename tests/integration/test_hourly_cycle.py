@@ -23,6 +23,7 @@ from ledger.escrow.hourly import WeekView
 from ledger.escrow.model import ContractPaused, WeekNotDisputable
 from ledger.escrow.service import Escrow
 from ledger.escrow.timesheet import Segment
+from ledger.gateway import BalanceMove, DisputeReport
 from ledger.gateway.simulated import SimulatedGateway
 from ledger.invoices.documents import DocumentKind
 from tests.faulty_gateway import BEFORE, FaultyGateway
@@ -544,3 +545,23 @@ def test_the_audit_finds_an_open_dispute_whose_amount_is_not_held(market: Market
     report = market.book.audit(provider=market.services.provider_books).to_dict()
     found = [p for check in report["checks"] if check["name"] == "hourly_weeks_billed" for p in check["problems"]]
     assert [p["problem"] for p in found] == ["an open dispute's amount is not held"]
+
+
+def test_a_lost_chargeback_on_a_weekly_charge_follows_the_chargeback_policy(market: Marketplace) -> None:
+    contract_id = market.open()
+    market.log(contract_id, 0, 9, 4)  # 200.00: 40.00 fee, 160.00 to the freelancer
+    market.tick(AVAILABLE)
+    week_id = f"{contract_id}:2026-11-30"
+    charge = market.book.transaction(lambda uow: uow.escrow.funding_reference(week_id), read_only=True) or ""
+    withdrawal = BalanceMove("txn_week", -20000, 1500, "USD")
+    lost = market.escrow.chargebacks.apply_dispute(
+        DisputeReport("dp_week", charge, 20000, "USD", "lost", (withdrawal,)), week_id
+    )
+    # Nothing is held any more: the fee comes back and the freelancer's 160.00 is taken back.
+    assert (lost.recovered_from_escrow, lost.fee_returned, lost.recovered_from_freelancer) == (0, 4000, 16000)
+    assert lost.unrecovered == 0
+    assert available(market) == 0
+    assert market.book.lifetime_billings(FREELANCER, CLIENT, "USD") == 0
+    # The dispute is applied here as the provider's webhook would report it; the simulated
+    # provider's own books did not make it, so the audit runs without them.
+    assert market.book.audit().ok
