@@ -121,7 +121,9 @@ def issue_release_documents(
     known = uow.documents.parties([contract.client_id, contract.freelancer_id])
     client = party_details(known.get(contract.client_id), contract.client_id)
     freelancer = party_details(known.get(contract.freelancer_id), contract.freelancer_id)
-    references = {"contract": contract.id, "milestone": milestone_id, "payment": payment_id}
+    # An hourly week's subject is named as the week it is (`<contract>:<monday>`).
+    subject = "week" if payment_kind == "hourly" else "milestone"
+    references = {"contract": contract.id, subject: milestone_id, "payment": payment_id}
     what = {"bonus": "Bonus", "hourly": "Hourly work"}.get(payment_kind, "Milestone")
     if sum(amount for _, amount in lines) not in (0, fee.amount):
         raise ValueError(f"invoice lines add up to {sum(a for _, a in lines)}, not the payment's {fee.amount}")

@@ -64,6 +64,7 @@ TITLES = {
 REFERENCE_LABELS = {
     "contract": "Contract",
     "milestone": "Milestone",
+    "week": "Week",
     "payment": "Payment",
     "refund": "Refund",
     "client_invoice": "Client invoice",
