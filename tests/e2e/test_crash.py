@@ -192,15 +192,16 @@ class Traffic:
     cut: int = 0  # the connection broke: the server was killed mid-request
     server_errors: int = 0  # 5xx, such as 503 request-timed-out
     in_progress: int = 0  # 409 request-in-progress: the key's claim is held
+    in_flight: int = 0  # requests sent and not answered yet
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def retries(self) -> int:
         return self.down + self.cut + self.server_errors + self.in_progress
 
-    def count(self, what: str) -> None:
+    def count(self, what: str, by: int = 1) -> None:
         with self.lock:
-            setattr(self, what, getattr(self, what) + 1)
+            setattr(self, what, getattr(self, what) + by)
 
 
 def until_answered(
@@ -209,6 +210,7 @@ def until_answered(
     """POST with `key` until the answer is final: the same key and body every time."""
     while time.monotonic() < deadline:
         traffic.count("sent")
+        traffic.count("in_flight")
         try:
             if body is None:
                 response = http.post(path, headers={"Idempotency-Key": key})
@@ -225,6 +227,8 @@ def until_answered(
                 traffic.count("in_progress")
             else:
                 return response
+        finally:
+            traffic.count("in_flight", -1)
         time.sleep(random.uniform(0.05, 0.15))
     raise AssertionError(f"no final answer to POST {path} with Idempotency-Key {key} in time")
 
@@ -394,6 +398,11 @@ def test_a_server_killed_mid_traffic_moves_each_approval_s_money_once(crash_data
         kills_until = time.monotonic() + KILL_PHASE_SECONDS
         while len(server.killed) < KILLS and time.monotonic() < kills_until:
             time.sleep(random.uniform(*UPTIME_SECONDS))
+            # Kill while a request is being served (waiting at most a second for one), so
+            # kills cut requests rather than land between them.
+            busy_until = time.monotonic() + 1.0
+            while traffic.in_flight == 0 and time.monotonic() < busy_until:
+                time.sleep(0.001)
             server.kill()
             server.start()
 
