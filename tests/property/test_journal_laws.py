@@ -72,7 +72,7 @@ MAX_ACCOUNTS = 10
 
 #: (examples, steps per example) per Hypothesis profile; the CI profile digs deeper.
 #: CI runs 40 steps, not 50, to keep both databases under about four minutes.
-STATEFUL_BUDGET = {"ci": (200, 40)}
+STATEFUL_BUDGET = {"ci": (120, 40)}
 DEFAULT_BUDGET = (25, 30)
 
 #: Opens a ledger on an empty database; returns it and what to call when done with it.
