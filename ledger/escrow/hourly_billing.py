@@ -28,7 +28,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from ledger.bookkeeping import post_entry
-from ledger.escrow.accounts import open_escrow_account, open_protection_accounts
+from ledger.escrow.accounts import open_protection_accounts
 from ledger.escrow.chart import HOURLY_PROTECTION, RECEIVABLES, escrow_account_code
 from ledger.escrow.hourly import (
     WEEK_CHARGE_RETRY,
@@ -41,7 +41,7 @@ from ledger.escrow.hourly import (
 )
 from ledger.escrow.hourly_calendar import HOURLY_CALENDAR, available_at, closes_at, review_ends_at
 from ledger.escrow.hourly_disputes import held_for_dispute
-from ledger.escrow.milestones import charge_subject, positive_amount
+from ledger.escrow.milestones import add_subject, charge_subject, positive_amount
 from ledger.escrow.model import (
     PAUSED_PAST_DUE,
     ClosedWeek,
@@ -69,28 +69,6 @@ def week_charge_key(subject_id: str, attempt: int = 1) -> str:
     return f"week:{subject_id}:{attempt}"
 
 
-def _new_subject(
-    uow: UnitOfWork, contract: Contract, *, subject_id: str, kind: SubjectKind, title: str, amount: int
-) -> Milestone:
-    subject = Milestone(
-        id=subject_id,
-        contract_id=contract.id,
-        title=title,
-        amount=amount,
-        due_date=None,
-        state=MilestoneState.DRAFT,
-        held=0,
-        review_deadline=None,
-        refund_deadline=None,
-        failure_reason=None,
-        created_at=uow.clock.now(),
-        kind=kind,
-    )
-    uow.escrow.add_milestone(subject)
-    open_escrow_account(uow, subject_id, contract.currency)
-    return subject
-
-
 def close_week(uow: UnitOfWork, subject_id: str, due_at: datetime) -> bool:
     """Close the week: record it as billed and, when it bills anything, write its charge.
     True if it billed anything. Dated at the close (`due_at`)."""
@@ -104,7 +82,7 @@ def close_week(uow: UnitOfWork, subject_id: str, due_at: datetime) -> bool:
     protected = protected_amount(bill) if verified is not None and verified < due_at else 0
     subject = None
     if bill.amount > 0:
-        subject = _new_subject(
+        subject = add_subject(
             uow,
             contract,
             subject_id=subject_id,
@@ -355,7 +333,7 @@ def pay_bonus(uow: UnitOfWork, contract_id: str, *, amount: int, memo: str) -> t
     contract = hourly_contract(uow, contract_id, lock=True)
     if contract.ended_by is not None:
         raise ContractEnded(f"contract {contract_id} has ended", contract_id=contract_id)
-    subject = _new_subject(
+    subject = add_subject(
         uow,
         contract,
         subject_id=new_id("bn"),

@@ -21,7 +21,7 @@ from dataclasses import replace
 from datetime import date, datetime
 
 from ledger.errors import InvalidRequest
-from ledger.escrow.hourly import WEEK_DISPUTE_EXPIRY, bill_of, hourly_contract, week_subject
+from ledger.escrow.hourly import WEEK_DISPUTE_EXPIRY, bill_of, hourly_contract, parse_week_subject, week_subject
 from ledger.escrow.hourly_calendar import HOURLY_CALENDAR, available_at, review_ends_at
 from ledger.escrow.model import (
     PAUSED_BY_DISPUTE,
@@ -173,7 +173,7 @@ def _close(
     at: datetime | None = None,
 ) -> WeekDispute:
     now = at or uow.clock.now()
-    monday = date.fromisoformat(subject.id.rpartition(":")[2])
+    monday = parse_week_subject(subject.id)[1]
     held = subject.held
     if release_amount:
         release(

@@ -100,11 +100,35 @@ def add_milestone(
         )
     if due_date is not None and not isinstance(due_date, date):
         raise InvalidRequest("due_date must be a date", field="due_date")
-    milestone = Milestone(
-        id=new_id("ms"),
-        contract_id=contract.id,
+    milestone = add_subject(
+        uow,
+        contract,
+        subject_id=new_id("ms"),
+        kind=SubjectKind.MILESTONE,
         title=_title(title),
         amount=positive_amount(amount),
+        due_date=due_date,
+    )
+    return uow.escrow.milestone(milestone.id)
+
+
+def add_subject(
+    uow: UnitOfWork,
+    contract: Contract,
+    *,
+    subject_id: str,
+    kind: SubjectKind,
+    title: str,
+    amount: int,
+    due_date: date | None = None,
+) -> Milestone:
+    """A new escrow subject (a milestone, an hourly week or an hourly bonus) in `draft`,
+    with its escrow account open."""
+    subject = Milestone(
+        id=subject_id,
+        contract_id=contract.id,
+        title=title,
+        amount=amount,
         due_date=due_date,
         state=MilestoneState.DRAFT,
         held=0,
@@ -112,10 +136,11 @@ def add_milestone(
         refund_deadline=None,
         failure_reason=None,
         created_at=uow.clock.now(),
+        kind=kind,
     )
-    uow.escrow.add_milestone(milestone)
-    open_escrow_account(uow, milestone.id, contract.currency)
-    return uow.escrow.milestone(milestone.id)
+    uow.escrow.add_milestone(subject)
+    open_escrow_account(uow, subject_id, contract.currency)
+    return subject
 
 
 @dataclass(frozen=True)
