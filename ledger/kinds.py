@@ -61,3 +61,7 @@ class EntryKind(StrEnum):
     DISPUTE_RECOVERY = "dispute.recovery"
     #: what a lost chargeback could not recover: the platform's loss
     DISPUTE_LOST = "dispute.lost"
+    #: a lost chargeback took back a week's charge that had recovered an advance: what no
+    #: balance covers of that advance is owed again (disputed -> receivables, or hourly
+    #: protection for what had been written off)
+    RECEIVABLE_REOPENED = "dispute.receivable_reopened"

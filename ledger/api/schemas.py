@@ -212,7 +212,9 @@ class DayOut(Struct):
 class WeekDisputeOut(Struct):
     """A dispute of a week's last `minutes` billable minutes, costing `amount`. `state`:
     "open" (the freelancer accepts or contests before `answer_by`, else it is refunded),
-    "contested" (an operator resolves it), "accepted", "expired", "resolved"."""
+    "contested" (an operator resolves it), "accepted", "expired", "resolved".
+    `cancelled` is the part of `refunded` the client was never charged (the dispute
+    closed while the week's charge had not succeeded)."""
 
     minutes: int
     amount: Amount
@@ -223,6 +225,7 @@ class WeekDisputeOut(Struct):
     closed_at: datetime | None
     released: Amount
     refunded: Amount
+    cancelled: Amount | None = None
 
 
 class WeekDisputeCreate(Struct, forbid_unknown_fields=True):
@@ -234,13 +237,16 @@ class WeekOut(Struct):
     """A week of an hourly contract: as it would be billed while open, as it closed
     after. `state` is one of: "open" (time may be logged and edited until `closes_at`),
     "closing" (past `closes_at`, waiting for the next tick), "closed" (nothing
-    billable, no money moves), "charging" (the client's charge is with the provider),
-    "past_due" (the charge failed, `failure_reason` says why; it is tried again a day
-    after each attempt, `charge_attempts` counts them, and the contract is paused
-    after 5; a success lifts that pause), "disputed" (the client disputes some of its
-    minutes: `dispute`), "in_review" (charged;
-    released at `review_ends_at`), "released" (paid to the freelancer, `payment_id`,
-    pending until `available_at`), "available", "refunded"."""
+    billable, no money moves), "carried" (it billed less than the provider's minimum
+    charge, 0.50 USD: not charged on its own but with the next week that bills, named
+    by `carried_to` once it does; that week's `carried_in` counts it), "charging" (the
+    client's charge is with the provider), "past_due" (the charge failed,
+    `failure_reason` says why; it is tried again a day after each attempt,
+    `charge_attempts` counts them, and the contract is paused after 5; a success lifts
+    that pause), "disputed" (the client disputes some of its minutes: `dispute`),
+    "in_review" (charged; released at `review_ends_at`), "released" (paid to the
+    freelancer, `payment_id`, pending until `available_at`), "available", "refunded",
+    "cancelled" (disputed whole before any charge succeeded: nothing is owed)."""
 
     week: date
     state: str
@@ -258,6 +264,8 @@ class WeekOut(Struct):
     failure_reason: str | None = None
     charge_attempts: int = 0
     dispute: WeekDisputeOut | None = None
+    carried_in: Amount | None = None
+    carried_to: date | None = None
 
 
 class HourlyBonusCreate(Struct, forbid_unknown_fields=True):

@@ -233,6 +233,8 @@ def week_out(view: WeekView) -> WeekOut:
         failure_reason=view.failure_reason,
         charge_attempts=view.charge_attempts,
         dispute=None if view.dispute is None else week_dispute_out(view.dispute, currency),
+        carried_in=Amount.of(view.carried_in, currency) if view.carried_in else None,
+        carried_to=view.carried_to,
     )
 
 
@@ -247,6 +249,7 @@ def week_dispute_out(dispute: WeekDispute, currency: str) -> WeekDisputeOut:
         closed_at=dispute.closed_at,
         released=Amount.of(dispute.released, currency),
         refunded=Amount.of(dispute.refunded, currency),
+        cancelled=Amount.of(dispute.cancelled, currency) if dispute.cancelled else None,
     )
 
 

@@ -130,7 +130,10 @@ class SqlEscrowAuditQueries:
         weeks = list(
             self._connection.execute(
                 select(
-                    hourly_weeks, milestones.c.kind.label("subject_kind"), milestones.c.amount.label("subject_amount")
+                    hourly_weeks,
+                    milestones.c.kind.label("subject_kind"),
+                    milestones.c.amount.label("subject_amount"),
+                    milestones.c.state.label("subject_state"),
                 )
                 .select_from(hourly_weeks.outerjoin(milestones, milestones.c.id == hourly_weeks.c.milestone_id))
                 .order_by(hourly_weeks.c.contract_id, hourly_weeks.c.week)
@@ -176,6 +179,7 @@ class SqlEscrowAuditQueries:
                 term_changes=tuple(terms[row.contract_id]),
                 held=0 if subject_id is None else held[subject_id],
                 dispute=None if subject_id is None else disputed.get(subject_id),
+                subject_state=row.subject_state,
             )
 
     def unrecorded_week_subjects(self) -> Iterator[str]:

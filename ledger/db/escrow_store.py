@@ -218,6 +218,7 @@ def _dispute_values(dispute: WeekDispute) -> dict[str, object]:
         "closed_at": dispute.closed_at,
         "released": dispute.released,
         "refunded": dispute.refunded,
+        "cancelled": dispute.cancelled,
     }
 
 
@@ -234,6 +235,7 @@ def week_dispute_of(row: Row[Any]) -> WeekDispute:
         closed_at=row.closed_at,
         released=int(row.released),
         refunded=int(row.refunded),
+        cancelled=int(row.cancelled),
     )
 
 
@@ -250,6 +252,8 @@ def closed_week(row: Row[Any]) -> ClosedWeek:
         closed_at=row.closed_at,
         milestone_id=row.milestone_id,
         protected_amount=int(row.protected_amount),
+        carried_in=int(row.carried_in),
+        carried_to=row.carried_to,
     )
 
 
@@ -401,6 +405,7 @@ class EscrowStore:
                 "over_limit_minutes": week.over_limit_minutes,
                 "amount": week.amount,
                 "protected_amount": week.protected_amount,
+                "carried_in": week.carried_in,
                 "closed_at": week.closed_at,
                 "milestone_id": week.milestone_id,
             },
@@ -433,8 +438,18 @@ class EscrowStore:
                 closed_at=dispute.closed_at,
                 released=dispute.released,
                 refunded=dispute.refunded,
+                cancelled=dispute.cancelled,
             )
         )
+
+    def carry_weeks(self, week_ids: list[str], to: date) -> None:
+        """Record that `to`'s charge took the amounts of the carried weeks `week_ids`."""
+        if week_ids:
+            self._conn.execute(
+                hourly_weeks.update()
+                .where(hourly_weeks.c.id.in_(week_ids), hourly_weeks.c.carried_to.is_(None))
+                .values(carried_to=to)
+            )
 
     def segment_weeks(self, contract_id: str) -> list[date]:
         starts = self._conn.execute(

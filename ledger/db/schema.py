@@ -351,6 +351,10 @@ class HourlyWeekRow(Base):
     protected_amount: Mapped[MinorUnits]
     closed_at: Mapped[Timestamp]
     milestone_id: Mapped[str | None] = mapped_column(String(40), ForeignKey("milestones.id", ondelete="RESTRICT"))
+    # What earlier weeks below the provider's minimum charge added to this week's charge.
+    carried_in: Mapped[MinorUnits] = mapped_column(server_default="0")
+    # The week whose charge took this (carried) week's amount; NULL while it waits.
+    carried_to: Mapped[date | None] = mapped_column(Date)
 
     __table_args__ = (
         CheckConstraint(
@@ -358,7 +362,13 @@ class HourlyWeekRow(Base):
             " AND billable_minutes + over_limit_minutes = logged_minutes AND billable_minutes <= limit_minutes",
             name="minutes",
         ),
-        CheckConstraint("amount >= 0 AND (milestone_id IS NULL) = (amount = 0)", name="amount"),
+        # A week without an escrow subject billed nothing or is carried to a later week.
+        CheckConstraint(
+            "amount >= 0 AND carried_in >= 0 AND (milestone_id IS NULL OR amount + carried_in > 0)"
+            " AND (milestone_id IS NOT NULL OR carried_in = 0)"
+            " AND (carried_to IS NULL OR (milestone_id IS NULL AND amount > 0))",
+            name="amount",
+        ),
         CheckConstraint("protected_amount >= 0 AND protected_amount <= amount", name="protected_amount"),
         UniqueConstraint("contract_id", "week"),
     )
@@ -463,8 +473,11 @@ class WeekDisputeRow(Base):
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     released: Mapped[MinorUnits]
     refunded: Mapped[MinorUnits]
+    # Of `refunded`, what the client was never charged (the receivable was cancelled).
+    cancelled: Mapped[MinorUnits] = mapped_column(server_default="0")
 
     __table_args__ = (
+        CheckConstraint("cancelled >= 0 AND cancelled <= refunded", name="cancelled"),
         CheckConstraint(
             "minutes > 0 AND amount > 0 AND released >= 0 AND refunded >= 0 AND released + refunded <= amount",
             name="figures",

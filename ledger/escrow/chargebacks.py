@@ -26,7 +26,11 @@ Recovery policy of a lost chargeback (README, "Chargebacks"), in this order:
    what is still pending of that payment, then out of their available balance; credit
    notes document it;
 3. whatever is left, which no balance covers (floors are never broken to recover a
-   chargeback), is the platform's loss: `expenses:chargebacks`.
+   chargeback), is the platform's loss: `expenses:chargebacks`; except, on an hourly
+   week whose charge had recovered an advance, up to what it recovered: that advance
+   is owed by the client again, so that part of the loss moves to the receivable
+   (written off when retries are over; `hourly_billing.reopen_receivable`). The
+   dispute's `unrecovered` counts the whole loss either way.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from ledger.escrow.chart import (
     escrow_account_code,
     pending_account_code,
 )
+from ledger.escrow.hourly_billing import reopen_receivable
 from ledger.escrow.milestones import REFUND_REQUEST_EXPIRY, REVIEW_EXPIRY
 from ledger.escrow.model import (
     REFUND_REQUEST_PERIOD,
@@ -198,6 +203,8 @@ def _close(uow: UnitOfWork, contract: Contract, milestone_id: str, report: Dispu
         if left:
             unrecovered += left
             _post_loss(uow, contract, milestone_id, report.id, left)
+        if unrecovered:
+            reopen_receivable(uow, contract, milestone_id, report.id, unrecovered)
     uow.escrow.close_dispute(
         report.id,
         outcome=_outcome(report.status, outstanding),

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import date, datetime
 
 from ledger.accounts import Side
 from ledger.audit import Check, Detail, Problem
@@ -45,7 +45,7 @@ from ledger.escrow.chart import (
 from ledger.escrow.hourly import limit_history, rate_history
 from ledger.escrow.hourly_billing import protected_amount
 from ledger.escrow.hourly_calendar import HOURLY_CALENDAR
-from ledger.escrow.model import HOLDING, SubjectKind
+from ledger.escrow.model import HOLDING, MilestoneState, SubjectKind
 from ledger.escrow.timesheet import MINUTES_PER_HOUR, bill_week, limit_for_week
 from ledger.kinds import EntryKind
 from ledger.ports.queries import EscrowAuditQueries
@@ -180,9 +180,24 @@ def hourly_weeks_billed(escrow: EscrowAuditQueries) -> Iterator[Problem]:
     for the week, billable minutes within it, the amount by the cumulative rounding rule;
     and a week that billed anything is held by an escrow subject of kind week for exactly
     that amount (what that subject holds against its state is `escrow_matches_milestones`)."""
-    for audit in escrow.hourly_weeks():
+    audits = list(escrow.hourly_weeks())
+    carried_to: dict[tuple[str, date], int] = defaultdict(int)
+    for audit in audits:
+        if audit.week.carried_to is not None:
+            carried_to[(audit.week.contract_id, audit.week.carried_to)] += audit.week.amount
+    for audit in audits:
         week = audit.week
         where: dict[str, Detail] = {"week": week.id}
+        if week.carried_in != carried_to.get((week.contract_id, week.week), 0):
+            yield Problem(
+                "hourly_weeks_billed",
+                "what the week carries in is not what earlier weeks carried to it",
+                {
+                    **where,
+                    "carried_in": week.carried_in,
+                    "carried_to_it": carried_to.get((week.contract_id, week.week), 0),
+                },
+            )
         changes = list(audit.term_changes)
         limit = limit_for_week(limit_history(changes), week.week) * MINUTES_PER_HOUR
         bill = bill_week(week.week, list(audit.segments), limit, rate_history(changes))
@@ -214,7 +229,8 @@ def hourly_weeks_billed(escrow: EscrowAuditQueries) -> Iterator[Problem]:
         if week.billable_minutes > week.limit_minutes:
             yield Problem("hourly_weeks_billed", "billable minutes exceed the week's limit", where)
         held_by = (audit.subject_kind, audit.subject_amount)
-        expected = (SubjectKind.WEEK.value, week.amount) if week.amount else (None, None)
+        charged = week.amount + week.carried_in
+        expected = (SubjectKind.WEEK.value, charged) if charged and not week.carried else (None, None)
         if held_by != expected:
             yield Problem(
                 "hourly_weeks_billed",
@@ -227,10 +243,17 @@ def hourly_weeks_billed(escrow: EscrowAuditQueries) -> Iterator[Problem]:
                 },
             )
         dispute = audit.dispute
-        if dispute is not None and dispute.is_open and audit.held < dispute.unsettled:
+        # A charged week holds its whole charge until review end, then exactly what an open
+        # dispute holds; a week not charged yet holds none of the client's money.
+        if (
+            dispute is not None
+            and dispute.is_open
+            and audit.subject_state == MilestoneState.FUNDED.value
+            and (audit.held < dispute.unsettled or audit.held not in (dispute.unsettled, audit.subject_amount))
+        ):
             yield Problem(
                 "hourly_weeks_billed",
-                "an open dispute's amount is not held",
+                "an open dispute's amount is not what the week holds",
                 {**where, "held": audit.held, "disputed": dispute.unsettled},
             )
         if dispute is not None and not dispute.is_open and dispute.released + dispute.refunded != dispute.amount:
@@ -243,29 +266,33 @@ def hourly_weeks_billed(escrow: EscrowAuditQueries) -> Iterator[Problem]:
 
 def receivables_match_advances(escrow: EscrowAuditQueries) -> Iterator[Problem]:
     """Per client and currency, what the platform advanced into weeks' escrow (net of what
-    it took back) = receivables outstanding + written off, none outstanding below 0;
-    `assets:receivables:clients` holds what is outstanding; and every write-off is dated
-    when retries stop, `retry_charges_for` after its week closed."""
-    kinds = [EntryKind.ADVANCE, EntryKind.RECOVERY, EntryKind.WRITE_OFF]
+    it took back) + what lost chargebacks reopened = receivables outstanding + written
+    off, none outstanding below 0; `assets:receivables:clients` holds what is
+    outstanding; and every write-off is dated when retries stop, `retry_charges_for`
+    after its week closed (that of a reopened receivable then or, if later, when reopened)."""
+    kinds = [EntryKind.ADVANCE, EntryKind.RECOVERY, EntryKind.WRITE_OFF, EntryKind.RECEIVABLE_REOPENED]
     figures: dict[tuple[str, str], dict[str, int]] = defaultdict(
-        lambda: {"advanced": 0, "outstanding": 0, "written_off": 0}
+        lambda: {"advanced": 0, "reopened": 0, "outstanding": 0, "written_off": 0}
     )
-    write_offs: list[tuple[str, datetime]] = []
+    write_offs: list[tuple[str, datetime, bool]] = []
     for leg in escrow.kind_legs(kinds):
         debit_positive = leg.amount if leg.side is Side.DEBIT else -leg.amount
         client = figures[(leg.refs.get("client", ""), leg.currency)]
         if leg.account.startswith(ESCROW_ACCOUNT_PREFIX):
             client["advanced"] -= debit_positive
+        elif leg.account == CHARGEBACKS:
+            client["reopened"] -= debit_positive
         elif leg.account == RECEIVABLES:
             client["outstanding"] += debit_positive
             if leg.kind == EntryKind.WRITE_OFF:
-                write_offs.append((leg.refs.get("milestone", ""), leg.effective_at))
+                write_offs.append((leg.refs.get("milestone", ""), leg.effective_at, "dispute" in leg.refs))
         elif leg.account == HOURLY_PROTECTION:
             client["written_off"] += debit_positive
     outstanding: dict[str, int] = defaultdict(int)
     for (client_id, currency), found in sorted(figures.items()):
         outstanding[currency] += found["outstanding"]
-        if found["advanced"] != found["outstanding"] + found["written_off"] or found["outstanding"] < 0:
+        owed = found["advanced"] + found["reopened"]
+        if owed != found["outstanding"] + found["written_off"] or found["outstanding"] < 0:
             yield Problem("receivables_match_advances", "", {"client": client_id, "currency": currency, **found})
     at_platform = escrow.balances_of(RECEIVABLES)
     for currency in sorted(set(at_platform) | set(outstanding)):
@@ -281,9 +308,10 @@ def receivables_match_advances(escrow: EscrowAuditQueries) -> Iterator[Problem]:
             )
     if write_offs:
         closed = {audit.week.id: audit.week.closed_at for audit in escrow.hourly_weeks()}
-        for subject_id, at in write_offs:
+        for subject_id, at, reopened in write_offs:
             due = closed.get(subject_id)
-            if due is None or at != due + HOURLY_CALENDAR.retry_charges_for:
+            stop = None if due is None else due + HOURLY_CALENDAR.retry_charges_for
+            if stop is None or (at < stop if reopened else at != stop):
                 yield Problem(
                     "receivables_match_advances",
                     "a write-off is not dated when its week's retries stopped",

@@ -71,6 +71,7 @@ WEEK_DISPUTE_EXPIRY = "week_dispute_expiry"
 OPEN = "open"  # time may be logged and edited
 CLOSING = "closing"  # past its close; the next tick closes it
 CLOSED = "closed"  # closed with nothing billable: no money moves
+CARRIED = "carried"  # billed less than the provider's minimum charge: a later week charges it
 CHARGING = "charging"  # its charge is with the provider
 PAST_DUE = "past_due"  # its charge failed
 IN_REVIEW = "in_review"  # charged; the client reviews it until review end
@@ -78,7 +79,21 @@ DISPUTED = "disputed"  # part or all of its minutes are disputed: that amount is
 RELEASED = "released"  # paid to the freelancer, pending until its availability day
 AVAILABLE = "available"  # the freelancer may withdraw it
 REFUNDED = "refunded"  # its money went back to the client
-WEEK_STATES = (OPEN, CLOSING, CLOSED, CHARGING, PAST_DUE, IN_REVIEW, DISPUTED, RELEASED, AVAILABLE, REFUNDED)
+CANCELLED = "cancelled"  # disputed whole before any charge succeeded: the client owes nothing
+WEEK_STATES = (
+    OPEN,
+    CLOSING,
+    CLOSED,
+    CARRIED,
+    CHARGING,
+    PAST_DUE,
+    IN_REVIEW,
+    DISPUTED,
+    RELEASED,
+    AVAILABLE,
+    REFUNDED,
+    CANCELLED,
+)
 
 
 def week_subject(contract_id: str, monday: date) -> str:
@@ -261,6 +276,9 @@ class WeekView:
         failure_reason: why the last charge attempt failed, when it did.
         charge_attempts: the charge attempts made so far (one a day while past due).
         dispute: the client's dispute of its hours, if any.
+        carried_in: what earlier weeks below the minimum charge add to its charge.
+        carried_to: for a carried week, the week whose charge took its amount (None while
+            it waits for a week that bills).
     """
 
     week: date
@@ -275,6 +293,8 @@ class WeekView:
     failure_reason: str | None = None
     charge_attempts: int = 0
     dispute: WeekDispute | None = None
+    carried_in: int = 0
+    carried_to: date | None = None
 
 
 _SUBJECT_STATES = {
@@ -306,6 +326,8 @@ def week_view(
     week = closed.get(monday)
     if week is None:
         return view
+    if week.carried:
+        return replace(view, state=CARRIED, carried_to=week.carried_to)
     if week.milestone_id is None:
         return replace(view, state=CLOSED)
     subject = uow.escrow.milestone(week.milestone_id)
@@ -315,6 +337,7 @@ def week_view(
         charge_order_id=charges[-1].id if charges else None,
         failure_reason=subject.failure_reason,
         charge_attempts=len(charges),
+        carried_in=week.carried_in,
     )
     dispute = uow.escrow.week_dispute(subject.id)
     view = replace(view, dispute=dispute)
@@ -325,7 +348,8 @@ def week_view(
     # A past-due week whose protected part was advanced has a payment and is still due.
     view = replace(view, payment_id=payments[0].id if payments else None)
     if subject.state is MilestoneState.SETTLED and not payments:
-        return replace(view, state=REFUNDED)
+        cancelled = dispute is not None and dispute.cancelled == subject.amount
+        return replace(view, state=CANCELLED if cancelled else REFUNDED)
     if subject.state not in (MilestoneState.RELEASED, MilestoneState.SETTLED):
         return replace(view, state=_SUBJECT_STATES.get(subject.state, CHARGING))
     matured = all(uow.escrow.pending_remaining(payment.id) == 0 for payment in payments)

@@ -25,11 +25,11 @@ answer move money once.
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime
+from datetime import date, datetime
 
 from ledger.bookkeeping import post_entry
 from ledger.escrow.accounts import open_protection_accounts
-from ledger.escrow.chart import HOURLY_PROTECTION, RECEIVABLES, escrow_account_code
+from ledger.escrow.chart import CHARGEBACKS, HOURLY_PROTECTION, RECEIVABLES, escrow_account_code
 from ledger.escrow.hourly import (
     WEEK_CHARGE_RETRY,
     WEEK_REVIEW_END,
@@ -40,7 +40,7 @@ from ledger.escrow.hourly import (
     week_subject,
 )
 from ledger.escrow.hourly_calendar import HOURLY_CALENDAR, available_at, closes_at, review_ends_at
-from ledger.escrow.hourly_disputes import held_for_dispute
+from ledger.escrow.hourly_disputes import held_for_dispute, to_charge
 from ledger.escrow.milestones import add_subject, charge_subject, positive_amount
 from ledger.escrow.model import (
     PAUSED_PAST_DUE,
@@ -54,7 +54,7 @@ from ledger.escrow.model import (
     new_id,
 )
 from ledger.escrow.orders import OrderKind, OrderState, PaymentOrder
-from ledger.escrow.payments import entry_refs, release
+from ledger.escrow.payments import entry_refs, refund_from_escrow, release
 from ledger.escrow.timesheet import DayLine, WeekBill
 from ledger.journal import EntryRequest, credit, debit
 from ledger.kinds import EntryKind
@@ -80,15 +80,18 @@ def close_week(uow: UnitOfWork, subject_id: str, due_at: datetime) -> bool:
     client = uow.documents.party(contract.client_id)
     verified = client.payment_method_verified_at if client is not None else None
     protected = protected_amount(bill) if verified is not None and verified < due_at else 0
+    # Earlier weeks too small to charge on their own ride on the next week that bills.
+    waiting = _carried_waiting(uow, contract_id, monday) if bill.amount > 0 else []
+    carried_in = sum(week.amount for week in waiting)
     subject = None
-    if bill.amount > 0:
+    if bill.amount + carried_in >= HOURLY_CALENDAR.minimum_charge(contract.currency):
         subject = add_subject(
             uow,
             contract,
             subject_id=subject_id,
             kind=SubjectKind.WEEK,
             title=f"Week of {monday.isoformat()}",
-            amount=bill.amount,
+            amount=bill.amount + carried_in,
         )
     uow.escrow.add_closed_week(
         ClosedWeek(
@@ -103,13 +106,36 @@ def close_week(uow: UnitOfWork, subject_id: str, due_at: datetime) -> bool:
             closed_at=due_at,
             milestone_id=None if subject is None else subject.id,
             protected_amount=protected,
+            carried_in=0 if subject is None else carried_in,
         )
     )
     if subject is None:
-        return False
+        return False  # nothing billed, or carried: below the provider's minimum charge
+    uow.escrow.carry_weeks([week.id for week in waiting], monday)
     charge_subject(uow, subject, contract, funding_key=week_charge_key(subject_id), off_session=True)
     uow.escrow.schedule(WEEK_REVIEW_END, subject_id, review_ends_at(monday))
     return True
+
+
+def _carried_waiting(uow: UnitOfWork, contract_id: str, monday: date) -> list[ClosedWeek]:
+    """The contract's earlier carried weeks no later week's charge has taken yet."""
+    weeks = uow.escrow.closed_weeks(contract_id).values()
+    return sorted(
+        (week for week in weeks if week.week < monday and week.carried and week.carried_to is None),
+        key=lambda week: week.week,
+    )
+
+
+def _carried_into(uow: UnitOfWork, week: ClosedWeek) -> list[ClosedWeek]:
+    """The carried weeks whose amounts `week`'s charge took."""
+    weeks = uow.escrow.closed_weeks(week.contract_id).values()
+    return sorted((w for w in weeks if w.carried_to == week.week), key=lambda w: w.week)
+
+
+def _settle_cancelled(uow: UnitOfWork, subject: Milestone, contract: Contract) -> None:
+    """Nothing is left to charge (a dispute cancelled it all): the week is settled."""
+    uow.escrow.save_milestone(replace(subject, state=MilestoneState.SETTLED))
+    _lift_past_due_pause(uow, contract)
 
 
 def after_failed_charge(uow: UnitOfWork, milestone_id: str) -> None:
@@ -118,6 +144,9 @@ def after_failed_charge(uow: UnitOfWork, milestone_id: str) -> None:
     policy allows have failed, the contract is paused (`PAUSED_PAST_DUE`)."""
     subject, contract = uow.escrow.milestone_and_contract(milestone_id, lock=True)
     if subject.kind is not SubjectKind.WEEK or subject.state is not MilestoneState.DRAFT:
+        return
+    if to_charge(uow, subject) == 0:
+        _settle_cancelled(uow, subject, contract)
         return
     monday = parse_week_subject(subject.id)[1]
     charges = uow.orders.of_milestone(subject.id, kinds=(OrderKind.FUND,))
@@ -137,8 +166,18 @@ def retry_charge(uow: UnitOfWork, subject_id: str, due_at: datetime) -> bool:
     subject, contract = uow.escrow.milestone_and_contract(subject_id, lock=True)
     if subject.state is not MilestoneState.DRAFT:
         return False
+    amount = to_charge(uow, subject)
+    if amount == 0:
+        _settle_cancelled(uow, subject, contract)
+        return False
     attempt = len(uow.orders.of_milestone(subject_id, kinds=(OrderKind.FUND,))) + 1
-    charge_subject(uow, subject, contract, funding_key=week_charge_key(subject_id, attempt), off_session=True)
+    charge_subject(
+        uow,
+        replace(subject, amount=amount),
+        contract,
+        funding_key=week_charge_key(subject_id, attempt),
+        off_session=True,
+    )
     return True
 
 
@@ -187,7 +226,12 @@ def _advance(uow: UnitOfWork, subject: Milestone, contract: Contract, due_at: da
     monday = parse_week_subject(subject.id)[1]
     week = uow.escrow.closed_week(contract.id, monday)
     key = f"{EntryKind.ADVANCE}:{subject.id}"
-    if week is None or week.protected_amount == 0 or _posted(uow, key, RECEIVABLES):
+    if week is None or _posted(uow, key, RECEIVABLES):
+        return False
+    protected = week.protected_amount + sum(w.protected_amount for w in _carried_into(uow, week))
+    # What a dispute holds or cancelled is not advanced: the client may not owe it.
+    amount = min(protected, to_charge(uow, subject) - held_for_dispute(uow, subject.id))
+    if amount <= 0:
         return False
     currency = contract.currency
     open_protection_accounts(uow, currency)
@@ -197,8 +241,8 @@ def _advance(uow: UnitOfWork, subject: Milestone, contract: Contract, due_at: da
             idempotency_key=key,
             kind=EntryKind.ADVANCE,
             postings=(
-                debit(RECEIVABLES, week.protected_amount, currency),
-                credit(escrow_account_code(subject.id), week.protected_amount, currency),
+                debit(RECEIVABLES, amount, currency),
+                credit(escrow_account_code(subject.id), amount, currency),
             ),
             effective_at=due_at,
             refs=entry_refs(contract, subject.id),
@@ -208,11 +252,11 @@ def _advance(uow: UnitOfWork, subject: Milestone, contract: Contract, due_at: da
         uow,
         contract,
         subject,
-        week.protected_amount,
+        amount,
         effective_at=due_at,
         kind=HOURLY_PAYMENT,
         pending_until=max(available_at(monday), due_at),
-        invoice_lines=(("protected tracked time", week.protected_amount),),
+        invoice_lines=(("protected tracked time", amount),),
     )
     uow.escrow.schedule(WEEK_WRITE_OFF, subject.id, week.closed_at + HOURLY_CALENDAR.retry_charges_for)
     return True
@@ -245,25 +289,77 @@ def _recover(uow: UnitOfWork, subject: Milestone, contract: Contract) -> int:
 
 
 def write_off(uow: UnitOfWork, subject_id: str, due_at: datetime) -> bool:
-    """Retries are over and the advance was not recovered: it is the platform's loss."""
+    """Retries are over and the advance was not recovered: it is the platform's loss. So
+    is a receivable a lost chargeback reopened (`reopen_receivable`), once retries are over."""
     subject, contract = uow.escrow.milestone_and_contract(subject_id, lock=True)
     advanced = _posted(uow, f"{EntryKind.ADVANCE}:{subject.id}", RECEIVABLES)
-    if subject.state is not MilestoneState.DRAFT or not advanced:
+    if subject.state is MilestoneState.DRAFT and advanced:
+        amount, key, refs = advanced, f"{EntryKind.WRITE_OFF}:{subject.id}", entry_refs(contract, subject.id)
+    else:
+        reopened = _reopened(uow, subject.id)
+        if reopened is None:
+            return False
+        dispute_id, amount = reopened
+        key = f"{EntryKind.WRITE_OFF}:{subject.id}:{dispute_id}"
+        refs = entry_refs(contract, subject.id, dispute=dispute_id)
+    if not amount or uow.journal.find_by_keys([key]):
         return False
     post_entry(
         uow,
         EntryRequest(
-            idempotency_key=f"{EntryKind.WRITE_OFF}:{subject.id}",
+            idempotency_key=key,
             kind=EntryKind.WRITE_OFF,
             postings=(
-                debit(HOURLY_PROTECTION, advanced, contract.currency),
-                credit(RECEIVABLES, advanced, contract.currency),
+                debit(HOURLY_PROTECTION, amount, contract.currency),
+                credit(RECEIVABLES, amount, contract.currency),
             ),
             effective_at=due_at,
-            refs=entry_refs(contract, subject.id),
+            refs=refs,
         ),
     )
     return True
+
+
+def _reopened(uow: UnitOfWork, subject_id: str) -> tuple[str, int] | None:
+    """The lost chargeback that reopened the week's receivable, and by how much."""
+    for dispute in uow.escrow.disputes_of(subject_id):
+        amount = _posted(uow, f"{EntryKind.RECEIVABLE_REOPENED}:{dispute.id}", RECEIVABLES)
+        if amount:
+            return dispute.id, amount
+    return None
+
+
+def reopen_receivable(uow: UnitOfWork, contract: Contract, subject_id: str, dispute_id: str, wanted: int) -> int:
+    """A lost chargeback took back a week's charge, and no balance covered `wanted` of it
+    (booked as the chargeback's loss). If that charge had recovered an advance, the
+    protection the platform gave still stands: up to what was recovered, that loss is
+    the client's debt again (chargebacks -> receivables, written off when retries are
+    over) or, for what had been written off before the recovery, the protection expense
+    again. Returns the amount so moved."""
+    to_receivables = min(wanted, _posted(uow, f"{EntryKind.RECOVERY}:{subject_id}", RECEIVABLES))
+    to_protection = min(wanted - to_receivables, _posted(uow, f"{EntryKind.RECOVERY}:{subject_id}", HOURLY_PROTECTION))
+    if not to_receivables + to_protection:
+        return 0
+    currency = contract.currency
+    postings = [credit(CHARGEBACKS, to_receivables + to_protection, currency)]
+    if to_receivables:
+        postings.append(debit(RECEIVABLES, to_receivables, currency))
+    if to_protection:
+        postings.append(debit(HOURLY_PROTECTION, to_protection, currency))
+    post_entry(
+        uow,
+        EntryRequest(
+            idempotency_key=f"{EntryKind.RECEIVABLE_REOPENED}:{dispute_id}",
+            kind=EntryKind.RECEIVABLE_REOPENED,
+            postings=tuple(postings),
+            refs=entry_refs(contract, subject_id, dispute=dispute_id),
+        ),
+    )
+    if to_receivables:
+        week = uow.escrow.closed_week(*parse_week_subject(subject_id))
+        retries_end = (week.closed_at if week is not None else uow.clock.now()) + HOURLY_CALENDAR.retry_charges_for
+        uow.escrow.schedule(WEEK_WRITE_OFF, subject_id, max(retries_end, uow.clock.now()))
+    return to_receivables + to_protection
 
 
 def after_funding(uow: UnitOfWork, milestone_id: str) -> Payment | None:
@@ -283,12 +379,32 @@ def after_funding(uow: UnitOfWork, milestone_id: str) -> Payment | None:
     recovered = _recover(uow, subject, contract)
     if recovered:
         subject = replace(subject, held=subject.held - recovered)
-        if subject.held == 0:
-            uow.escrow.save_milestone(replace(subject, state=MilestoneState.RELEASED))
-            return None
+    subject = _refund_cancelled(uow, subject, contract)
+    if subject.held == 0:
+        uow.escrow.save_milestone(replace(subject, state=MilestoneState.RELEASED))
+        return None
     if now >= review_ends_at(parse_week_subject(subject.id)[1]):
         return _release_week(uow, subject, contract, effective_at=now)
     return None
+
+
+def _refund_cancelled(uow: UnitOfWork, subject: Milestone, contract: Contract) -> Milestone:
+    """A charge sent before a dispute cancelled part of the week succeeded after all: the
+    cancelled part the client paid goes back to them (it is no longer cancelled but
+    refunded; the dispute's `refunded` already counts it)."""
+    dispute = uow.escrow.week_dispute(subject.id)
+    if dispute is None or not dispute.cancelled:
+        return subject
+    key, _ = uow.escrow.funding(subject.id)
+    order = uow.orders.by_provider_key(key) if key else None
+    if order is None:
+        return subject
+    excess = min(int(order.details["amount"]) - to_charge(uow, subject), dispute.cancelled)
+    if excess <= 0:
+        return subject
+    refund_from_escrow(uow, contract, subject.id, excess, reason="hourly_dispute")
+    uow.escrow.save_week_dispute(replace(dispute, cancelled=dispute.cancelled - excess))
+    return replace(subject, held=subject.held - excess)
 
 
 def day_text(day: DayLine) -> str:
@@ -305,13 +421,21 @@ def _release_week(uow: UnitOfWork, subject: Milestone, contract: Contract, *, ef
     """Release what the week holds but an open dispute of its hours."""
     monday = parse_week_subject(subject.id)[1]
     bill = bill_of(uow, contract.id, monday)
+    week = uow.escrow.closed_week(contract.id, monday)
+    carried_in = week.carried_in if week is not None else 0
     disputed = held_for_dispute(uow, subject.id)
     amount = subject.held - disputed
     if amount <= 0:
         return None
-    # Segments and terms of a closed week cannot change: what it holds is its amount, or
-    # what is left of it once a protected part was advanced or a disputed part set aside.
-    lines = invoice_lines(bill) if amount == bill.amount else (("undisputed time", amount),)
+    # Segments and terms of a closed week cannot change: what it holds is its amount (and
+    # what it carried in), or what is left once a protected part was advanced or a
+    # disputed part set aside.
+    if amount == bill.amount + carried_in:
+        lines = invoice_lines(bill) + (
+            (("time of earlier weeks, below the minimum charge", carried_in),) if carried_in else ()
+        )
+    else:
+        lines = (("undisputed time", amount),)
     payment = release(
         uow,
         contract,

@@ -41,6 +41,9 @@ class HourlyCalendarPolicy:
             an advance not recovered by then is written off.
         dispute_answer_period: the freelancer accepts or contests a dispute of a week's
             hours within this time of its opening; silence refunds the client.
+        minimum_charges: the provider's smallest charge per currency, in minor units
+            (Stripe's): a week billing less is not charged but carried to the next week
+            billed; `default_minimum_charge` for a currency not listed.
     """
 
     segment_length: dt.timedelta = dt.timedelta(minutes=10)
@@ -51,6 +54,28 @@ class HourlyCalendarPolicy:
     pause_after_failed_charges: int = 5
     retry_charges_for: dt.timedelta = dt.timedelta(days=30)
     dispute_answer_period: dt.timedelta = dt.timedelta(days=3)
+    minimum_charges: tuple[tuple[str, int], ...] = (
+        ("AUD", 50),
+        ("CAD", 50),
+        ("CHF", 50),
+        ("DKK", 250),
+        ("EUR", 50),
+        ("GBP", 30),
+        ("HKD", 400),
+        ("JPY", 50),
+        ("MXN", 1000),
+        ("NOK", 300),
+        ("NZD", 50),
+        ("PLN", 200),
+        ("SEK", 300),
+        ("SGD", 50),
+        ("USD", 50),
+    )
+    default_minimum_charge: int = 50
+
+    def minimum_charge(self, currency: str) -> int:
+        """The smallest amount the provider charges in `currency` (minor units)."""
+        return dict(self.minimum_charges).get(currency, self.default_minimum_charge)
 
     def __post_init__(self) -> None:
         # Segments tile the week exactly, so no segment ever straddles Monday 00:00

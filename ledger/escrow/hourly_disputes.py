@@ -1,7 +1,7 @@
 """Disputes of an hourly week's hours (docs/architecture.md, "Hourly contracts").
 
-Until its review ends, the client may dispute some or all of a charged week's billable
-minutes with a reason. The disputed minutes are the week's last ones; they cost
+Until its review ends, the client may dispute some or all of a closed week's billable
+minutes with a reason, whether its charge has succeeded or not. The disputed minutes are the week's last ones; they cost
 `cost_of_range(billable - minutes, billable)` by the week's one cost function, so the
 disputed and undisputed parts add up to the week. Only the disputed amount is held: at
 review end the rest is released as usual. The contract is paused while the dispute is
@@ -12,6 +12,12 @@ order) or contests before `answer_by` (`dispute_answer_period` after the opening
 no answer by then it is refunded (timer `week_dispute_expiry`). A contested dispute is
 resolved by an operator: release a + refund b = disputed, the service fee on a only.
 
+A week whose charge has not succeeded when its dispute closes holds none of the client's
+money: what is refunded is cancelled instead (`WeekDispute.cancelled`, part of
+`refunded`), so later attempts charge less (`to_charge`), and what is released is paid
+when the charge succeeds. Should a charge sent before the close succeed with the whole
+amount, the cancelled part is refunded then (`hourly_billing.after_funding`).
+
 Each step runs under the contract's lock, then the week's subject's.
 """
 
@@ -21,16 +27,26 @@ from dataclasses import replace
 from datetime import date, datetime
 
 from ledger.errors import InvalidRequest
-from ledger.escrow.hourly import WEEK_DISPUTE_EXPIRY, bill_of, hourly_contract, parse_week_subject, week_subject
+from ledger.escrow.hourly import (
+    WEEK_CHARGE_RETRY,
+    WEEK_DISPUTE_EXPIRY,
+    bill_of,
+    hourly_contract,
+    parse_week_subject,
+    week_subject,
+)
 from ledger.escrow.hourly_calendar import HOURLY_CALENDAR, available_at, review_ends_at
 from ledger.escrow.model import (
     PAUSED_BY_DISPUTE,
+    PAUSED_PAST_DUE,
     Contract,
     Milestone,
     MilestoneState,
+    SubjectKind,
     WeekDispute,
     WeekNotDisputable,
 )
+from ledger.escrow.orders import OrderKind, OrderState
 from ledger.escrow.payments import refund_from_escrow, release
 from ledger.ports.unit_of_work import UnitOfWork
 
@@ -40,12 +56,20 @@ ACCEPTED = "accepted"
 EXPIRED = "expired"
 RESOLVED = "resolved"
 MAX_REASON = 500
+#: A week may be disputed while past due, while its charge is in flight, and once charged.
+DISPUTABLE = (MilestoneState.DRAFT, MilestoneState.FUNDING, MilestoneState.FUNDED)
 
 
 def open_dispute(uow: UnitOfWork, contract_id: str, monday: date, *, minutes: int, reason: str) -> WeekDispute:
     contract = hourly_contract(uow, contract_id, lock=True)
     week = uow.escrow.closed_week(contract_id, monday)
     now = uow.clock.now()
+    if week is not None and week.carried:
+        raise WeekNotDisputable(
+            f"the week of {monday.isoformat()} is below the minimum charge and carried to a later week's charge:"
+            " dispute that week",
+            week=monday.isoformat(),
+        )
     if week is None or week.milestone_id is None:
         raise WeekNotDisputable(
             f"the week of {monday.isoformat()} has not closed with an amount: there is nothing to dispute",
@@ -57,10 +81,9 @@ def open_dispute(uow: UnitOfWork, contract_id: str, monday: date, *, minutes: in
             week=monday.isoformat(),
         )
     subject = uow.escrow.milestone(week.milestone_id, lock=True)
-    if subject.state is not MilestoneState.FUNDED:
+    if subject.state not in DISPUTABLE:
         raise WeekNotDisputable(
-            f"the week of {monday.isoformat()} is not charged yet ({subject.state.value}): only a charged week"
-            " can be disputed",
+            f"the week of {monday.isoformat()} is {subject.state.value}: it can no longer be disputed",
             week=monday.isoformat(),
         )
     if uow.escrow.week_dispute(subject.id) is not None:
@@ -172,7 +195,32 @@ def _close(
     refund_amount: int,
     at: datetime | None = None,
 ) -> WeekDispute:
+    """Settle the dispute. A charged week's release and refund move its money now; for a
+    week whose charge has not succeeded, the refund cancels what the client owes and the
+    release is paid with the rest of the week when the charge succeeds."""
     now = at or uow.clock.now()
+    charged = subject.state is MilestoneState.FUNDED
+    if charged:
+        _settle_charged(uow, contract, subject, release_amount, refund_amount, now)
+    closed = replace(
+        dispute,
+        state=state,
+        closed_at=now,
+        released=dispute.released + release_amount,
+        refunded=dispute.refunded + refund_amount,
+        cancelled=dispute.cancelled + (0 if charged else refund_amount),
+    )
+    uow.escrow.save_week_dispute(closed)
+    if subject.state is MilestoneState.DRAFT and to_charge(uow, subject) == 0:
+        # Nothing is left to charge: the retry timer settles the week and lifts its pause.
+        uow.escrow.schedule(WEEK_CHARGE_RETRY, subject.id, now)
+    _lift_dispute_pause(uow, contract)
+    return closed
+
+
+def _settle_charged(
+    uow: UnitOfWork, contract: Contract, subject: Milestone, release_amount: int, refund_amount: int, now: datetime
+) -> None:
     monday = parse_week_subject(subject.id)[1]
     held = subject.held
     if release_amount:
@@ -192,17 +240,29 @@ def _close(
         held -= refund_amount
     if held == 0:
         uow.escrow.save_milestone(replace(subject, held=0, state=MilestoneState.SETTLED))
-    closed = replace(
-        dispute,
-        state=state,
-        closed_at=now,
-        released=dispute.released + release_amount,
-        refunded=dispute.refunded + refund_amount,
-    )
-    uow.escrow.save_week_dispute(closed)
-    if contract.paused_by == PAUSED_BY_DISPUTE:
+
+
+def _lift_dispute_pause(uow: UnitOfWork, contract: Contract) -> None:
+    """The dispute's pause ends with it; a week that failed to charge on as many days as
+    the policy allows keeps the contract paused, for that reason now."""
+    if contract.paused_by != PAUSED_BY_DISPUTE:
+        return
+    if any(
+        sum(order.state is OrderState.FAILED for order in uow.orders.of_milestone(week.id, kinds=(OrderKind.FUND,)))
+        >= HOURLY_CALENDAR.pause_after_failed_charges
+        for week in uow.escrow.milestones_of_kind(contract.id, SubjectKind.WEEK)
+        if week.state is MilestoneState.DRAFT
+    ):
+        uow.escrow.save_contract_terms(replace(contract, paused_by=PAUSED_PAST_DUE))
+    else:
         uow.escrow.save_contract_terms(replace(contract, paused_at=None, paused_by=None))
-    return closed
+
+
+def to_charge(uow: UnitOfWork, subject: Milestone) -> int:
+    """What a week's next charge attempt asks for: its amount less what a dispute that
+    closed before any charge succeeded cancelled."""
+    dispute = uow.escrow.week_dispute(subject.id)
+    return subject.amount - (dispute.cancelled if dispute is not None else 0)
 
 
 def held_for_dispute(uow: UnitOfWork, subject_id: str) -> int:

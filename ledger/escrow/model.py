@@ -308,6 +308,8 @@ class WeekDispute:
             in time: refunded), `resolved` (an operator split it).
         answer_by: the freelancer accepts or contests before this; after it, refunded.
         released, refunded: what of `amount` went to the freelancer and back to the client.
+        cancelled: the part of `refunded` the client was never charged: the dispute closed
+            while the week's charge had not succeeded, so later attempts charge less.
     """
 
     id: str
@@ -321,6 +323,7 @@ class WeekDispute:
     closed_at: datetime | None = None
     released: int = 0
     refunded: int = 0
+    cancelled: int = 0
 
     @property
     def is_open(self) -> bool:
@@ -353,7 +356,12 @@ class ClosedWeek:
             charge has not succeeded: tracked time within the limit, for a client whose
             payment method was verified before the close; else 0.
         closed_at: the close (Monday 12:00 after the week).
-        milestone_id: the escrow subject, None when nothing was billable.
+        milestone_id: the escrow subject, None when nothing was billable or the week is
+            carried.
+        carried_in: what earlier weeks, each below the provider's minimum charge, add to
+            this week's charge (its subject holds `amount + carried_in`).
+        carried_to: for a carried week (an amount below the minimum charge, no subject of
+            its own), the week whose charge took it; None while it waits for one.
     """
 
     id: str
@@ -367,6 +375,18 @@ class ClosedWeek:
     closed_at: datetime
     milestone_id: str | None
     protected_amount: int = 0
+    carried_in: int = 0
+    carried_to: date | None = None
+
+    @property
+    def carried(self) -> bool:
+        """Whether the week billed an amount too small to charge on its own."""
+        return self.milestone_id is None and self.amount > 0
+
+    @property
+    def charged_amount(self) -> int:
+        """What the week's escrow subject is charged: its own amount and what it carries in."""
+        return 0 if self.milestone_id is None else self.amount + self.carried_in
 
 
 @dataclass(frozen=True)

@@ -108,6 +108,9 @@ class EscrowStore(Protocol):
         """Write its state, closed_at, released and refunded."""
         ...
 
+    def carry_weeks(self, week_ids: list[str], to: date) -> None:
+        """Record that the week `to`'s charge took the amounts of the carried weeks."""
+
     # --- milestones ------------------------------------------------------------
 
     def add_milestone(self, milestone: Milestone) -> None:

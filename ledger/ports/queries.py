@@ -295,6 +295,7 @@ class WeekAudit:
         segments: the undeleted segments that start in the week, in time order.
         term_changes: every rate and limit of its contract, in time order.
         held: what its escrow subject's account holds; dispute: its dispute, if any.
+        subject_state: its escrow subject's state (None: none).
     """
 
     week: ClosedWeek
@@ -304,6 +305,7 @@ class WeekAudit:
     term_changes: tuple[TermChange, ...]
     held: int = 0
     dispute: WeekDispute | None = None
+    subject_state: str | None = None
 
 
 @dataclass(frozen=True)

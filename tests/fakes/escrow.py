@@ -177,7 +177,9 @@ class MemoryEscrowStore:
             week.billable_minutes + week.over_limit_minutes != week.logged_minutes
             or week.billable_minutes > week.limit_minutes
             or min(week.billable_minutes, week.over_limit_minutes, week.amount) < 0
-            or (week.milestone_id is None) != (week.amount == 0)
+            or week.carried_in < 0
+            or (week.milestone_id is not None and week.amount + week.carried_in == 0)
+            or (week.milestone_id is None and week.carried_in != 0)
             or not 0 <= week.protected_amount <= week.amount
         ):
             raise ConstraintViolation(f"closed week {week.id}: minutes or amount out of line")
@@ -201,8 +203,10 @@ class MemoryEscrowStore:
         return self._state.week_disputes.get(week_id)
 
     def save_week_dispute(self, dispute: WeekDispute) -> None:
-        if dispute.released + dispute.refunded > dispute.amount or (
-            not dispute.is_open and dispute.released + dispute.refunded != dispute.amount
+        if (
+            dispute.released + dispute.refunded > dispute.amount
+            or (not dispute.is_open and dispute.released + dispute.refunded != dispute.amount)
+            or not 0 <= dispute.cancelled <= dispute.refunded
         ):
             raise ConstraintViolation(f"week dispute {dispute.id}: figures out of line")
         found = self._state.week_disputes.get(dispute.id)
@@ -213,7 +217,14 @@ class MemoryEscrowStore:
                 closed_at=dispute.closed_at,
                 released=dispute.released,
                 refunded=dispute.refunded,
+                cancelled=dispute.cancelled,
             )
+
+    def carry_weeks(self, week_ids: list[str], to: date) -> None:
+        for week_id in week_ids:
+            found = self._state.closed_weeks[week_id]
+            if found.carried_to is None:
+                self._state.closed_weeks[week_id] = replace(found, carried_to=to)
 
     def segment_weeks(self, contract_id: str) -> list[date]:
         starts = {segment.start for segment in self.segments_of(contract_id)}

@@ -223,6 +223,7 @@ class MemoryAuditQueries:
                 term_changes=tuple(row.change for row in changes),
                 held=0 if subject is None else self._held(subject.milestone.id, week.contract_id),
                 dispute=self._state.week_disputes.get(week.milestone_id or ""),
+                subject_state=None if subject is None else subject.milestone.state.value,
             )
 
     def _held(self, subject_id: str, contract_id: str) -> int:

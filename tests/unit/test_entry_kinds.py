@@ -28,6 +28,7 @@ STORED = {
     "dispute.refund_settled",
     "dispute.recovery",
     "dispute.lost",
+    "dispute.receivable_reopened",
 }
 
 
