@@ -19,7 +19,9 @@ response). It serves:
 - disputes (chargebacks and inquiries): GET /v1/disputes/{id}, with the balance
   transactions embedded, and GET /v1/disputes;
 - balance transactions (card payments, dispute withdrawals and reinstatements):
-  GET /v1/balance_transactions/{id}, GET /v1/balance_transactions.
+  GET /v1/balance_transactions/{id}, GET /v1/balance_transactions;
+- customers: GET /v1/customers/{id}, with `invoice_settings.default_payment_method`
+  (a test adds them with `add_customer`).
 
 Lists are newest first, filtered by `created[gte|gt|lte|lt]` and paged by `limit`
 (default 10) and `starting_after`, with `has_more`. Objects are stamped `created` by the
@@ -59,6 +61,7 @@ RESOURCES = {
     "transfers": "transfer",
     "disputes": "dispute",
     "balance_transactions": "balance_transaction",
+    "customers": "customer",
 }
 REFUND_STATUSES = ("pending", "requires_action", "succeeded", "failed", "canceled")
 #: The PaymentIntent statuses Stripe lets a cancellation act on.
@@ -120,6 +123,15 @@ class StripeStandIn:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
+
+    def add_customer(self, customer_id: str, default_payment_method: str | None) -> None:
+        """A customer, as the marketplace saved it at Stripe, with its default payment method."""
+        self.objects[customer_id] = {
+            "id": customer_id,
+            "object": "customer",
+            "created": self.now(),
+            "invoice_settings": {"default_payment_method": default_payment_method},
+        }
 
     def close(self) -> None:
         self.server.shutdown()

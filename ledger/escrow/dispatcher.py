@@ -250,6 +250,7 @@ class Dispatcher:
                 customer=self._provider_id(details.get("party", "")),
                 metadata={**metadata, "order": order.id},
                 payment_method=details.get("payment_method") or None,
+                off_session=details.get("off_session") == "true",
             )
         if order.kind is OrderKind.REFUND:
             return gateway.refund(

@@ -223,6 +223,7 @@ class PaymentGateway(Protocol):
         customer: str,
         metadata: Mapping[str, str],
         payment_method: str | None = None,
+        off_session: bool = False,
     ) -> GatewayResult: ...
 
     def refund(

@@ -196,6 +196,7 @@ class SimulatedGateway:
         customer: str,
         metadata: Mapping[str, str],
         payment_method: str | None = None,
+        off_session: bool = False,
     ) -> GatewayResult:
         self._positive(amount)
 

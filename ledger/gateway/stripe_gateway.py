@@ -175,6 +175,7 @@ class StripeGateway:
         customer: str,
         metadata: Mapping[str, str],
         payment_method: str | None = None,
+        off_session: bool = False,
     ) -> GatewayResult:
         if not customer.startswith("cus_"):
             raise InvalidRequest(
@@ -190,6 +191,14 @@ class StripeGateway:
         }
         if "contract" in metadata and self.transfer_groups:
             params["transfer_group"] = metadata["contract"]
+        if off_session:
+            # No payer is present (an hourly week's charge): Stripe charges the customer's
+            # saved method at once, and fails rather than asking for the payer's action.
+            payment_method = payment_method or self._default_payment_method(customer)
+            if not payment_method:
+                reason = f"customer {customer} has no default payment method to charge without the payer"
+                return GatewayResult("failed", idempotency_key, failure_reason=reason)
+            params["off_session"] = "true"
         if payment_method:
             params["payment_method"] = payment_method
             params["confirm"] = "true"
@@ -207,6 +216,14 @@ class StripeGateway:
             intent_id = (declined.body.get("error") or {}).get("payment_intent", {}).get("id", idempotency_key)
             return GatewayResult("failed", intent_id, failure_reason=declined.reason)
         return _result(intent)
+
+    def _default_payment_method(self, customer: str) -> str | None:
+        """The customer's saved default payment method (`invoice_settings`), if any."""
+        found = self._read(self.client.v1.customers.retrieve, customer)
+        method = (found.get("invoice_settings") or {}).get("default_payment_method")
+        if isinstance(method, dict):  # expanded
+            method = method.get("id")
+        return str(method) if method else None
 
     def _create_intent(self, params: dict[str, Any], key: str) -> Any:
         try:

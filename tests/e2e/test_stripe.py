@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from ledger.api.keys import create_key
 from ledger.db.schema import provider_events
 from ledger.escrow.timers import tick
+from ledger.escrow.timesheet import Segment
 from tests.e2e.stripe_api import SECRET, StripeApi, new_milestone
 from tests.stripe_standin import DECLINED, NEEDS_ACTION, event
 
@@ -264,4 +265,56 @@ def test_a_bonus_is_a_payment_intent_with_the_payment_method_passed(stripe_api: 
     bonus = [r[2] for r in stripe_api.stripe.requests if r[1] == "/v1/payment_intents"][-1]
     assert bonus["amount"] == "20000" and bonus["payment_method"] == "pm_card_visa"
     assert bonus["metadata"]["bonus"] == "true" and bonus["metadata"]["milestone"] == milestone_id
+    assert stripe_api.book.audit().ok
+
+
+def hourly_week_closed(api: StripeApi) -> str:
+    """An hourly contract of cl_1 (Stripe customer cus_acme) with 2 h logged in the week of
+    2026-11-30, closed (and so charged) at 2026-12-07 12:00; the contract's id."""
+    api.clock.set(datetime(2026, 11, 23, tzinfo=UTC))
+    contract = api.escrow.hourly.open_contract(
+        client_id="cl_1",
+        freelancer_id="fr_1",
+        currency="USD",
+        title="Support hours",
+        hourly_rate=5000,
+        weekly_limit_hours=40,
+        manual_time_allowed=False,
+    )
+    start = datetime(2026, 11, 30, 9, tzinfo=UTC)
+    api.clock.set(start + timedelta(hours=2))
+    api.escrow.hourly.log_segment(contract.id, Segment(start=start, end=start + timedelta(hours=2), memo="support"))
+    close = datetime(2026, 12, 7, 12, tzinfo=UTC)
+    api.clock.set(close)
+    api.escrow.orders.tick(close)
+    return contract.id
+
+
+def test_a_weekly_charge_is_an_off_session_payment_intent_on_the_customers_default_method(
+    stripe_api: StripeApi,
+) -> None:
+    stripe_api.stripe.add_customer("cus_acme", "pm_card_visa")
+    contract_id = hourly_week_closed(stripe_api)
+    intents = [r[2] for r in stripe_api.stripe.requests if r[1] == "/v1/payment_intents"]
+    assert len(intents) == 1
+    sent = intents[0]
+    assert (sent["amount"], sent["off_session"], sent["confirm"], sent["payment_method"]) == (
+        "10000",
+        "true",
+        "true",
+        "pm_card_visa",
+    )
+    assert stripe_api.escrow.hourly.week(contract_id, date(2026, 11, 30)).state == "in_review"
+    assert stripe_api.book.audit().ok
+
+
+def test_a_weekly_charge_of_a_customer_without_a_saved_method_fails_without_a_payment_intent(
+    stripe_api: StripeApi,
+) -> None:
+    stripe_api.stripe.add_customer("cus_acme", None)
+    contract_id = hourly_week_closed(stripe_api)
+    assert not [r for r in stripe_api.stripe.requests if r[1] == "/v1/payment_intents"]
+    week = stripe_api.escrow.hourly.week(contract_id, date(2026, 11, 30))
+    assert week.state == "past_due"
+    assert "no default payment method" in (week.failure_reason or "")
     assert stripe_api.book.audit().ok
