@@ -254,6 +254,7 @@ def closed_week(row: Row[Any]) -> ClosedWeek:
         protected_amount=int(row.protected_amount),
         carried_in=int(row.carried_in),
         carried_to=row.carried_to,
+        reviewed_at=row.reviewed_at,
     )
 
 
@@ -440,6 +441,13 @@ class EscrowStore:
                 refunded=dispute.refunded,
                 cancelled=dispute.cancelled,
             )
+        )
+
+    def mark_week_reviewed(self, week_id: str, at: datetime) -> None:
+        self._conn.execute(
+            hourly_weeks.update()
+            .where(hourly_weeks.c.id == week_id, hourly_weeks.c.reviewed_at.is_(None))
+            .values(reviewed_at=at)
         )
 
     def carry_weeks(self, week_ids: list[str], to: date) -> None:

@@ -355,6 +355,8 @@ class HourlyWeekRow(Base):
     carried_in: Mapped[MinorUnits] = mapped_column(server_default="0")
     # The week whose charge took this (carried) week's amount; NULL while it waits.
     carried_to: Mapped[date | None] = mapped_column(Date)
+    # When its review end was applied; NULL while a charge in flight keeps it waiting.
+    reviewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     __table_args__ = (
         CheckConstraint(

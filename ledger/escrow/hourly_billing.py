@@ -156,8 +156,18 @@ def after_failed_charge(uow: UnitOfWork, milestone_id: str) -> None:
     if len(failed) >= HOURLY_CALENDAR.pause_after_failed_charges and contract.paused_at is None:
         uow.escrow.save_contract_terms(replace(contract, paused_at=now, paused_by=PAUSED_PAST_DUE))
     retry_at = now + HOURLY_CALENDAR.charge_retry_after
-    if retry_at < closes_at(monday) + HOURLY_CALENDAR.retry_charges_for:
+    retries_end = closes_at(monday) + HOURLY_CALENDAR.retry_charges_for
+    if retry_at < retries_end:
         uow.escrow.schedule(WEEK_CHARGE_RETRY, subject.id, retry_at)
+    elif now >= retries_end:
+        # The last attempt was in flight when retries stopped: the write-off waited for it.
+        write_off(uow, subject.id, retries_end)
+    week = uow.escrow.closed_week(contract.id, monday)
+    if week is not None and week.reviewed_at is None and now >= review_ends_at(monday):
+        # The review ended while this attempt was in flight: it is applied now that the
+        # attempt failed, advancing the protected part.
+        uow.escrow.mark_week_reviewed(subject.id, now)
+        _advance(uow, subject, contract, now)
 
 
 def retry_charge(uow: UnitOfWork, subject_id: str, due_at: datetime) -> bool:
@@ -193,10 +203,14 @@ def _lift_past_due_pause(uow: UnitOfWork, contract: Contract) -> None:
 
 
 def end_review(uow: UnitOfWork, subject_id: str, due_at: datetime) -> bool:
-    """The client's review is over: release the week if its charge succeeded (dated at the
-    deadline). True if it released. A charge still in flight releases on success
-    (`after_funding`); a failed one releases nothing."""
+    """The client's review is over (dated at the deadline): release the week if its charge
+    succeeded, advance its protected part if the charge failed. True if money moved. A
+    charge still in flight leaves the review end to its answer: its success releases
+    (`after_funding`), its failure advances (`after_failed_charge`)."""
     subject, contract = uow.escrow.milestone_and_contract(subject_id, lock=True)
+    if subject.state is MilestoneState.FUNDING:
+        return False
+    uow.escrow.mark_week_reviewed(subject_id, due_at)
     if subject.state is MilestoneState.DRAFT:
         return _advance(uow, subject, contract, due_at)
     if subject.state is not MilestoneState.FUNDED or subject.frozen_by is not None:
@@ -384,6 +398,7 @@ def after_funding(uow: UnitOfWork, milestone_id: str) -> Payment | None:
         uow.escrow.save_milestone(replace(subject, state=MilestoneState.RELEASED))
         return None
     if now >= review_ends_at(parse_week_subject(subject.id)[1]):
+        uow.escrow.mark_week_reviewed(subject.id, now)
         return _release_week(uow, subject, contract, effective_at=now)
     return None
 

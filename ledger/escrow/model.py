@@ -362,6 +362,9 @@ class ClosedWeek:
             this week's charge (its subject holds `amount + carried_in`).
         carried_to: for a carried week (an amount below the minimum charge, no subject of
             its own), the week whose charge took it; None while it waits for one.
+        reviewed_at: when its review end was applied (the release, or the advance of its
+            protected part when the charge had not succeeded); None before, and while a
+            charge in flight at review end has not answered.
     """
 
     id: str
@@ -377,6 +380,7 @@ class ClosedWeek:
     protected_amount: int = 0
     carried_in: int = 0
     carried_to: date | None = None
+    reviewed_at: datetime | None = None
 
     @property
     def carried(self) -> bool:

@@ -37,6 +37,7 @@ from ledger.escrow.model import (
     RefundOrder,
     RefundOrderState,
     RefundSource,
+    SubjectKind,
     new_id,
 )
 from ledger.escrow.orders import NewOrder, OrderKind
@@ -358,6 +359,14 @@ def refund_payment(uow: UnitOfWork, payment_id: str, amount: int, *, request_key
             f"payment {payment_id} is under chargeback {frozen_by}: it cannot be refunded until the dispute closes",
             payment_id=payment_id,
             dispute_id=frozen_by,
+        )
+    if milestone.kind is SubjectKind.WEEK and milestone.state in (MilestoneState.DRAFT, MilestoneState.FUNDING):
+        # Released under hourly protection before the client's money came in: there is no
+        # payment of the client's to send back until the week's charge succeeds.
+        raise RefundNotAllowed(
+            f"payment {payment_id} was advanced by the platform: the client's charge for the week has not"
+            " succeeded, so there is nothing of theirs to refund yet",
+            payment_id=payment_id,
         )
     payment = uow.escrow.payment(payment_id, lock=True)
     now = uow.clock.now()

@@ -108,6 +108,9 @@ class EscrowStore(Protocol):
         """Write its state, closed_at, released and refunded."""
         ...
 
+    def mark_week_reviewed(self, week_id: str, at: datetime) -> None:
+        """Record when the week's review end was applied (once)."""
+
     def carry_weeks(self, week_ids: list[str], to: date) -> None:
         """Record that the week `to`'s charge took the amounts of the carried weeks."""
 

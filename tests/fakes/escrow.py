@@ -220,6 +220,11 @@ class MemoryEscrowStore:
                 cancelled=dispute.cancelled,
             )
 
+    def mark_week_reviewed(self, week_id: str, at: datetime) -> None:
+        found = self._state.closed_weeks[week_id]
+        if found.reviewed_at is None:
+            self._state.closed_weeks[week_id] = replace(found, reviewed_at=at)
+
     def carry_weeks(self, week_ids: list[str], to: date) -> None:
         for week_id in week_ids:
             found = self._state.closed_weeks[week_id]

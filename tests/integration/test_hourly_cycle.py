@@ -20,7 +20,7 @@ from ledger.bootstrap import Services
 from ledger.db.schema import hourly_weeks, week_disputes
 from ledger.errors import InvalidRequest, UnknownAccount
 from ledger.escrow.hourly import WeekView
-from ledger.escrow.model import ContractPaused, WeekNotDisputable
+from ledger.escrow.model import ContractPaused, RefundNotAllowed, WeekNotDisputable
 from ledger.escrow.orders import OrderKind
 from ledger.escrow.service import Escrow
 from ledger.escrow.timesheet import Segment
@@ -383,6 +383,8 @@ def test_protected_tracked_time_is_advanced_at_review_end_and_recovered_when_a_r
     assert pending(market) == 8000  # released less the 20% fee; the manual hour waits
     week = market.week(contract_id)
     assert (week.state, week.payment_id is not None) == ("past_due", True)
+    with pytest.raises(RefundNotAllowed, match="nothing of theirs to refund yet"):  # the client paid nothing
+        market.escrow.refunds.refund_payment(week.payment_id or "", 1000)
     market.audit_ok()
     market.tick(CLOSE + 6 * DAY)  # the seventh attempt succeeds
     assert market.balance(RECEIVABLES) == 0
