@@ -23,6 +23,7 @@ from ledger.api.app import create_app
 from ledger.api.idempotency import prune_idempotency_keys
 from ledger.api.keys import create_key, list_keys, revoke_key
 from ledger.bootstrap import Services, build_services
+from ledger.clock import format_period, parse_instant
 from ledger.config import Settings, load_settings, parse_duration
 from ledger.db.engine import backend_name, current_revision, head_revision, make_engine, upgrade
 from ledger.errors import LedgerError
@@ -51,14 +52,12 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parse_time(text: str) -> datetime:
-    """ISO 8601 with an explicit offset (`2024-05-01T00:00:00Z`); a bare time is ambiguous."""
+    """A date (`2026-01-01`: 00:00 UTC that day) or ISO 8601 with an explicit offset
+    (`2026-01-01T09:30:00Z`); a time without an offset is ambiguous and refused."""
     try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise UsageError(f"{text!r} is not an ISO 8601 time") from None
-    if moment.tzinfo is None:
-        raise UsageError(f"{text!r} has no UTC offset; add Z or +00:00")
-    return moment
+        return parse_instant(text)
+    except ValueError as refused:
+        raise UsageError(str(refused).removeprefix("time ")) from None
 
 
 def parse_workers(text: str) -> int:
@@ -121,8 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     balance = commands.add_parser("balance", help="an account's balance (normal side, major units)")
     balance.add_argument("account")
-    balance.add_argument("currency")
-    balance.add_argument("--as-of", type=parse_time, help="only entries effective before this time")
+    balance.add_argument("currency", nargs="?", help="optional when the account is held in one currency")
+    balance.add_argument("--as-of", type=parse_time, help="only entries effective before this time or date")
 
     fee = commands.add_parser("fees", help="the service fee: schedules and quotes")
     fee_commands = fee.add_subparsers(dest="fees_command", required=True, parser_class=_Parser)
@@ -136,12 +135,16 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="a future time, 5 minutes from now at least",
     )
-    quote = fee_commands.add_parser("quote", help="preview the fee of a payment (charges nothing)")
-    quote.add_argument("--freelancer", required=True)
-    quote.add_argument("--client", required=True)
+    quote = fee_commands.add_parser(
+        "quote", help="preview the fee of a payment (charges nothing): for a pair, or from a lifetime"
+    )
     quote.add_argument("--amount", required=True, help='decimal major units, e.g. "1000.00"')
     quote.add_argument("--currency", required=True)
+    quote.add_argument("--lifetime", help="what the freelancer has billed the client so far (default: the pair's)")
+    quote.add_argument("--freelancer")
+    quote.add_argument("--client")
     quote.add_argument("--at", type=parse_time, help="price under the schedule in force then (default: now)")
+    quote.add_argument("--json", action="store_true", help="print the quote as JSON, amounts as decimal strings")
 
     tick = commands.add_parser("tick", help="fire due timers: auto-releases, refund requests, security periods")
     tick.add_argument("--now", type=parse_time, help="ISO 8601 with an offset (default: now)")
@@ -166,15 +169,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     statement = commands.add_parser("statement", help="an account's or a party's statement over [from, to)")
     statement.add_argument("subject", help="an account code, or a party id with --role")
-    statement.add_argument("currency")
+    statement.add_argument("currency", nargs="?", help="optional for an account held in one currency")
     statement.add_argument("--role", choices=["freelancer", "client"], help="a party statement")
     statement.add_argument("--from", dest="period_from", type=parse_time, required=True)
     statement.add_argument("--to", dest="period_to", type=parse_time, required=True)
     statement.add_argument("--pdf", help="write a PDF here instead of CSV on stdout")
 
+    export = commands.add_parser("export", help="the journal in another bookkeeping format")
+    export_commands = export.add_subparsers(dest="export_command", required=True, parser_class=_Parser)
+    beancount_parser = export_commands.add_parser(
+        "beancount", help="the journal over [from, to) as a Beancount file (bean-check accepts it)"
+    )
+    beancount_parser.add_argument("--from", dest="period_from", type=parse_time, help="opening balances as of it")
+    beancount_parser.add_argument("--to", dest="period_to", type=parse_time, help="balances asserted as of it")
+    beancount_parser.add_argument("-o", "--output", required=True, help="the file to write")
+
     report = commands.add_parser("report", help="finance reports")
     report_commands = report.add_subparsers(dest="report_command", required=True, parser_class=_Parser)
-    report_commands.add_parser("trial-balance").add_argument("--as-of", type=parse_time, required=True)
+    report_commands.add_parser("trial-balance").add_argument(
+        "--as-of", type=parse_time, help="entries effective before this time or date (default: now)"
+    )
     fees_report = report_commands.add_parser("fees", help="fee revenue by client")
     fees_report.add_argument("--from", dest="period_from", type=parse_time, required=True)
     fees_report.add_argument("--to", dest="period_to", type=parse_time, required=True)
@@ -269,8 +283,9 @@ def run(argv: Sequence[str]) -> int:
             print(report.to_json() if args.json else report.summary())
             return EXIT_OK if report.ok else EXIT_AUDIT_FAILED
         if args.command == "balance":
-            amount = book.balance(args.account, args.currency, as_of=args.as_of)
-            print(f"{format_amount(amount, args.currency.upper())} {args.currency.upper()}")
+            currency = book.currency_of(args.account, args.currency)
+            amount = book.balance(args.account, currency, as_of=args.as_of)
+            print(f"{format_amount(amount, currency)} {currency}")
             return EXIT_OK
         if args.command == "tick":
             escrow = services.escrow
@@ -304,7 +319,7 @@ def run(argv: Sequence[str]) -> int:
             return run_worker_command(services, args)
         if args.command == "serve":
             return run_serve(services, args)
-        if args.command in ("parties", "invoices", "statement", "report"):
+        if args.command in ("parties", "invoices", "statement", "report", "export"):
             return run_finance(services, args)
         if args.command == "journal":
             page = book.journal(after=args.after, limit=args.limit)
@@ -328,14 +343,27 @@ def run_fees(book: Ledger, args: argparse.Namespace) -> int:
         print(f"{item.schedule.name} in force from {item.effective_from.isoformat()}")
         return EXIT_OK
     currency = normalize_currency(args.currency)
+    if args.lifetime is not None and (args.freelancer or args.client):
+        raise UsageError("give --lifetime or --freelancer and --client, not both")
+    if args.lifetime is None and not (args.freelancer and args.client):
+        raise UsageError("give --lifetime, or --freelancer and --client")
     breakdown = book.quote_fee(
-        freelancer_id=args.freelancer,
-        client_id=args.client,
         amount=to_minor(args.amount, currency),
         currency=currency,
+        freelancer_id=args.freelancer,
+        client_id=args.client,
+        lifetime=None if args.lifetime is None else to_minor(args.lifetime, currency),
         at=args.at,
     )
-    print(json.dumps(fee_json(breakdown), indent=2))
+    quote = fee_json(breakdown)
+    if args.json:
+        print(json.dumps(quote, indent=2))
+        return EXIT_OK
+    print(f"schedule {quote['schedule']}: fee {quote['fee']} {currency}, net {quote['net']} {currency}")
+    print(f"lifetime billings {quote['lifetime_before']} -> {quote['lifetime_after']} {currency}")
+    for tier in quote["tiers"]:
+        print(f"  {tier['amount']:>14} at {tier['rate']:<6} fee {tier['fee']}")
+    print(f"blended rate {quote['blended_rate']}")
     return EXIT_OK
 
 
@@ -510,6 +538,11 @@ def run_finance(services: Services, args: argparse.Namespace) -> int:
         print(f"wrote {args.output}")
     elif args.command == "statement":
         period = (args.period_from, args.period_to)
+        if args.role and not args.currency:
+            raise UsageError("a party statement names its currency")
+        currency = args.currency if args.role else finance.book.currency_of(args.subject, args.currency)
+        args.currency = currency
+        print(f"statement of {args.subject} in {currency} over {format_period(*period)}", file=sys.stderr)
         if args.pdf:
             # Built whole, so at most MAX_PDF_LINES lines (StatementTooLong beyond).
             if args.role:
@@ -527,8 +560,16 @@ def run_finance(services: Services, args: argparse.Namespace) -> int:
                 chunks = finance.stream_account_statement(args.subject, args.currency, *period, csv_chunks)
             for chunk in chunks:
                 sys.stdout.write(chunk)
+    elif args.command == "export":
+        chunks = finance.export_beancount(args.period_from, args.period_to)  # refuses a bad period first
+        partial = f"{args.output}.partial"
+        with open(partial, "w", encoding="utf-8", newline="\n") as out:
+            out.writelines(chunks)
+        os.replace(partial, args.output)  # a failed export leaves no half-written file
+        print(f"wrote {args.output}")
     elif args.report_command == "trial-balance":
         balance = finance.trial_balance(args.as_of)
+        print(f"trial balance as of {balance.as_of.isoformat()} (entries effective before it)", file=sys.stderr)
         print("account,type,currency,debit,credit")
         for row in balance.rows:
             amounts = (format_amount(row.debit, row.currency), format_amount(row.credit, row.currency))
@@ -536,6 +577,7 @@ def run_finance(services: Services, args: argparse.Namespace) -> int:
         for currency, (debits, credits) in sorted(balance.totals.items()):
             print(f"TOTAL,,{currency},{format_amount(debits, currency)},{format_amount(credits, currency)}")
     else:
+        print(f"fee revenue over {format_period(args.period_from, args.period_to)}", file=sys.stderr)
         print("client,currency,billings,fees,refunded,fee_refunds,net")
         for r in finance.fee_revenue(args.period_from, args.period_to):
             cells = [format_amount(v, r.currency) for v in (r.billings, r.fees, r.refunded, r.fee_refunds, r.net)]
@@ -550,15 +592,14 @@ def fee_json(breakdown: FeeBreakdown) -> dict[str, Any]:
         return format_amount(minor, currency)
 
     return {
-        "schedule": breakdown.schedule,
-        "currency": currency,
-        "amount": money(breakdown.amount),
         "fee": money(breakdown.fee),
         "net": money(breakdown.net),
+        "currency": currency,
         "blended_rate": str(breakdown.blended_rate),
         "lifetime_before": money(breakdown.lifetime_before),
         "lifetime_after": money(breakdown.lifetime_after),
-        "lines": [
+        "schedule": breakdown.schedule,
+        "tiers": [
             {"amount": money(line.amount), "rate": str(line.rate), "fee": money(line.fee)} for line in breakdown.lines
         ],
     }

@@ -18,7 +18,7 @@ from ledger.accounts import Account, AccountSpec
 from ledger.audit import CORE_CHECKS, AuditReport, Check, run_checks
 from ledger.bookkeeping import open_account, post_entries, post_entry, reverse_entry
 from ledger.clock import Clock, require_utc
-from ledger.errors import InvalidRequest
+from ledger.errors import InvalidRequest, UnknownAccount
 from ledger.fees import billing as fees
 from ledger.fees.model import FeeEvent, ScheduleInForce
 from ledger.fees.rule import FeeBreakdown
@@ -117,6 +117,22 @@ class Ledger:
         currency = normalize_currency(currency)
         return self.transaction(lambda uow: uow.accounts.get(code, currency), read_only=True)
 
+    def currency_of(self, code: str, currency: str | None = None) -> str:
+        """`currency` when given; else the one currency the account is held in. An account
+        held in several is refused, naming them (`InvalidRequest`, field `currency`)."""
+        if currency is not None:
+            return normalize_currency(currency)
+        held = sorted(
+            {a.currency for a in self.transaction(lambda uow: uow.accounts.all_with_codes([code]), read_only=True)}
+        )
+        if not held:
+            raise UnknownAccount(f"no account {code}", account=code)
+        if len(held) > 1:
+            raise InvalidRequest(
+                f"account {code} is held in {', '.join(held)}: name the currency", field="currency", held=held
+            )
+        return held[0]
+
     def balance(self, code: str, currency: str, *, as_of: datetime | None = None) -> int:
         """The balance on the account's normal side, in minor units.
 
@@ -157,12 +173,26 @@ class Ledger:
     # --- fees ----------------------------------------------------------------------
 
     def quote_fee(
-        self, *, freelancer_id: str, client_id: str, amount: int, currency: str, at: datetime | None = None
+        self,
+        *,
+        amount: int,
+        currency: str,
+        freelancer_id: str | None = None,
+        client_id: str | None = None,
+        lifetime: int | None = None,
+        at: datetime | None = None,
     ) -> FeeBreakdown:
-        """Preview the fee on a prospective payment (charges nothing)."""
+        """Preview the fee on a prospective payment (charges nothing), from the pair's
+        lifetime billings or a hypothetical `lifetime`."""
         return self.transaction(
             lambda uow: fees.quote_fee(
-                uow, freelancer_id=freelancer_id, client_id=client_id, amount=amount, currency=currency, at=at
+                uow,
+                amount=amount,
+                currency=currency,
+                freelancer_id=freelancer_id,
+                client_id=client_id,
+                lifetime=lifetime,
+                at=at,
             ),
             read_only=True,
         )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
 from typing import Any, Literal
 
 from litestar import Controller, Response, get
@@ -13,7 +12,7 @@ from litestar.response import Stream
 
 from ledger.api.auth import FINANCE
 from ledger.api.pagination import PageRequest
-from ledger.api.params import PeriodStart, utc_param
+from ledger.api.params import AsOf, PeriodEnd, PeriodStart, instant_param, optional_instant
 from ledger.api.schemas import AccountList, Amount, BalanceAtOut
 from ledger.api.streaming import streamed
 from ledger.api.views import account_out, statement_json_chunks
@@ -21,7 +20,6 @@ from ledger.invoices.documents import StatementHeading, StatementLine
 from ledger.invoices.render import render_statement
 from ledger.invoices.service import Finance
 from ledger.invoices.statements import csv_chunks
-from ledger.money import normalize_currency
 from ledger.service import Ledger
 
 
@@ -46,29 +44,33 @@ class AccountController(Controller):
         self,
         book: NamedDependency[Ledger],
         code: FromPath[str],
-        currency: FromQuery[str],
-        as_of: FromQuery[datetime | None] = None,
+        currency: FromQuery[str | None] = None,
+        as_of: AsOf = None,
     ) -> BalanceAtOut:
-        """An account's balance (normal side) now, or as of a time (entries effective before it)."""
-        moment = None if as_of is None else utc_param(as_of, "as_of")
-        amount = book.balance(code, currency, as_of=moment)
-        return BalanceAtOut(code, Amount.of(amount, normalize_currency(currency)), moment)
+        """An account's balance (normal side) now, or as of a time (entries effective before
+        it). `currency` may be left out when the account is held in one currency."""
+        moment = optional_instant(as_of, "as_of")
+        held = book.currency_of(code, currency)
+        amount = book.balance(code, held, as_of=moment)
+        return BalanceAtOut(code, Amount.of(amount, held), moment)
 
     @get("/{code:str}/statement", operation_id="getAccountStatement", sync_to_thread=True)
     def statement(
         self,
         finance: NamedDependency[Finance],
         code: FromPath[str],
-        currency: FromQuery[str],
         from_: PeriodStart,
-        to: FromQuery[datetime],
+        to: PeriodEnd,
+        currency: FromQuery[str | None] = None,
         format: FromQuery[Literal["json", "csv", "pdf"]] = "json",
     ) -> Response[Any]:
         """The account's statement over [from, to): JSON, CSV (fixed columns) or PDF.
+        `currency` may be left out when the account is held in one currency.
 
         JSON and CSV are streamed as the lines are read, any number of them; a PDF is
         built whole and refused with 422 `statement-too-long` beyond its line limit."""
-        start, end = utc_param(from_, "from"), utc_param(to, "to")
+        start, end = instant_param(from_, "from"), instant_param(to, "to")
+        currency = finance.book.currency_of(code, currency)
         if format == "pdf":
             made = finance.account_statement(code, currency, start, end)
             return Response(content=render_statement(made), media_type="application/pdf")

@@ -35,6 +35,7 @@ from ledger.api.idempotency import claim_lease
 from ledger.api.idempotent import IdempotencyKeys
 from ledger.api.invoices import InvoiceController
 from ledger.api.milestones import MilestoneController
+from ledger.api.openapi import schema_router
 from ledger.api.parties import PartyController
 from ledger.api.payments import PaymentController
 from ledger.api.payouts import PayoutController
@@ -124,7 +125,7 @@ def create_app(
                 '{"amount": "1000.00", "currency": "USD"} with decimal strings, never JSON numbers. '
                 "Errors are RFC 9457 problem details. Every POST takes an Idempotency-Key header."
             ),
-            path="/schema",
+            openapi_router=schema_router("/schema"),  # completes the document (`ledger.api.openapi`)
             render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
             components=Components(
                 security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer", description="an API key")}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from litestar import Controller, get
@@ -12,7 +11,7 @@ from msgspec import Struct
 
 from ledger.api.auth import READERS
 from ledger.api.pagination import PageRequest
-from ledger.api.params import OptionalPeriodStart, utc_param
+from ledger.api.params import OptionalPeriodEnd, OptionalPeriodStart, optional_instant
 from ledger.api.schemas import EntryList
 from ledger.api.views import entry_out
 from ledger.escrow.service import Escrow
@@ -51,12 +50,11 @@ class AuditController(Controller):
         page: NamedDependency[PageRequest],
         kind: FromQuery[str | None] = None,
         from_: OptionalPeriodStart = None,
-        to: FromQuery[datetime | None] = None,
+        to: OptionalPeriodEnd = None,
     ) -> EntryList:
         """Journal entries with their postings, newest first; filter by kind and effective time [from, to)."""
         cursor = page.after_id()
-        start = None if from_ is None else utc_param(from_, "from")
-        end = None if to is None else utc_param(to, "to")
+        start, end = optional_instant(from_, "from"), optional_instant(to, "to")
         entries = book.transaction(
             lambda uow: uow.journal.newest_first(
                 starting_after=cursor, limit=page.fetch, kind=kind, effective_from=start, effective_to=end

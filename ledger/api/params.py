@@ -1,5 +1,6 @@
-"""Query parameters shared by the routes, each declared explicitly, and the rule
-that a time in a query names its UTC offset (`2026-01-01T00:00:00Z`)."""
+"""Query parameters shared by the routes, each declared explicitly, and the rule for a
+time in a query: ISO 8601 with its UTC offset (`2026-01-01T00:00:00Z`), or a date
+(`2026-01-01`, 00:00 UTC that day); a time without an offset is refused."""
 
 from __future__ import annotations
 
@@ -8,19 +9,30 @@ from typing import Annotated
 
 from litestar.params import QueryParameter
 
-from ledger.clock import require_utc
+from ledger.clock import parse_instant
 from ledger.errors import InvalidRequest
 
-PERIOD = "start of the half-open period [from, to)"
+INSTANT = "a time with its UTC offset (2026-01-01T00:00:00Z) or a date (2026-01-01: 00:00 UTC that day)"
+PERIOD_START = f"start of the half-open period [from, to), included: {INSTANT}"
+PERIOD_END = f"end of the half-open period [from, to), excluded: {INSTANT}"
 
 #: `from`, a Python keyword, so the handlers' argument is `from_`.
-PeriodStart = Annotated[datetime, QueryParameter(name="from", description=PERIOD)]
-OptionalPeriodStart = Annotated[datetime | None, QueryParameter(name="from", description=PERIOD)]
+PeriodStart = Annotated[str, QueryParameter(name="from", description=PERIOD_START)]
+OptionalPeriodStart = Annotated[str | None, QueryParameter(name="from", description=PERIOD_START)]
+PeriodEnd = Annotated[str, QueryParameter(name="to", description=PERIOD_END)]
+OptionalPeriodEnd = Annotated[str | None, QueryParameter(name="to", description=PERIOD_END)]
+AsOf = Annotated[
+    str | None, QueryParameter(name="as_of", description=f"entries effective before this (default: now): {INSTANT}")
+]
 
 
-def utc_param(value: datetime, field: str) -> datetime:
-    """`value` as UTC; a time without an offset is refused, naming the parameter."""
+def instant_param(value: str, field: str) -> datetime:
+    """A query's time in UTC; refused (naming the parameter) unless it has an offset or is a date."""
     try:
-        return require_utc(value)
-    except ValueError:
-        raise InvalidRequest(f"{field} needs a UTC offset, e.g. 2026-01-01T00:00:00Z", field=field) from None
+        return parse_instant(value, field)
+    except ValueError as refused:
+        raise InvalidRequest(str(refused), field=field) from None
+
+
+def optional_instant(value: str | None, field: str) -> datetime | None:
+    return None if value is None else instant_param(value, field)

@@ -436,10 +436,13 @@ class StatementLineOut(Struct):
 
 
 class StatementOut(Struct):
+    """`period` is `[from, to)`: `to` is not part of it."""
+
     account: str
     currency: str
     period_from: str = msgspec.field(name="from")
     period_to: str = msgspec.field(name="to")
+    period: str
     opening_balance: Amount
     closing_balance: Amount
     lines: list[StatementLineOut]

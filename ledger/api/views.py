@@ -39,6 +39,7 @@ from ledger.api.schemas import (
     WeekDisputeOut,
     WeekOut,
 )
+from ledger.clock import format_period
 from ledger.escrow.hourly import WeekView
 from ledger.escrow.model import (
     Contract,
@@ -381,6 +382,7 @@ def statement_json_chunks(code: str, heading: StatementHeading, lines: Iterator[
             currency=c,
             period_from=heading.period_from.isoformat(),
             period_to=heading.period_to.isoformat(),
+            period=format_period(heading.period_from, heading.period_to),
             opening_balance=Amount.of(heading.opening_balance, c),
             closing_balance=Amount.of(heading.closing_balance, c),
             lines=[],

@@ -1,17 +1,25 @@
 """Finance reports' sums and statements' postings, computed by the database; statements'
-postings are streamed."""
+postings and the journal's entries (for its export) are streamed."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 
 from sqlalchemy import ColumnElement, Connection, case, exists, func, or_, select
 
 from ledger.accounts import Side
+from ledger.db.journal_store import entry_from_row
 from ledger.db.schema import accounts, contracts, entries, fee_events, postings
 from ledger.db.streaming import stream
+from ledger.journal import Entry, Posting
 from ledger.ports.queries import AccountNet, FeeRevenueRow, StatementPosting
+
+#: Postings with their entries and accounts.
+_LEGS = postings.join(entries, entries.c.id == postings.c.entry_id).join(
+    accounts, accounts.c.id == postings.c.account_id
+)
 
 
 def _fee_total(kind: str, column: ColumnElement[int]) -> ColumnElement[int]:
@@ -28,11 +36,7 @@ class SqlReportQueries:
         signed = case((postings.c.side == "debit", postings.c.amount), else_=-postings.c.amount)
         query = (
             select(accounts.c.code, accounts.c.type, accounts.c.currency, func.sum(signed))
-            .select_from(
-                postings.join(entries, entries.c.id == postings.c.entry_id).join(
-                    accounts, accounts.c.id == postings.c.account_id
-                )
-            )
+            .select_from(_LEGS)
             .where(entries.c.effective_at < before)
             .group_by(accounts.c.code, accounts.c.type, accounts.c.currency)
             .order_by(accounts.c.currency, accounts.c.code)
@@ -115,3 +119,34 @@ class SqlStatementQueries:
             .where(*self._in_period(account_ids, start, end))
         )
         return int(self._connection.execute(query).scalar_one())
+
+    def entries(self, start: datetime | None, end: datetime | None) -> Iterator[Entry]:
+        query = (
+            select(
+                entries.c.id,
+                entries.c.idempotency_key,
+                entries.c.kind,
+                entries.c.effective_at,
+                entries.c.recorded_at,
+                entries.c.refs,
+                entries.c["metadata"],
+                entries.c.reverses_entry_id,
+                accounts.c.code,
+                postings.c.currency,
+                postings.c.side,
+                postings.c.amount,
+            )
+            .select_from(_LEGS)
+            .order_by(entries.c.effective_at, entries.c.id, postings.c.id)
+        )
+        if start is not None:
+            query = query.where(entries.c.effective_at >= start)
+        if end is not None:
+            query = query.where(entries.c.effective_at < end)
+        # One server-side cursor over the postings; an entry's postings are consecutive,
+        # so only one entry is held at a time, whatever the journal's length.
+        for _, rows in itertools.groupby(stream(self._connection, query), key=lambda row: row.id):
+            legs = list(rows)
+            yield entry_from_row(
+                legs[0], tuple(Posting(leg.code, leg.currency, Side(leg.side), int(leg.amount)) for leg in legs)
+            )

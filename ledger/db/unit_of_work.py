@@ -33,7 +33,7 @@ from ledger.db.journal_store import JournalStore
 from ledger.db.order_store import OrderStore
 from ledger.db.reconciliation_queries import SqlReconciliationQueries
 from ledger.db.report_queries import SqlReportQueries, SqlStatementQueries
-from ledger.errors import RetriesExhausted
+from ledger.errors import InvalidRequest, RetriesExhausted
 from ledger.invoices.documents import PlatformDetails
 from ledger.ports import unit_of_work as port
 from ledger.ports.queries import AuditQueries, ReconciliationQueries, ReportQueries, StatementQueries
@@ -176,6 +176,9 @@ class Database:
                 uow._committed()
                 return result
             except DBAPIError as error:
+                if "cannot contain NUL" in str(error.orig):
+                    # PostgreSQL text holds no U+0000: a request carrying one is bad input.
+                    raise InvalidRequest("text may not contain the NUL character (U+0000)") from None
                 if not is_retryable(error):
                     raise
                 if attempt == self.max_attempts:

@@ -102,12 +102,30 @@ def lifetime_billings(uow: UnitOfWork, freelancer_id: str, client_id: str, curre
 
 
 def quote_fee(
-    uow: UnitOfWork, *, freelancer_id: str, client_id: str, amount: int, currency: str, at: datetime | None = None
+    uow: UnitOfWork,
+    *,
+    amount: int,
+    currency: str,
+    freelancer_id: str | None = None,
+    client_id: str | None = None,
+    lifetime: int | None = None,
+    at: datetime | None = None,
 ) -> FeeBreakdown:
-    """Preview the fee of a prospective payment; charges nothing, locks nothing."""
+    """Preview the fee of a prospective payment; charges nothing, locks nothing. The
+    lifetime billings it starts from are the pair's (`freelancer_id` and `client_id`), or
+    a hypothetical `lifetime` (minor units) for pricing without a pair."""
     currency = normalize_currency(currency)
     moment = _utc(at, uow)
-    billed = lifetime_billings(uow, freelancer_id, client_id, currency)
+    if lifetime is not None:
+        if freelancer_id is not None or client_id is not None:
+            raise InvalidRequest("give lifetime or the freelancer and client, not both", field="lifetime")
+        if isinstance(lifetime, bool) or not isinstance(lifetime, int) or lifetime < 0:
+            raise InvalidRequest(f"lifetime is an amount of 0 or more, not {lifetime!r}", field="lifetime")
+        billed = lifetime
+    elif freelancer_id and client_id:
+        billed = lifetime_billings(uow, freelancer_id, client_id, currency)
+    else:
+        raise InvalidRequest("name the freelancer and the client, or give lifetime", field="freelancer_id")
     return fee_for_payment(uow.fees.schedule_at(moment).schedule, currency, billed, _amount(amount))
 
 

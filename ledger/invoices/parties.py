@@ -6,9 +6,9 @@ required; invoices print what is known and never fail for a missing optional fie
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
-from ledger.clock import require_utc
+from ledger.clock import parse_instant, require_utc
 from ledger.errors import InvalidRequest
 from ledger.escrow.model import party_id as valid_party_id
 from ledger.invoices.documents import PARTY_FIELDS, Party, UnknownParty
@@ -73,16 +73,9 @@ def _verified_at(value: object) -> datetime | None:
     if not isinstance(value, str):
         raise InvalidRequest("payment_method_verified_at is an ISO 8601 time", field="payment_method_verified_at")
     try:
-        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise InvalidRequest(
-            f"payment_method_verified_at is an ISO 8601 time, not {value!r}", field="payment_method_verified_at"
-        ) from None
-    if parsed.tzinfo is None:
-        raise InvalidRequest(
-            "payment_method_verified_at has no UTC offset (add Z or +00:00)", field="payment_method_verified_at"
-        )
-    return parsed.astimezone(UTC)
+        return parse_instant(value.replace("Z", "+00:00"), "payment_method_verified_at")
+    except ValueError as refused:
+        raise InvalidRequest(str(refused), field="payment_method_verified_at") from None
 
 
 def get_party(uow: UnitOfWork, party_id: str) -> Party:

@@ -469,7 +469,7 @@ def render_statement(statement: Statement, *, locale: str = "en_US") -> bytes:
     styles = _styles()
     margin = 15 * mm
     width = landscape(A4)[0] - 2 * margin
-    period = f"{_timestamp(statement.period_from)} UTC to {_timestamp(statement.period_to)} UTC (end not included)"
+    period = f"[{_timestamp(statement.period_from)}, {_timestamp(statement.period_to)}) UTC: the end is not included"
 
     def money(minor: int) -> str:
         return _money(minor, statement.currency, locale)

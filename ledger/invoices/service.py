@@ -7,11 +7,14 @@ from datetime import datetime
 from typing import TypeVar
 
 from ledger.accounts import Account
+from ledger.beancount import AccountKey, export_period
+from ledger.beancount import export as beancount_export
 from ledger.invoices import parties as party_records
 from ledger.invoices import statements
 from ledger.invoices.documents import Document, Party, Statement
 from ledger.invoices.reports import FeeRevenueRow, TrialBalance, fee_revenue, trial_balance
 from ledger.invoices.statements import StatementWriter
+from ledger.ports.unit_of_work import UnitOfWork
 from ledger.service import Ledger
 
 R = TypeVar("R")
@@ -105,8 +108,29 @@ class Finance:
             )
         )
 
-    def trial_balance(self, as_of: datetime) -> TrialBalance:
-        return self.book.transaction(lambda uow: trial_balance(uow, as_of), read_only=True)
+    def trial_balance(self, as_of: datetime | None = None) -> TrialBalance:
+        """Every account's balance as of `as_of` (default: now)."""
+        return self.book.transaction(lambda uow: trial_balance(uow, as_of or uow.clock.now()), read_only=True)
 
     def fee_revenue(self, period_from: datetime, period_to: datetime) -> list[FeeRevenueRow]:
         return self.book.transaction(lambda uow: fee_revenue(uow, period_from, period_to), read_only=True)
+
+    def export_beancount(self, period_from: datetime | None, period_to: datetime | None) -> Iterator[str]:
+        """The journal over [from, to) (None: open on that side) as a Beancount file
+        (`ledger.beancount`), in pieces written while the iterator is consumed.
+
+        The period is checked here, so a mistake is raised before anything is streamed;
+        the chart, the balances and every entry are then read in one read-only
+        transaction (one snapshot), taken at the first `next`, the entries through a
+        server-side cursor."""
+        period = export_period(period_from, period_to, today=self.book.clock.now().date())
+
+        def export(uow: UnitOfWork) -> Iterator[str]:
+            def nets(before: datetime) -> dict[AccountKey, int]:
+                return {(row.account, row.currency): row.net for row in uow.reports.account_nets(before=before)}
+
+            opening = {} if period.start is None else nets(period.start)
+            entries = uow.statements.entries(period.start, period.end)
+            return beancount_export(period, uow.accounts.all(), opening, entries, nets)
+
+        return self.book.stream(export)

@@ -20,6 +20,7 @@ from ledger.accounts import Side
 from ledger.escrow.model import ClosedWeek, TermChange, WeekDispute
 from ledger.escrow.timesheet import Segment
 from ledger.fees.schedule import FeeSchedule
+from ledger.journal import Entry
 
 # --- the journal -------------------------------------------------------------------------
 
@@ -518,7 +519,8 @@ class StatementPosting:
 
 
 class StatementQueries(Protocol):
-    """Postings for statements (`ledger.invoices.statements`)."""
+    """Postings for statements (`ledger.invoices.statements`) and the journal for its
+    Beancount export (`ledger.beancount`)."""
 
     def postings(self, account_ids: Sequence[int], start: datetime, end: datetime) -> Iterator[StatementPosting]:
         """The accounts' postings of entries effective in [start, end), in journal order
@@ -527,6 +529,12 @@ class StatementQueries(Protocol):
 
     def count(self, account_ids: Sequence[int], start: datetime, end: datetime) -> int:
         """How many postings `postings` would give."""
+        ...
+
+    def entries(self, start: datetime | None, end: datetime | None) -> Iterator[Entry]:
+        """Every entry effective in [start, end) (None: unbounded on that side) with its
+        postings, in journal order (effective time, entry, posting), streamed: the whole
+        journal may be read this way."""
         ...
 
 

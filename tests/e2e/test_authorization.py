@@ -48,11 +48,13 @@ FAMILIES = {
     "/v1/audit": "audit and journal",
     "/v1/journal": "audit and journal",
 }
+#: Routes that belong to another family than their prefix's.
+ROUTE_FAMILIES = {"/v1/parties/{party_id:str}/statement": "party statements"}
 ALLOWED = {
-    "marketplace": {"escrow", "balances and payouts", "parties", "fees"},
-    "finance": {"fees", "finance", "audit and journal"},
+    "marketplace": {"escrow", "balances and payouts", "parties", "fees", "party statements"},
+    "finance": {"fees", "finance", "audit and journal", "party statements"},
     "auditor": {"audit and journal"},
-    "admin": set(FAMILIES.values()) | {"operators"},
+    "admin": set(FAMILIES.values()) | set(ROUTE_FAMILIES.values()) | {"operators"},
 }
 
 #: Placeholder path parameters: well-formed, naming nothing that exists.
@@ -78,6 +80,7 @@ QUERY = {
     "freelancer_id": "fr_nobody",
     "client_id": "cl_nobody",
     "amount": "10.00",
+    "role": "client",
 }
 PARAMETER = re.compile(r"\{(\w+)(?::\w+)?\}")
 
@@ -89,6 +92,8 @@ OPERATOR_ROUTES = {"/v1/contracts/{contract_id:str}/weeks/{monday:str}/dispute/r
 def family(path: str) -> str | None:
     if path in OPERATOR_ROUTES:
         return "operators"
+    if path in ROUTE_FAMILIES:
+        return ROUTE_FAMILIES[path]
     for prefix, name in FAMILIES.items():
         if path == prefix or path.startswith(prefix + "/"):
             return name

@@ -22,6 +22,7 @@ from pypdf import PdfReader
 from ledger import AccountSpec, AccountType, EntryRequest, credit, debit
 from ledger.api.schemas import Amount, StatementOut
 from ledger.api.views import statement_line_out
+from ledger.clock import format_period
 from ledger.invoices import statements
 from ledger.invoices.documents import StatementHeading, StatementLine
 from ledger.invoices.service import Finance
@@ -170,6 +171,33 @@ def test_a_fee_quote_counts_the_lifetime_billings_of_the_pair_and_charges_nothin
     )
     assert other_client["fee"] == usd("110.00")
     assert ok(get(api, "/v1/journal", "auditor", limit=100))["data"] == journal
+
+
+def test_a_fee_quote_prices_a_hypothetical_lifetime_at_a_date(api: Api) -> None:
+    quote = ok(get(api, "/v1/fees/quote", lifetime="250.00", amount="1000.00", currency="USD", at="2026-01-01"))
+    assert (quote["fee"], quote["lifetime_after"]) == (usd("125.00"), usd("1250.00"))
+    assert [line["rate"] for line in quote["lines"]] == ["0.20", "0.10"]
+    both = get(
+        api, "/v1/fees/quote", lifetime="1.00", freelancer_id="fr_1", client_id="cl_1", amount="1.00", currency="USD"
+    )
+    assert "not both" in problem(both, 422)["detail"]
+    assert problem(get(api, "/v1/fees/quote", amount="1.00", currency="USD"), 422)["field"] == "freelancer_id"
+
+
+def test_dates_mean_midnight_utc_as_of_defaults_to_now_and_one_currency_needs_no_naming(api: Api) -> None:
+    release(api)
+    api.clock.set(api.clock.now() + timedelta(seconds=1))  # as_of excludes what is posted at it
+    now = ok(get(api, "/v1/reports/trial-balance"))
+    assert now["balanced"] is True and now["rows"]
+    before = ok(get(api, "/v1/reports/trial-balance", as_of="2026-01-01"))
+    assert before["as_of"] == "2026-01-01T00:00:00Z" and before["rows"] == []
+    balance = ok(get(api, f"/v1/accounts/{FEES}/balance"))
+    assert balance["balance"]["currency"] == "USD"
+    statement = ok(get(api, f"/v1/accounts/{FEES}/statement", **{"from": "2026-01-01", "to": "2027-01-01"}))
+    assert statement["period"] == "[2026-01-01T00:00:00Z, 2027-01-01T00:00:00Z)"
+    assert statement["closing_balance"] == balance["balance"]
+    naive = problem(get(api, "/v1/reports/trial-balance", as_of="2026-01-01T00:00:00"), 422)
+    assert "no UTC offset" in naive["detail"] and naive["field"] == "as_of"
 
 
 def test_a_fee_quote_refuses_an_inexact_amount(api: Api) -> None:
@@ -329,6 +357,7 @@ def test_a_long_statement_streams_as_json_and_csv_with_its_running_balance(
         currency="USD",
         period_from=whole.period_from.isoformat(),
         period_to=whole.period_to.isoformat(),
+        period=format_period(whole.period_from, whole.period_to),
         opening_balance=Amount.of(whole.opening_balance, "USD"),
         closing_balance=Amount.of(whole.closing_balance, "USD"),
         lines=[statement_line_out(line) for line in whole.lines],
@@ -701,3 +730,30 @@ def test_amounts_are_documented_as_decimal_strings_never_numbers(api: Api) -> No
     amount = spec["components"]["schemas"]["Amount"]
     assert amount["properties"]["amount"]["type"] == "string"
     assert amount["properties"]["currency"]["type"] == "string"
+
+
+# --- party statements ----------------------------------------------------------------------
+
+
+def party_statement(api: Api, party: str, role: str, key: str = "finance", **params: Any) -> Response:
+    query = {"role": role, "currency": "USD", "from": "2026-01-01", "to": "2027-01-01", **params}
+    return api.client.get(f"/v1/parties/{party}/statement", params=query, headers=api.headers(key))
+
+
+def test_a_party_statement_over_http_is_the_clis_in_json_csv_and_pdf(api: Api) -> None:
+    payment = release(api, "1000.00")
+    ok(post(api, f"/v1/payments/{payment}/refunds", {"amount": usd("100.00")}), 201)
+    freelancer = ok(party_statement(api, "fr_1", "freelancer", "marketplace"))
+    assert freelancer["account"] == "fr_1"
+    assert freelancer["period"] == "[2026-01-01T00:00:00Z, 2027-01-01T00:00:00Z)"
+    # 1000.00 released less the 20%/10% fee (150.00), then 100.00 refunded less its 10.00 fee back.
+    assert (freelancer["opening_balance"], freelancer["closing_balance"]) == (usd("0.00"), usd("760.00"))
+    assert [line["kind"] for line in freelancer["lines"]] == ["escrow.release", "escrow.payment_refund"]
+    client = ok(party_statement(api, "cl_1", "client"))
+    assert [line["kind"] for line in client["lines"]] == ["escrow.fund", "escrow.release"]
+    assert client["closing_balance"] == usd("0.00")  # nothing held any more
+    csv = ok_text(party_statement(api, "fr_1", "freelancer", format="csv"))
+    assert csv.splitlines()[0].startswith("posted_at,entry_id,account") and len(csv.splitlines()) == 3
+    pdf = party_statement(api, "fr_1", "freelancer", format="pdf")
+    assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
+    assert problem(party_statement(api, "fr_1", "freelancer", to="2026-13-01"), 422)["field"] == "to"

@@ -423,7 +423,7 @@ BAD_QUERIES: list[tuple[str, str, dict[str, Any]]] = [
     ("finance", "/v1/accounts", {"starting_after": "-1"}),
     ("finance", "/v1/accounts/revenue:fees:service/balance", {"currency": "USD", "as_of": "yesterday"}),
     ("finance", "/v1/accounts/revenue:fees:service/statement", {"currency": "USD", "from": "2026-01-01T00:00:00Z"}),
-    ("finance", "/v1/reports/trial-balance", {}),
+    ("finance", "/v1/reports/trial-balance", {"as_of": "2026-01-05T09:00:00"}),
     ("finance", "/v1/reports/fees", {"from": "2026-01-01", "to": "2026-13-01"}),
     ("finance", "/v1/invoices", {"limit": 1000}),
     ("auditor", "/v1/journal", {"to": "2026-01-01T00:00:00"}),

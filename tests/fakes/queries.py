@@ -13,6 +13,7 @@ from ledger.accounts import Side
 from ledger.escrow.chart import escrow_account_code
 from ledger.escrow.hourly_calendar import week_of
 from ledger.fees.schedule import FeeSchedule
+from ledger.journal import Entry
 from ledger.ports.queries import (
     AccountNet,
     AccountTotals,
@@ -436,6 +437,14 @@ class MemoryStatementQueries:
 
     def count(self, account_ids: Sequence[int], start: datetime, end: datetime) -> int:
         return len(self._found(account_ids, start, end))
+
+    def entries(self, start: datetime | None, end: datetime | None) -> Iterator[Entry]:
+        found = [
+            row.entry
+            for row in self._state.entries.values()
+            if (start is None or start <= row.entry.effective_at) and (end is None or row.entry.effective_at < end)
+        ]
+        yield from sorted(found, key=lambda entry: (entry.effective_at, entry.id))
 
 
 class MemoryReconciliationQueries:

@@ -12,7 +12,7 @@ import pytest
 import uvicorn
 from sqlalchemy import text
 
-from ledger import AccountSpec, AccountType, EntryRequest, credit, debit
+from ledger import AccountSpec, AccountType, EntryRequest, FixedClock, credit, debit
 from ledger.api.idempotency import claim_lease
 from ledger.bootstrap import connect
 from ledger.cli import APP_FACTORY, cpu_cores, main
@@ -231,3 +231,66 @@ def test_the_demo_on_the_simulated_provider_passes_the_audit_against_the_provide
     assert [w["summary"] for w in listed["workers"]] == ["nothing due"]
     refused = ledger_cli(["orders", "list", "--state", "bogus"], tmp_path, env)
     assert refused.returncode == 2 and refused.stderr.count("\n") == 1
+
+
+def test_dates_mean_midnight_utc_and_an_account_in_one_currency_needs_none(
+    fresh_database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    clock = FixedClock(datetime(2026, 1, 31, 12, tzinfo=UTC))
+    book = connect(fresh_database_url, clock=clock)
+    book.open_account(AccountSpec("assets:psp:stripe", AccountType.ASSET, "USD"))
+    book.open_account(AccountSpec("liabilities:escrow:ms_1", AccountType.LIABILITY, "USD", floor=0))
+    book.post(
+        EntryRequest(
+            "k",
+            "escrow.fund",
+            (debit("assets:psp:stripe", 5000, "USD"), credit("liabilities:escrow:ms_1", 5000, "USD")),
+        )
+    )
+    book.close()
+    monkeypatch.setenv("LEDGER_DATABASE_URL", fresh_database_url)
+    # Posted at 2026-01-31 12:00: a period ending 2026-01-31 (00:00) stops before it.
+    assert main(["balance", "liabilities:escrow:ms_1", "--as-of", "2026-01-31"]) == 0
+    assert capsys.readouterr().out == "0.00 USD\n"
+    assert main(["balance", "liabilities:escrow:ms_1", "--as-of", "2026-02-01"]) == 0
+    assert capsys.readouterr().out == "50.00 USD\n"
+    assert main(["statement", "liabilities:escrow:ms_1", "--from", "2026-01-01", "--to", "2026-01-31"]) == 0
+    printed = capsys.readouterr()
+    assert len(printed.out.splitlines()) == 1  # the header only
+    assert "[2026-01-01T00:00:00Z, 2026-01-31T00:00:00Z)" in printed.err
+    assert main(["report", "trial-balance"]) == 0  # as of now
+    assert "TOTAL,,USD,50.00,50.00" in capsys.readouterr().out
+
+
+def test_the_fee_quote_prices_a_hypothetical_lifetime_and_prints_json(
+    fresh_database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    connect(fresh_database_url).close()
+    monkeypatch.setenv("LEDGER_DATABASE_URL", fresh_database_url)
+    args = ["fees", "quote", "--amount", "1000.00", "--currency", "USD", "--lifetime", "250.00"]
+    assert main([*args, "--at", "2020-01-01", "--json"]) == 0
+    quote = json.loads(capsys.readouterr().out)
+    # 250.00 of the first 500.00 at 20%, then 750.00 at 10%: 50.00 + 75.00.
+    assert quote == {
+        "fee": "125.00",
+        "net": "875.00",
+        "currency": "USD",
+        "blended_rate": "0.1250",
+        "lifetime_before": "250.00",
+        "lifetime_after": "1250.00",
+        "schedule": "classic",
+        "tiers": [
+            {"amount": "250.00", "rate": "0.20", "fee": "50.00"},
+            {"amount": "750.00", "rate": "0.10", "fee": "75.00"},
+        ],
+    }
+    assert main(args) == 0
+    assert "fee 125.00 USD, net 875.00 USD" in capsys.readouterr().out
+    for bad, message in [
+        ([*args, "--freelancer", "fr_1", "--client", "cl_1"], "not both"),
+        (["fees", "quote", "--amount", "10.00", "--currency", "USD"], "give --lifetime"),
+        ([*args, "--at", "2020-01-01T00:00:00"], "no UTC offset"),
+    ]:
+        assert main(bad) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("ledger: error: ") and message in err and err.count("\n") == 1

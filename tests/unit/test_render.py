@@ -274,7 +274,7 @@ def test_a_statement_prints_its_period_balances_and_totals() -> None:
     subject = statement()
     text = pdf_text(render_statement(subject))
 
-    for expected in ("Freelancer fr_1", "2026-01-01 00:00:00 UTC", "2026-02-01 00:00:00 UTC", "USD"):
+    for expected in ("Freelancer fr_1", "[2026-01-01 00:00:00, 2026-02-01 00:00:00) UTC", "USD"):
         assert expected in text, expected
     assert format_money(subject.opening_balance, "USD") in text
     assert format_money(subject.total_debits, "USD") in text
