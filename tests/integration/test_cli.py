@@ -92,20 +92,25 @@ def test_serve_runs_a_process_per_core_on_postgresql_and_one_on_sqlite(
         assert (app, options["factory"], options["workers"], options["port"]) == (APP_FACTORY, True, 3, 8123)
 
 
-def test_balance_and_journal_read_the_ledger(
-    fresh_database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    book = connect(fresh_database_url)
+def funded_escrow(url: str, amount: int, clock: FixedClock | None = None) -> None:
+    """One escrow funding of `amount` USD cents, posted at the clock's time."""
+    book = connect(url, clock=clock)
     book.open_account(AccountSpec("assets:psp:stripe", AccountType.ASSET, "USD"))
     book.open_account(AccountSpec("liabilities:escrow:ms_1", AccountType.LIABILITY, "USD", floor=0))
     book.post(
         EntryRequest(
             "k",
             "escrow.fund",
-            (debit("assets:psp:stripe", 123456, "USD"), credit("liabilities:escrow:ms_1", 123456, "USD")),
+            (debit("assets:psp:stripe", amount, "USD"), credit("liabilities:escrow:ms_1", amount, "USD")),
         )
     )
     book.close()
+
+
+def test_balance_and_journal_read_the_ledger(
+    fresh_database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    funded_escrow(fresh_database_url, 123456)
     monkeypatch.setenv("LEDGER_DATABASE_URL", fresh_database_url)
     assert main(["balance", "liabilities:escrow:ms_1", "usd"]) == 0
     assert capsys.readouterr().out == "1234.56 USD\n"
@@ -236,18 +241,7 @@ def test_the_demo_on_the_simulated_provider_passes_the_audit_against_the_provide
 def test_dates_mean_midnight_utc_and_an_account_in_one_currency_needs_none(
     fresh_database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    clock = FixedClock(datetime(2026, 1, 31, 12, tzinfo=UTC))
-    book = connect(fresh_database_url, clock=clock)
-    book.open_account(AccountSpec("assets:psp:stripe", AccountType.ASSET, "USD"))
-    book.open_account(AccountSpec("liabilities:escrow:ms_1", AccountType.LIABILITY, "USD", floor=0))
-    book.post(
-        EntryRequest(
-            "k",
-            "escrow.fund",
-            (debit("assets:psp:stripe", 5000, "USD"), credit("liabilities:escrow:ms_1", 5000, "USD")),
-        )
-    )
-    book.close()
+    funded_escrow(fresh_database_url, 5000, FixedClock(datetime(2026, 1, 31, 12, tzinfo=UTC)))
     monkeypatch.setenv("LEDGER_DATABASE_URL", fresh_database_url)
     # Posted at 2026-01-31 12:00: a period ending 2026-01-31 (00:00) stops before it.
     assert main(["balance", "liabilities:escrow:ms_1", "--as-of", "2026-01-31"]) == 0
