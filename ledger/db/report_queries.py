@@ -4,17 +4,17 @@ postings and the journal's entries (for its export) are streamed."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, Connection, case, exists, func, or_, select
+from sqlalchemy import ColumnElement, Connection, and_, case, exists, func, or_, select
 
 from ledger.accounts import Side
 from ledger.db.journal_store import entry_from_row
 from ledger.db.schema import accounts, contracts, entries, fee_events, postings
 from ledger.db.streaming import stream
 from ledger.journal import Entry, Posting
-from ledger.ports.queries import AccountNet, FeeRevenueRow, StatementPosting
+from ledger.ports.queries import AccountNet, FeeRevenueRow, PostingScope, StatementPosting
 
 #: Postings with their entries and accounts.
 _LEGS = postings.join(entries, entries.c.id == postings.c.entry_id).join(
@@ -77,14 +77,19 @@ class SqlStatementQueries:
         self._connection = connection
 
     @staticmethod
-    def _in_period(account_ids: Sequence[int], start: datetime, end: datetime) -> list[ColumnElement[bool]]:
-        return [
-            postings.c.account_id.in_(list(account_ids)),
-            entries.c.effective_at >= start,
-            entries.c.effective_at < end,
-        ]
+    def _in_period(scope: PostingScope, start: datetime | None, end: datetime) -> list[ColumnElement[bool]]:
+        in_scope: ColumnElement[bool] = postings.c.account_id.in_(list(scope.accounts))
+        if scope.shared and scope.client is not None:
+            for_client = and_(
+                postings.c.account_id.in_(list(scope.shared)), entries.c.refs["client"].as_string() == scope.client
+            )
+            in_scope = or_(in_scope, for_client)
+        period = [entries.c.effective_at < end]
+        if start is not None:
+            period.append(entries.c.effective_at >= start)
+        return [in_scope, *period]
 
-    def postings(self, account_ids: Sequence[int], start: datetime, end: datetime) -> Iterator[StatementPosting]:
+    def postings(self, scope: PostingScope, start: datetime, end: datetime) -> Iterator[StatementPosting]:
         query = (
             select(
                 postings.c.account_id,
@@ -96,7 +101,7 @@ class SqlStatementQueries:
                 entries.c.refs,
             )
             .select_from(postings.join(entries, entries.c.id == postings.c.entry_id))
-            .where(*self._in_period(account_ids, start, end))
+            .where(*self._in_period(scope, start, end))
             .order_by(entries.c.effective_at, entries.c.id, postings.c.id)
         )
         # A server-side cursor: a statement of a busy account over a long period may
@@ -112,13 +117,23 @@ class SqlStatementQueries:
                 refs={str(k): str(v) for k, v in dict(refs).items()},
             )
 
-    def count(self, account_ids: Sequence[int], start: datetime, end: datetime) -> int:
+    def count(self, scope: PostingScope, start: datetime, end: datetime) -> int:
         query = (
             select(func.count())
             .select_from(postings.join(entries, entries.c.id == postings.c.entry_id))
-            .where(*self._in_period(account_ids, start, end))
+            .where(*self._in_period(scope, start, end))
         )
         return int(self._connection.execute(query).scalar_one())
+
+    def nets(self, scope: PostingScope, before: datetime) -> dict[int, int]:
+        signed = case((postings.c.side == "debit", postings.c.amount), else_=-postings.c.amount)
+        query = (
+            select(postings.c.account_id, func.sum(signed))
+            .select_from(postings.join(entries, entries.c.id == postings.c.entry_id))
+            .where(*self._in_period(scope, None, before))
+            .group_by(postings.c.account_id)
+        )
+        return {int(account_id): int(net) for account_id, net in self._connection.execute(query)}
 
     def entries(self, start: datetime | None, end: datetime | None) -> Iterator[Entry]:
         query = (

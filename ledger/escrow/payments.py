@@ -276,11 +276,12 @@ def settle_refund(
                     debit(REFUNDS_IN_TRANSIT, order.amount, order.currency),
                     credit(order.psp_account, order.amount, order.currency),
                 ),
-                refs={
-                    "refund_order": order_id,
-                    "milestone": order.milestone_id,
+                refs=entry_refs(
+                    uow.escrow.contract(uow.escrow.milestone_contract_id(order.milestone_id)),
+                    order.milestone_id,
+                    refund_order=order_id,
                     **({"gateway_reference": reference} if reference else {}),
-                },
+                ),
             ),
         )
     state = RefundOrderState.SUCCEEDED if succeeded else RefundOrderState.FAILED

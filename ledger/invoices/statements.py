@@ -22,7 +22,7 @@ from __future__ import annotations
 import csv
 import functools
 import io
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
@@ -30,9 +30,17 @@ from typing import TypeVar
 from ledger.accounts import Account, Side
 from ledger.clock import require_utc
 from ledger.errors import InvalidRequest
-from ledger.escrow.chart import available_account_code, escrow_account_code, pending_account_code
+from ledger.escrow.chart import (
+    DISPUTED,
+    RECEIVABLES,
+    REFUNDS_IN_TRANSIT,
+    available_account_code,
+    escrow_account_code,
+    pending_account_code,
+)
 from ledger.invoices.documents import Statement, StatementHeading, StatementLine, StatementTooLong
 from ledger.money import format_amount, normalize_currency
+from ledger.ports.queries import PostingScope
 from ledger.ports.unit_of_work import UnitOfWork
 
 #: CSV columns, fixed and documented (README, "Statements").
@@ -66,7 +74,16 @@ StatementWriter = Callable[[StatementHeading, Iterator[StatementLine]], Iterator
 
 @dataclass(frozen=True)
 class StatementSource:
-    """What a statement is drawn from: its accounts (one currency) and its period [start, end)."""
+    """What a statement is drawn from: its accounts (one currency) and its period [start, end).
+
+    Attributes:
+        accounts: accounts read whole.
+        shared: accounts every client shares (receivables, refunds in transit, money
+            withdrawn for chargebacks), read only for the postings of entries that refer
+            to `client`.
+        normal_side: the side the balances are kept on; a posting on the other side
+            lowers them, whatever its own account's normal side.
+    """
 
     title: str
     subject: str
@@ -74,6 +91,26 @@ class StatementSource:
     currency: str
     start: datetime
     end: datetime
+    shared: tuple[Account, ...] = ()
+    client: str | None = None
+    normal_side: Side = Side.CREDIT
+
+    @property
+    def scope(self) -> PostingScope:
+        return PostingScope(tuple(a.id for a in self.accounts), tuple(a.id for a in self.shared), self.client)
+
+    def signed(self, side: Side, amount: int) -> int:
+        return amount if side == self.normal_side else -amount
+
+    def all_accounts(self) -> tuple[Account, ...]:
+        return self.accounts + self.shared
+
+
+#: The accounts every client shares, read into a client's statement for its own entries:
+#: what it owes for hourly work advanced (an asset: it lowers the client's balance), refunds
+#: booked to it and not yet confirmed by the provider, and money its bank has withdrawn for
+#: an open chargeback (an asset until the chargeback is won or settled).
+CLIENT_SHARED_ACCOUNTS = (RECEIVABLES, REFUNDS_IN_TRANSIT, DISPUTED)
 
 
 # --- what a statement covers -----------------------------------------------------------
@@ -97,48 +134,77 @@ def account_source(
     """One account over [from, to); `UnknownAccount` if it is not open."""
     start, end = _period(period_from, period_to)
     account = uow.accounts.get(code, normalize_currency(currency))
-    return StatementSource(f"Account {code}", code, (account,), account.currency, start, end)
+    return StatementSource(
+        f"Account {code}", code, (account,), account.currency, start, end, normal_side=account.normal_side
+    )
 
 
 def party_source(
     uow: UnitOfWork, party_id: str, role: str, currency: str, period_from: datetime, period_to: datetime
 ) -> StatementSource:
-    """A freelancer's pending and available accounts, or a client's escrow accounts, over [from, to)."""
+    """A party's money over [from, to), on the credit side (what the marketplace holds for it).
+
+    A freelancer's is its pending and available accounts. A client has no account of its
+    own: its statement is the escrow of its milestones and weeks, plus, of the accounts
+    all clients share (`CLIENT_SHARED_ACCOUNTS`), the postings of entries that refer to it.
+    Its balance is what is held in escrow for it and refunds on their way to it, less what
+    it owes (advanced hourly work) and what its bank has withdrawn for an open chargeback.
+    So a refund after release shows as booked and then as paid by the provider, and a
+    chargeback as withdrawn and then as settled from escrow or recovered from the freelancer.
+    """
     start, end = _period(period_from, period_to)
     code = normalize_currency(currency)
+    shared: tuple[str, ...] = ()
     if role == "freelancer":
         codes = [pending_account_code(party_id), available_account_code(party_id)]
     elif role == "client":
         codes = [escrow_account_code(m) for m in uow.escrow.milestone_ids_of_client(party_id, code)]
+        shared = CLIENT_SHARED_ACCOUNTS
     else:
         raise InvalidRequest("role is 'freelancer' or 'client'", field="role")
-    found = tuple(a for a in (uow.accounts.find(c, code) for c in codes) if a is not None)
-    return StatementSource(f"{role.capitalize()} {party_id}", party_id, found, code, start, end)
+
+    def opened(names: Sequence[str]) -> tuple[Account, ...]:
+        return tuple(a for a in (uow.accounts.find(c, code) for c in names) if a is not None)
+
+    return StatementSource(
+        f"{role.capitalize()} {party_id}",
+        party_id,
+        opened(codes),
+        code,
+        start,
+        end,
+        shared=opened(shared),
+        client=party_id if shared else None,
+    )
 
 
 # --- reading it -----------------------------------------------------------------------------
 
 
 def _reference(refs: Mapping[str, str]) -> str:
-    keys = ("milestone", "payment", "refund", "payout", "contract")
+    keys = ("milestone", "payment", "refund", "dispute", "payout", "contract")
     return " ".join(refs[k] for k in keys if k in refs) or ""
+
+
+def _balance(uow: UnitOfWork, source: StatementSource, before: datetime) -> int:
+    debit_minus_credit = sum(uow.statements.nets(source.scope, before).values())
+    return source.signed(Side.DEBIT, debit_minus_credit)
 
 
 def heading(uow: UnitOfWork, source: StatementSource) -> StatementHeading:
     """The statement's balances, summed by the database: opening from everything
     effective before the start, closing from everything effective before the end (in
     the same transaction as the lines, it is where their running balance ends)."""
-    normal = source.accounts[0].normal_side if source.accounts else Side.CREDIT
     return StatementHeading(
         title=source.title,
         subject=source.subject,
-        accounts=tuple(a.code for a in source.accounts),
+        accounts=tuple(a.code for a in source.all_accounts()),
         currency=source.currency,
-        normal_side=normal.value,
+        normal_side=source.normal_side.value,
         period_from=source.start,
         period_to=source.end,
-        opening_balance=sum(uow.accounts.balance_as_of(a, source.start) for a in source.accounts),
-        closing_balance=sum(uow.accounts.balance_as_of(a, source.end) for a in source.accounts),
+        opening_balance=_balance(uow, source, source.start),
+        closing_balance=_balance(uow, source, source.end),
     )
 
 
@@ -146,10 +212,10 @@ def lines(uow: UnitOfWork, source: StatementSource, opening: int) -> Iterator[St
     """The statement's lines in journal order, read as they are consumed, each with the
     running balance from `opening`."""
     running = opening
-    by_id = {account.id: account for account in source.accounts}
-    for posting in uow.statements.postings(list(by_id), source.start, source.end):
+    by_id = {account.id: account for account in source.all_accounts()}
+    for posting in uow.statements.postings(source.scope, source.start, source.end):
         account = by_id[posting.account_id]
-        running += account.signed(posting.side, posting.amount)
+        running += source.signed(posting.side, posting.amount)
         yield StatementLine(
             posted_at=posting.effective_at,
             entry_id=posting.entry_id,
@@ -174,7 +240,7 @@ def whole(uow: UnitOfWork, source: StatementSource) -> Statement:
     """The statement with all its lines in memory, for the PDF: `StatementTooLong` when
     it has more than `MAX_PDF_LINES` (counted by the database before any is read)."""
     limit = MAX_PDF_LINES
-    count = uow.statements.count([a.id for a in source.accounts], source.start, source.end)
+    count = uow.statements.count(source.scope, source.start, source.end)
     if count > limit:
         raise StatementTooLong(
             f"the statement has {count:,} lines, more than the PDF limit of {limit:,}; ask for format=csv",
@@ -207,8 +273,7 @@ def account_statement(
 def party_statement(
     uow: UnitOfWork, party_id: str, role: str, currency: str, period_from: datetime, period_to: datetime
 ) -> Statement:
-    """A freelancer's pending and available money, or a client's escrow, over [from, to),
-    whole (at most `MAX_PDF_LINES` lines)."""
+    """A party's money over [from, to) (`party_source`), whole (at most `MAX_PDF_LINES` lines)."""
     return whole(uow, party_source(uow, party_id, role, currency, period_from, period_to))
 
 

@@ -518,17 +518,38 @@ class StatementPosting:
     refs: Mapping[str, str]
 
 
+@dataclass(frozen=True)
+class PostingScope:
+    """Which postings a statement reads: all of `accounts`, and those of `shared` accounts
+    (receivables, refunds in transit, ...) whose entry refers to `client`.
+
+    Attributes:
+        accounts: ids of accounts read whole.
+        shared: ids of accounts shared by every client, read for `client` only.
+        client: the client whose entries' postings of `shared` are read.
+    """
+
+    accounts: tuple[int, ...]
+    shared: tuple[int, ...] = ()
+    client: str | None = None
+
+
 class StatementQueries(Protocol):
     """Postings for statements (`ledger.invoices.statements`) and the journal for its
     Beancount export (`ledger.beancount`)."""
 
-    def postings(self, account_ids: Sequence[int], start: datetime, end: datetime) -> Iterator[StatementPosting]:
-        """The accounts' postings of entries effective in [start, end), in journal order
+    def postings(self, scope: PostingScope, start: datetime, end: datetime) -> Iterator[StatementPosting]:
+        """The scope's postings of entries effective in [start, end), in journal order
         (effective time, entry, posting), streamed: a statement may have any number of lines."""
         ...
 
-    def count(self, account_ids: Sequence[int], start: datetime, end: datetime) -> int:
+    def count(self, scope: PostingScope, start: datetime, end: datetime) -> int:
         """How many postings `postings` would give."""
+        ...
+
+    def nets(self, scope: PostingScope, before: datetime) -> dict[int, int]:
+        """Per account of the scope, debits minus credits of its postings of entries
+        effective before `before` (accounts without one are left out)."""
         ...
 
     def entries(self, start: datetime | None, end: datetime | None) -> Iterator[Entry]:

@@ -32,6 +32,7 @@ from ledger.ports.queries import (
     KindLeg,
     MilestoneFlows,
     PairBillings,
+    PostingScope,
     ProviderPosting,
     RepeatedKey,
     RepeatedReversal,
@@ -413,18 +414,20 @@ class MemoryStatementQueries:
     def __init__(self, state: MemoryState) -> None:
         self._state = state
 
-    def _found(self, account_ids: Sequence[int], start: datetime, end: datetime) -> list[tuple[Any, ...]]:
-        wanted = set(account_ids)
+    def _found(self, scope: PostingScope, start: datetime | None, end: datetime) -> list[tuple[Any, ...]]:
         found = []
         for posting in self._state.postings:
             entry = self._state.entries[posting.entry_id].entry
-            if posting.account_id in wanted and start <= entry.effective_at < end:
+            in_scope = posting.account_id in scope.accounts or (
+                posting.account_id in scope.shared and entry.refs.get("client") == scope.client
+            )
+            if in_scope and (start is None or start <= entry.effective_at) and entry.effective_at < end:
                 found.append((entry.effective_at, entry.id, posting.id, posting, entry))
         found.sort(key=lambda item: item[:3])
         return found
 
-    def postings(self, account_ids: Sequence[int], start: datetime, end: datetime) -> Iterator[StatementPosting]:
-        for _, _, _, posting, entry in self._found(account_ids, start, end):
+    def postings(self, scope: PostingScope, start: datetime, end: datetime) -> Iterator[StatementPosting]:
+        for _, _, _, posting, entry in self._found(scope, start, end):
             yield StatementPosting(
                 account_id=posting.account_id,
                 side=posting.side,
@@ -435,8 +438,15 @@ class MemoryStatementQueries:
                 refs={str(k): str(v) for k, v in entry.refs.items()},
             )
 
-    def count(self, account_ids: Sequence[int], start: datetime, end: datetime) -> int:
-        return len(self._found(account_ids, start, end))
+    def count(self, scope: PostingScope, start: datetime, end: datetime) -> int:
+        return len(self._found(scope, start, end))
+
+    def nets(self, scope: PostingScope, before: datetime) -> dict[int, int]:
+        nets: dict[int, int] = {}
+        for _, _, _, posting, _ in self._found(scope, None, before):
+            signed = posting.amount if posting.side == Side.DEBIT else -posting.amount
+            nets[posting.account_id] = nets.get(posting.account_id, 0) + signed
+        return nets
 
     def entries(self, start: datetime | None, end: datetime | None) -> Iterator[Entry]:
         found = [

@@ -362,6 +362,14 @@ def verified_client(market: Marketplace, at: str = "2026-11-01T00:00:00Z") -> No
     market.services.finance.set_party(CLIENT, display_name="Client", payment_method_verified_at=at)
 
 
+def client_position(market: Marketplace) -> int:
+    """The closing balance of the client's statement: held for it less what it owes."""
+    start, end = MONDAY - timedelta(days=7), market.clock.now() + DAY
+    statement = market.services.finance.party_statement(CLIENT, "client", "USD", start, end)
+    assert statement.opening_balance + statement.total_credits - statement.total_debits == statement.closing_balance
+    return statement.closing_balance
+
+
 def tracked_and_manual_week(market: Marketplace) -> str:
     """2 h tracked (100.00, protected for a verified client) and 1 h manual (50.00, not)."""
     contract_id = market.open()
@@ -381,6 +389,7 @@ def test_protected_tracked_time_is_advanced_at_review_end_and_recovered_when_a_r
         market.tick(CLOSE + day * DAY)
     assert market.balance(RECEIVABLES) == 10000  # the tracked part, advanced
     assert pending(market) == 8000  # released less the 20% fee; the manual hour waits
+    assert client_position(market) == -10000  # the client's statement: it owes the advance
     week = market.week(contract_id)
     assert (week.state, week.payment_id is not None) == ("past_due", True)
     with pytest.raises(RefundNotAllowed, match="nothing of theirs to refund yet"):  # the client paid nothing
@@ -388,6 +397,7 @@ def test_protected_tracked_time_is_advanced_at_review_end_and_recovered_when_a_r
     market.audit_ok()
     market.tick(CLOSE + 6 * DAY)  # the seventh attempt succeeds
     assert market.balance(RECEIVABLES) == 0
+    assert client_position(market) == 0
     assert pending(market) == 12000  # the manual hour released at once, less its fee
     market.tick(AVAILABLE)
     assert (pending(market), available(market)) == (0, 12000)

@@ -147,6 +147,48 @@ def test_a_freelancer_statement_shows_each_movement_with_a_running_balance(
     assert statement.lines[-1].running_balance == statement.closing_balance
 
 
+def test_a_client_statement_shows_refunds_after_release_and_chargebacks(
+    escrow: Escrow, finance: Finance, clock: FixedClock
+) -> None:
+    from ledger.gateway import BalanceMove, DisputeReport
+
+    start = clock.now()
+    payment_id = release(escrow, 1_000 * D)  # funded and released: nothing held for the client
+    clock.advance(timedelta(days=6))
+    escrow.orders.tick()
+    escrow.refunds.refund_payment(payment_id, 100 * D)  # booked to the client, then sent
+    escrow.orders.dispatch()
+    clock.advance(timedelta(days=1))
+    middle = clock.now()
+    # The client's bank takes back the 900.00 not refunded: withdrawn, then lost and recovered
+    # from the freelancer's balance and the fee.
+    payment = escrow.reads.payment(payment_id)
+    report = DisputeReport("dp_1", "pi_sim_1", 900 * D, "USD", "lost", (BalanceMove("txn_w", -900 * D, 0, "USD"),))
+    escrow.chargebacks.apply_dispute(report, payment.milestone_id)
+    end = clock.now() + timedelta(days=1)
+
+    whole = finance.party_statement("cl_1", "client", "USD", start, end)
+    kinds = [(line.kind, line.account) for line in whole.lines]
+    assert kinds[:3] == [
+        ("escrow.fund", f"liabilities:escrow:{payment.milestone_id}"),
+        ("escrow.release", f"liabilities:escrow:{payment.milestone_id}"),
+        ("escrow.payment_refund", "liabilities:refunds:in_transit"),
+    ]
+    assert ("refund.settled", "liabilities:refunds:in_transit") in kinds
+    assert ("dispute.funds_withdrawn", "assets:psp:disputed") in kinds
+    assert ("dispute.recovery", "assets:psp:disputed") in kinds
+    assert [line.running_balance for line in whole.lines[:3]] == [1_000 * D, 0, 100 * D]
+    # Once the refund is paid and the chargeback settled, the client is square.
+    assert (whole.opening_balance, whole.closing_balance) == (0, 0)
+    assert whole.opening_balance + whole.total_credits - whole.total_debits == whole.closing_balance
+    first = finance.party_statement("cl_1", "client", "USD", start, middle)
+    second = finance.party_statement("cl_1", "client", "USD", middle, end)
+    assert first.closing_balance == second.opening_balance == 0
+    assert len(first.lines) + len(second.lines) == len(whole.lines)
+    # Another client's statement has none of it.
+    assert finance.party_statement("cl_2", "client", "USD", start, end).lines == ()
+
+
 def test_statements_chain_and_end_at_the_ledgers_balance(
     escrow: Escrow, finance: Finance, book: Ledger, clock: FixedClock
 ) -> None:
