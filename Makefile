@@ -19,7 +19,7 @@ $(BIN)/.installed: pyproject.toml
 run: $(BIN)/.installed
 	LEDGER_GATEWAY=simulated $(BIN)/ledger db upgrade
 	LEDGER_GATEWAY=simulated $(BIN)/ledger demo --if-empty
-	LEDGER_GATEWAY=simulated $(BIN)/ledger serve --host 127.0.0.1 --port 8000
+	LEDGER_GATEWAY=simulated LEDGER_LOG_FORMAT=text $(BIN)/ledger serve --host 127.0.0.1 --port 8000
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check ledger tests migrations bench

@@ -15,6 +15,8 @@ the sums). Checks, by the number of the invariant they prove:
 7. `idempotency_keys_unique`: no two entries share a key, and no entry is
    reversed twice.
 
+And `actors_recorded`: every entry, payment order and state change names who did it.
+
 The fee engine (`ledger.fees.checks`, invariant 6) and escrow
 (`ledger.escrow.checks`, invariants 4 and 5; `ledger.escrow.provider_checks`,
 invariant 10, given the provider's books) add their own checks; `Ledger.audit`
@@ -32,7 +34,9 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ledger.actors import PROCESS_ACTORS
 from ledger.ports.queries import AuditQueries, JournalAuditQueries
+from ledger.progress import Progress
 
 MAX_PROBLEMS = 100
 
@@ -174,12 +178,30 @@ def idempotency_keys_unique(journal: JournalAuditQueries) -> Iterator[Problem]:
         )
 
 
+def actors_recorded(journal: JournalAuditQueries) -> Iterator[Problem]:
+    """Every entry, payment order and state change names who did it: a process
+    (`ledger.actors.PROCESS_ACTORS`) or an API key that exists (revoked or not)."""
+    keys: set[str] | None = None
+    for found in journal.actor_rows():
+        if found.actor in PROCESS_ACTORS:
+            continue
+        if keys is None:
+            keys = journal.api_key_ids()
+        if found.actor not in keys:
+            yield Problem(
+                "actors_recorded",
+                "names no process and no API key",
+                {"table": found.table, "actor": found.actor, "rows": found.rows},
+            )
+
+
 CORE_CHECKS: list[tuple[str, Check]] = [
     ("entries_balance", entries_balance),
     ("balances_match_postings", balances_match_postings),
     ("floors_respected", floors_respected),
     ("trial_balance", trial_balance),
     ("idempotency_keys_unique", idempotency_keys_unique),
+    ("actors_recorded", actors_recorded),
 ]
 
 
@@ -246,11 +268,15 @@ class AuditReport:
         return "\n".join(lines)
 
 
-def run_checks(queries: AuditQueries, checks: list[tuple[str, Check]] | None = None) -> AuditReport:
+def run_checks(
+    queries: AuditQueries, checks: list[tuple[str, Check]] | None = None, progress: Progress | None = None
+) -> AuditReport:
     """Run `checks` (the core's by default) over what `queries` reads; keep the first
-    `MAX_PROBLEMS` problems and notes of each and count the problems omitted."""
+    `MAX_PROBLEMS` problems and notes of each and count the problems omitted. `progress`
+    is told each check done."""
     results = []
-    for name, check in CORE_CHECKS if checks is None else checks:
+    chosen = CORE_CHECKS if checks is None else checks
+    for name, check in chosen:
         problems: list[Problem] = []
         notes: list[Note] = []
         omitted = 0
@@ -263,4 +289,6 @@ def run_checks(queries: AuditQueries, checks: list[tuple[str, Check]] | None = N
             else:
                 omitted += 1
         results.append(CheckResult(name, problems, omitted, notes))
+        if progress is not None:
+            progress(len(results), len(chosen))
     return AuditReport(results)

@@ -7,23 +7,26 @@ line on stderr and exit 2; `ledger audit` exits 1 when an invariant is violated.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
-import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, NoReturn
 
 import uvicorn
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+from rich.progress import Progress as RichProgress
 
-from ledger import demo
+from ledger import actors, demo
 from ledger.api.app import create_app
 from ledger.api.idempotency import prune_idempotency_keys
 from ledger.api.keys import create_key, list_keys, revoke_key
 from ledger.bootstrap import Services, build_services
-from ledger.clock import format_period, parse_instant
+from ledger.clock import FixedClock, format_period, parse_instant
 from ledger.config import Settings, load_settings, parse_duration
 from ledger.db.engine import backend_name, current_revision, head_revision, make_engine, upgrade
 from ledger.errors import LedgerError
@@ -34,8 +37,11 @@ from ledger.invoices.render import render_document, render_statement
 from ledger.invoices.statements import csv_chunks
 from ledger.journal import Entry
 from ledger.money import format_amount, normalize_currency, to_minor
+from ledger.observability import configure_logging, prepare_multiprocess_metrics, uvicorn_log_config
+from ledger.progress import Progress
 from ledger.service import Ledger
-from ledger.worker import run_worker
+from ledger.simulation import START, simulate
+from ledger.worker import AuditSchedule, run_worker
 
 EXIT_OK, EXIT_AUDIT_FAILED, EXIT_ERROR = 0, 1, 2
 
@@ -92,6 +98,7 @@ def entry_json(entry: Entry) -> dict[str, Any]:
         "effective_at": entry.effective_at.isoformat(),
         "recorded_at": entry.recorded_at.isoformat(),
         "reverses_entry_id": entry.reverses_entry_id,
+        "actor": entry.actor,
         "refs": dict(entry.refs),
         "metadata": dict(entry.metadata),
         "postings": [
@@ -250,14 +257,35 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--interval", type=float, default=5.0, help="seconds between rounds (default 5)")
     worker.add_argument("--rounds", type=int, help="stop after this many rounds (default: run until stopped)")
 
+    simulate = commands.add_parser(
+        "simulate",
+        help="run a seeded marketplace on an empty database through the service layer, then audit it",
+    )
+    simulate.add_argument(
+        "--seed", type=int, default=1, help="the same seed gives the same run and summary (default 1)"
+    )
+    simulate.add_argument("--clients", type=int, default=5, help="how many clients (default 5)")
+    simulate.add_argument("--freelancers", type=int, default=5, help="how many freelancers (default 5)")
+    simulate.add_argument("--months", type=int, default=3, help="months of simulated time (default 3)")
+    simulate.add_argument("--json", action="store_true", help="print the summary as JSON")
+
     journal = commands.add_parser("journal", help="print journal entries as JSON lines, in order")
     journal.add_argument("--after", type=int, help="start after this entry id")
     journal.add_argument("--limit", type=int, default=100)
     return parser
 
 
+#: Who a command acts as (`ledger.actors`); every other command is the operator's, `cli`.
+COMMAND_ACTORS = {"worker": actors.WORKER, "demo": actors.DEMO, "simulate": actors.SIMULATE}
+
+
 def run(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(argv)
+    with actors.acting_as(COMMAND_ACTORS.get(args.command, actors.CLI)):
+        return run_command(args)
+
+
+def run_command(args: argparse.Namespace) -> int:
     settings = load_settings()
     if args.command == "db":
         engine = make_engine(settings.database_url)
@@ -275,11 +303,14 @@ def run(argv: Sequence[str]) -> int:
 
     if args.command == "demo":
         return run_demo(settings, args)
+    if args.command == "simulate":
+        return run_simulate(settings, args)
     services = build_services(settings)
     book = services.book
     try:
         if args.command == "audit":
-            report = book.audit(provider=services.provider_books)
+            with progress_bar("audit: checks") as progress:
+                report = book.audit(provider=services.provider_books, progress=progress)
             print(report.to_json() if args.json else report.summary())
             return EXIT_OK if report.ok else EXIT_AUDIT_FAILED
         if args.command == "balance":
@@ -289,7 +320,9 @@ def run(argv: Sequence[str]) -> int:
             return EXIT_OK
         if args.command == "tick":
             escrow = services.escrow
-            print(escrow.orders.tick(args.now).summary())
+            with progress_bar("tick: timers") as progress:
+                summary = escrow.orders.tick(args.now, progress).summary()
+            print(summary)
             if escrow.gateway is None:
                 waiting = book.transaction(lambda uow: len(uow.orders.open_orders()), read_only=True)
                 if waiting:
@@ -298,7 +331,8 @@ def run(argv: Sequence[str]) -> int:
         if args.command == "fees":
             return run_fees(book, args)
         if args.command == "reconcile":
-            lines = services.escrow.orders.reconcile(args.period_from, args.period_to)
+            with progress_bar("reconcile: provider objects") as progress:
+                lines = services.escrow.orders.reconcile(args.period_from, args.period_to, progress)
             print("status,kind,reference,currency,provider_amount,ledger_amount,entry_id")
             for line in lines:
                 amounts = [
@@ -458,8 +492,8 @@ def run_orders(services: Services, args: argparse.Namespace) -> int:
 def run_worker_command(services: Services, args: argparse.Namespace) -> int:
     if args.interval <= 0 or (args.rounds is not None and args.rounds <= 0):
         raise UsageError("--interval and --rounds must be positive")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = services.settings
+    configure_logging(settings)
 
     def housekeeping() -> str:
         pruned = prune_idempotency_keys(
@@ -471,7 +505,12 @@ def run_worker_command(services: Services, args: argparse.Namespace) -> int:
         return f"{pruned.total} idempotency keys pruned" if pruned.total else ""
 
     try:
-        run_worker(services.escrow, interval=args.interval, rounds=args.rounds, housekeeping=housekeeping)
+        audit = None
+        if settings.audit_interval is not None:
+            audit = AuditSchedule(
+                services.book, settings.audit_interval, lambda: services.book.audit(provider=services.provider_books)
+            )
+        run_worker(services.escrow, interval=args.interval, rounds=args.rounds, housekeeping=housekeeping, audit=audit)
     except KeyboardInterrupt:
         return EXIT_OK
     return EXIT_OK
@@ -492,11 +531,13 @@ def run_serve(services: Services, args: argparse.Namespace) -> int:
         # SQLite has one writer at a time: the other processes would queue on its lock
         # and, past the busy timeout, answer SQLITE_BUSY.
         raise UsageError(f"--workers {workers} needs PostgreSQL: SQLite serves from one process (--workers 1)")
+    log_config = uvicorn_log_config(services.settings)
     if workers == 1:
-        uvicorn.run(create_app(services), host=args.host, port=args.port, log_level="info")
+        uvicorn.run(create_app(services), host=args.host, port=args.port, log_config=log_config)
         return EXIT_OK
     services.close()  # the supervisor serves nothing: each worker opens its own
-    uvicorn.run(APP_FACTORY, factory=True, workers=workers, host=args.host, port=args.port, log_level="info")
+    prepare_multiprocess_metrics(workers)  # before the server processes start: they inherit it
+    uvicorn.run(APP_FACTORY, factory=True, workers=workers, host=args.host, port=args.port, log_config=log_config)
     return EXIT_OK
 
 
@@ -515,6 +556,27 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
     print(f"admin API key (shown once): {key}")
     print(f"try: curl -s -H 'Authorization: Bearer {key}' http://127.0.0.1:8000/v1/audit")
     return EXIT_OK
+
+
+def run_simulate(settings: Settings, args: argparse.Namespace) -> int:
+    """The simulation moves its own clock from `START` and injects faults at the
+    simulated provider, so it builds its services over those two, on the configured
+    database (which must be empty)."""
+    services = build_services(replace(settings, gateway="simulated"), clock=FixedClock(START))
+    try:
+        with progress_bar("simulate: days") as progress:
+            summary = simulate(
+                services,
+                seed=args.seed,
+                clients=args.clients,
+                freelancers=args.freelancers,
+                months=args.months,
+                progress=progress,
+            )
+    finally:
+        services.close()
+    print(json.dumps(summary.to_json(), indent=2) if args.json else "\n".join(summary.lines()))
+    return EXIT_OK if summary.audit_ok else EXIT_AUDIT_FAILED
 
 
 def run_finance(services: Services, args: argparse.Namespace) -> int:
@@ -561,10 +623,11 @@ def run_finance(services: Services, args: argparse.Namespace) -> int:
             for chunk in chunks:
                 sys.stdout.write(chunk)
     elif args.command == "export":
-        chunks = finance.export_beancount(args.period_from, args.period_to)  # refuses a bad period first
         partial = f"{args.output}.partial"
-        with open(partial, "w", encoding="utf-8", newline="\n") as out:
-            out.writelines(chunks)
+        with progress_bar("export: entries") as progress:
+            chunks = finance.export_beancount(args.period_from, args.period_to, progress)  # refuses a bad period first
+            with open(partial, "w", encoding="utf-8", newline="\n") as out:
+                out.writelines(chunks)
         os.replace(partial, args.output)  # a failed export leaves no half-written file
         print(f"wrote {args.output}")
     elif args.report_command == "trial-balance":
@@ -603,6 +666,28 @@ def fee_json(breakdown: FeeBreakdown) -> dict[str, Any]:
             {"amount": money(line.amount), "rate": str(line.rate), "fee": money(line.fee)} for line in breakdown.lines
         ],
     }
+
+
+@contextlib.contextmanager
+def progress_bar(label: str) -> Iterator[Progress | None]:
+    """A bar on stderr while the work runs, when stderr is a terminal; otherwise None,
+    and the command stays quiet (scripts, pipes and logs get its output only)."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with RichProgress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(label, total=None)
+
+        def update(done: int, total: int | None) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
 
 
 def main(argv: Sequence[str] | None = None) -> int:

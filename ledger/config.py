@@ -18,6 +18,14 @@ removes older ones.
 left in progress holds its Idempotency-Key before a retry may take it over, as a
 duration (default `30s`; shorter only where requests are known to finish quickly,
 such as tests).
+`LEDGER_LOG_FORMAT`: `json` (the default: one JSON object per line, for a log
+collector) or `text` (plain lines, for development); `ledger.observability`.
+`LEDGER_AUDIT_INTERVAL`: how often `ledger worker` runs the audit and stores its
+result for `/metrics`, as a duration (default `1h`); `0` or `off` turns it off.
+`PROMETHEUS_MULTIPROC_DIR`: prometheus_client's multiprocess directory. `ledger serve
+--workers N` (N > 1) sets it for its server processes (`ledger.observability`), so
+that each answers `/metrics` with the sum over all of them; an operator may set it
+instead (an existing directory, emptied before the server starts).
 """
 
 from __future__ import annotations
@@ -38,6 +46,13 @@ DEFAULT_IDEMPOTENCY_RETENTION = timedelta(days=7)
 #: Beyond the request timeout: the time a request past its timeout still has to record
 #: its response (and clock skew between servers) before a retry may take its key over.
 DEFAULT_IDEMPOTENCY_LEASE_MARGIN = timedelta(seconds=30)
+#: How the logs are written: one JSON object per line, or plain text for development.
+LOG_FORMATS = ("json", "text")
+DEFAULT_LOG_FORMAT = "json"
+#: The audit reads the whole journal: hourly keeps `/metrics` fresh without loading the database.
+DEFAULT_AUDIT_INTERVAL = timedelta(hours=1)
+#: LEDGER_AUDIT_INTERVAL values that turn the scheduled audit off.
+AUDIT_OFF = frozenset({"0", "off"})
 _DURATION = re.compile(r"(\d+)([dhms])")
 _UNITS = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
 
@@ -57,6 +72,11 @@ class Settings:
             Idempotency-Keys are kept.
         idempotency_lease_margin: LEDGER_IDEMPOTENCY_LEASE_MARGIN, how long beyond the
             request timeout a claim in progress holds its key.
+        log_format: LEDGER_LOG_FORMAT, `json` or `text`.
+        audit_interval: LEDGER_AUDIT_INTERVAL, how often the worker runs the audit
+            (None: never).
+        metrics_multiprocess_dir: PROMETHEUS_MULTIPROC_DIR, where the server processes
+            of `ledger serve --workers N` keep their metrics (None: one process).
     """
 
     database_url: str
@@ -68,6 +88,9 @@ class Settings:
     request_timeout_seconds: float = DEFAULT_REQUEST_TIMEOUT_SECONDS
     idempotency_retention: timedelta = DEFAULT_IDEMPOTENCY_RETENTION
     idempotency_lease_margin: timedelta = DEFAULT_IDEMPOTENCY_LEASE_MARGIN
+    log_format: str = DEFAULT_LOG_FORMAT
+    audit_interval: timedelta | None = DEFAULT_AUDIT_INTERVAL
+    metrics_multiprocess_dir: str | None = None
 
 
 def parse_duration(text: str) -> timedelta:
@@ -100,6 +123,19 @@ def _duration(setting: str, text: str | None, default: timedelta) -> timedelta:
         return parse_duration(text)
     except ValueError as error:
         raise ConfigurationError(f"{setting}: {error}", setting=setting) from None
+
+
+def _log_format(text: str | None) -> str:
+    chosen = (text or DEFAULT_LOG_FORMAT).strip().lower()
+    if chosen not in LOG_FORMATS:
+        raise ConfigurationError(f"LEDGER_LOG_FORMAT must be json or text, not {text!r}", setting="LEDGER_LOG_FORMAT")
+    return chosen
+
+
+def _audit_interval(text: str | None) -> timedelta | None:
+    if text is not None and text.strip().lower() in AUDIT_OFF:
+        return None
+    return _duration("LEDGER_AUDIT_INTERVAL", text, DEFAULT_AUDIT_INTERVAL)
 
 
 def normalize_database_url(url: str) -> str:
@@ -137,4 +173,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
             env.get("LEDGER_IDEMPOTENCY_LEASE_MARGIN"),
             DEFAULT_IDEMPOTENCY_LEASE_MARGIN,
         ),
+        log_format=_log_format(env.get("LEDGER_LOG_FORMAT")),
+        audit_interval=_audit_interval(env.get("LEDGER_AUDIT_INTERVAL")),
+        metrics_multiprocess_dir=env.get("PROMETHEUS_MULTIPROC_DIR") or None,
     )

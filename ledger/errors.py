@@ -144,6 +144,12 @@ class RequestTimedOut(LedgerError):
     code = "request-timed-out"
 
 
+class DependencyDown(LedgerError):
+    """A service the ledger needs does not answer; `dependency` names it."""
+
+    code = "dependency-down"
+
+
 class ConfigurationError(LedgerError):
     """A setting is missing or malformed."""
 

@@ -25,6 +25,7 @@ from datetime import datetime
 from typing import Any
 
 from ledger.accounts import Side
+from ledger.actors import SYSTEM
 from ledger.clock import require_utc
 from ledger.errors import (
     IdempotencyConflict,
@@ -117,6 +118,7 @@ class Entry:
         id: position in the journal (ascending with recording order).
         idempotency_key, kind, postings, refs, metadata, reverses_entry_id: as requested.
         effective_at: when it counts; recorded_at: when it was written.
+        actor: who booked it (`ledger.actors`); not part of what a replay compares.
     """
 
     id: int
@@ -128,6 +130,7 @@ class Entry:
     refs: Mapping[str, str] = field(default_factory=dict, hash=False, compare=False)
     metadata: Mapping[str, Any] = field(default_factory=dict, hash=False, compare=False)
     reverses_entry_id: int | None = None
+    actor: str = field(default=SYSTEM, compare=False)
 
 
 def normalize_request(request: EntryRequest) -> EntryRequest:

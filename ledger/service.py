@@ -26,6 +26,7 @@ from ledger.gateway.books import ProviderBooks
 from ledger.journal import Entry, EntryRequest
 from ledger.money import normalize_currency
 from ledger.ports.unit_of_work import Transactions, UnitOfWork
+from ledger.progress import Progress
 
 T = TypeVar("T")
 
@@ -218,12 +219,13 @@ class Ledger:
 
     # --- audit -----------------------------------------------------------------------
 
-    def audit(self, *, provider: ProviderBooks | None = None) -> AuditReport:
+    def audit(self, *, provider: ProviderBooks | None = None, progress: Progress | None = None) -> AuditReport:
         """Check the ledger's invariants over the whole database (`checks`: the core's, and
         over a marketplace the fee engine's, escrow's and the documents'); and, given the
-        payment provider's own books (`provider`), that its account matches them."""
+        payment provider's own books (`provider`), that its account matches them.
+        `progress` is told each check done."""
         checks = self.checks(provider)
-        return self.transaction(lambda uow: run_checks(uow.audit, checks), read_only=True)
+        return self.transaction(lambda uow: run_checks(uow.audit, checks, progress), read_only=True)
 
     def close(self) -> None:
         self.database.dispose()

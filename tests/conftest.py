@@ -103,7 +103,8 @@ def empty_postgres(url: str) -> None:
                 " payment_refunds, payments, milestones, contracts, payouts, timers,"
                 " documents, document_sequences, parties, api_keys, idempotent_requests, provider_events,"
                 " refund_orders, disputes, provider_books, payment_orders, request_keys, worker_heartbeats,"
-                " contract_term_changes, time_segments, hourly_weeks, week_disputes RESTART IDENTITY"
+                " contract_term_changes, time_segments, hourly_weeks, week_disputes, state_changes, audit_runs"
+                " RESTART IDENTITY"
             )
         )
         # Keep only the schedule the migrations put in force.

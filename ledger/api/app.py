@@ -17,7 +17,6 @@ from multiprocessing.process import BaseProcess
 
 from litestar import Litestar, get
 from litestar.di import NamedDependency
-from litestar.exceptions import ServiceUnavailableException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
@@ -34,16 +33,20 @@ from ledger.api.hourly import HourlyController
 from ledger.api.idempotency import claim_lease
 from ledger.api.idempotent import IdempotencyKeys
 from ledger.api.invoices import InvoiceController
+from ledger.api.metrics import ApiMetrics, metrics_route
 from ledger.api.milestones import MilestoneController
 from ledger.api.openapi import schema_router
+from ledger.api.orders import PaymentOrderController
 from ledger.api.parties import PartyController
 from ledger.api.payments import PaymentController
 from ledger.api.payouts import PayoutController
 from ledger.api.problems import EXCEPTION_HANDLERS
 from ledger.api.reports import ReportController
+from ledger.api.request_log import RequestLog
 from ledger.api.timeout import RequestTimeout
 from ledger.api.webhooks import stripe_webhook
 from ledger.bootstrap import Services, build_services
+from ledger.errors import DependencyDown
 from ledger.service import Ledger
 
 log = logging.getLogger(__name__)
@@ -62,11 +65,15 @@ def live() -> Health:
 
 @get("/health/ready", operation_id="ready", tags=["health"], sync_to_thread=True)
 def ready(book: NamedDependency[Ledger]) -> Health:
-    """The database answers; and the newest worker heartbeat (`ledger worker`), if any."""
+    """The database answers; and the newest worker heartbeat (`ledger worker`), if any.
+    Not ready: a 503 problem `dependency-down` whose `dependency` names what is down."""
     try:
         beats = book.transaction(lambda uow: uow.orders.heartbeats(), read_only=True)
-    except Exception:
-        raise ServiceUnavailableException("the database does not answer") from None
+    except Exception as error:
+        # The dependency by name, never the driver's message (it may name the
+        # database's host, user or schema): that goes to the server's log.
+        log.warning("readiness: the database does not answer (%s)", type(error).__name__)
+        raise DependencyDown("the database does not answer", dependency="database") from None
     if not beats:
         return Health("ok", worker="none has reported")
     name, at, _ = beats[0]
@@ -94,10 +101,12 @@ def create_app(
     if idempotency_lease_margin is None:
         idempotency_lease_margin = settings.idempotency_lease_margin
     keys = IdempotencyKeys(services.book, claim_lease(request_timeout_seconds, idempotency_lease_margin))
-    return Litestar(
+    metrics = ApiMetrics(services.book, multiprocess_dir=settings.metrics_multiprocess_dir)
+    app = Litestar(
         route_handlers=[
             live,
             ready,
+            metrics_route(metrics),
             ContractController,
             HourlyController,
             MilestoneController,
@@ -110,13 +119,14 @@ def create_app(
             ReportController,
             InvoiceController,
             AuditController,
+            PaymentOrderController,
             stripe_webhook,
         ],
         dependencies=app_dependencies(services, keys, stripe_webhook_secret),
         guards=[RequireRole(services.book)],
         middleware=[RequestTimeout(request_timeout_seconds)],
         exception_handlers=EXCEPTION_HANDLERS,
-        on_shutdown=list(on_shutdown),
+        on_shutdown=[*on_shutdown, metrics.close],
         openapi_config=OpenAPIConfig(
             title="ledger",
             version="1.0.0",
@@ -134,6 +144,11 @@ def create_app(
         ),
         debug=debug,
     )
+    # Around the router and its exception handling, where Litestar's own OpenTelemetry
+    # middleware goes: app-level middleware runs only once a route matched, and a
+    # request no route matches is logged and counted too.
+    app.asgi_handler = RequestLog(app.asgi_handler, metrics)
+    return app
 
 
 def create_app_from_environment() -> Litestar:

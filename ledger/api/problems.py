@@ -20,6 +20,7 @@ from ledger.errors import (
     ConfigurationError,
     Conflict,
     DatabaseNotMigrated,
+    DependencyDown,
     InvalidRequest,
     LedgerError,
     NotFound,
@@ -41,6 +42,7 @@ STATUS_BY_ERROR: list[tuple[type[LedgerError], int]] = [
     (DatabaseNotMigrated, 503),
     (RetriesExhausted, 503),
     (RequestTimedOut, 503),
+    (DependencyDown, 503),
     (GatewayUnavailable, 503),
 ]
 

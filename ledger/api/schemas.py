@@ -350,6 +350,45 @@ class PayoutOut(Struct):
     amount_reversed: Amount | None = None  # what of a paid transfer the provider has reversed
 
 
+class OrderResolve(Struct, forbid_unknown_fields=True):
+    """How an operator settles a payment order by hand (`ledger orders resolve`)."""
+
+    outcome: Literal["succeeded", "failed"]
+    reference: str | None = None  # the provider's id of the object: required when it succeeded
+    reason: str | None = None  # why it failed: required when it failed
+
+
+class StateChangeOut(Struct):
+    state: str
+    actor: str  # who moved it there: an API key's id, or cli, worker, provider...
+    at: datetime
+
+
+class PaymentOrderOut(Struct):
+    """A call to the payment provider (docs/architecture.md, "Payment orders")."""
+
+    id: str
+    kind: str
+    state: str
+    amount: Amount
+    provider_reference: str | None
+    failure_reason: str | None
+    attempts: int
+    age_seconds: int
+    stuck: bool  # sent, and not acknowledged by the provider for longer than it should take
+    created_at: datetime
+    updated_at: datetime
+    actor: str  # who wrote it
+    resolved_by: str | None  # the operator who settled it by hand
+    milestone_id: str | None
+    payout_id: str | None
+    history: list[StateChangeOut] | None = None  # with a single order only
+
+
+class PaymentOrderList(Struct):
+    orders: list[PaymentOrderOut]
+
+
 class PostingOut(Struct):
     account: str
     side: str
@@ -365,6 +404,7 @@ class EntryOut(Struct):
     reverses_entry_id: int | None
     refs: dict[str, str]
     postings: list[PostingOut]
+    actor: str  # who booked it: an API key's id, or cli, worker, provider...
 
 
 class EntryList(Struct):
@@ -428,11 +468,13 @@ class BalanceAtOut(Struct):
 class StatementLineOut(Struct):
     posted_at: str  # ISO 8601 with its +00:00 offset, as the CSV and the PDF print it
     entry_id: int
+    account: str
     reference: str
     kind: str
     debit: Amount
     credit: Amount
     running_balance: Amount
+    actor: str  # who booked the entry: an API key's id, or cli, worker, provider...
 
 
 class StatementOut(Struct):

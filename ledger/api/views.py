@@ -4,10 +4,12 @@ and the reads of the escrow records that GET routes and POST answers show."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 
 import msgspec
 
 from ledger.accounts import Account
+from ledger.actors import StateChange
 from ledger.api.schemas import (
     AccountOut,
     Amount,
@@ -26,12 +28,14 @@ from ledger.api.schemas import (
     HourlyBonusOut,
     MilestoneOut,
     PartyOut,
+    PaymentOrderOut,
     PaymentOut,
     PayoutOut,
     PostingOut,
     ReconciliationOut,
     RefundOut,
     SegmentOut,
+    StateChangeOut,
     StatementLineOut,
     StatementOut,
     TrialBalanceOut,
@@ -51,6 +55,7 @@ from ledger.escrow.model import (
     Payout,
     WeekDispute,
 )
+from ledger.escrow.orders import PaymentOrder
 from ledger.escrow.reconciliation import ReconciliationLine
 from ledger.escrow.services.funding import FundingOutcome
 from ledger.escrow.services.hourly import HourlyBonus
@@ -307,6 +312,27 @@ def payout_out(payout: Payout) -> PayoutOut:
     )
 
 
+def payment_order_out(order: PaymentOrder, now: datetime, history: list[StateChange] | None = None) -> PaymentOrderOut:
+    return PaymentOrderOut(
+        id=order.id,
+        kind=order.kind.value,
+        state=order.state.value,
+        amount=Amount.of(order.amount, order.currency),
+        provider_reference=order.provider_reference,
+        failure_reason=order.failure_reason,
+        attempts=order.attempts,
+        age_seconds=int(order.age(now).total_seconds()),
+        stuck=order.is_stuck(now),
+        created_at=order.created_at,
+        updated_at=order.updated_at,
+        actor=order.actor,
+        resolved_by=order.resolved_by,
+        milestone_id=order.milestone_id,
+        payout_id=order.payout_id,
+        history=None if history is None else [StateChangeOut(c.state, c.actor, c.at) for c in history],
+    )
+
+
 def entry_out(entry: Entry) -> EntryOut:
     return EntryOut(
         id=entry.id,
@@ -317,6 +343,7 @@ def entry_out(entry: Entry) -> EntryOut:
         reverses_entry_id=entry.reverses_entry_id,
         refs=dict(entry.refs),
         postings=[PostingOut(p.account, p.side.value, Amount.of(p.amount, p.currency)) for p in entry.postings],
+        actor=entry.actor,
     )
 
 
@@ -363,11 +390,13 @@ def statement_line_out(line: StatementLine) -> StatementLineOut:
     return StatementLineOut(
         posted_at=line.posted_at.isoformat(),
         entry_id=line.entry_id,
+        account=line.account,
         reference=line.reference,
         kind=line.kind,
         debit=Amount.of(line.debit, c),
         credit=Amount.of(line.credit, c),
         running_balance=Amount.of(line.running_balance, c),
+        actor=line.actor,
     )
 
 

@@ -16,6 +16,7 @@ from litestar.di import NamedDependency
 from litestar.exceptions import ClientException, ServiceUnavailableException
 from msgspec import Struct
 
+from ledger.actors import PROVIDER, set_actor
 from ledger.escrow.service import Escrow
 from ledger.gateway.stripe_gateway import StripeGateway
 
@@ -41,5 +42,6 @@ async def stripe_webhook(
         event = gateway.construct_event(payload, request.headers.get("stripe-signature"), secret)
     except ValueError as error:
         raise ClientException(detail=f"the webhook signature does not verify: {error}", status_code=400) from None
+    set_actor(PROVIDER)  # what the event books is the provider's doing (the thread copies the context)
     outcome = await anyio.to_thread.run_sync(escrow.provider_events.handle, event)
     return Received(True, outcome)

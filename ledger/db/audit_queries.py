@@ -17,6 +17,7 @@ from ledger.db.escrow_audit_queries import SqlEscrowAuditQueries
 from ledger.db.reconciliation_queries import provider_postings
 from ledger.db.schema import (
     accounts,
+    api_keys,
     balances,
     document_sequences,
     documents,
@@ -24,12 +25,15 @@ from ledger.db.schema import (
     fee_events,
     fee_schedules,
     lifetime_billings,
+    payment_orders,
     postings,
+    state_changes,
 )
 from ledger.db.streaming import stream
 from ledger.fees.schedule import FeeSchedule
 from ledger.ports.queries import (
     AccountTotals,
+    ActorRows,
     CurrencyNet,
     CurrencyTotals,
     DocumentSeries,
@@ -136,6 +140,15 @@ class SqlAuditQueries(SqlEscrowAuditQueries):
         )
         for currency, net in stream(self._connection, by_balances):
             yield CurrencyNet(currency, int(net))
+
+    def actor_rows(self) -> Iterator[ActorRows]:
+        for table in (entries, payment_orders, state_changes):
+            query = select(table.c.actor, func.count()).group_by(table.c.actor).order_by(table.c.actor)
+            for actor, n in self._connection.execute(query):
+                yield ActorRows(table.name, actor, int(n))
+
+    def api_key_ids(self) -> set[str]:
+        return {str(i) for i in self._connection.execute(select(api_keys.c.id)).scalars()}
 
     def repeated_idempotency_keys(self) -> Iterator[RepeatedKey]:
         keys = (

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Row, Select, Update, bindparam, func, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from ledger.db import state_log
 from ledger.db.schema import (
     DIALECT_INSERT,
     accounts,
@@ -303,6 +304,7 @@ class EscrowStore:
         self._conn.execute(
             contracts.update().where(contracts.c.id == contract_id).values(ended_by=ended_by, ended_at=at)
         )
+        self._changed("contract", contract_id, f"ended_by_{ended_by}")
 
     def save_contract_terms(self, contract: Contract) -> None:
         self._conn.execute(
@@ -315,6 +317,7 @@ class EscrowStore:
                 paused_by=contract.paused_by,
             )
         )
+        self._changed("contract", contract.id, "open" if contract.paused_by is None else f"paused_{contract.paused_by}")
 
     # --- hourly time -----------------------------------------------------------
 
@@ -425,6 +428,7 @@ class EscrowStore:
 
     def add_week_dispute(self, dispute: WeekDispute) -> None:
         self._conn.execute(week_disputes.insert().values(**_dispute_values(dispute)))
+        self._changed("week_dispute", dispute.id, dispute.state)
 
     def week_dispute(self, week_id: str) -> WeekDispute | None:
         row = self._conn.execute(select(week_disputes).where(week_disputes.c.id == week_id)).first()
@@ -442,6 +446,7 @@ class EscrowStore:
                 cancelled=dispute.cancelled,
             )
         )
+        self._changed("week_dispute", dispute.id, dispute.state)
 
     def mark_week_reviewed(self, week_id: str, at: datetime) -> None:
         self._conn.execute(
@@ -486,6 +491,7 @@ class EscrowStore:
                 kind=milestone.kind.value,
             )
         )
+        self._changed("milestone", milestone.id, milestone.state.value)
 
     @staticmethod
     def _milestone(row: Row[Any]) -> Milestone:
@@ -594,6 +600,10 @@ class EscrowStore:
         query = _milestone_view().where(*mine).order_by(*order)
         return [self._milestone(row) for row in self._conn.execute(query)]
 
+    def _changed(self, subject: str, subject_id: str, state: str) -> None:
+        """Append the state `subject_id` entered, with the actor (`ledger.db.state_log`)."""
+        state_log.record(self._conn, subject, subject_id, state, self._uow.clock.now())
+
     def _milestone_update(self, milestone_id: str) -> Update:
         """The UPDATE of one milestone, stamped with the time of the change."""
         return milestones.update().where(milestones.c.id == milestone_id).values(updated_at=self._uow.clock.now())
@@ -610,6 +620,7 @@ class EscrowStore:
                 "updated_at": self._uow.clock.now(),
             },
         )
+        self._changed("milestone", milestone.id, milestone.state.value)
 
     def begin_funding(self, milestone_id: str, *, funding_key: str) -> None:
         self._conn.execute(
@@ -617,6 +628,7 @@ class EscrowStore:
                 state=MilestoneState.FUNDING.value, funding_key=funding_key, failure_reason=None
             )
         )
+        self._changed("milestone", milestone_id, MilestoneState.FUNDING.value)
 
     def set_funding_key(self, milestone_id: str, funding_key: str) -> None:
         self._conn.execute(self._milestone_update(milestone_id).values(funding_key=funding_key))
@@ -630,6 +642,7 @@ class EscrowStore:
                 state=MilestoneState.FUNDED.value, funding_reference=reference, psp_account=psp_account
             )
         )
+        self._changed("milestone", milestone_id, MilestoneState.FUNDED.value)
 
     # --- payments ----------------------------------------------------------------
 
@@ -730,6 +743,7 @@ class EscrowStore:
                 amount_reversed=payout.amount_reversed,
             )
         )
+        self._changed("payout", payout.id, payout.state.value)
 
     def payout(self, payout_id: str, *, lock: bool = False) -> Payout:
         row = self._conn.execute(self._locked(select(payouts).where(payouts.c.id == payout_id), lock)).first()
@@ -781,6 +795,7 @@ class EscrowStore:
                 state=state.value, gateway_reference=reference, failure_reason=failure_reason, settled_at=settled_at
             )
         )
+        self._changed("payout", payout_id, state.value)
 
     def record_payout_reversal(
         self, payout_id: str, *, amount_reversed: int, state: PayoutState, failure_reason: str
@@ -790,6 +805,7 @@ class EscrowStore:
             .where(payouts.c.id == payout_id)
             .values(amount_reversed=amount_reversed, state=state.value, failure_reason=failure_reason)
         )
+        self._changed("payout", payout_id, state.value)
 
     # --- refund orders -----------------------------------------------------------------
 
@@ -810,6 +826,7 @@ class EscrowStore:
                 settled_at=order.settled_at,
             )
         )
+        self._changed("refund_order", order.id, order.state.value)
 
     def refund_order(self, order_id: str, *, lock: bool = False) -> RefundOrder:
         row = self._conn.execute(
@@ -853,6 +870,7 @@ class EscrowStore:
                 state=state.value, gateway_reference=reference, failure_reason=failure_reason, settled_at=settled_at
             )
         )
+        self._changed("refund_order", order_id, state.value)
 
     def charge_back_refund_order(self, order_id: str, *, settled_at: datetime) -> None:
         self._conn.execute(
@@ -860,6 +878,7 @@ class EscrowStore:
             .where(refund_orders.c.id == order_id)
             .values(state=RefundOrderState.CHARGED_BACK.value, settled_at=settled_at)
         )
+        self._changed("refund_order", order_id, RefundOrderState.CHARGED_BACK.value)
 
     # --- disputes (chargebacks) ------------------------------------------------------
 
@@ -884,6 +903,7 @@ class EscrowStore:
                 closed_at=dispute.closed_at,
             )
         )
+        self._changed("dispute", dispute.id, dispute.status)
 
     def dispute(self, dispute_id: str, *, lock: bool = False) -> Dispute | None:
         row = self._conn.execute(self._locked(select(disputes).where(disputes.c.id == dispute_id), lock)).first()
@@ -908,6 +928,7 @@ class EscrowStore:
             .where(disputes.c.id == dispute_id)
             .values(status=status, withdrawn=withdrawn, reinstated=reinstated)
         )
+        self._changed("dispute", dispute_id, status)
 
     def close_dispute(
         self,
@@ -934,6 +955,7 @@ class EscrowStore:
                 closed_at=closed_at,
             )
         )
+        self._changed("dispute", dispute_id, outcome.value)
 
     # --- provider events -----------------------------------------------------------
 

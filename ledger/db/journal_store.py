@@ -33,6 +33,7 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from ledger.accounts import Account, Side
+from ledger.actors import current_actor
 from ledger.db.schema import accounts, balances, entries, postings
 from ledger.errors import BelowFloor, EntryAlreadyReversed, IdempotencyConflict, UnknownEntry
 from ledger.journal import Entry, EntryRequest, Posting
@@ -103,8 +104,9 @@ WITH req AS (
 ),
 new_entries AS (
     INSERT INTO entries (idempotency_key, request_hash, kind, effective_at, recorded_at, refs, metadata,
-                         reverses_entry_id)
-    SELECT idempotency_key, request_hash, kind, effective_at, %(recorded_at)s, refs, metadata, reverses_entry_id
+                         reverses_entry_id, actor)
+    SELECT idempotency_key, request_hash, kind, effective_at, %(recorded_at)s, refs, metadata, reverses_entry_id,
+           %(actor)s
       FROM req ORDER BY idx
     ON CONFLICT (idempotency_key) DO NOTHING
     RETURNING id, idempotency_key
@@ -179,11 +181,12 @@ class JournalStore:
             return []
         planned = self.plan(requests, recorded_at)
         self._require_reversed_entries(requests)
+        actor = current_actor()
         try:
             if self._uow.dialect == "postgresql":
-                new_ids = self._write_postgresql(planned, recorded_at)
+                new_ids = self._write_postgresql(planned, recorded_at, actor)
             else:
-                new_ids = self._write_sqlite(planned, recorded_at)
+                new_ids = self._write_sqlite(planned, recorded_at, actor)
         except IntegrityError as error:
             raise self._explain(error, requests) from error
         result = [
@@ -197,6 +200,7 @@ class JournalStore:
                 refs=dict(p.request.refs),
                 metadata=dict(p.request.metadata),
                 reverses_entry_id=p.request.reverses_entry_id,
+                actor=actor,
             )
             for p in planned
             if p.request.idempotency_key in new_ids
@@ -206,7 +210,7 @@ class JournalStore:
             result.extend(self._originals(replayed))
         return result
 
-    def _write_postgresql(self, planned: list[PlannedEntry], recorded_at: datetime) -> dict[str, int]:
+    def _write_postgresql(self, planned: list[PlannedEntry], recorded_at: datetime, actor: str) -> dict[str, int]:
         # The batch travels as two JSON documents: one parameter each, whatever the
         # batch size, and a statement shape PostgreSQL can keep one generic plan for.
         batch = [
@@ -235,7 +239,7 @@ class JournalStore:
             }
             for n, (i, leg) in enumerate((i, leg) for i, p in enumerate(planned) for leg in p.postings)
         ]
-        params = {"entries": _json(batch), "legs": _json(legs), "recorded_at": recorded_at}
+        params = {"entries": _json(batch), "legs": _json(legs), "recorded_at": recorded_at, "actor": actor}
         accounts_by_id = {leg.account.id: leg.account for p in planned for leg in p.postings}
         try:
             # Driver SQL (psycopg's %(name)s parameters): a fixed text needs none of
@@ -249,7 +253,7 @@ class JournalStore:
             raise self._below_floor(accounts_by_id[int(detail["account_id"])], int(detail["lowest"])) from None
         return {key: int(entry_id) for entry_id, key in rows}
 
-    def _write_sqlite(self, planned: list[PlannedEntry], recorded_at: datetime) -> dict[str, int]:
+    def _write_sqlite(self, planned: list[PlannedEntry], recorded_at: datetime, actor: str) -> dict[str, int]:
         new_ids: dict[str, int] = {}
         insert_entry = (
             sqlite.insert(entries).on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(entries.c.id)
@@ -266,6 +270,7 @@ class JournalStore:
                     "refs": dict(p.request.refs),
                     "metadata": dict(p.request.metadata),
                     "reverses_entry_id": p.request.reverses_entry_id,
+                    "actor": actor,
                 },
             ).scalar()
             if new_id is not None:
@@ -448,4 +453,5 @@ def entry_from_row(row: Row[Any], legs: tuple[Posting, ...]) -> Entry:
         refs=dict(row.refs),
         metadata=dict(row.metadata),
         reverses_entry_id=row.reverses_entry_id,
+        actor=row.actor,
     )

@@ -1,4 +1,4 @@
-"""Payment orders, request keys and worker heartbeats in the database.
+"""Payment orders, request keys, worker heartbeats and the worker's audit runs in the database.
 
 Orders are taken by a dispatcher under a lease: the claim is one UPDATE of rows
 that are due and not leased (on PostgreSQL the candidates are picked with
@@ -12,17 +12,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Row, Update, and_, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from ledger.db.schema import DIALECT_INSERT, payment_orders, request_keys, worker_heartbeats
+from ledger.actors import StateChange, current_actor
+from ledger.db import state_log
+from ledger.db.schema import DIALECT_INSERT, audit_runs, payment_orders, request_keys, worker_heartbeats
 from ledger.errors import IdempotencyConflict
 from ledger.escrow.model import new_id
 from ledger.escrow.orders import OPEN_STATES, NewOrder, OrderKind, OrderState, PaymentOrder, UnknownOrder
+from ledger.ports.escrow import AuditRun
 
 if TYPE_CHECKING:
     from ledger.db.unit_of_work import UnitOfWork
@@ -62,6 +65,7 @@ def _order(row: Row[Any]) -> PaymentOrder:
         completed_at=row.completed_at,
         resolved_by=row.resolved_by,
         details=dict(row.details or {}),
+        actor=row.actor,
     )
 
 
@@ -95,8 +99,10 @@ class OrderStore:
                 details=dict(new.details),
                 created_at=now,
                 updated_at=now,
+                actor=current_actor(),
             )
         )
+        self._changed(order_id, OrderState.PENDING)
         self.written.append(order_id)
         return self.get(order_id)
 
@@ -109,12 +115,19 @@ class OrderStore:
             raise UnknownOrder(f"no payment order {order_id}", order_id=order_id)
         return _order(row)
 
+    def history(self, order_id: str) -> list[StateChange]:
+        return state_log.history(self._conn, "payment_order", order_id)
+
+    def _changed(self, order_id: str, state: OrderState) -> None:
+        state_log.record(self._conn, "payment_order", order_id, state.value, self._uow.clock.now())
+
     def _update(self, order_id: str) -> Update:
         """The UPDATE of one order, stamped with the time of the change."""
         return payment_orders.update().where(payment_orders.c.id == order_id).values(updated_at=self._uow.clock.now())
 
     def mark_sent(self, order_id: str, *, first_sent_at: datetime) -> None:
         self._conn.execute(self._update(order_id).values(state=OrderState.SENT.value, first_sent_at=first_sent_at))
+        self._changed(order_id, OrderState.SENT)
 
     def wait_for_payer(self, order_id: str, reference: str, *, client_secret: str | None = None) -> None:
         statement = self._update(order_id).values(
@@ -123,6 +136,7 @@ class OrderStore:
         if client_secret:
             statement = statement.values(details={**self.get(order_id).details, "client_secret": client_secret})
         self._conn.execute(statement)
+        self._changed(order_id, OrderState.REQUIRES_ACTION)
 
     def note(self, order_id: str, **details: str) -> None:
         """Add to what the order records (e.g. the payments its success released)."""
@@ -139,6 +153,7 @@ class OrderStore:
                 lease_until=None,
             )
         )
+        self._changed(order_id, OrderState.SENT)
 
     def retry_later(self, order_id: str, *, attempts: int, at: datetime, reason: str) -> None:
         self._conn.execute(
@@ -172,6 +187,7 @@ class OrderStore:
         if resolved_by is not None:
             statement = statement.values(resolved_by=resolved_by)
         self._conn.execute(statement)
+        self._changed(order_id, state)
 
     def settle(self, order: PaymentOrder | None, *, succeeded: bool, reference: str | None, reason: str | None) -> None:
         """Finish the order behind a settled refund or payout (a webhook may settle it first)."""
@@ -196,6 +212,7 @@ class OrderStore:
                 failure_reason=None,
             )
         )
+        self._changed(order_id, OrderState.PENDING)
 
     # --- taking orders to send -----------------------------------------------------------
 
@@ -348,3 +365,28 @@ class OrderStore:
     def heartbeats(self) -> list[tuple[str, datetime, str]]:
         rows = self._conn.execute(select(worker_heartbeats).order_by(worker_heartbeats.c.beat_at.desc()))
         return [(row.name, row.beat_at, row.summary) for row in rows]
+
+    def record_audit_run(
+        self, *, started_at: datetime, finished_at: datetime, ok: bool, failed_checks: Sequence[str], problems: int
+    ) -> AuditRun:
+        run = AuditRun(started_at, finished_at, ok, tuple(failed_checks), problems, current_actor())
+        self._conn.execute(
+            audit_runs.insert().values(
+                started_at=run.started_at,
+                finished_at=run.finished_at,
+                ok=run.ok,
+                failed_checks={"names": list(run.failed_checks)},
+                problems=run.problems,
+                actor=run.actor,
+            )
+        )
+        return run
+
+    def last_audit_run(self) -> AuditRun | None:
+        # A handful of rows a day; the id breaks a tie between runs finished at one instant.
+        query = select(audit_runs).order_by(audit_runs.c.finished_at.desc(), audit_runs.c.id.desc()).limit(1)
+        row = self._conn.execute(query).first()
+        if row is None:
+            return None
+        names = (row.failed_checks or {}).get("names", [])
+        return AuditRun(row.started_at, row.finished_at, bool(row.ok), tuple(names), int(row.problems), row.actor)

@@ -99,6 +99,7 @@ class SqlStatementQueries:
                 entries.c.kind,
                 entries.c.effective_at,
                 entries.c.refs,
+                entries.c.actor,
             )
             .select_from(postings.join(entries, entries.c.id == postings.c.entry_id))
             .where(*self._in_period(scope, start, end))
@@ -106,7 +107,7 @@ class SqlStatementQueries:
         )
         # A server-side cursor: a statement of a busy account over a long period may
         # have millions of lines, and only a batch of them is held at a time.
-        for account_id, side, amount, entry_id, kind, effective_at, refs in stream(self._connection, query):
+        for account_id, side, amount, entry_id, kind, effective_at, refs, actor in stream(self._connection, query):
             yield StatementPosting(
                 account_id=int(account_id),
                 side=Side(side),
@@ -115,6 +116,7 @@ class SqlStatementQueries:
                 kind=kind,
                 effective_at=effective_at,
                 refs={str(k): str(v) for k, v in dict(refs).items()},
+                actor=actor,
             )
 
     def count(self, scope: PostingScope, start: datetime, end: datetime) -> int:
@@ -135,6 +137,14 @@ class SqlStatementQueries:
         )
         return {int(account_id): int(net) for account_id, net in self._connection.execute(query)}
 
+    def entry_count(self, start: datetime | None, end: datetime | None) -> int:
+        query = select(func.count()).select_from(entries)
+        if start is not None:
+            query = query.where(entries.c.effective_at >= start)
+        if end is not None:
+            query = query.where(entries.c.effective_at < end)
+        return int(self._connection.execute(query).scalar_one())
+
     def entries(self, start: datetime | None, end: datetime | None) -> Iterator[Entry]:
         query = (
             select(
@@ -146,6 +156,7 @@ class SqlStatementQueries:
                 entries.c.refs,
                 entries.c["metadata"],
                 entries.c.reverses_entry_id,
+                entries.c.actor,
                 accounts.c.code,
                 postings.c.currency,
                 postings.c.side,

@@ -119,6 +119,9 @@ class EntryRow(Base):
     reverses_entry_id: Mapped[int | None] = mapped_column(
         BigInteger, ForeignKey("entries.id", ondelete="RESTRICT"), unique=True
     )
+    # Who booked it (`ledger.actors`): not part of `request_hash`, so a replay by
+    # another actor is the same entry.
+    actor: Mapped[str] = mapped_column(String(64))
 
 
 class PostingRow(Base):
@@ -766,6 +769,8 @@ class PaymentOrderRow(Base):
     details: Mapped[JsonDocument]
     created_at: Mapped[Timestamp]
     updated_at: Mapped[Timestamp]
+    # Who wrote the order (`ledger.actors`); its state changes are in `state_changes`.
+    actor: Mapped[str] = mapped_column(String(64))
 
     __table_args__ = (
         CheckConstraint("amount >= 0", name="amount_not_negative"),
@@ -802,7 +807,48 @@ class WorkerHeartbeatRow(Base):
     summary: Mapped[str] = mapped_column(String(500))
 
 
+class StateChangeRow(Base):
+    """Who moved what into which state, and when: one row per state a milestone,
+    contract, payout, refund order, chargeback, week dispute or payment order enters,
+    appended in the transaction that changes it (`ledger.actors`)."""
+
+    __tablename__ = "state_changes"
+
+    id: Mapped[Id]
+    subject: Mapped[str] = mapped_column(String(20))
+    subject_id: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(40))
+    actor: Mapped[str] = mapped_column(String(64))
+    at: Mapped[Timestamp]
+
+    __table_args__ = (
+        CheckConstraint(
+            "subject IN ('milestone', 'contract', 'payout', 'refund_order', 'dispute', 'week_dispute',"
+            " 'payment_order')",
+            name="subject",
+        ),
+        Index("ix_state_changes_subject", "subject", "subject_id", "id"),
+    )
+
+
+class AuditRunRow(Base):
+    """A run of the audit stored by the worker on its schedule, so a metrics scrape
+    reports the last result without running it."""
+
+    __tablename__ = "audit_runs"
+
+    id: Mapped[Id]
+    started_at: Mapped[Timestamp]
+    finished_at: Mapped[Timestamp]
+    ok: Mapped[bool]
+    failed_checks: Mapped[JsonDocument]  # {"names": [...]} of the checks that failed
+    problems: Mapped[int] = mapped_column(Integer)
+    actor: Mapped[str] = mapped_column(String(64))
+
+
 payment_orders = cast(Table, PaymentOrderRow.__table__)
+state_changes = cast(Table, StateChangeRow.__table__)
+audit_runs = cast(Table, AuditRunRow.__table__)
 request_keys = cast(Table, RequestKeyRow.__table__)
 worker_heartbeats = cast(Table, WorkerHeartbeatRow.__table__)
 

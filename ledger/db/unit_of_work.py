@@ -30,13 +30,20 @@ from ledger.db.engine import make_engine
 from ledger.db.escrow_store import EscrowStore
 from ledger.db.fee_store import FeeStore, ScheduleCache
 from ledger.db.journal_store import JournalStore
+from ledger.db.metrics_queries import SqlMetricsQueries
 from ledger.db.order_store import OrderStore
 from ledger.db.reconciliation_queries import SqlReconciliationQueries
 from ledger.db.report_queries import SqlReportQueries, SqlStatementQueries
 from ledger.errors import InvalidRequest, RetriesExhausted
 from ledger.invoices.documents import PlatformDetails
 from ledger.ports import unit_of_work as port
-from ledger.ports.queries import AuditQueries, ReconciliationQueries, ReportQueries, StatementQueries
+from ledger.ports.queries import (
+    AuditQueries,
+    MetricsQueries,
+    ReconciliationQueries,
+    ReportQueries,
+    StatementQueries,
+)
 
 T = TypeVar("T")
 log = logging.getLogger("ledger.transactions")
@@ -66,6 +73,7 @@ class UnitOfWork:
         documents: parties, invoices and credit notes.
         api: API keys and idempotent HTTP requests.
         orders: payment orders, request keys and worker heartbeats.
+        metrics: the counts `/metrics` reads at each scrape.
     """
 
     def __init__(self, connection: Connection, database: Database) -> None:
@@ -87,6 +95,7 @@ class UnitOfWork:
         self.reports: ReportQueries = SqlReportQueries(connection)
         self.statements: StatementQueries = SqlStatementQueries(connection)
         self.reconciliation: ReconciliationQueries = SqlReconciliationQueries(connection)
+        self.metrics: MetricsQueries = SqlMetricsQueries(connection)
         self._after_commit: list[Callable[[], None]] = []
 
     def after_commit(self, callback: Callable[[], None]) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from ledger.actors import current_actor
 from ledger.errors import InvalidRequest, NotFound
 from ledger.escrow.dispatcher import Dispatcher
 from ledger.escrow.model import PayoutState
@@ -64,7 +65,7 @@ def list_orders(book: Ledger, *, state: str | None = None) -> OrderListing:
     return OrderListing(now, found)
 
 
-def retry_order(book: Ledger, gateway: PaymentGateway, order_id: str, *, actor: str = "cli") -> PaymentOrder:
+def retry_order(book: Ledger, gateway: PaymentGateway, order_id: str) -> PaymentOrder:
     """Make a refund or payout order due again and send it now, looking at the provider first."""
 
     def reopen(uow: UnitOfWork) -> None:
@@ -87,7 +88,7 @@ def retry_order(book: Ledger, gateway: PaymentGateway, order_id: str, *, actor: 
                 "cannot be searched that far back; check it there and use `ledger orders resolve`"
             )
         uow.orders.reopen(order_id, at=uow.clock.now())
-        uow.orders.note(order_id, lookup_first="true", retried_by=actor)
+        uow.orders.note(order_id, lookup_first="true", retried_by=current_actor())
 
     book.transaction(reopen)
     Dispatcher(book, gateway).run([order_id])
@@ -102,15 +103,16 @@ def resolve_order(
     outcome: str,
     reference: str | None = None,
     reason: str | None = None,
-    actor: str = "cli",
 ) -> PaymentOrder:
     """Settle an order by hand: `succeeded` (a reference the gateway confirms) or `failed` (a reason)."""
     if outcome not in ("succeeded", "failed"):
-        raise InvalidRequest("--as is succeeded or failed", field="as")
+        raise InvalidRequest("the outcome is succeeded or failed (--as)", field="as")
     order = book.transaction(lambda uow: uow.orders.get(order_id), read_only=True)
     if outcome == "succeeded":
         if not reference:
-            raise InvalidRequest("--as succeeded needs --reference PROVIDER_ID", field="reference")
+            raise InvalidRequest(
+                "succeeded needs the provider's id of the object as its reference (--reference)", field="reference"
+            )
         if not _confirmed(gateway, order, reference):
             raise OrderNotResolvable(
                 f"the payment provider does not confirm {reference} as the succeeded object of payment order {order_id}"
@@ -118,7 +120,7 @@ def resolve_order(
         result = GatewayResult("succeeded", reference)
     else:
         if not reason or not reason.strip():
-            raise InvalidRequest("--as failed needs --reason", field="reason")
+            raise InvalidRequest("failed needs the reason it failed (--reason)", field="reason")
         result = GatewayResult("failed", reference or order.provider_reference or "", failure_reason=reason.strip())
 
     def settle(uow: UnitOfWork) -> PaymentOrder:
@@ -130,7 +132,7 @@ def resolve_order(
                 raise OrderNotResolvable(f"payment order {order_id} is already failed")
             uow.orders.reopen(order_id, at=uow.clock.now())
         apply_result(uow, order_id, result, psp_account=gateway.psp_account, fees=False)
-        uow.orders.mark_resolved(order_id, actor=actor, note=reason or f"resolved as succeeded: {reference}")
+        uow.orders.mark_resolved(order_id, actor=current_actor(), note=reason or f"resolved as succeeded: {reference}")
         return uow.orders.get(order_id)
 
     return book.transaction(settle)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from ledger.actors import SYSTEM
 from ledger.errors import Conflict, NotFound
 
 #: How long a dispatcher holds an order it is sending. Longer than the provider
@@ -140,6 +141,7 @@ class PaymentOrder:
     completed_at: datetime | None = None
     resolved_by: str | None = None
     details: Mapping[str, str] = field(default_factory=dict)
+    actor: str = SYSTEM
 
     def age(self, now: datetime) -> timedelta:
         return now - self.created_at

@@ -15,6 +15,7 @@ from ledger.errors import ConfigurationError, InvalidRequest
 from ledger.gateway import ObjectListing
 from ledger.kinds import EntryKind
 from ledger.ports.unit_of_work import UnitOfWork
+from ledger.progress import Progress
 
 #: Ledger entry kind that books each kind of provider object, and the PSP side.
 BOOKED_BY = {
@@ -54,14 +55,23 @@ def ledger_side(
 
 
 def reconcile(
-    uow: UnitOfWork, gateway: object, psp_account: str, since: datetime, until: datetime
+    uow: UnitOfWork,
+    gateway: object,
+    psp_account: str,
+    since: datetime,
+    until: datetime,
+    progress: Progress | None = None,
 ) -> list[ReconciliationLine]:
     start, end = require_utc(since), require_utc(until)
     if end <= start:
         raise InvalidRequest("the period ends before or when it starts", field="to")
     if not isinstance(gateway, ObjectListing):
         raise ConfigurationError("the configured payment gateway cannot list its objects; reconcile needs stripe")
-    provider = {obj.id: obj for obj in gateway.list_objects(start, end)}
+    provider = {}
+    for obj in gateway.list_objects(start, end):  # the provider pages through them: the long part
+        provider[obj.id] = obj
+        if progress is not None:
+            progress(len(provider), None)
     booked = ledger_side(uow, psp_account, start, end)
     lines = []
     for reference, obj in sorted(provider.items()):

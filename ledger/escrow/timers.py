@@ -20,6 +20,7 @@ from ledger.escrow.hourly_billing import close_week, end_review, retry_charge, w
 from ledger.escrow.milestones import REFUND_REQUEST_EXPIRY, REVIEW_EXPIRY, expire_refund_request, expire_review
 from ledger.escrow.payments import PENDING_RELEASE, mature_payment
 from ledger.ports.unit_of_work import UnitOfWork
+from ledger.progress import Progress
 from ledger.service import Ledger
 
 BATCH = 200
@@ -71,8 +72,9 @@ def fire(uow: UnitOfWork, timer_id: int, kind: str, subject_id: str, due_at: dat
     return moved
 
 
-def tick(book: Ledger, now: datetime | None = None) -> TickReport:
-    """Fire every timer due at `now` (default: the clock's now), oldest first."""
+def tick(book: Ledger, now: datetime | None = None, progress: Progress | None = None) -> TickReport:
+    """Fire every timer due at `now` (default: the clock's now), oldest first; `progress`
+    is told each timer handled (the total is not known: firing one may make another due)."""
     moment = require_utc(now) if now is not None else book.clock.now()
     report = TickReport()
     stale = 0
@@ -86,6 +88,8 @@ def tick(book: Ledger, now: datetime | None = None) -> TickReport:
                 report.fired[kind] += 1
             else:
                 stale += 1
+            if progress is not None:
+                progress(sum(report.fired.values()) + stale, None)
         # Firing a timer can schedule another that is already due (an auto-release at
         # day 14 starts a security period ending at day 19): look again until none is.
     return TickReport(report.fired, stale)

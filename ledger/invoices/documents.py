@@ -285,6 +285,7 @@ class StatementLine:
         kind: the entry's kind (`escrow.release`, ...).
         debit, credit: minor units; one of them is 0.
         running_balance: the balance after this line, on the normal side, minor units.
+        actor: who booked the entry (`ledger.actors`).
     """
 
     posted_at: datetime
@@ -296,6 +297,7 @@ class StatementLine:
     credit: int
     currency: str
     running_balance: int
+    actor: str = "system"
 
 
 @dataclass(frozen=True)

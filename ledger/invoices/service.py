@@ -14,7 +14,9 @@ from ledger.invoices import statements
 from ledger.invoices.documents import Document, Party, Statement
 from ledger.invoices.reports import FeeRevenueRow, TrialBalance, fee_revenue, trial_balance
 from ledger.invoices.statements import StatementWriter
+from ledger.journal import Entry
 from ledger.ports.unit_of_work import UnitOfWork
+from ledger.progress import Progress
 from ledger.service import Ledger
 
 R = TypeVar("R")
@@ -115,14 +117,16 @@ class Finance:
     def fee_revenue(self, period_from: datetime, period_to: datetime) -> list[FeeRevenueRow]:
         return self.book.transaction(lambda uow: fee_revenue(uow, period_from, period_to), read_only=True)
 
-    def export_beancount(self, period_from: datetime | None, period_to: datetime | None) -> Iterator[str]:
+    def export_beancount(
+        self, period_from: datetime | None, period_to: datetime | None, progress: Progress | None = None
+    ) -> Iterator[str]:
         """The journal over [from, to) (None: open on that side) as a Beancount file
         (`ledger.beancount`), in pieces written while the iterator is consumed.
 
         The period is checked here, so a mistake is raised before anything is streamed;
         the chart, the balances and every entry are then read in one read-only
         transaction (one snapshot), taken at the first `next`, the entries through a
-        server-side cursor."""
+        server-side cursor. `progress` is told each entry written, of those in the period."""
         period = export_period(period_from, period_to, today=self.book.clock.now().date())
 
         def export(uow: UnitOfWork) -> Iterator[str]:
@@ -131,6 +135,14 @@ class Finance:
 
             opening = {} if period.start is None else nets(period.start)
             entries = uow.statements.entries(period.start, period.end)
+            if progress is not None:
+                entries = _counted(entries, uow.statements.entry_count(period.start, period.end), progress)
             return beancount_export(period, uow.accounts.all(), opening, entries, nets)
 
         return self.book.stream(export)
+
+
+def _counted(entries: Iterator[Entry], total: int, progress: Progress) -> Iterator[Entry]:
+    for done, entry in enumerate(entries, start=1):
+        yield entry
+        progress(done, total)

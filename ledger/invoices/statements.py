@@ -226,6 +226,7 @@ def lines(uow: UnitOfWork, source: StatementSource, opening: int) -> Iterator[St
             credit=posting.amount if posting.side == Side.CREDIT else 0,
             currency=source.currency,
             running_balance=running,
+            actor=posting.actor,
         )
 
 

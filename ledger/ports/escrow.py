@@ -8,10 +8,12 @@ first's outcome. `ledger.db` implements these Protocols over SQLAlchemy.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Protocol
 
+from ledger.actors import StateChange
 from ledger.escrow.model import (
     ClosedWeek,
     Contract,
@@ -340,6 +342,26 @@ class EscrowStore(Protocol):
     def finish_timer(self, timer_id: int, at: datetime) -> None: ...
 
 
+@dataclass(frozen=True)
+class AuditRun:
+    """A run of the audit the worker stored (`ledger.worker`), so `/metrics` reports the
+    last result without running it.
+
+    Attributes:
+        ok: whether every check passed.
+        failed_checks: the names of the checks that failed, in the audit's order.
+        problems: the problems found, those omitted from the report included.
+        actor: who ran it (`ledger.actors`).
+    """
+
+    started_at: datetime
+    finished_at: datetime
+    ok: bool
+    failed_checks: tuple[str, ...]
+    problems: int
+    actor: str
+
+
 class OrderStore(Protocol):
     """Payment orders (what the provider is asked to do), request keys and worker heartbeats."""
 
@@ -436,4 +458,18 @@ class OrderStore(Protocol):
 
     def heartbeats(self) -> list[tuple[str, datetime, str]]:
         """(name, last beat, summary), most recent first."""
+        ...
+
+    def record_audit_run(
+        self, *, started_at: datetime, finished_at: datetime, ok: bool, failed_checks: Sequence[str], problems: int
+    ) -> AuditRun:
+        """Store a run of the audit, by the current actor."""
+        ...
+
+    def last_audit_run(self) -> AuditRun | None:
+        """The run that finished last (None: the audit never ran on a schedule)."""
+        ...
+
+    def history(self, order_id: str) -> list[StateChange]:
+        """The states the order entered, with who moved it there, oldest first."""
         ...

@@ -1,5 +1,5 @@
-"""Read ports: what the audit, the finance reports, statements and reconciliation ask
-of the database, as typed rows.
+"""Read ports: what the audit, the finance reports, statements, reconciliation and the
+operators' metrics ask of the database, as typed rows.
 
 The use cases judge and shape these rows in plain Python; the database package
 answers them with SQL (its `*_queries.py` modules). Sums over the whole journal are computed by the
@@ -95,8 +95,26 @@ class RepeatedReversal:
     reversals: int
 
 
+@dataclass(frozen=True)
+class ActorRows:
+    """How many rows of a table name an actor (`ledger.actors`)."""
+
+    table: str
+    actor: str
+    rows: int
+
+
 class JournalAuditQueries(Protocol):
     """The journal and the stored balances, for the core checks (`ledger.audit`)."""
+
+    def actor_rows(self) -> Iterator[ActorRows]:
+        """Per table that records who did what (entries, payment orders, state changes)
+        and actor, how many rows name it, by table and actor."""
+        ...
+
+    def api_key_ids(self) -> set[str]:
+        """The ids of every API key ever created (revoked ones too)."""
+        ...
 
     def unbalanced_entries(self) -> Iterator[EntryImbalance]:
         """Per entry and currency, only those whose debits differ from their credits, by entry."""
@@ -516,6 +534,7 @@ class StatementPosting:
     kind: str
     effective_at: datetime
     refs: Mapping[str, str]
+    actor: str
 
 
 @dataclass(frozen=True)
@@ -558,6 +577,10 @@ class StatementQueries(Protocol):
         journal may be read this way."""
         ...
 
+    def entry_count(self, start: datetime | None, end: datetime | None) -> int:
+        """How many entries `entries` would give."""
+        ...
+
 
 # --- reconciliation ----------------------------------------------------------------------
 
@@ -569,4 +592,30 @@ class ReconciliationQueries(Protocol):
         self, account: str, kinds: Sequence[str], since: datetime, until: datetime
     ) -> list[ProviderPosting]:
         """Postings to `account` of entries of `kinds` recorded in [since, until)."""
+        ...
+
+
+# --- operations --------------------------------------------------------------------------
+
+
+class MetricsQueries(Protocol):
+    """What `/metrics` reads at each scrape (`ledger.api.metrics`): counts by state and
+    kind, never a party's id or name. Each is one statement a scrape every few seconds
+    can afford (over an index where there is one)."""
+
+    def posting_count(self) -> int:
+        """How many postings the journal holds (they are never deleted, so it only grows)."""
+        ...
+
+    def orders_by_state(self) -> Mapping[str, int]:
+        """Payment orders per state; states without one are left out."""
+        ...
+
+    def oldest_open_order_created_at(self) -> datetime | None:
+        """When the oldest order still open (pending, sent, requires_action) was written
+        (None: none is open)."""
+        ...
+
+    def timers_due(self, at: datetime) -> int:
+        """How many timers are due at `at` and not fired yet."""
         ...

@@ -15,7 +15,13 @@ from ledger.clock import Clock
 from ledger.invoices.documents import PlatformDetails
 from ledger.ports.accounting import AccountStore, FeeStore, JournalStore
 from ledger.ports.escrow import EscrowStore, OrderStore
-from ledger.ports.queries import AuditQueries, ReconciliationQueries, ReportQueries, StatementQueries
+from ledger.ports.queries import (
+    AuditQueries,
+    MetricsQueries,
+    ReconciliationQueries,
+    ReportQueries,
+    StatementQueries,
+)
 from ledger.ports.records import ApiStore, DocumentStore
 
 
@@ -35,6 +41,7 @@ class UnitOfWork(Protocol):
         orders: payment orders, request keys and worker heartbeats.
         audit, reports, statements, reconciliation: the read queries of the audit checks,
             finance's reports and statements, and reconciliation with the provider.
+        metrics: the counts `/metrics` reads at each scrape.
     """
 
     origin: str | None
@@ -77,6 +84,9 @@ class UnitOfWork(Protocol):
 
     @property
     def reconciliation(self) -> ReconciliationQueries: ...
+
+    @property
+    def metrics(self) -> MetricsQueries: ...
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run `callback` once the transaction has committed (never if it rolls back)."""

@@ -47,6 +47,7 @@ FAMILIES = {
     "/v1/invoices": "finance",
     "/v1/audit": "audit and journal",
     "/v1/journal": "audit and journal",
+    "/v1/payment-orders": "operators",
 }
 #: Routes that belong to another family than their prefix's.
 ROUTE_FAMILIES = {"/v1/parties/{party_id:str}/statement": "party statements"}
@@ -70,6 +71,7 @@ PLACEHOLDERS = {
     "segment_id": "1",
     "monday": "2026-11-30",
     "bonus_id": "bn_0000000000000000",
+    "order_id": "ord_0000000000000000",
 }
 #: Query parameters that let the routes that need them get past validation.
 QUERY = {

@@ -684,7 +684,7 @@ ISSUE_ENDPOINTS = {
     ("get", "/health/live"),
     ("get", "/health/ready"),
 }
-ISSUE_TAGS = {"escrow", "balances", "payouts", "fees", "parties", "finance", "audit"}
+ISSUE_TAGS = {"escrow", "balances", "payouts", "fees", "parties", "finance", "audit", "operators"}
 HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
 
 

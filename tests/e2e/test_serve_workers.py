@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, text
 
 from tests.conftest import postgres_admin
@@ -122,6 +123,12 @@ class Client:
         response = self.conn.getresponse()
         return response.status, json.loads(response.read() or b"null")
 
+    def text(self, path: str) -> str:
+        self.conn.request("GET", path)
+        response = self.conn.getresponse()
+        assert response.status == 200, response.status
+        return response.read().decode()
+
     def find_worker(self, pids: list[int]) -> int | None:
         self.request("GET", "/health/live")  # accepted and answered: the connection is a worker's now
         client_port = self.conn.sock.getsockname()[1]
@@ -141,6 +148,18 @@ def settled(client: Client, method: str, path: str, body: dict[str, Any], key: s
         if not in_progress or time.monotonic() > deadline:
             return status, answer
         time.sleep(0.05)
+
+
+def health_checks_counted(exposition: str) -> float:
+    """`ledger_http_requests_total` of GET /health/live answered 200, from a scrape."""
+    counted = [
+        sample.value
+        for family in text_string_to_metric_families(exposition)
+        for sample in family.samples
+        if sample.name == "ledger_http_requests_total"
+        and sample.labels == {"method": "GET", "route": "/health/live", "status": "200"}
+    ]
+    return sum(counted)
 
 
 # --- fixtures ---------------------------------------------------------------------------------------
@@ -280,6 +299,11 @@ def test_two_workers_serve_concurrent_writes_once_each_and_stop_on_sigterm(
         for milestone in milestones:
             status, read = setup.request("GET", f"/v1/milestones/{milestone}")
             assert status == 200 and read["state"] == "released", read
+        # Each connection was placed with one GET /health/live, spread over both
+        # workers: a scrape of either counts them all (prometheus_client's multiprocess
+        # mode, which `serve --workers` sets up).
+        for scraped in (first[0], second[0]):
+            assert health_checks_counted(scraped.text("/metrics")) == len(clients)
         engine = create_engine(workers_database)
         try:
             with engine.connect() as connection:

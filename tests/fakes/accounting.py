@@ -11,6 +11,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 
 from ledger.accounts import Account, AccountSpec
+from ledger.actors import current_actor
 from ledger.clock import Clock
 from ledger.errors import (
     AccountConflict,
@@ -158,6 +159,7 @@ class MemoryJournalStore:
             refs=dict(request.refs),
             metadata=dict(request.metadata),
             reverses_entry_id=reversed_id,
+            actor=current_actor(),
         )
         self._state.entries[entry.id] = EntryRow(entry, request.fingerprint())
         self._state.entry_keys[entry.idempotency_key] = entry.id

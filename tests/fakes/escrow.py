@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import date, datetime
 
+from ledger.actors import StateChange, current_actor
 from ledger.clock import Clock
 from ledger.errors import IdempotencyConflict, NotFound
 from ledger.escrow.chart import escrow_account_code
@@ -46,6 +47,7 @@ from ledger.escrow.model import (
 )
 from ledger.escrow.orders import OPEN_STATES, NewOrder, OrderKind, OrderState, PaymentOrder, UnknownOrder
 from ledger.escrow.timesheet import Segment
+from ledger.ports.escrow import AuditRun
 from tests.fakes.accounting import MemoryAccountStore
 from tests.fakes.state import (
     ConstraintViolation,
@@ -649,6 +651,13 @@ class MemoryEscrowStore:
             self._state.timers[timer_id] = replace(timer, done_at=at)
 
 
+#: The fake's state has no table of audit runs (tests/fakes/state.py): they are kept as
+#: request-key rows under keys no request can have (NUL is refused in a header and by
+#: PostgreSQL), which nothing else reads, so the runs commit and roll back with the rest.
+_AUDIT_RUN_KEY = "\x00audit-run:"
+_AUDIT_RUN = "audit-run"
+
+
 class MemoryOrderStore:
     def __init__(self, state: MemoryState, clock: Clock, origin: Callable[[], str | None]) -> None:
         self._state = state
@@ -688,6 +697,7 @@ class MemoryOrderStore:
             attempts=0,
             next_attempt_at=now,
             details={str(k): str(v) for k, v in _json_copy(new.details).items()},
+            actor=current_actor(),
         )
         self._state.orders[order_id] = OrderRow(order)
         self._written.append(order_id)
@@ -886,3 +896,47 @@ class MemoryOrderStore:
     def heartbeats(self) -> list[tuple[str, datetime, str]]:
         beats = sorted(self._state.heartbeats.items(), key=lambda item: item[1].beat_at, reverse=True)
         return [(name, row.beat_at, row.summary) for name, row in beats]
+
+    def history(self, order_id: str) -> list[StateChange]:
+        # The fake keeps no log: the order as written, and its state now if it moved.
+        order = self.get(order_id)
+        found = [StateChange("payment_order", order_id, OrderState.PENDING.value, order.actor, order.created_at)]
+        if order.state is not OrderState.PENDING:
+            found.append(StateChange("payment_order", order_id, order.state.value, current_actor(), order.updated_at))
+        return found
+
+    def record_audit_run(
+        self, *, started_at: datetime, finished_at: datetime, ok: bool, failed_checks: Sequence[str], problems: int
+    ) -> AuditRun:
+        run = AuditRun(started_at, finished_at, ok, tuple(failed_checks), problems, current_actor())
+        row = {
+            "started_at": started_at.isoformat(),
+            "finished_at": finished_at.isoformat(),
+            "ok": ok,
+            "failed_checks": list(run.failed_checks),
+            "problems": problems,
+            "actor": run.actor,
+        }
+        key = f"{_AUDIT_RUN_KEY}{self._state.next_id('audit_runs'):012d}"
+        self._state.request_keys[key] = RequestKeyRow(_AUDIT_RUN, "", row, finished_at)
+        return run
+
+    def last_audit_run(self) -> AuditRun | None:
+        runs = sorted(
+            (row.created_at, key, row.result)
+            for key, row in self._state.request_keys.items()
+            if key.startswith(_AUDIT_RUN_KEY) and row.operation == _AUDIT_RUN
+        )
+        if not runs:
+            return None
+        *_, (_, _, row) = runs
+        names = row["failed_checks"]
+        assert isinstance(names, list)
+        return AuditRun(
+            datetime.fromisoformat(str(row["started_at"])),
+            datetime.fromisoformat(str(row["finished_at"])),
+            bool(row["ok"]),
+            tuple(str(name) for name in names),
+            int(str(row["problems"])),
+            str(row["actor"]),
+        )

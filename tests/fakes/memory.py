@@ -29,6 +29,7 @@ from tests.fakes.accounting import MemoryAccountStore, MemoryFeeStore, MemoryJou
 from tests.fakes.escrow import MemoryEscrowStore, MemoryOrderStore
 from tests.fakes.queries import (
     MemoryAuditQueries,
+    MemoryMetricsQueries,
     MemoryReconciliationQueries,
     MemoryReportQueries,
     MemoryStatementQueries,
@@ -65,6 +66,7 @@ class MemoryUnitOfWork:
         self._reports = MemoryReportQueries(state)
         self._statements = MemoryStatementQueries(state)
         self._reconciliation = MemoryReconciliationQueries(state)
+        self._metrics = MemoryMetricsQueries(state)
         self._after_commit: list[Callable[[], None]] = []
 
     @property
@@ -118,6 +120,10 @@ class MemoryUnitOfWork:
     @property
     def reconciliation(self) -> MemoryReconciliationQueries:
         return self._reconciliation
+
+    @property
+    def metrics(self) -> MemoryMetricsQueries:
+        return self._metrics
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run `callback` once the transaction has committed (never if it rolls back)."""

@@ -1,10 +1,10 @@
 """The read queries in memory (`ledger.ports.queries`): the audit's, the finance reports',
-statements' and reconciliation's, computed over the fake's tables as the SQL of
+statements', reconciliation's and the metrics', computed over the fake's tables as the SQL of
 `ledger.db.*_queries` computes them over the database's."""
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -12,11 +12,13 @@ from typing import Any
 from ledger.accounts import Side
 from ledger.escrow.chart import escrow_account_code
 from ledger.escrow.hourly_calendar import week_of
+from ledger.escrow.orders import OPEN_STATES
 from ledger.fees.schedule import FeeSchedule
 from ledger.journal import Entry
 from ledger.ports.queries import (
     AccountNet,
     AccountTotals,
+    ActorRows,
     ClientFlows,
     CurrencyBalances,
     CurrencyNet,
@@ -116,6 +118,18 @@ class MemoryAuditQueries:
         for key, ids in sorted(by_key.items()):
             if len(ids) > 1:
                 yield RepeatedKey(key, len(ids), min(ids), max(ids))
+
+    def actor_rows(self) -> Iterator[ActorRows]:
+        tables = {
+            "entries": [row.entry.actor for row in self._state.entries.values()],
+            "payment_orders": [row.order.actor for row in self._state.orders.values()],
+        }
+        for table, actors in tables.items():
+            for actor, n in sorted(Counter(actors).items()):
+                yield ActorRows(table, actor, n)
+
+    def api_key_ids(self) -> set[str]:
+        return set(self._state.api_keys)
 
     def repeated_reversals(self) -> Iterator[RepeatedReversal]:
         counts: dict[int, int] = defaultdict(int)
@@ -436,6 +450,7 @@ class MemoryStatementQueries:
                 kind=entry.kind,
                 effective_at=entry.effective_at,
                 refs={str(k): str(v) for k, v in entry.refs.items()},
+                actor=entry.actor,
             )
 
     def count(self, scope: PostingScope, start: datetime, end: datetime) -> int:
@@ -447,6 +462,9 @@ class MemoryStatementQueries:
             signed = posting.amount if posting.side == Side.DEBIT else -posting.amount
             nets[posting.account_id] = nets.get(posting.account_id, 0) + signed
         return nets
+
+    def entry_count(self, start: datetime | None, end: datetime | None) -> int:
+        return sum(1 for _ in self.entries(start, end))
 
     def entries(self, start: datetime | None, end: datetime | None) -> Iterator[Entry]:
         found = [
@@ -465,3 +483,21 @@ class MemoryReconciliationQueries:
         self, account: str, kinds: Sequence[str], since: datetime, until: datetime
     ) -> list[ProviderPosting]:
         return list(provider_postings(self._state, account, kinds=kinds, recorded_from=since, recorded_to=until))
+
+
+class MemoryMetricsQueries:
+    def __init__(self, state: MemoryState) -> None:
+        self._state = state
+
+    def posting_count(self) -> int:
+        return len(self._state.postings)
+
+    def orders_by_state(self) -> Mapping[str, int]:
+        return dict(Counter(row.order.state.value for row in self._state.orders.values()))
+
+    def oldest_open_order_created_at(self) -> datetime | None:
+        open_orders = [row.order.created_at for row in self._state.orders.values() if row.order.state in OPEN_STATES]
+        return min(open_orders, default=None)
+
+    def timers_due(self, at: datetime) -> int:
+        return sum(1 for timer in self._state.timers.values() if timer.done_at is None and timer.due_at <= at)

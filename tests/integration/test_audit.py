@@ -77,6 +77,7 @@ def test_a_clean_ledger_passes_every_check(sqlite_book: Ledger) -> None:
             {"name": "floors_respected", "ok": True, "problems": []},
             {"name": "trial_balance", "ok": True, "problems": []},
             {"name": "idempotency_keys_unique", "ok": True, "problems": []},
+            {"name": "actors_recorded", "ok": True, "problems": []},
             {"name": "fee_chain", "ok": True, "problems": []},
             {"name": "escrow_matches_milestones", "ok": True, "problems": []},
             {"name": "hourly_weeks_billed", "ok": True, "problems": []},
@@ -149,13 +150,41 @@ def test_a_duplicated_idempotency_key_is_named(sqlite_book: Ledger) -> None:
         "ALTER TABLE entries RENAME TO entries_with_unique_keys",
         "CREATE TABLE entries AS SELECT * FROM entries_with_unique_keys",
         "INSERT INTO entries SELECT 3, idempotency_key, request_hash, kind, effective_at, recorded_at, refs, metadata,"
-        " reverses_entry_id FROM entries WHERE id = 1",
+        " reverses_entry_id, actor FROM entries WHERE id = 1",
         "INSERT INTO postings (entry_id, account_id, currency, side, amount) VALUES (3, 1, 'USD', 'debit', 1), (3, 2, 'USD', 'credit', 1)",
         "UPDATE balances SET balance = balance + 1 WHERE account_id IN (1, 2)",
     )
     problems = failed(sqlite_book)
     assert problems == {
         "idempotency_keys_unique": [{"idempotency_key": "fund", "entries": 2, "first_entry_id": 1, "last_entry_id": 3}]
+    }
+
+
+def test_every_entry_names_its_actor_and_an_unknown_one_is_named(sqlite_book: Ledger) -> None:
+    from ledger.actors import acting_as
+    from ledger.api.keys import create_key
+
+    key, _ = sqlite_book.transaction(lambda uow: create_key(uow, "marketplace"))
+    with acting_as(key.id):
+        sqlite_book.post(
+            EntryRequest(
+                "by-key",
+                "escrow.release",
+                (debit("liabilities:escrow:ms_1", 100, "USD"), credit("revenue:fees:service", 100, "USD")),
+            )
+        )
+    assert [e.actor for e in sqlite_book.journal().entries] == ["system", "system", key.id]
+    assert sqlite_book.audit().ok
+    corrupt(
+        sqlite_book,
+        "UPDATE entries SET actor = 'key_000000000000' WHERE id = 1",
+        "UPDATE entries SET actor = '' WHERE id = 2",
+    )
+    assert failed(sqlite_book) == {
+        "actors_recorded": [
+            {"table": "entries", "actor": "", "rows": 1, "problem": "names no process and no API key"},
+            {"table": "entries", "actor": "key_000000000000", "rows": 1, "problem": "names no process and no API key"},
+        ]
     }
 
 

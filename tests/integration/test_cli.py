@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -119,6 +120,7 @@ def test_balance_and_journal_read_the_ledger(
     assert main(["journal"]) == 0
     line = json.loads(capsys.readouterr().out)
     assert line["kind"] == "escrow.fund"
+    assert line["actor"] == "system"  # posted through the library, naming no actor
     assert line["postings"][0] == {
         "account": "assets:psp:stripe",
         "side": "debit",
@@ -231,11 +233,44 @@ def test_the_demo_on_the_simulated_provider_passes_the_audit_against_the_provide
     assert books["ok"] and "notes" not in books  # it applied, and everything the provider moved is booked
     worker = ledger_cli(["worker", "--rounds", "1", "--interval", "0.1"], tmp_path, env)
     assert worker.returncode == 0, worker.stderr
+    logged = [json.loads(line) for line in worker.stderr.splitlines()]  # JSON lines by default
+    messages = {(line["logger"], line["message"]) for line in logged}
+    assert ("ledger.worker", "audit: all invariants hold") in messages  # none was stored: due at once
+    assert any(line["message"].startswith("worker round: ") for line in logged)
     listed = json.loads(ledger_cli(["orders", "list", "--json"], tmp_path, env).stdout)
     assert {o["state"] for o in listed["orders"]} == {"succeeded"}
-    assert [w["summary"] for w in listed["workers"]] == ["nothing due"]
+    assert [w["summary"] for w in listed["workers"]] == ["nothing due; audit: all invariants hold"]
+    text_env = env | {"LEDGER_LOG_FORMAT": "text"}
+    again = ledger_cli(["worker", "--rounds", "1", "--interval", "0.1"], tmp_path, text_env)
+    assert again.returncode == 0, again.stderr
+    assert " INFO ledger.worker worker round: " in again.stderr and not again.stderr.startswith("{")
+    assert "audit:" not in again.stderr  # the last run is within LEDGER_AUDIT_INTERVAL
+    listed = json.loads(ledger_cli(["orders", "list", "--json"], tmp_path, env).stdout)
+    assert [w["summary"] for w in listed["workers"]] == ["nothing due", "nothing due; audit: all invariants hold"]
     refused = ledger_cli(["orders", "list", "--state", "bogus"], tmp_path, env)
     assert refused.returncode == 2 and refused.stderr.count("\n") == 1
+
+
+def test_simulate_prints_the_same_summary_for_a_seed_and_refuses_a_database_with_data(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "LEDGER_DATABASE_URL"}
+    args = ["simulate", "--seed", "3", "--clients", "2", "--freelancers", "2", "--months", "1"]
+    summaries = []
+    for run in ("first", "second"):
+        (tmp_path / run).mkdir()
+        assert ledger_cli(["db", "upgrade"], tmp_path / run, env).returncode == 0
+        simulated = ledger_cli([*args, "--json"], tmp_path / run, env)
+        assert simulated.returncode == 0, simulated.stderr
+        assert simulated.stderr == ""  # no terminal: no progress bar
+        summaries.append(json.loads(simulated.stdout))
+    assert summaries[0] == summaries[1]
+    assert summaries[0]["audit"]["ok"] is True
+    journal = [json.loads(line) for line in ledger_cli(["journal"], tmp_path / "first", env).stdout.splitlines()]
+    assert journal and {entry["actor"] for entry in journal if "actor" in entry} == {"simulate"}
+    again = ledger_cli(args, tmp_path / "first", env)
+    assert again.returncode == 2 and again.stderr.count("\n") == 1
+    assert "only runs on an empty database" in again.stderr
+    refused = ledger_cli(["simulate", "--months", "0"], tmp_path / "second", env)
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
 
 
 def test_dates_mean_midnight_utc_and_an_account_in_one_currency_needs_none(
@@ -288,3 +323,41 @@ def test_the_fee_quote_prices_a_hypothetical_lifetime_and_prints_json(
         assert main(bad) == 2
         err = capsys.readouterr().err
         assert err.startswith("ledger: error: ") and message in err and err.count("\n") == 1
+
+
+def on_a_terminal(args: list[str], env: dict[str, str]) -> tuple[int, str, str]:
+    """Run the command with stderr on a pseudo-terminal; its exit code, stdout and what the terminal showed."""
+    import pty
+
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ledger.cli", *args], env=env, stdout=subprocess.PIPE, stderr=follower, text=True
+    )
+    os.close(follower)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the command has exited and closed the terminal
+            break
+        if not chunk:
+            break
+        shown += chunk
+    out, _ = process.communicate(timeout=60)
+    os.close(leader)
+    return process.returncode, out, shown.decode(errors="replace")
+
+
+def test_long_commands_draw_progress_on_a_terminal_and_stay_quiet_otherwise(
+    fresh_database_url: str, tmp_path: Path
+) -> None:
+    funded_escrow(fresh_database_url, 5000)
+    env = os.environ | {"LEDGER_DATABASE_URL": fresh_database_url, "COLUMNS": "100"}
+    code, out, shown = on_a_terminal(["audit"], env)
+    assert code == 0 and "ok    actors_recorded" in out, out
+    assert "audit: checks" in shown and "/" in shown  # the bar, with done/total checks
+    export = str(tmp_path / "journal.beancount")
+    code, out, shown = on_a_terminal(["export", "beancount", "-o", export], env)
+    assert code == 0 and "export: entries" in shown
+    quiet = ledger_cli(["audit"], tmp_path, env)
+    assert quiet.returncode == 0 and quiet.stderr == ""  # stderr is a pipe: no bar

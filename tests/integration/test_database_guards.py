@@ -44,8 +44,8 @@ def test_posting_amounts_must_be_positive(posted: Ledger, amount: int) -> None:
     with pytest.raises(IntegrityError):
         run_raw(
             posted,
-            "INSERT INTO entries (idempotency_key, request_hash, kind, effective_at, recorded_at, refs, metadata)"
-            " VALUES ('raw', 'x', 'raw', '2026-01-01 00:00:00', '2026-01-01 00:00:00', '{}', '{}')",
+            "INSERT INTO entries (idempotency_key, request_hash, kind, effective_at, recorded_at, refs, metadata, actor)"
+            " VALUES ('raw', 'x', 'raw', '2026-01-01 00:00:00', '2026-01-01 00:00:00', '{}', '{}', 'cli')",
             f"INSERT INTO postings (entry_id, account_id, currency, side, amount)"
             f" SELECT max(id), 1, 'USD', 'debit', {amount} FROM entries",
         )
@@ -55,8 +55,8 @@ def test_a_postings_currency_must_be_its_accounts(posted: Ledger) -> None:
     with pytest.raises(IntegrityError):
         run_raw(
             posted,
-            "INSERT INTO entries (idempotency_key, request_hash, kind, effective_at, recorded_at, refs, metadata)"
-            " VALUES ('raw', 'x', 'raw', '2026-01-01 00:00:00', '2026-01-01 00:00:00', '{}', '{}')",
+            "INSERT INTO entries (idempotency_key, request_hash, kind, effective_at, recorded_at, refs, metadata, actor)"
+            " VALUES ('raw', 'x', 'raw', '2026-01-01 00:00:00', '2026-01-01 00:00:00', '{}', '{}', 'cli')",
             "INSERT INTO postings (entry_id, account_id, currency, side, amount)"
             " SELECT max(id), 1, 'EUR', 'debit', 5 FROM entries",
         )
@@ -65,8 +65,8 @@ def test_a_postings_currency_must_be_its_accounts(posted: Ledger) -> None:
 @pytest.mark.postgresql_only
 def test_postgresql_refuses_an_unbalanced_entry_at_commit(posted: Ledger) -> None:
     insert_entry = (
-        "INSERT INTO entries (idempotency_key, request_hash, kind, effective_at, recorded_at, refs, metadata)"
-        " VALUES ('raw', 'x', 'raw', now(), now(), '{}', '{}')"
+        "INSERT INTO entries (idempotency_key, request_hash, kind, effective_at, recorded_at, refs, metadata, actor)"
+        " VALUES ('raw', 'x', 'raw', now(), now(), '{}', '{}', 'cli')"
     )
     a, b = posted.account("assets:a", "USD").id, posted.account("assets:b", "USD").id
 

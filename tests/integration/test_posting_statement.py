@@ -102,7 +102,7 @@ def test_an_unbalanced_posting_statement_is_refused_at_its_end(two_accounts: Led
         b = uow.accounts.get("liabilities:b", "USD")
         request = transfer("bad", 100)
         legs = (PlannedPosting(a, Side.DEBIT, 100, 0), PlannedPosting(b, Side.CREDIT, 99, 0))
-        uow.journal._write_postgresql([PlannedEntry(request, uow.clock.now(), legs)], uow.clock.now())
+        uow.journal._write_postgresql([PlannedEntry(request, uow.clock.now(), legs)], uow.clock.now(), "system")
 
     with pytest.raises(IntegrityError, match="does not balance"):
         two_accounts.database.transaction(write_unbalanced, single_write=True)

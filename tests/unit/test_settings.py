@@ -43,6 +43,9 @@ def test_the_request_timeout_and_the_retention_are_read_from_the_environment() -
         {"LEDGER_IDEMPOTENCY_RETENTION": "1w"},
         {"LEDGER_IDEMPOTENCY_LEASE_MARGIN": "0s"},
         {"LEDGER_IDEMPOTENCY_LEASE_MARGIN": "soon"},
+        {"LEDGER_LOG_FORMAT": "xml"},
+        {"LEDGER_AUDIT_INTERVAL": "hourly"},
+        {"LEDGER_AUDIT_INTERVAL": "0s"},
     ],
 )
 def test_a_malformed_setting_is_a_configuration_error_naming_it(environ: dict[str, str]) -> None:
@@ -61,3 +64,22 @@ def test_a_malformed_setting_is_a_configuration_error_naming_it(environ: dict[st
 )
 def test_a_duration_is_a_whole_number_of_days_hours_minutes_or_seconds(text: str, duration: timedelta) -> None:
     assert parse_duration(text) == duration
+
+
+def test_logs_are_json_unless_text_is_asked_for_and_the_worker_audits_hourly_unless_turned_off() -> None:
+    defaults = load_settings({})
+    assert (defaults.log_format, defaults.audit_interval, defaults.metrics_multiprocess_dir) == (
+        "json",
+        timedelta(hours=1),
+        None,
+    )
+    chosen = load_settings(
+        {"LEDGER_LOG_FORMAT": "Text", "LEDGER_AUDIT_INTERVAL": "15m", "PROMETHEUS_MULTIPROC_DIR": "/run/metrics"}
+    )
+    assert (chosen.log_format, chosen.audit_interval, chosen.metrics_multiprocess_dir) == (
+        "text",
+        timedelta(minutes=15),
+        "/run/metrics",
+    )
+    assert load_settings({"LEDGER_AUDIT_INTERVAL": "off"}).audit_interval is None
+    assert load_settings({"LEDGER_AUDIT_INTERVAL": "0"}).audit_interval is None

@@ -11,6 +11,7 @@ from ledger.escrow.dispatcher import Dispatcher, DispatchReport
 from ledger.escrow.reconciliation import ReconciliationLine, reconcile
 from ledger.escrow.services.transactions import EscrowService
 from ledger.escrow.timers import TickReport, tick
+from ledger.progress import Progress
 
 #: At most this many rounds of timers and orders per tick after the first.
 TICK_ROUNDS = 5
@@ -27,10 +28,11 @@ class PaymentOrderService(EscrowService):
         dispatcher.expire_waiting()
         return dispatcher.run()
 
-    def tick(self, now: datetime | None = None) -> TickReport:
+    def tick(self, now: datetime | None = None, progress: Progress | None = None) -> TickReport:
         """Fire due timers, then send every payment order that is due (the timers' refunds,
-        retries, re-sends); one failing order never stops the others."""
-        report = tick(self.book, now)
+        retries, re-sends); one failing order never stops the others. `progress` is told
+        each timer handled."""
+        report = tick(self.book, now, progress)
         orders = self.dispatch()
         sent = orders
         # An order's answer can make a timer due (a week whose review ended while its
@@ -39,7 +41,7 @@ class PaymentOrderService(EscrowService):
         for _ in range(TICK_ROUNDS):
             if not orders.sent:
                 break
-            again = tick(self.book, now)
+            again = tick(self.book, now, progress)
             if not again.fired and not again.stale:
                 break
             report = replace(report, fired=report.fired + again.fired, stale=report.stale + again.stale)
@@ -47,9 +49,10 @@ class PaymentOrderService(EscrowService):
             sent = sent.merged(orders)
         return replace(report, orders=sent.summary() if sent.sent else "")
 
-    def reconcile(self, since: datetime, until: datetime) -> list[ReconciliationLine]:
-        """The provider's payments, refunds and transfers in [since, until) against the ledger."""
+    def reconcile(self, since: datetime, until: datetime, progress: Progress | None = None) -> list[ReconciliationLine]:
+        """The provider's payments, refunds and transfers in [since, until) against the
+        ledger; `progress` is told each provider object read."""
         gateway = self._gateway()
         return self.book.transaction(
-            lambda uow: reconcile(uow, gateway, gateway.psp_account, since, until), read_only=True
+            lambda uow: reconcile(uow, gateway, gateway.psp_account, since, until, progress), read_only=True
         )
