@@ -458,6 +458,7 @@ def run_orders(services: Services, args: argparse.Namespace) -> int:
                         "workers": [
                             {"name": name, "beat_at": at.isoformat(), "summary": summary} for name, at, summary in beats
                         ],
+                        "more": listing.more,
                     },
                     sort_keys=True,
                 )
@@ -471,6 +472,8 @@ def run_orders(services: Services, args: argparse.Namespace) -> int:
                 f"{o.id}  {o.kind.value:<14} {o.state.value:<15} {format_amount(o.amount, o.currency):>12} "
                 f"{o.currency}  age {age}s  attempts {o.attempts}{stuck}{reason}"
             )
+        if listing.more:
+            print(f"(the oldest {len(listing.orders)} only: narrow with --state)")
         if not listing.orders:
             print("no payment orders" + (f" in state {args.state}" if args.state else ""))
         for name, at, summary in beats:

@@ -25,7 +25,8 @@ result for `/metrics`, as a duration (default `1h`); `0` or `off` turns it off.
 `PROMETHEUS_MULTIPROC_DIR`: prometheus_client's multiprocess directory. `ledger serve
 --workers N` (N > 1) sets it for its server processes (`ledger.observability`), so
 that each answers `/metrics` with the sum over all of them; an operator may set it
-instead (an existing directory, emptied before the server starts).
+instead: it is used as it is (made if missing), so empty it before the server starts,
+as prometheus_client asks, or the counts of an earlier run are added in.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ a request is served carries that request's `request_id` (`request_context`).
 
 The JSON lines are python-json-logger's (`pythonjsonlogger.json`, 3.1 and later).
 
-`configure_logging(settings)` sets this up for a process (the worker, the CLI);
+`configure_logging(settings)` sets this up for a process (`ledger worker`);
 `uvicorn_log_config(settings)` is the same as the dictionary `uvicorn.run(log_config=...)`
 applies in the server's process and in each of its workers: uvicorn's startup and
 error lines go through the same formatter, and its access log is off (the API's
@@ -172,7 +172,7 @@ def uvicorn_log_config(settings: Settings) -> dict[str, Any]:
 
 
 def configure_logging(settings: Settings) -> None:
-    """Log this process's lines as `settings.log_format` says (the worker, the CLI)."""
+    """Log this process's lines as `settings.log_format` says (`ledger worker`)."""
     logging.config.dictConfig(logging_config(settings.log_format))
 
 

@@ -25,6 +25,8 @@ from ledger.escrow.service import Escrow
 from ledger.service import Ledger
 
 log = logging.getLogger("ledger.worker")
+#: How long a worker waits to try again an audit that could not run.
+AUDIT_RETRY = timedelta(minutes=5)
 
 
 class AuditSchedule:
@@ -39,8 +41,15 @@ class AuditSchedule:
         self.book = book
         self.interval = interval
         self.run_audit = run_audit
+        # After an audit that could not run (the database or the provider's books did
+        # not answer): when this worker tries again, so that it does not read the whole
+        # journal every round meanwhile. Nothing is stored: /metrics keeps the last
+        # result, whose age then shows the audit is late.
+        self.retry_at: datetime | None = None
 
     def due(self, now: datetime) -> bool:
+        if self.retry_at is not None and now < self.retry_at:
+            return False
         last = self.book.transaction(lambda uow: uow.orders.last_audit_run(), read_only=True)
         return last is None or now - last.finished_at >= self.interval
 
@@ -48,7 +57,9 @@ class AuditSchedule:
         started = self.book.clock.now()
         if not self.due(started):
             return ""
-        report = self.run_audit()
+        self.retry_at = started + min(self.interval, AUDIT_RETRY)
+        report = self.run_audit()  # raising: logged by the round, tried again at retry_at
+        self.retry_at = None
         failed = [check.name for check in report.checks if not check.ok]
         problems = sum(len(check.problems) + check.omitted for check in report.checks)
         finished = self.book.clock.now()

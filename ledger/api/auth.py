@@ -52,7 +52,7 @@ class RequireRole:
         )
         if api_key is None:
             raise NotAuthorizedException("unknown or revoked API key")
+        set_actor(api_key.id)  # a refused role is logged with the key that tried
         if api_key.role != "admin" and api_key.role not in roles:
             raise PermissionDeniedException(f"the {api_key.role} role may not use this route")
         connection.state.api_key = api_key
-        set_actor(api_key.id)

@@ -26,7 +26,7 @@ import logging
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import anyio.to_thread
 from litestar import asgi
@@ -51,6 +51,8 @@ log = logging.getLogger("ledger.api.metrics")
 UNMATCHED = "unmatched"
 #: The methods counted by name; any other is counted as `other`.
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+#: Workers whose last heartbeat is older than this are not reported.
+HEARTBEAT_WINDOW = timedelta(days=1)
 #: Up to the request timeout (30 s by default).
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -83,7 +85,8 @@ def read_figures(uow: UnitOfWork) -> LedgerFigures:
         orders_by_state=uow.metrics.orders_by_state(),
         oldest_open_order=uow.metrics.oldest_open_order_created_at(),
         timers_due=uow.metrics.timers_due(now),
-        heartbeats=[(name, at) for name, at, _ in uow.orders.heartbeats()],
+        # A worker gone for a day is dropped, so restarts (each a new name) do not pile up series.
+        heartbeats=[(name, at) for name, at, _ in uow.orders.heartbeats() if now - at <= HEARTBEAT_WINDOW],
         last_audit=uow.orders.last_audit_run(),
     )
 

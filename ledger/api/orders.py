@@ -21,7 +21,7 @@ from ledger.api.schemas import OrderResolve, PaymentOrderList, PaymentOrderOut
 from ledger.api.views import payment_order_out
 from ledger.config import parse_duration
 from ledger.errors import InvalidRequest
-from ledger.escrow.operations import list_orders, resolve_order, retry_order
+from ledger.escrow.operations import MAX_LISTED_ORDERS, list_orders, resolve_order, retry_order
 from ledger.escrow.service import Escrow
 from ledger.escrow.services.transactions import require_gateway
 from ledger.service import Ledger
@@ -47,13 +47,16 @@ class PaymentOrderController(Controller):
         book: NamedDependency[Ledger],
         order_state: Annotated[str | None, QueryParameter(name="state")] = None,  # `state` is Litestar's own
         older_than: FromQuery[str | None] = None,
+        limit: FromQuery[int] = MAX_LISTED_ORDERS,
     ) -> PaymentOrderList:
-        """Payment orders, oldest first: all, those in one `state` (pending, sent,
-        requires_action, succeeded, failed, cancelled, or `stuck`: sent and not
-        acknowledged), and only those older than `older_than` (`30m`, `24h`, `7d`)."""
+        """Payment orders, oldest first, at most `limit` (1 to 1000): all, those in one
+        `state` (pending, sent, requires_action, succeeded, failed, cancelled, or
+        `stuck`: sent and not acknowledged), and only those older than `older_than`
+        (`30m`, `24h`, `7d`). `more` says newer ones were left out."""
         age = _older_than(older_than)
-        found = list_orders(book, state=order_state)
-        return PaymentOrderList([payment_order_out(o, found.now) for o in found.orders if o.age(found.now) >= age])
+        found = list_orders(book, state=order_state, limit=limit)
+        orders = [payment_order_out(o, found.now) for o in found.orders if o.age(found.now) >= age]
+        return PaymentOrderList(orders, more=found.more)
 
     @get("/{order_id:str}", operation_id="getPaymentOrder", sync_to_thread=True)
     def read(self, book: NamedDependency[Ledger], order_id: FromPath[str]) -> PaymentOrderOut:

@@ -387,6 +387,7 @@ class PaymentOrderOut(Struct):
 
 class PaymentOrderList(Struct):
     orders: list[PaymentOrderOut]
+    more: bool  # newer orders of the kind asked for were left out (raise `limit` or narrow `state`)
 
 
 class PostingOut(Struct):

@@ -29,6 +29,9 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 def make_engine(url: str, **options: Any) -> Engine:
     """An engine for a SQLite or PostgreSQL URL, tuned for the ledger."""
     parsed = make_url(url)
+    # A statement's parameters stay out of its error messages (and so out of the logs
+    # and the CLI's error line): they may hold a party's address or a payer's secret.
+    options.setdefault("hide_parameters", True)
     if parsed.get_backend_name() == "sqlite":
         engine = create_engine(parsed, **options)
         _configure_sqlite(engine)

@@ -223,6 +223,14 @@ def _dispute_values(dispute: WeekDispute) -> dict[str, object]:
     }
 
 
+def _contract_state(contract: Contract) -> str:
+    """What `state_changes` records of a contract: ended (which outlasts a pause lifted
+    later, e.g. by a past-due week's charge succeeding), paused, or open."""
+    if contract.ended_by is not None:
+        return f"ended_by_{contract.ended_by}"
+    return "open" if contract.paused_by is None else f"paused_{contract.paused_by}"
+
+
 def week_dispute_of(row: Row[Any]) -> WeekDispute:
     return WeekDispute(
         id=row.id,
@@ -286,6 +294,7 @@ class EscrowStore:
                 paused_by=contract.paused_by,
             )
         )
+        self._changed("contract", contract.id, _contract_state(contract))
 
     def contract(self, contract_id: str, *, lock: bool = False) -> Contract:
         query = select(contracts).where(contracts.c.id == contract_id)
@@ -317,7 +326,7 @@ class EscrowStore:
                 paused_by=contract.paused_by,
             )
         )
-        self._changed("contract", contract.id, "open" if contract.paused_by is None else f"paused_{contract.paused_by}")
+        self._changed("contract", contract.id, _contract_state(contract))
 
     # --- hourly time -----------------------------------------------------------
 

@@ -42,27 +42,35 @@ class OrderListing:
 
     now: datetime
     orders: list[PaymentOrder]
+    more: bool = False  # further (newer) orders of the kind asked for were not listed
 
 
-def list_orders(book: Ledger, *, state: str | None = None) -> OrderListing:
-    """All orders, those in one state, or `stuck` ones (sent, unacknowledged past a threshold)."""
+#: The most orders one listing shows (the oldest; narrow it by state to see others).
+MAX_LISTED_ORDERS = 1000
+
+
+def list_orders(book: Ledger, *, state: str | None = None, limit: int = MAX_LISTED_ORDERS) -> OrderListing:
+    """The oldest `limit` orders: all, those in one state, or `stuck` ones (sent,
+    unacknowledged past a threshold)."""
+    if not 1 <= limit <= MAX_LISTED_ORDERS:
+        raise InvalidRequest(f"the limit is from 1 to {MAX_LISTED_ORDERS}, not {limit}", field="limit")
     now = book.clock.now()
     if state is None:
-        found = book.transaction(lambda uow: uow.orders.listing(), read_only=True)
+        states = None
     elif state == "stuck":
-        found = [
-            o
-            for o in book.transaction(lambda uow: uow.orders.listing(states=[OrderState.SENT]), read_only=True)
-            if o.is_stuck(now)
-        ]
+        states = [OrderState.SENT]
     else:
         try:
-            wanted = OrderState(state)
+            states = [OrderState(state)]
         except ValueError:
             choices = ", ".join([*(s.value for s in OrderState), "stuck"])
-            raise InvalidRequest(f"--state is one of {choices}", field="state") from None
-        found = book.transaction(lambda uow: uow.orders.listing(states=[wanted]), read_only=True)
-    return OrderListing(now, found)
+            raise InvalidRequest(f"the state is one of {choices}, not {state!r}", field="state") from None
+    found = book.transaction(lambda uow: uow.orders.listing(states=states, limit=limit + 1), read_only=True)
+    more = len(found) > limit
+    found = found[:limit]
+    if state == "stuck":
+        found = [o for o in found if o.is_stuck(now)]
+    return OrderListing(now, found, more)
 
 
 def retry_order(book: Ledger, gateway: PaymentGateway, order_id: str) -> PaymentOrder:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -17,7 +17,7 @@ from ledger.audit import AuditReport, CheckResult, Problem
 from ledger.bootstrap import Services
 from ledger.escrow.service import Escrow
 from ledger.observability import JsonFormatter, RequestIdFilter, TextFormatter
-from ledger.worker import AuditSchedule, run_round
+from ledger.worker import AUDIT_RETRY, AuditSchedule, run_round
 from tests.e2e.conftest import Api
 from tests.e2e.test_finance_api import ok, release
 
@@ -113,6 +113,11 @@ def test_each_request_is_one_line_with_its_route_template_actor_and_key_and_no_s
     everything = "\n".join(written + [TextFormatter().format(record) for record in ours])
     for secret in (api.keys["marketplace"], contract, "cl_1", "fr_1", "Logo"):
         assert secret not in everything  # no key, no id of a party or contract, no body
+    caplog.clear()
+    denied = api.client.get("/v1/payment-orders", headers=api.headers("auditor"))
+    assert denied.status_code == 403
+    [line] = request_lines(caplog)
+    assert (line.status, line.actor) == (403, key_id(api, "auditor"))  # the key that tried
 
 
 def test_metrics_count_requests_and_read_the_ledger_without_a_key_or_party_data(api: Api) -> None:
@@ -187,6 +192,22 @@ def test_metrics_show_timers_due_open_orders_the_heartbeat_and_the_last_stored_a
     assert figures[("ledger_audit_last_ok", ())] == 0 and figures[("ledger_audit_last_problems", ())] == 3
     last = api.book.transaction(lambda uow: uow.orders.last_audit_run(), read_only=True)
     assert last is not None and last.failed_checks == ("entries_balance",) and last.actor == WORKER
+
+    def unreachable() -> AuditReport:
+        attempts.append(api.clock.now())
+        raise OperationalError("SELECT", {}, Exception("the database went away"))
+
+    attempts: list[datetime] = []
+    broken = AuditSchedule(api.book, timedelta(minutes=30), unreachable)
+    api.clock.advance(timedelta(minutes=30))  # due again
+    for _ in range(3):  # a round a minute: the audit that cannot run waits AUDIT_RETRY between tries
+        with acting_as(WORKER):
+            assert "audit" not in run_round(escrow, name="worker:test", started_at=started, audit=broken)
+        api.clock.advance(timedelta(minutes=1))
+    api.clock.advance(AUDIT_RETRY - timedelta(minutes=3))
+    with acting_as(WORKER):
+        run_round(escrow, name="worker:test", started_at=started, audit=broken)
+    assert [at - attempts[0] for at in attempts] == [timedelta(0), AUDIT_RETRY]
 
 
 def test_readiness_names_the_dependency_that_is_down_without_its_error_text(

@@ -84,6 +84,13 @@ def test_operators_list_retry_and_resolve_payment_orders_over_http(api: Api, pro
     assert failed["id"] not in [o["id"] for o in older["orders"]]
     bad = api.client.get("/v1/payment-orders", params={"older_than": "soon"}, headers=api.headers("admin"))
     assert bad.status_code == 422 and bad.json()["field"] == "older_than"
+    everything = ok(api.client.get("/v1/payment-orders", headers=api.headers("admin")))
+    assert len(everything["orders"]) >= 2 and everything["more"] is False
+    first = ok(api.client.get("/v1/payment-orders", params={"limit": 1}, headers=api.headers("admin")))
+    assert first["orders"] == everything["orders"][:1] and first["more"] is True  # the oldest, and more
+    for params, field in (({"limit": 0}, "limit"), ({"limit": 1001}, "limit"), ({"state": "lost"}, "state")):
+        refused_listing = api.client.get("/v1/payment-orders", params=params, headers=api.headers("admin"))
+        assert refused_listing.status_code == 422 and refused_listing.json()["field"] == field, params
     # Resolving as succeeded needs the provider to confirm the reference; nothing changes otherwise.
     refused = admin_post(
         api, f"/v1/payment-orders/{failed['id']}/resolve", {"outcome": "succeeded", "reference": "re_made_up"}

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from ledger import FixedClock, Ledger
+from ledger.actors import CLI, acting_as
 from ledger.db.schema import payment_orders, refund_orders
 from ledger.errors import IdempotencyConflict, UnknownAccount
 from ledger.escrow.model import InvalidTransition, MilestoneState
@@ -462,7 +463,8 @@ def test_an_order_first_sent_beyond_the_lookup_limit_is_never_sent_again_but_res
     [order] = [o for o in list_orders(book).orders if o.kind is OrderKind.REFUND]
     with pytest.raises(OrderNotResolvable, match="more than 7 days"):
         retry_order(book, gateway, order.id)
-    resolved = resolve_order(book, gateway, order.id, outcome="failed", reason="no refund at the provider")
-    assert resolved.state is OrderState.FAILED and resolved.resolved_by == "cli"
+    with acting_as(CLI):  # as `ledger orders resolve` does
+        resolved = resolve_order(book, gateway, order.id, outcome="failed", reason="no refund at the provider")
+    assert resolved.state is OrderState.FAILED and resolved.resolved_by == CLI
     assert book.balance("liabilities:refunds:in_transit", "USD") == 50 * D  # still owed to the client
     assert book.audit().ok
