@@ -13,7 +13,9 @@ later won or lost; freelancers withdraw; the fee schedule switches between `clas
 and `flat-10`; hourly contracts log time every weekday evening, are billed by the week
 (closed Monday 12:00, released Saturday, available Wednesday), get bonuses and have
 their hours disputed. Provider faults are injected through the simulated gateway:
-declined cards and payouts, and 3-D Secure the payer passes or fails. Some actions
+declined cards and payouts, 3-D Secure the payer passes or fails, and timeouts on a
+funding charge, a refund or a payout (the provider down, or its answer lost after it
+did the work), which the dispatcher's retries settle. Some actions
 are deliberately wrong (approving a draft, paying out more than is available): the
 ledger's refusal (a `Conflict` or `InvalidRequest`) is counted, never fatal; any other
 error propagates. Between actions the clock moves on and `escrow.orders.tick` fires
@@ -359,7 +361,9 @@ def simulate(
         )
     clock.set(START)
     end = _add_months(START, months)
-    market = _Market(services, clock, gateway, random.Random(seed), clients, freelancers)
+    market = _Market(
+        services, clock, gateway, random.Random(seed), random.Random(f"outages:{seed}"), clients, freelancers
+    )
     days = (end - START).days
     if progress is not None:
         progress(0, days)
@@ -390,11 +394,15 @@ class _Market:
         clock: FixedClock,
         gateway: SimulatedGateway,
         rng: random.Random,
+        outage_rng: random.Random,
         clients: int,
         freelancers: int,
     ) -> None:
         self.services, self.escrow, self.book = services, services.escrow, services.book
         self.clock, self.gateway, self.rng = clock, gateway, rng
+        # Outages are drawn from a stream of their own (`outage_rng`), so that drawing
+        # them takes nothing from the main stream's choices.
+        self.outage_rng = outage_rng
         self.clients = [f"cl_{n:03d}" for n in range(1, clients + 1)]
         self.freelancers = [f"fr_{n:03d}" for n in range(1, freelancers + 1)]
         self.contracts: list[_Contract] = []
@@ -504,6 +512,28 @@ class _Market:
         self.done[action] += 1
         return result
 
+    def arm_outage(self) -> str | None:
+        """Now and then, the provider times out on the request's own call (the next to
+        reach it): before doing anything, or after, its answer lost."""
+        draw = self.outage_rng.random()
+        if draw < 0.04:
+            self.gateway.unavailable_next()
+            return "provider_down"
+        if draw < 0.08:
+            self.gateway.lose_answer_next()
+            return "answer_lost"
+        return None
+
+    def outage_met(self, call: str, outage: str | None) -> None:
+        """Count an outage its request's call met; withdraw one it did not (the request
+        was refused, or reached the provider not at all), so no later call meets it."""
+        if outage is None:
+            return
+        if self.gateway.outages_armed:
+            self.gateway.clear_outages()
+        else:
+            self.faults[f"{call}_{outage}"] += 1
+
     def sent_maybe_twice(self, action: str, call: Callable[..., T], identity: Callable[[T], object]) -> T | None:
         """Send a request; now and then with a request key, twice, as a client whose first
         answer was lost would. The retry must answer the first result and move nothing
@@ -610,15 +640,20 @@ class _Market:
 
     def fund(self, m: _Milestone) -> None:
         """Fund a draft; sometimes the card is declined, or asks for 3-D Secure, which the
-        payer then passes or fails (and funding again settles it from the provider)."""
+        payer then passes or fails (and funding again settles it from the provider), or
+        the provider times out (the worker's next round sends the charge again)."""
         draw = self.rng.random()
+        outage = None
         if draw < 0.1:
             self.gateway.decline_next("card_declined")
             self.faults["funding_declined"] += 1
         elif draw < 0.16:
             self.gateway.require_action_next()
             self.faults["funding_requires_action"] += 1
+        else:
+            outage = self.arm_outage()
         outcome = self.attempt("fund", lambda: self.escrow.funding.fund(m.id))
+        self.outage_met("funding", outage)
         if outcome is not None and outcome.status == "requires_action":
             waiting = [
                 r
@@ -672,7 +707,9 @@ class _Market:
         left = payment.gross - payment.refunded
         amount = left if self.rng.random() < 0.35 else max(1, left * self.rng.randint(5, 60) // 100)
         refund = functools.partial(self.escrow.refunds.refund_payment, payment.id, amount)
+        outage = self.arm_outage()
         self.sent_maybe_twice("refund_payment", refund, lambda r: r.id)
+        self.outage_met("refund", outage)
 
     def charge_back(self) -> None:
         """The client's bank disputes what is left (unrefunded) of the charge that funded a
@@ -718,11 +755,15 @@ class _Market:
         if not available:
             return
         amount = available if self.rng.random() < 0.4 else max(1, available * self.rng.randint(20, 90) // 100)
+        outage = None
         if self.rng.random() < 0.08:
             self.gateway.decline_next("account_closed")
             self.faults["payout_declined"] += 1
+        else:
+            outage = self.arm_outage()
         request = functools.partial(self.escrow.payouts.request_payout, freelancer, amount=amount, currency=currency)
         payout = self.sent_maybe_twice("payout", request, lambda p: p.id)
+        self.outage_met("payout", outage)
         if payout is not None and payout.state is PayoutState.FAILED:
             self.declined["payout"] += 1
 

@@ -13,7 +13,11 @@ record in memory. The audit compares them with the ledger (invariant 10).
 For tests and demonstrations: `decline_next(reason)` makes the next charge or
 payout fail, `require_action_next()` makes the next charge wait for the payer,
 `complete_action` is the payer finishing (or failing) 3-D Secure, and
-`open_dispute` / `close_dispute` are the client's bank.
+`open_dispute` / `close_dispute` are the client's bank. Outages, for the next
+charge, refund or payout: `unavailable_next()` (the provider does not answer and
+does nothing) and `lose_answer_next()` (it does the work, but its answer never
+arrives); both raise `GatewayUnavailable`, as a timeout would, and a call again with
+the same idempotency key then gets the work's first answer.
 """
 
 from __future__ import annotations
@@ -24,10 +28,12 @@ from dataclasses import replace
 from typing import Any, Protocol, TypeVar
 
 from ledger.errors import InvalidRequest
-from ledger.gateway import BalanceMove, DisputeReport, GatewayResult, UnknownProviderObject
+from ledger.gateway import BalanceMove, DisputeReport, GatewayResult, GatewayUnavailable, UnknownProviderObject
 from ledger.gateway.books import KINDS, ProviderMovement, ProviderRecord, movements, parse_reference
 
 T = TypeVar("T")
+#: The outages the simulated provider can be told to have (`unavailable_next`, `lose_answer_next`).
+UNAVAILABLE, ANSWER_LOST = "unavailable", "answer_lost"
 
 PSP_ACCOUNT = "assets:psp:simulated"
 
@@ -141,6 +147,7 @@ class SimulatedGateway:
         self.fee_fixed = fee_fixed
         self._declines: list[str] = []
         self._requires_action = 0
+        self._outages: list[str] = []  # UNAVAILABLE or ANSWER_LOST, for the next calls in turn
 
     # --- the tester's levers ----------------------------------------------------------
 
@@ -149,6 +156,36 @@ class SimulatedGateway:
 
     def require_action_next(self) -> None:
         self._requires_action += 1
+
+    def unavailable_next(self) -> None:
+        """The next charge, refund or payout times out before the provider does anything."""
+        self._outages.append(UNAVAILABLE)
+
+    def lose_answer_next(self) -> None:
+        """The next charge, refund or payout that does something new is done, and its
+        answer lost: the caller sees a timeout."""
+        self._outages.append(ANSWER_LOST)
+
+    @property
+    def outages_armed(self) -> int:
+        """Outages asked for and not yet met by a call."""
+        return len(self._outages)
+
+    def clear_outages(self) -> None:
+        """Withdraw the outages no call has met (the request meant to meet them was refused)."""
+        self._outages.clear()
+
+    def _reach(self) -> None:
+        """A call reaches the provider: unless it is down for this one."""
+        if self._outages and self._outages[0] == UNAVAILABLE:
+            self._outages.pop(0)
+            raise GatewayUnavailable("the provider did not answer in time (simulated outage)")
+
+    def _answered(self, created: bool) -> None:
+        """The provider did the work; its answer is lost if that was asked for (never a replay's)."""
+        if created and self._outages and self._outages[0] == ANSWER_LOST:
+            self._outages.pop(0)
+            raise GatewayUnavailable("the provider's answer was lost (simulated outage)")
 
     @property
     def calls(self) -> dict[str, GatewayResult]:
@@ -199,6 +236,7 @@ class SimulatedGateway:
         off_session: bool = False,
     ) -> GatewayResult:
         self._positive(amount)
+        self._reach()
 
         def work(view: BookView) -> tuple[ProviderRecord, bool]:
             found = self._replay(view, idempotency_key, "charge", amount, currency)
@@ -227,6 +265,7 @@ class SimulatedGateway:
         record, created = self._books.atomically(work)
         if created:
             self._used(record)
+        self._answered(created)
         return _answer(record, record.answered)
 
     def _used(self, record: ProviderRecord) -> None:
@@ -299,12 +338,13 @@ class SimulatedGateway:
         charge, one that has not succeeded, or more than is left unrefunded of it. The refund
         is found by `metadata["order"]` (the key when none is given)."""
         self._positive(amount)
+        self._reach()
         order_id = (metadata or {}).get("order") or idempotency_key
 
-        def work(view: BookView) -> ProviderRecord:
+        def work(view: BookView) -> tuple[ProviderRecord, bool]:
             found = self._replay(view, idempotency_key, "refund", amount, currency)
             if found is not None:
-                return found
+                return found, False
             charge = self._charge(view, charge_reference, lock=True)
             if charge.status != "succeeded":
                 raise InvalidRequest(
@@ -321,7 +361,7 @@ class SimulatedGateway:
                     f"refund of {amount} is more than the {left} left unrefunded of charge {charge.reference}",
                     field="amount",
                 )
-            return view.add(
+            record = view.add(
                 kind="refund",
                 idempotency_key=idempotency_key,
                 amount=amount,
@@ -332,8 +372,10 @@ class SimulatedGateway:
                 order_id=order_id,
                 metadata={"order": order_id},
             )
+            return record, True
 
-        refund = self._books.atomically(work)
+        refund, created = self._books.atomically(work)
+        self._answered(created)
         return _answer(refund, refund.answered)
 
     def retrieve_refund(self, reference: str) -> tuple[GatewayResult, Mapping[str, str]]:
@@ -348,6 +390,7 @@ class SimulatedGateway:
     ) -> GatewayResult:
         """A transfer to the destination account: paid at once, unless told to decline."""
         self._positive(amount)
+        self._reach()
 
         def work(view: BookView) -> tuple[ProviderRecord, bool]:
             found = self._replay(view, idempotency_key, "transfer", amount, currency)
@@ -371,6 +414,7 @@ class SimulatedGateway:
         record, created = self._books.atomically(work)
         if created:
             self._used(record)
+        self._answered(created)
         return _answer(record, record.answered)
 
     def find(self, kind: str, order_id: str) -> GatewayResult | None:

@@ -158,3 +158,32 @@ def test_scripted_faults_happen_where_they_say(provider: SimulatedGateway) -> No
     assert charge(faulty, "k2").succeeded and len(provider.records()) == 2
     assert charge(faulty, "k3").succeeded and faulty.sent[-2:] == [("charge", "k3"), ("charge", "k3")]
     assert len(provider.records()) == 3  # answered twice, charged once
+
+
+def test_an_outage_times_out_one_call_before_or_after_the_work_and_a_retry_gets_the_first_answer(
+    provider: SimulatedGateway,
+) -> None:
+    provider.unavailable_next()
+    assert provider.outages_armed == 1
+    with pytest.raises(GatewayUnavailable, match="did not answer"):
+        charge(provider)
+    assert provider.records() == [] and provider.outages_armed == 0  # nothing done
+    provider.lose_answer_next()
+    with pytest.raises(GatewayUnavailable, match="answer was lost"):
+        charge(provider)
+    [done] = provider.records()  # done, though the caller saw a timeout
+    assert charge(provider).reference == done.reference  # the retry: the first answer, nothing more
+    provider.lose_answer_next()
+    with pytest.raises(GatewayUnavailable):
+        refund(provider, done.reference, 10_00)
+    assert refund(provider, done.reference, 10_00).succeeded
+    provider.lose_answer_next()
+    with pytest.raises(GatewayUnavailable):
+        provider.payout(amount=5_00, currency="USD", idempotency_key="po_1", destination="acct_1", metadata=META)
+    assert provider.payout(
+        amount=5_00, currency="USD", idempotency_key="po_1", destination="acct_1", metadata=META
+    ).succeeded
+    assert [m.kind for m in provider.movements()] == ["charge", "refund", "transfer"]
+    provider.unavailable_next()
+    provider.clear_outages()  # withdrawn: the next call is answered
+    assert charge(provider, "ch_other").succeeded
