@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from litestar.di import Provide
 
-from ledger.api.idempotent import KEYS_DEPENDENCY, IdempotencyKeys, scoped_request_key
+from ledger.api.idempotent import KEYS_DEPENDENCY, REQUEST_KEY_DEPENDENCY, IdempotencyKeys, scoped_request_key
 from ledger.api.pagination import page_request
 from ledger.bootstrap import Services
 from ledger.escrow.service import Escrow
@@ -46,6 +46,6 @@ def app_dependencies(
         "finance": Provide(finance, sync_to_thread=False, use_cache=True),
         KEYS_DEPENDENCY: Provide(idempotency_keys, sync_to_thread=False, use_cache=True),
         "stripe_webhook_secret": Provide(webhook_secret, sync_to_thread=False, use_cache=True),
-        "request_key": Provide(scoped_request_key, sync_to_thread=False),
+        REQUEST_KEY_DEPENDENCY: Provide(scoped_request_key, sync_to_thread=False),
         "page": Provide(page_request, sync_to_thread=False),
     }

@@ -38,6 +38,8 @@ P = ParamSpec("P")
 JSON = "application/json"
 #: The dependency `@idempotent` adds to the handlers it wraps.
 KEYS_DEPENDENCY = "idempotency_keys"
+#: The dependency giving a handler the request's Idempotency-Key (`scoped_request_key`).
+REQUEST_KEY_DEPENDENCY = "request_key"
 MAX_KEY_LENGTH = 255
 
 

@@ -17,6 +17,9 @@ module adds to the built `OpenAPI` object, once, from the routes themselves:
 - Unknown members. A request body whose Struct has `forbid_unknown_fields` refuses
   them: its component schema (and those of the Structs inside it that forbid them too)
   says `additionalProperties: false`.
+- The Idempotency-Key header. `@idempotent` (`ledger.api.idempotent`) and the
+  `request_key` dependency read it from the request, which Litestar does not see:
+  every operation taking either declares the optional header parameter.
 
 The document is built lazily, on the first request to `/schema*` (building it for every
 app would cost each server process and each test its time), by the schema router's
@@ -33,6 +36,7 @@ from typing import Any
 import msgspec
 import msgspec.inspect as mi
 from litestar import Litestar, Request, Router
+from litestar.enums import ParamType
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.spec import (
     OpenAPI,
@@ -40,11 +44,13 @@ from litestar.openapi.spec import (
     OpenAPIResponse,
     OpenAPIType,
     Operation,
+    Parameter,
     Reference,
     Schema,
 )
 from litestar.routes import HTTPRoute
 
+from ledger.api.idempotent import KEYS_DEPENDENCY, MAX_KEY_LENGTH, REQUEST_KEY_DEPENDENCY
 from ledger.api.problems import PROBLEM_JSON
 
 PROBLEM = "Problem"
@@ -152,6 +158,26 @@ def answers(route: HTTPRoute, handler: HTTPRouteHandler, method: str, operation:
     return statuses | OTHER_ANSWERS.get(operation.operation_id or "", set())
 
 
+#: The header as `ledger.api.idempotent` takes it.
+IDEMPOTENCY_KEY = Parameter(
+    name="Idempotency-Key",
+    param_in=ParamType.HEADER,
+    required=False,
+    schema=Schema(type=OpenAPIType.STRING, min_length=1, max_length=MAX_KEY_LENGTH),
+    description=(
+        "Your id of this request (a UUID, say): a retry with the same key gets the first response and moves "
+        "no money again; the same key with another request is 409 `idempotency-conflict`. Scoped to the "
+        "API key, kept for LEDGER_IDEMPOTENCY_RETENTION (7 days by default)."
+    ),
+)
+
+
+def takes_idempotency_key(handler: HTTPRouteHandler) -> bool:
+    """`@idempotent` handlers and those taking the `request_key` dependency read the header."""
+    taken = handler.parsed_fn_signature.parameters
+    return KEYS_DEPENDENCY in taken or REQUEST_KEY_DEPENDENCY in taken
+
+
 def needs_key(handler: HTTPRouteHandler) -> bool:
     """`RequireRole` asks for a key on the routes that name roles."""
     return handler.opt.get("roles") is not None
@@ -187,6 +213,8 @@ def complete(app: Litestar, openapi: OpenAPI) -> OpenAPI:
         if not needs_key(handler):
             operation.security = []
         add_representations(operation)
+        if takes_idempotency_key(handler):
+            operation.parameters = [*(operation.parameters or []), IDEMPOTENCY_KEY]
         for struct in request_structs(handler):
             if struct.__struct_config__.forbid_unknown_fields:
                 schemas[component_of(struct, schemas)].additional_properties = False

@@ -204,3 +204,22 @@ def test_every_schema_page_shows_the_completed_document(api: Api) -> None:
     served = document(api)
     assert served == document(api)
     assert documented(api.client.app).to_schema() == served
+
+
+def test_every_operation_that_changes_something_declares_the_optional_idempotency_key(api: Api) -> None:
+    spec = document(api)
+    for method, path, operation in operations(spec):
+        headers = [p for p in operation.get("parameters", []) if p["in"] == "header" and p["name"] == "Idempotency-Key"]
+        # A PUT (a party's record) is idempotent by itself: it takes no key.
+        changes = method in {"POST", "PATCH", "DELETE"} and not path.startswith(OPEN_PREFIXES)
+        if not changes:
+            assert not headers, (method, path)
+            continue
+        [header] = headers
+        assert header["required"] is False and header["schema"] == {"type": "string", "minLength": 1, "maxLength": 255}
+    too_long = api.client.post(
+        "/v1/contracts",
+        json={"client_id": "cl_1", "freelancer_id": "fr_1", "currency": "USD", "title": "Logo"},
+        headers=api.headers(**{"Idempotency-Key": "k" * 256}),
+    )
+    assert too_long.status_code == 422 and too_long.json()["field"] == "Idempotency-Key"  # as documented
