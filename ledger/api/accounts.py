@@ -13,7 +13,7 @@ from litestar.response import Stream
 from ledger.api.auth import FINANCE
 from ledger.api.pagination import PageRequest
 from ledger.api.params import AsOf, PeriodEnd, PeriodStart, instant_param, optional_instant
-from ledger.api.schemas import AccountList, Amount, BalanceAtOut
+from ledger.api.schemas import STATEMENT_RESPONSE, AccountList, Amount, BalanceAtOut
 from ledger.api.streaming import streamed
 from ledger.api.views import account_out, statement_json_chunks
 from ledger.invoices.documents import StatementHeading, StatementLine
@@ -54,7 +54,12 @@ class AccountController(Controller):
         amount = book.balance(code, held, as_of=moment)
         return BalanceAtOut(code, Amount.of(amount, held), moment)
 
-    @get("/{code:str}/statement", operation_id="getAccountStatement", sync_to_thread=True)
+    @get(
+        "/{code:str}/statement",
+        operation_id="getAccountStatement",
+        sync_to_thread=True,
+        responses={200: STATEMENT_RESPONSE},
+    )
     def statement(
         self,
         finance: NamedDependency[Finance],

@@ -15,7 +15,7 @@ from litestar.response import Stream
 from ledger.api.accounts import csv_bytes
 from ledger.api.auth import FINANCE, MARKETPLACE
 from ledger.api.params import PeriodEnd, PeriodStart, instant_param
-from ledger.api.schemas import PartyOut, PartyUpdate
+from ledger.api.schemas import STATEMENT_RESPONSE, PartyOut, PartyUpdate
 from ledger.api.streaming import streamed
 from ledger.api.views import party_out, statement_json_chunks
 from ledger.invoices.documents import StatementHeading, StatementLine
@@ -42,6 +42,7 @@ class PartyController(Controller):
         "/{party_id:str}/statement",
         operation_id="getPartyStatement",
         sync_to_thread=True,
+        responses={200: STATEMENT_RESPONSE},
         opt={"roles": (*MARKETPLACE, *FINANCE)},
     )
     def statement(

@@ -11,6 +11,7 @@ from datetime import date, datetime
 from typing import Annotated, Literal
 
 import msgspec
+from litestar.openapi import ResponseSpec
 from msgspec import Meta, Struct
 
 from ledger.errors import CurrencyMismatch, LedgerError
@@ -489,6 +490,11 @@ class StatementOut(Struct):
     opening_balance: Amount
     closing_balance: Amount
     lines: list[StatementLineOut]
+
+
+#: A statement's JSON is streamed (`ledger.api.views.statement_json_chunks`), so its
+#: handler returns a bare Response: this tells the OpenAPI document its shape.
+STATEMENT_RESPONSE = ResponseSpec(StatementOut, description="The statement", generate_examples=False)
 
 
 class TrialBalanceRowOut(Struct):

@@ -21,7 +21,9 @@ from litestar.routes import HTTPRoute
 
 import ledger.api
 from ledger.api.openapi import REPRESENTATIONS, documented
+from ledger.api.schemas import StatementOut
 from tests.e2e.conftest import Api
+from tests.e2e.test_finance_api import release
 
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 PROBLEM_JSON = "application/problem+json"
@@ -223,3 +225,19 @@ def test_every_operation_that_changes_something_declares_the_optional_idempotenc
         headers=api.headers(**{"Idempotency-Key": "k" * 256}),
     )
     assert too_long.status_code == 422 and too_long.json()["field"] == "Idempotency-Key"  # as documented
+
+
+def test_a_statement_s_json_is_documented_as_the_statement_it_streams(api: Api) -> None:
+    spec = document(api)
+    for path in ("/v1/accounts/{code}/statement", "/v1/parties/{party_id}/statement"):
+        success = spec["paths"][path]["get"]["responses"]["200"]["content"][JSON]["schema"]
+        assert success == {"$ref": "#/components/schemas/StatementOut"}, path
+    release(api, "1000.00")
+    streamed = api.client.get(
+        "/v1/parties/fr_1/statement",
+        params={"role": "freelancer", "currency": "USD", "from": "2026-01-01", "to": "2027-01-01"},
+        headers=api.headers(),
+    )
+    assert streamed.status_code == 200, streamed.text
+    statement = msgspec.json.decode(streamed.content, type=StatementOut, strict=True)  # the shape documented
+    assert statement.lines and statement.account == "fr_1"
