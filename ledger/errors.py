@@ -122,6 +122,12 @@ class BelowFloor(Conflict):
     code = "below-floor"
 
 
+class InsufficientFunds(BelowFloor):
+    """The freelancer's available balance is less than the payout asks for."""
+
+    code = "insufficient-funds"
+
+
 # --- operations ------------------------------------------------------------------
 
 

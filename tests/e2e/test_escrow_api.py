@@ -220,10 +220,19 @@ def test_a_payout_cannot_take_more_than_is_available(api: Api) -> None:
     ok(post(api, f"/v1/milestones/{milestone_id}/approve"))  # 850.00 pending, nothing available yet
     before = journal_size(api)
 
-    problem(post(api, "/v1/freelancers/fr_1/payouts", {"amount": usd("0.01")}), 409)
+    nothing = problem(
+        post(api, "/v1/freelancers/fr_1/payouts", {"amount": usd("0.01")}), 409, "urn:ledger:problem:insufficient-funds"
+    )
+    assert (nothing["available"], nothing["requested"], nothing["currency"]) == ("0.00", "0.01", "USD")
 
     advance(api, days=5)
-    problem(post(api, "/v1/freelancers/fr_1/payouts", {"amount": usd("850.01")}), 409)
+    short = problem(
+        post(api, "/v1/freelancers/fr_1/payouts", {"amount": usd("850.01")}),
+        409,
+        "urn:ledger:problem:insufficient-funds",
+    )
+    assert short["detail"] == "a payout of 850.01 USD is more than the 850.00 USD available to fr_1"
+    assert (short["available"], short["requested"], short["freelancer_id"]) == ("850.00", "850.01", "fr_1")
     assert journal_size(api) == before + 1  # only the maturity of the payment
     assert balance(api) == {"pending": "0.00", "available": "850.00", "in_transit": "0.00"}
 
