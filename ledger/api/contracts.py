@@ -11,8 +11,16 @@ from litestar.params import FromPath, JSONBody
 
 from ledger.api.auth import MARKETPLACE
 from ledger.api.idempotent import idempotent
-from ledger.api.schemas import ContractCreate, ContractOut, ContractUpdate, EndContract, MilestoneCreate, MilestoneOut
-from ledger.api.views import contract_out, milestone_out, read_contract
+from ledger.api.schemas import (
+    ContractCreate,
+    ContractOut,
+    ContractUpdate,
+    EndContract,
+    MilestoneCreate,
+    MilestoneOut,
+    StateHistoryOut,
+)
+from ledger.api.views import contract_out, history_out, milestone_out, read_contract
 from ledger.errors import InvalidRequest
 from ledger.escrow.model import HOURLY
 from ledger.escrow.service import Escrow
@@ -88,6 +96,12 @@ class ContractController(Controller):
     def read(self, book: NamedDependency[Ledger], contract_id: FromPath[str]) -> ContractOut:
         """A contract with its milestones."""
         return read_contract(book, contract_id)
+
+    @get("/{contract_id:str}/history", operation_id="getContractHistory", sync_to_thread=True)
+    def history(self, escrow: NamedDependency[Escrow], contract_id: FromPath[str]) -> StateHistoryOut:
+        """The states the contract went through (open, paused_*, ended_by_*), oldest first,
+        with who moved it there (an API key's id, `worker`, `provider`, `cli`...)."""
+        return history_out(contract_id, escrow.reads.history("contract", contract_id))
 
     @post("/{contract_id:str}/milestones", operation_id="addMilestone", sync_to_thread=True, status_code=201)
     @idempotent

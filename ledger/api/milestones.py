@@ -11,8 +11,16 @@ from litestar.params import FromPath, JSONBody
 
 from ledger.api.auth import MARKETPLACE
 from ledger.api.idempotent import idempotent
-from ledger.api.schemas import ApproveRequest, DisputeOut, FundingOut, FundRequest, MilestoneOut, ResolveDispute
-from ledger.api.views import dispute_out, funding_out, milestone_currency, read_milestone, standing_out
+from ledger.api.schemas import (
+    ApproveRequest,
+    DisputeOut,
+    FundingOut,
+    FundRequest,
+    MilestoneOut,
+    ResolveDispute,
+    StateHistoryOut,
+)
+from ledger.api.views import dispute_out, funding_out, history_out, milestone_currency, read_milestone, standing_out
 from ledger.escrow.service import Escrow
 from ledger.service import Ledger
 
@@ -26,6 +34,12 @@ class MilestoneController(Controller):
     def read(self, book: NamedDependency[Ledger], milestone_id: FromPath[str]) -> MilestoneOut:
         """A milestone: its state, what it holds, its review deadline and its payments."""
         return read_milestone(book, milestone_id)
+
+    @get("/{milestone_id:str}/history", operation_id="getMilestoneHistory", sync_to_thread=True)
+    def history(self, escrow: NamedDependency[Escrow], milestone_id: FromPath[str]) -> StateHistoryOut:
+        """The states the milestone went through (an hourly week's escrow too), oldest
+        first, with who moved it there (an API key's id, `worker`, `provider`, `cli`...)."""
+        return history_out(milestone_id, escrow.reads.history("milestone", milestone_id))
 
     @get("/{milestone_id:str}/disputes", operation_id="listMilestoneDisputes", sync_to_thread=True)
     def disputes(self, escrow: NamedDependency[Escrow], milestone_id: FromPath[str]) -> list[DisputeOut]:

@@ -365,6 +365,13 @@ class StateChangeOut(Struct):
     at: datetime
 
 
+class StateHistoryOut(Struct):
+    """The states a contract, milestone or payout entered, oldest first."""
+
+    id: str
+    history: list[StateChangeOut]
+
+
 class PaymentOrderOut(Struct):
     """A call to the payment provider (docs/architecture.md, "Payment orders")."""
 

@@ -36,6 +36,7 @@ from ledger.api.schemas import (
     RefundOut,
     SegmentOut,
     StateChangeOut,
+    StateHistoryOut,
     StatementLineOut,
     StatementOut,
     TrialBalanceOut,
@@ -504,3 +505,7 @@ def document_out(document: Document) -> DocumentOut:
         entry_ids=list(document.entry_ids),
         notes=list(document.notes),
     )
+
+
+def history_out(subject_id: str, changes: list[StateChange]) -> StateHistoryOut:
+    return StateHistoryOut(subject_id, [StateChangeOut(c.state, c.actor, c.at) for c in changes])

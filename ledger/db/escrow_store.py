@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Row, Select, Update, bindparam, func, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from ledger.actors import StateChange
 from ledger.db import state_log
 from ledger.db.schema import (
     DIALECT_INSERT,
@@ -608,6 +609,9 @@ class EscrowStore:
             self._conn.execute(select(milestones.c.id).where(*mine).order_by(*order).with_for_update())
         query = _milestone_view().where(*mine).order_by(*order)
         return [self._milestone(row) for row in self._conn.execute(query)]
+
+    def history(self, subject: str, subject_id: str) -> list[StateChange]:
+        return state_log.history(self._conn, subject, subject_id)
 
     def _changed(self, subject: str, subject_id: str, state: str) -> None:
         """Append the state `subject_id` entered, with the actor (`ledger.db.state_log`)."""

@@ -341,6 +341,11 @@ class EscrowStore(Protocol):
 
     def finish_timer(self, timer_id: int, at: datetime) -> None: ...
 
+    def history(self, subject: str, subject_id: str) -> list[StateChange]:
+        """The states a contract, milestone or payout entered, with who moved it there,
+        oldest first (`state_changes`; subject `contract`, `milestone`, `payout`)."""
+        ...
+
 
 @dataclass(frozen=True)
 class AuditRun:

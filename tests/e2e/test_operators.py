@@ -12,7 +12,7 @@ from ledger.api.keys import list_keys
 from ledger.escrow.service import Escrow
 from ledger.gateway import GatewayUnavailable
 from tests.e2e.conftest import Api
-from tests.e2e.test_finance_api import ok, release, usd
+from tests.e2e.test_finance_api import ok, post, release, usd
 
 
 def key_id(api: Api, role: str) -> str:
@@ -117,3 +117,44 @@ def test_operators_list_retry_and_resolve_payment_orders_over_http(api: Api, pro
     for role in ("marketplace", "finance", "auditor"):
         assert api.client.get("/v1/payment-orders", headers=api.headers(role)).status_code == 403
     assert api.book.audit().ok
+
+
+def test_contracts_milestones_and_payouts_show_who_moved_them_through_their_states(api: Api) -> None:
+    marketplace = key_id(api, "marketplace")
+    contract = ok(
+        post(api, "/v1/contracts", {"client_id": "cl_1", "freelancer_id": "fr_1", "currency": "USD", "title": "Logo"}),
+        201,
+    )
+    milestone = ok(
+        post(api, f"/v1/contracts/{contract['id']}/milestones", {"title": "Draft", "amount": usd("200.00")}), 201
+    )
+    ok(post(api, f"/v1/milestones/{milestone['id']}/fund"))
+    ok(post(api, f"/v1/milestones/{milestone['id']}/submit"))
+    api.clock.advance(timedelta(days=15))  # the client stays silent: the worker releases it
+    escrow = Escrow(api.book, api.gateway)
+    with acting_as(WORKER):
+        escrow.orders.tick()
+    api.clock.advance(timedelta(days=6))
+    with acting_as(WORKER):
+        escrow.orders.tick()  # the pending period ends
+    payout = ok(post(api, "/v1/freelancers/fr_1/payouts", {"amount": usd("100.00")}), 201)
+    ok(post(api, f"/v1/contracts/{contract['id']}/end", {"ended_by": "client"}))
+
+    def history(path: str) -> list[tuple[str, str]]:
+        read = ok(api.client.get(path, headers=api.headers("marketplace")))
+        return [(change["state"], change["actor"]) for change in read["history"]]
+
+    assert history(f"/v1/milestones/{milestone['id']}/history") == [
+        ("draft", marketplace),
+        ("funding", marketplace),  # the charge's order written,
+        ("funded", marketplace),  # and sent by the request after its commit
+        ("submitted", marketplace),
+        ("released", WORKER),  # 14 days of silence
+    ]
+    assert history(f"/v1/contracts/{contract['id']}/history") == [
+        ("open", marketplace),
+        ("ended_by_client", marketplace),
+    ]
+    assert history(f"/v1/payouts/{payout['id']}/history")[0] == ("in_transit", marketplace)
+    missing = api.client.get("/v1/milestones/ms_nope/history", headers=api.headers("marketplace"))
+    assert missing.status_code == 404 and missing.headers["content-type"] == "application/problem+json"

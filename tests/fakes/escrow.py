@@ -650,6 +650,17 @@ class MemoryEscrowStore:
         if timer is not None:
             self._state.timers[timer_id] = replace(timer, done_at=at)
 
+    def history(self, subject: str, subject_id: str) -> list[StateChange]:
+        # The fake keeps no log (the database's is tested over HTTP): the state now.
+        if subject == "contract":
+            contract = self.contract(subject_id)
+            state = f"ended_by_{contract.ended_by}" if contract.ended_by else "open"
+        elif subject == "milestone":
+            state = self.milestone(subject_id).state.value
+        else:
+            state = self.payout(subject_id).state.value
+        return [StateChange(subject, subject_id, state, current_actor(), self._clock.now())]
+
 
 #: The fake's state has no table of audit runs (tests/fakes/state.py): they are kept as
 #: request-key rows under keys no request can have (NUL is refused in a header and by
@@ -897,7 +908,7 @@ class MemoryOrderStore:
         beats = sorted(self._state.heartbeats.items(), key=lambda item: item[1].beat_at, reverse=True)
         return [(name, row.beat_at, row.summary) for name, row in beats]
 
-    def history(self, order_id: str) -> list[StateChange]:
+    def history(self, order_id: str) -> list[StateChange]:  # the order store's
         # The fake keeps no log: the order as written, and its state now if it moved.
         order = self.get(order_id)
         found = [StateChange("payment_order", order_id, OrderState.PENDING.value, order.actor, order.created_at)]

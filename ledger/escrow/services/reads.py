@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
+from ledger.actors import StateChange
 from ledger.escrow.model import Contract, Milestone, Payment
 from ledger.escrow.services.transactions import EscrowService
 from ledger.ports.unit_of_work import UnitOfWork
+
+#: What has a history of states one may read (`state_changes`).
+HistorySubject = Literal["contract", "milestone", "payout"]
 
 
 class EscrowReads(EscrowService):
@@ -32,3 +38,18 @@ class EscrowReads(EscrowService):
 
     def payment(self, payment_id: str) -> Payment:
         return self.book.transaction(lambda uow: uow.escrow.payment(payment_id), read_only=True)
+
+    def history(self, subject: HistorySubject, subject_id: str) -> list[StateChange]:
+        """The states a contract, milestone or payout went through, with who moved it
+        there, oldest first; `Unknown*` (a 404) when there is no such one."""
+
+        def read(uow: UnitOfWork) -> list[StateChange]:
+            if subject == "contract":
+                uow.escrow.contract(subject_id)
+            elif subject == "milestone":
+                uow.escrow.milestone(subject_id)
+            else:
+                uow.escrow.payout(subject_id)
+            return uow.escrow.history(subject, subject_id)
+
+        return self.book.transaction(read, read_only=True)
