@@ -123,7 +123,7 @@ class BelowFloor(Conflict):
 
 
 class InsufficientFunds(BelowFloor):
-    """The freelancer's available balance is less than the payout asks for."""
+    """The freelancer's available balance is less than a payout or a refund takes from it."""
 
     code = "insufficient-funds"
 

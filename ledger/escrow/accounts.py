@@ -1,9 +1,11 @@
-"""Opening escrow's accounts. Opening is idempotent, so use cases open what they are about to post to."""
+"""Opening escrow's accounts. Opening is idempotent, so use cases open what they are
+about to post to. And what a refusal of the freelancer's available balance says."""
 
 from __future__ import annotations
 
 from ledger.accounts import AccountSpec, AccountType
 from ledger.bookkeeping import open_account
+from ledger.errors import BelowFloor, InsufficientFunds, LedgerError
 from ledger.escrow.chart import (
     CHARGEBACKS,
     CLIENT_PROCESSING_FEES,
@@ -19,6 +21,7 @@ from ledger.escrow.chart import (
     escrow_account_code,
     pending_account_code,
 )
+from ledger.money import format_amount
 from ledger.ports.unit_of_work import UnitOfWork
 
 
@@ -56,3 +59,21 @@ def open_chargeback_accounts(uow: UnitOfWork, currency: str, psp_account: str) -
     open_platform_accounts(uow, currency, psp_account)
     open_account(uow, AccountSpec(DISPUTED, AccountType.ASSET, currency))
     open_account(uow, AccountSpec(CHARGEBACKS, AccountType.EXPENSE, currency))
+
+
+def short_of_available(refused: BelowFloor, *, freelancer: str, currency: str, taken: int, what: str) -> LedgerError:
+    """What to raise when the floor refused an entry taking `taken` from `freelancer`'s
+    available balance: `InsufficientFunds` saying what it holds (the floor refused it
+    under the balance's lock, so that is `taken` less the shortfall), or `refused`
+    itself when another account's floor refused it."""
+    if refused.data.get("account") != available_account_code(freelancer):
+        return refused
+    held = taken + int(refused.data["balance_after"])
+    return InsufficientFunds(
+        f"{what} takes {format_amount(taken, currency)} {currency} from the available balance of {freelancer}, "
+        f"which holds {format_amount(held, currency)} {currency}",
+        freelancer_id=freelancer,
+        currency=currency,
+        available=format_amount(held, currency),
+        requested=format_amount(taken, currency),
+    )

@@ -13,8 +13,8 @@ from dataclasses import replace
 from datetime import datetime
 
 from ledger.bookkeeping import post_entry
-from ledger.errors import InvalidRequest
-from ledger.escrow.accounts import open_freelancer_accounts, open_platform_accounts
+from ledger.errors import BelowFloor, InvalidRequest
+from ledger.escrow.accounts import open_freelancer_accounts, open_platform_accounts, short_of_available
 from ledger.escrow.chart import (
     PSP_FEES,
     REFUNDS_IN_TRANSIT,
@@ -45,6 +45,7 @@ from ledger.fees.billing import charge_fee, refund_fee
 from ledger.invoices.issuing import issue_refund_credit_notes, issue_release_documents
 from ledger.journal import EntryRequest, Posting, credit, debit
 from ledger.kinds import EntryKind
+from ledger.money import format_amount
 from ledger.ports.unit_of_work import UnitOfWork
 
 PENDING_RELEASE = "pending_release"
@@ -408,16 +409,28 @@ def refund_payment(uow: UnitOfWork, payment_id: str, amount: int, *, request_key
         postings.append(debit(available_account_code(contract.freelancer_id), from_available, currency))
     if fee_back:
         postings.append(debit(SERVICE_FEES, fee_back, currency))
-    entry = post_entry(
-        uow,
-        EntryRequest(
-            idempotency_key=f"escrow.payment_refund:{refund_id}",
-            kind=EntryKind.PAYMENT_REFUND,
-            postings=tuple(postings),
-            effective_at=now,
-            refs=entry_refs(contract, payment.milestone_id, payment=payment_id, refund=refund_id, refund_order=order),
-        ),
-    )
+    try:
+        entry = post_entry(
+            uow,
+            EntryRequest(
+                idempotency_key=f"escrow.payment_refund:{refund_id}",
+                kind=EntryKind.PAYMENT_REFUND,
+                postings=tuple(postings),
+                effective_at=now,
+                refs=entry_refs(
+                    contract, payment.milestone_id, payment=payment_id, refund=refund_id, refund_order=order
+                ),
+            ),
+        )
+    except BelowFloor as refused:
+        beyond = f"{format_amount(from_pending, currency)} {currency}"
+        raise short_of_available(
+            refused,
+            freelancer=contract.freelancer_id,
+            currency=currency,
+            taken=from_available,
+            what=f"the refund (beyond the {beyond} still pending of this payment)",
+        ) from None
     uow.escrow.record_payment_refund(
         payment_id, refunded=payment.refunded + amount, pending_remaining=remaining - from_pending
     )

@@ -9,8 +9,8 @@ available if the provider fails it, or reverses it after it was paid.
 from __future__ import annotations
 
 from ledger.bookkeeping import post_entry
-from ledger.errors import BelowFloor, InsufficientFunds, InvalidRequest
-from ledger.escrow.accounts import open_freelancer_accounts, open_platform_accounts
+from ledger.errors import BelowFloor, InvalidRequest
+from ledger.escrow.accounts import open_freelancer_accounts, open_platform_accounts, short_of_available
 from ledger.escrow.chart import (
     PAYOUTS_IN_TRANSIT,
     available_account_code,
@@ -19,7 +19,7 @@ from ledger.escrow.model import InvalidTransition, Payout, PayoutState, new_id, 
 from ledger.escrow.orders import NewOrder, OrderKind
 from ledger.journal import EntryRequest, credit, debit
 from ledger.kinds import EntryKind
-from ledger.money import format_amount, normalize_currency
+from ledger.money import normalize_currency
 from ledger.ports.unit_of_work import UnitOfWork
 
 
@@ -46,31 +46,21 @@ def request_payout(
     open_freelancer_accounts(uow, freelancer, code)
     open_platform_accounts(uow, code, psp_account)
     payout_id = new_id("po")
-    available = available_account_code(freelancer)
     try:
         post_entry(
             uow,
             EntryRequest(
                 idempotency_key=f"payout.request:{payout_id}",
                 kind=EntryKind.PAYOUT_REQUEST,
-                postings=(debit(available, amount, code), credit(PAYOUTS_IN_TRANSIT, amount, code)),
+                postings=(
+                    debit(available_account_code(freelancer), amount, code),
+                    credit(PAYOUTS_IN_TRANSIT, amount, code),
+                ),
                 refs={"payout": payout_id, "freelancer": freelancer},
             ),
         )
     except BelowFloor as refused:
-        if refused.data.get("account") != available:
-            raise
-        # The floor refused it under the balance's lock: what was there is what was
-        # asked for less the shortfall (the balance the payout would have left).
-        held = amount + int(refused.data["balance_after"])
-        raise InsufficientFunds(
-            f"a payout of {format_amount(amount, code)} {code} is more than the "
-            f"{format_amount(held, code)} {code} available to {freelancer}",
-            freelancer_id=freelancer,
-            currency=code,
-            available=format_amount(held, code),
-            requested=format_amount(amount, code),
-        ) from None
+        raise short_of_available(refused, freelancer=freelancer, currency=code, taken=amount, what="a payout") from None
     uow.escrow.add_payout(
         Payout(
             id=payout_id,

@@ -231,10 +231,30 @@ def test_a_payout_cannot_take_more_than_is_available(api: Api) -> None:
         409,
         "urn:ledger:problem:insufficient-funds",
     )
-    assert short["detail"] == "a payout of 850.01 USD is more than the 850.00 USD available to fr_1"
+    assert short["detail"] == "a payout takes 850.01 USD from the available balance of fr_1, which holds 850.00 USD"
     assert (short["available"], short["requested"], short["freelancer_id"]) == ("850.00", "850.01", "fr_1")
     assert journal_size(api) == before + 1  # only the maturity of the payment
     assert balance(api) == {"pending": "0.00", "available": "850.00", "in_transit": "0.00"}
+
+
+def test_a_refund_cannot_take_back_more_than_the_freelancer_still_holds(api: Api) -> None:
+    milestone_id = funded_milestone(api)
+    [payment] = ok(post(api, f"/v1/milestones/{milestone_id}/approve"))["payments"]  # 850.00 to fr_1
+    advance(api, days=5)
+    ok(post(api, "/v1/freelancers/fr_1/payouts", {"amount": usd("800.00")}), 201)
+    before = journal_size(api)
+    refused = problem(
+        post(api, f"/v1/payments/{payment['id']}/refunds", {"amount": usd("1000.00")}),
+        409,
+        "urn:ledger:problem:insufficient-funds",
+    )
+    assert refused["detail"] == (
+        "the refund (beyond the 0.00 USD still pending of this payment) takes 850.00 USD from the available "
+        "balance of fr_1, which holds 50.00 USD"
+    )
+    assert (refused["available"], refused["requested"]) == ("50.00", "850.00")
+    assert journal_size(api) == before  # nothing booked, no credit note
+    assert balance(api)["available"] == "50.00"
 
 
 def test_a_payout_the_provider_fails_is_failed_and_the_money_is_available_again(api: Api) -> None:
