@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
 import uvicorn
@@ -547,7 +547,10 @@ def run_serve(services: Services, args: argparse.Namespace) -> int:
 def run_demo(settings: Settings, args: argparse.Namespace) -> int:
     """The demo books its money at the simulated provider the server will use (its books
     live in the same database), whatever LEDGER_GATEWAY says."""
-    services = build_services(replace(settings, gateway="simulated"))
+    # The demo's story starts some days ago on a clock of its own, which moves with
+    # it, so that every entry is booked after what it depends on (no later than now).
+    start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(days=demo.DEMO_DAYS)
+    services = build_services(replace(settings, gateway="simulated"), clock=FixedClock(start))
     try:
         if args.if_empty and not demo.is_empty(services.book):
             print("the database already has data: no demo added (create a key with `ledger keys create --role admin`)")

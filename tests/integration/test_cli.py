@@ -231,6 +231,13 @@ def test_the_demo_on_the_simulated_provider_passes_the_audit_against_the_provide
     assert audited.returncode == 0, audited.stdout
     [books] = [c for c in json.loads(audited.stdout)["checks"] if c["name"] == "provider_matches_ledger"]
     assert books["ok"] and "notes" not in books  # it applied, and everything the provider moved is booked
+    journal = [
+        json.loads(line) for line in ledger_cli(["journal"], tmp_path, env).stdout.splitlines() if line[0] == "{"
+    ]
+    moments = {entry["kind"]: entry["effective_at"] for entry in journal}
+    # The demo's clock moved: the payout comes after the money became available, by now.
+    assert moments["escrow.available"] <= moments["payout.request"] <= datetime.now(UTC).isoformat()
+    assert [e["effective_at"] for e in journal] == sorted(e["effective_at"] for e in journal)
     worker = ledger_cli(["worker", "--rounds", "1", "--interval", "0.1"], tmp_path, env)
     assert worker.returncode == 0, worker.stderr
     logged = [json.loads(line) for line in worker.stderr.splitlines()]  # JSON lines by default
