@@ -36,8 +36,6 @@ UNRECORDED = "unrecorded"
 PROCESS_ACTORS = frozenset({CLI, WORKER, SIMULATE, DEMO, PROVIDER, SYSTEM, UNRECORDED})
 #: An API key's id, as `ledger.api.keys.create_key` makes it.
 API_KEY_ACTOR = re.compile(r"key_[0-9a-f]{12}")
-#: The longest actor a row stores.
-MAX_ACTOR = 64
 
 _ACTOR: ContextVar[str] = ContextVar("ledger_actor", default=SYSTEM)
 

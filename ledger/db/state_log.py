@@ -3,7 +3,6 @@ the transaction that changes a state, and read back for the API and the audit.""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import Connection, String, bindparam, insert, select
@@ -32,15 +31,11 @@ _APPEND = insert(state_changes).from_select(
 )
 
 
-def record(connection: Connection, subject: str, subject_ids: str | Sequence[str], state: str, at: datetime) -> None:
-    """Append that `subject_ids` (one or several) entered `state` at `at`, by the current
-    actor, unless it is the state last recorded for them."""
-    ids = [subject_ids] if isinstance(subject_ids, str) else list(subject_ids)
-    actor = current_actor()
-    for subject_id in ids:
-        connection.execute(
-            _APPEND, {"subject": subject, "subject_id": subject_id, "state": state, "actor": actor, "at": at}
-        )
+def record(connection: Connection, subject: str, subject_id: str, state: str, at: datetime) -> None:
+    """Append that `subject_id` entered `state` at `at`, by the current actor, unless it
+    is the state last recorded for it."""
+    values = {"subject": subject, "subject_id": subject_id, "state": state, "actor": current_actor(), "at": at}
+    connection.execute(_APPEND, values)
 
 
 def history(connection: Connection, subject: str, subject_id: str) -> list[StateChange]:
